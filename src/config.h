@@ -1,0 +1,191 @@
+#ifndef CUTOVER_SRC_CONFIG_H
+#define CUTOVER_SRC_CONFIG_H
+
+/*
+ * The configuration: parsed from a libconfig file into a fresh struct config,
+ * validated whole, and only then handed to the daemon. A running daemon never
+ * mutates a struct config; a reload builds a new one. Every key is listed in
+ * one table in config.c (name, type, default, validator) and documented in
+ * cutover.conf(5).
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "addr.h"
+
+enum color { COLOR_BLUE = 0, COLOR_GREEN = 1 };
+#define COLOR_COUNT 2
+
+/* "blue" / "green". */
+const char *color_name(enum color c);
+/* Parses "blue" or "green". Returns 0 or -1. */
+int color_parse(const char *s, enum color *out) __attribute__((warn_unused_result));
+
+struct config_tls_cert {
+	char *cert; /* PEM path, chain included */
+	char *key;
+};
+
+struct config_listen {
+	struct addr addr;
+	int line;
+	struct config_tls_cert *certs; /* NULL/0 for plain HTTP */
+	size_t ncerts;
+};
+
+/* Upstream TLS of a pool (issue #5; parsed and validated now). */
+struct config_pool_tls {
+	bool enabled;
+	bool verify;
+	char *ca;
+	char *sni;
+};
+
+struct config_pool {
+	struct addr *servers;
+	size_t nservers;
+	struct config_pool_tls tls;
+};
+
+struct config_health {
+	char *path;           /* default "/healthz" */
+	uint64_t interval_ms; /* default 2s */
+	uint64_t timeout_ms;  /* default 1s */
+	unsigned rise;        /* default 2 */
+	unsigned fall;        /* default 3 */
+	int expect_status;    /* default 200 */
+};
+
+struct config_switch {
+	unsigned min_healthy;      /* default 1 */
+	uint64_t drain_timeout_ms; /* default 30s */
+	uint64_t safety_window_ms; /* default 5m */
+};
+
+struct config_auto_rollback {
+	bool enabled;          /* default true */
+	double error_rate;     /* default 0.05, in (0,1] */
+	unsigned min_requests; /* default 50 */
+	uint64_t window_ms;    /* default 30s */
+	double latency_factor; /* default 0 = latency trigger off */
+};
+
+struct config_header {
+	char *name;
+	char *value;
+};
+
+struct config_smoke {
+	char *method; /* default "GET" */
+	char *path;   /* required */
+	struct config_header *headers;
+	size_t nheaders;
+	int expect_status;   /* default 200 */
+	char *expect_body;   /* substring, NULL for any */
+	uint64_t timeout_ms; /* default 2s */
+};
+
+struct config_cidr {
+	struct sockaddr_storage net;
+	unsigned prefix;
+};
+
+struct config_preview {
+	char *header; /* NULL: preview routing off */
+	struct config_cidr *from;
+	size_t nfrom;
+};
+
+struct config_hooks {
+	char *pre_switch;
+	char *post_switch;
+	char *rollback;
+	char *window_end;
+	uint64_t timeout_ms; /* default 30s */
+};
+
+struct config_control {
+	char *socket; /* default RUNSTATEDIR "/cutover/control.sock" */
+	unsigned mode; /* default 0660 */
+	char *group;
+	char *admin_group;
+};
+
+struct config_metrics {
+	bool enabled;
+	struct addr listen;
+};
+
+/* Request limits: group "limits" { header_size; header_count; max_connections; }. */
+struct config_limits {
+	size_t header_size;       /* max bytes of a request/response head, default 16384 -> 431 */
+	unsigned header_count;    /* max header fields, default 100 -> 431 */
+	unsigned max_connections; /* max client connections, whole daemon, default 10000 */
+};
+
+/* Timeouts, all in milliseconds: group "timeouts" { client_header; client_idle;
+ * connect; response; upstream_idle; } as duration strings. */
+struct config_timeouts {
+	uint64_t client_header_ms; /* a request head must arrive within, default 10s -> 408 */
+	uint64_t client_idle_ms;   /* idle keep-alive client connection closed after, default 60s */
+	uint64_t connect_ms;       /* upstream connect, default 5s */
+	uint64_t response_ms;      /* upstream silent for this long while a response is due, default 60s -> 504 */
+	uint64_t upstream_idle_ms; /* idle pooled upstream connection closed after, default 30s */
+};
+
+/* Group "upstream" { keepalive; }. */
+struct config_upstream {
+	unsigned keepalive; /* idle connections kept per server per worker, default 32; 0 disables reuse */
+};
+
+struct config {
+	char *path;
+	struct config_listen *listens;
+	size_t nlistens;
+	unsigned workers;  /* as written; 0 means one per CPU (see config_workers()) */
+	int log_level;     /* enum log_level; key log_level = "error"|"warn"|"info"|"debug", default "info" */
+	enum color initial; /* default blue */
+	char *state_file;   /* default LOCALSTATEDIR "/lib/cutover/state" */
+	struct config_pool pools[COLOR_COUNT];
+	struct config_health health;
+	struct config_switch sw;
+	struct config_auto_rollback auto_rollback;
+	struct config_smoke *smoke;
+	size_t nsmoke;
+	struct config_preview preview;
+	struct config_hooks hooks;
+	struct config_control control;
+	struct config_metrics metrics;
+	struct config_limits limits;
+	struct config_timeouts timeouts;
+	struct config_upstream upstream;
+};
+
+/* Collected errors, each already formatted as "FILE:LINE: message". */
+struct config_errors {
+	char **msgs;
+	size_t n;
+};
+
+/*
+ * Reads and validates path. On success returns 0 and *out owns a new config
+ * (free with config_free). On failure returns -1, *out is NULL, and every
+ * problem found (not just the first) is appended to errs as
+ * "FILE:LINE: message"; errors without a line (unreadable file) are
+ * "FILE: message". Callable from any thread; touches no global state.
+ */
+int config_load(const char *path, struct config **out, struct config_errors *errs)
+    __attribute__((warn_unused_result));
+
+void config_free(struct config *cfg);
+
+/* Number of worker threads to run: cfg->workers, or the CPU count when 0. */
+unsigned config_workers(const struct config *cfg);
+
+void config_errors_print(const struct config_errors *errs, FILE *fp);
+void config_errors_free(struct config_errors *errs);
+
+#endif

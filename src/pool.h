@@ -1,0 +1,75 @@
+#ifndef CUTOVER_SRC_POOL_H
+#define CUTOVER_SRC_POOL_H
+
+/*
+ * Color pools and the active route.
+ *
+ * A pool is one color's list of servers. The route names the pool that new
+ * requests go to; it is published through one _Atomic(struct route *) so a
+ * switch is a single release store and each request does a single acquire
+ * load. Pools are reference-counted: a request keeps a reference
+ * to its pool until it ends, so a reload or switch can replace them while
+ * requests still use the old ones.
+ */
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "config.h"
+
+struct upstream_idle;
+
+struct server {
+	struct addr addr;
+	enum color color;
+	unsigned index;       /* position in its pool */
+	_Atomic bool up;      /* health: read by workers, written by the main thread */
+	/* Per-worker idle connection lists, indexed by worker id; each is touched
+	 * only by its worker. Allocated by upstream_pools_init(). */
+	struct upstream_idle *idle;
+	unsigned nidle;
+};
+
+struct pool {
+	_Atomic unsigned refs;
+	enum color color;
+	struct server *servers;
+	size_t nservers;
+};
+
+struct route {
+	struct pool *pools[COLOR_COUNT];
+	enum color active;
+};
+
+/* Builds a pool from its configuration, with one reference. NULL on ENOMEM. */
+struct pool *pool_new(enum color color, const struct config_pool *cp);
+void pool_ref(struct pool *p);
+void pool_unref(struct pool *p);
+
+/*
+ * Picks the next server that is up, round-robin from *cursor (a per-worker
+ * counter, so workers never contend on it). skip is a server to avoid (the
+ * one that just failed) or NULL. Returns NULL when no server is up.
+ */
+struct server *pool_pick(struct pool *p, unsigned *cursor, const struct server *skip);
+
+/* Number of servers currently up. */
+size_t pool_healthy(const struct pool *p);
+
+/*
+ * The active route. Routes are immutable and are retired only once every
+ * worker has passed a quiescent point (a reload's concern), so a reader needs
+ * no reference on the route itself: route_current() is one acquire load.
+ * route_publish() is one release store; only the main thread calls it.
+ * route_acquire_pool() returns the active pool with a reference that the
+ * caller drops with pool_unref() when its request ends.
+ */
+struct route *route_current(void);
+void route_publish(struct route *r);
+struct pool *route_acquire_pool(enum color *color);
+
+#endif
