@@ -1,1 +1,147 @@
 #include "autoconf.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "addr.h"
+
+static int parse_port(const char *s, unsigned *port);
+static void set_err(char *err, size_t errlen, const char *msg);
+
+static void
+set_err(char *err, size_t errlen, const char *msg)
+{
+	if (err != NULL && errlen > 0)
+		snprintf(err, errlen, "%s", msg);
+}
+
+/* Decimal digits only, 1..65535: strtoul would accept " +80". */
+static int
+parse_port(const char *s, unsigned *port)
+{
+	unsigned v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		v = v * 10 + (unsigned)(*s - '0');
+		if (v > 65535)
+			return -1;
+	}
+	if (v == 0)
+		return -1;
+	*port = v;
+	return 0;
+}
+
+int
+addr_parse(const char *s, struct addr *out, char *err, size_t errlen)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	char ip[INET6_ADDRSTRLEN];
+	const char *colon, *port_s;
+	size_t hostlen;
+	unsigned port;
+	struct addr a;
+	bool v6 = false;
+
+	memset(&a, 0, sizeof(a));
+	if (s == NULL || *s == '\0') {
+		set_err(err, errlen, "empty address");
+		return -1;
+	}
+	if (s[0] == '[') {
+		const char *close = strchr(s, ']');
+
+		if (close == NULL) {
+			set_err(err, errlen, "missing ']' after IPv6 address");
+			return -1;
+		}
+		if (close[1] != ':') {
+			set_err(err, errlen, "missing port (use \"[::1]:8080\")");
+			return -1;
+		}
+		hostlen = (size_t)(close - s - 1);
+		memcpy(host, s + 1, hostlen < sizeof(host) ? hostlen : 0);
+		port_s = close + 2;
+		v6 = true;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL) {
+			set_err(err, errlen, "missing port (use \"127.0.0.1:8080\")");
+			return -1;
+		}
+		if (strchr(s, ':') != colon) {
+			set_err(err, errlen, "IPv6 addresses need brackets: \"[::1]:8080\"");
+			return -1;
+		}
+		hostlen = (size_t)(colon - s);
+		memcpy(host, s, hostlen < sizeof(host) ? hostlen : 0);
+		port_s = colon + 1;
+	}
+	if (hostlen == 0 || hostlen >= sizeof(host)) {
+		set_err(err, errlen, "missing or overlong IP address");
+		return -1;
+	}
+	host[hostlen] = '\0';
+	if (parse_port(port_s, &port) == -1) {
+		set_err(err, errlen, "port must be a number from 1 to 65535");
+		return -1;
+	}
+	if (v6) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&a.ss;
+
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1) {
+			set_err(err, errlen, "not a numeric IPv6 address");
+			return -1;
+		}
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		a.len = sizeof(*sin6);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&a.ss;
+
+		if (strcmp(host, "*") == 0) {
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		} else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1) {
+			set_err(err, errlen,
+			    "not a numeric IPv4 address (host names are not allowed)");
+			return -1;
+		}
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		a.len = sizeof(*sin);
+	}
+	addr_ip_string((const struct sockaddr *)&a.ss, ip, sizeof(ip));
+	snprintf(a.text, sizeof(a.text), v6 ? "[%s]:%u" : "%s:%u", ip, port);
+	*out = a;
+	return 0;
+}
+
+void
+addr_ip_string(const struct sockaddr *sa, char *buf, size_t len)
+{
+	const void *src;
+
+	if (len == 0)
+		return;
+	switch (sa->sa_family) {
+	case AF_INET:
+		src = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+		break;
+	case AF_INET6:
+		src = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+		break;
+	default:
+		snprintf(buf, len, "?");
+		return;
+	}
+	if (inet_ntop(sa->sa_family, src, buf, (socklen_t)len) == NULL)
+		snprintf(buf, len, "?");
+}

@@ -1,1 +1,1656 @@
 #include "autoconf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include <libconfig.h>
+
+#include "addr.h"
+#include "config.h"
+#include "duration.h"
+#include "log.h"
+
+/* The build defines these from configure's directories; unit tests may not. */
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
+#ifndef RUNSTATEDIR
+#define RUNSTATEDIR "/run"
+#endif
+
+#define KEYPATH_MAX 256
+
+/* Parsing context of one config_load() call: no globals, so loads may run
+ * on any thread. */
+struct ctx {
+	struct config_errors *errs;
+	const char *path;    /* the file given to config_load */
+	char *dir;           /* its directory, for relative certificate paths */
+	bool oom;
+};
+
+/*
+ * How a key's value is read and stored. Scalar kinds read one libconfig
+ * setting into one field; KT_GROUP descends into a sub-table; KT_CUSTOM
+ * hands the setting to the key's own parser (lists of groups, pools).
+ */
+enum ktype {
+	KT_GROUP,
+	KT_UINT,     /* unsigned */
+	KT_INT,      /* int */
+	KT_SIZE,     /* size_t */
+	KT_REAL,     /* double, written as integer or float */
+	KT_BOOL,     /* bool */
+	KT_STRING,   /* char *, owned */
+	KT_DURATION, /* uint64_t milliseconds from "250ms", "2s", ... */
+	KT_COLOR,    /* enum color from "blue" / "green" */
+	KT_LOGLEVEL, /* int (enum log_level) from "error" ... "debug" */
+	KT_MODE,     /* unsigned from a string of octal digits */
+	KT_ADDR,     /* struct addr from "ip:port" */
+	KT_CUSTOM,
+};
+
+struct key;
+
+/* Further validation once the type is right. May rewrite the field (path
+ * resolution). Reports its own errors. */
+typedef void key_check_fn(struct ctx *ctx, const config_setting_t *s,
+    const char *path, void *field);
+/* KT_CUSTOM: s is the setting or NULL when absent; parent is the enclosing
+ * group or NULL when that group is absent too. */
+typedef void key_parse_fn(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base);
+typedef void key_free_fn(void *base);
+typedef bool key_eq_fn(const void *a, const void *b);
+
+struct key {
+	const char *name;
+	enum ktype type;
+	size_t off;       /* of the field in the struct the table describes */
+	const char *def;  /* default, written as in the file; NULL: unset/0 */
+	double min, max;  /* inclusive range of numbers (durations: ms), if max > min */
+	key_check_fn *check;
+	bool reload;      /* a reload may change it */
+	bool required;    /* must be present when its group is */
+	const struct key *sub; /* KT_GROUP */
+	bool has_present; /* KT_GROUP: a bool at .present says the group was written */
+	size_t present;
+	key_parse_fn *parse; /* KT_CUSTOM */
+	key_free_fn *free;   /* KT_CUSTOM */
+	key_eq_fn *eq;       /* KT_CUSTOM, when !reload */
+};
+
+#define DUR_ANY 1.9e19 /* above UINT64_MAX: no upper bound */
+
+static void cerr(struct ctx *ctx, const config_setting_t *s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void err_push(struct ctx *ctx, const char *file, int lineno,
+    const char *msg);
+static char *ctx_strdup(struct ctx *ctx, const char *s);
+static void *ctx_calloc(struct ctx *ctx, size_t n, size_t size);
+static void keypath(char *buf, const char *parent, const char *name);
+static const struct key *key_find(const struct key *keys, const char *name);
+static void parse_group(struct ctx *ctx, const config_setting_t *grp,
+    const char *gpath, const struct key *keys, void *base);
+static int parse_value(struct ctx *ctx, const struct key *k,
+    const config_setting_t *s, const char *path, void *field);
+static int convert_string(const struct key *k, const char *v, void *field,
+    char *why, size_t whylen);
+static void apply_default(const struct key *k, void *field);
+static void keys_free(const struct key *keys, void *base);
+static void keys_diff(struct ctx *ctx, const struct key *keys, const void *a,
+    const void *b, const char *gpath, bool fixed);
+static bool field_eq(const struct key *k, const void *fa, const void *fb);
+static bool streq_null(const char *a, const char *b);
+static bool is_token(const char *s);
+static int resolve_path(struct ctx *ctx, char **field);
+static void validate_whole(struct ctx *ctx, const config_t *lc, struct config *cfg);
+static const config_setting_t *lookup_line(const config_t *lc, const char *a,
+    const char *b);
+static int group_list(struct ctx *ctx, const config_setting_t *s,
+    const char *path, const char *example, const struct key *keys, size_t size,
+    void *arrp, size_t *np);
+static void group_list_free(const struct key *keys, size_t size, void *arrp,
+    size_t *np);
+static int cidr_parse(const char *v, struct config_cidr *out, char *why,
+    size_t whylen);
+
+static key_check_fn check_abs_path;
+static key_check_fn check_http_path;
+static key_check_fn check_readable;
+static key_check_fn check_executable;
+static key_check_fn check_socket_path;
+static key_check_fn check_group_name;
+static key_check_fn check_token;
+static key_check_fn check_header_value;
+static key_check_fn check_nonempty;
+static key_check_fn check_tls_version;
+static key_check_fn check_error_rate;
+static key_check_fn check_latency_factor;
+
+static key_parse_fn parse_listens;
+static key_free_fn free_listens;
+static key_eq_fn eq_listens;
+static key_parse_fn parse_certs;
+static key_free_fn free_certs;
+static key_parse_fn parse_pools;
+static key_free_fn free_pools;
+static key_parse_fn parse_servers;
+static key_free_fn free_servers;
+static key_parse_fn parse_smoke;
+static key_free_fn free_smoke;
+static key_parse_fn parse_headers;
+static key_free_fn free_headers;
+static key_parse_fn parse_cidrs;
+static key_free_fn free_cidrs;
+
+/*
+ * The key tables. Every key of cutover.conf(5) is one row here; keep the man
+ * page and conf/cutover.conf in step with them.
+ */
+#define C(m) offsetof(struct config, m)
+#define CERT(m) offsetof(struct config_tls_cert, m)
+#define LSN(m) offsetof(struct config_listen, m)
+#define POOL(m) offsetof(struct config_pool, m)
+#define SMOKE(m) offsetof(struct config_smoke, m)
+#define HDR(m) offsetof(struct config_header, m)
+#define KEY(n, t, o, d) .name = (n), .type = (t), .off = (o), .def = (d)
+#define RANGE(lo, hi) .min = (lo), .max = (hi)
+
+static const struct key cert_keys[] = {
+	{KEY("cert", KT_STRING, CERT(cert), NULL),
+	    .check = check_readable, .required = true},
+	{KEY("key", KT_STRING, CERT(key), NULL),
+	    .check = check_readable, .required = true},
+	{.name = NULL},
+};
+
+static const struct key listen_tls_keys[] = {
+	{KEY("certs", KT_CUSTOM, 0, NULL), .parse = parse_certs,
+	    .free = free_certs},
+	{KEY("min_version", KT_STRING, LSN(tls_min_version), "TLSv1.2"),
+	    .check = check_tls_version},
+	{KEY("ciphers", KT_STRING, LSN(tls_ciphers), NULL),
+	    .check = check_nonempty},
+	{.name = NULL},
+};
+
+static const struct key listen_keys[] = {
+	{KEY("address", KT_ADDR, LSN(addr), NULL),
+	    .required = true},
+	{KEY("tls", KT_GROUP, 0, NULL), .sub = listen_tls_keys},
+	{.name = NULL},
+};
+
+static const struct key pool_tls_keys[] = {
+	{KEY("verify", KT_BOOL, POOL(tls.verify), "true"),
+	    .reload = true},
+	{KEY("ca", KT_STRING, POOL(tls.ca), NULL),
+	    .check = check_readable, .reload = true},
+	{KEY("sni", KT_STRING, POOL(tls.sni), NULL),
+	    .check = check_nonempty, .reload = true},
+	{.name = NULL},
+};
+
+static const struct key pool_keys[] = {
+	{KEY("servers", KT_CUSTOM, 0, NULL), .reload = true,
+	    .parse = parse_servers, .free = free_servers},
+	{KEY("tls", KT_GROUP, 0, NULL), .reload = true, .sub = pool_tls_keys,
+	    .has_present = true,
+	    .present = POOL(tls.enabled)},
+	{.name = NULL},
+};
+
+static const struct key health_keys[] = {
+	{KEY("path", KT_STRING, C(health.path), "/healthz"),
+	    .check = check_http_path, .reload = true},
+	{KEY("interval", KT_DURATION, C(health.interval_ms), "2s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{KEY("timeout", KT_DURATION, C(health.timeout_ms), "1s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{KEY("rise", KT_UINT, C(health.rise), "2"), RANGE(1, 1000),
+	    .reload = true},
+	{KEY("fall", KT_UINT, C(health.fall), "3"), RANGE(1, 1000),
+	    .reload = true},
+	{KEY("expect_status", KT_INT, C(health.expect_status), "200"),
+	    RANGE(100, 599), .reload = true},
+	{.name = NULL},
+};
+
+static const struct key switch_keys[] = {
+	{KEY("min_healthy", KT_UINT, C(sw.min_healthy), "1"), RANGE(0, 100000),
+	    .reload = true},
+	{KEY("drain_timeout", KT_DURATION, C(sw.drain_timeout_ms), "30s"),
+	    RANGE(0, DUR_ANY), .reload = true},
+	{KEY("safety_window", KT_DURATION, C(sw.safety_window_ms), "5m"),
+	    RANGE(0, DUR_ANY), .reload = true},
+	{.name = NULL},
+};
+
+static const struct key auto_rollback_keys[] = {
+	{KEY("enabled", KT_BOOL, C(auto_rollback.enabled), "true"),
+	    .reload = true},
+	{KEY("error_rate", KT_REAL, C(auto_rollback.error_rate), "0.05"),
+	    .check = check_error_rate, .reload = true},
+	{KEY("min_requests", KT_UINT, C(auto_rollback.min_requests), "50"),
+	    RANGE(1, 1e9), .reload = true},
+	{KEY("window", KT_DURATION, C(auto_rollback.window_ms), "30s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{KEY("latency_factor", KT_REAL, C(auto_rollback.latency_factor), "0"),
+	    .check = check_latency_factor, .reload = true},
+	{.name = NULL},
+};
+
+static const struct key header_keys[] = {
+	{KEY("name", KT_STRING, HDR(name), NULL),
+	    .check = check_token, .required = true},
+	{KEY("value", KT_STRING, HDR(value), NULL),
+	    .check = check_header_value, .required = true},
+	{.name = NULL},
+};
+
+static const struct key smoke_keys[] = {
+	{KEY("method", KT_STRING, SMOKE(method), "GET"),
+	    .check = check_token},
+	{KEY("path", KT_STRING, SMOKE(path), NULL),
+	    .check = check_http_path, .required = true},
+	{KEY("headers", KT_CUSTOM, 0, NULL), .parse = parse_headers,
+	    .free = free_headers},
+	{KEY("expect_status", KT_INT, SMOKE(expect_status), "200"),
+	    RANGE(100, 599)},
+	{KEY("expect_body", KT_STRING, SMOKE(expect_body), NULL)},
+	{KEY("timeout", KT_DURATION, SMOKE(timeout_ms), "2s"),
+	    RANGE(1, DUR_ANY)},
+	{.name = NULL},
+};
+
+static const struct key preview_keys[] = {
+	{KEY("header", KT_STRING, C(preview.header), NULL),
+	    .check = check_token, .reload = true, .required = true},
+	{KEY("from", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_cidrs,
+	    .free = free_cidrs},
+	{.name = NULL},
+};
+
+static const struct key hooks_keys[] = {
+	{KEY("pre_switch", KT_STRING, C(hooks.pre_switch), NULL),
+	    .check = check_executable, .reload = true},
+	{KEY("post_switch", KT_STRING, C(hooks.post_switch), NULL),
+	    .check = check_executable, .reload = true},
+	{KEY("rollback", KT_STRING, C(hooks.rollback), NULL),
+	    .check = check_executable, .reload = true},
+	{KEY("window_end", KT_STRING, C(hooks.window_end), NULL),
+	    .check = check_executable, .reload = true},
+	{KEY("timeout", KT_DURATION, C(hooks.timeout_ms), "30s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{.name = NULL},
+};
+
+static const struct key control_keys[] = {
+	{KEY("socket", KT_STRING, C(control.socket), RUNSTATEDIR "/cutover/control.sock"),
+	    .check = check_socket_path},
+	{KEY("mode", KT_MODE, C(control.mode), "0660")},
+	{KEY("group", KT_STRING, C(control.group), NULL),
+	    .check = check_group_name},
+	{KEY("admin_group", KT_STRING, C(control.admin_group), NULL),
+	    .check = check_group_name, .reload = true},
+	{.name = NULL},
+};
+
+static const struct key metrics_keys[] = {
+	{KEY("listen", KT_ADDR, C(metrics.listen), "127.0.0.1:9180")},
+	{.name = NULL},
+};
+
+static const struct key limits_keys[] = {
+	{KEY("header_size", KT_SIZE, C(limits.header_size), "16384"),
+	    RANGE(1024, 1048576), .reload = true},
+	{KEY("header_count", KT_UINT, C(limits.header_count), "100"),
+	    RANGE(1, 10000), .reload = true},
+	{KEY("max_connections", KT_UINT, C(limits.max_connections), "10000"),
+	    RANGE(1, 1000000), .reload = true},
+	{.name = NULL},
+};
+
+static const struct key timeouts_keys[] = {
+	{KEY("client_header", KT_DURATION, C(timeouts.client_header_ms), "10s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{KEY("client_idle", KT_DURATION, C(timeouts.client_idle_ms), "60s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{KEY("connect", KT_DURATION, C(timeouts.connect_ms), "5s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{KEY("response", KT_DURATION, C(timeouts.response_ms), "60s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{KEY("upstream_idle", KT_DURATION, C(timeouts.upstream_idle_ms), "30s"),
+	    RANGE(1, DUR_ANY), .reload = true},
+	{.name = NULL},
+};
+
+static const struct key upstream_keys[] = {
+	{KEY("keepalive", KT_UINT, C(upstream.keepalive), "32"),
+	    RANGE(0, 100000), .reload = true},
+	{.name = NULL},
+};
+
+static const struct key top_keys[] = {
+	{KEY("listen", KT_CUSTOM, 0, NULL), .parse = parse_listens,
+	    .free = free_listens, .eq = eq_listens},
+	{KEY("workers", KT_UINT, C(workers), "0"), RANGE(0, 256)},
+	{KEY("log_level", KT_LOGLEVEL, C(log_level), "info"), .reload = true},
+	{KEY("initial", KT_COLOR, C(initial), "blue"), .reload = true},
+	{KEY("state_file", KT_STRING, C(state_file), LOCALSTATEDIR "/lib/cutover/state"),
+	    .check = check_abs_path},
+	{KEY("pools", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_pools,
+	    .free = free_pools},
+	{KEY("health", KT_GROUP, 0, NULL), .reload = true, .sub = health_keys},
+	{KEY("switch", KT_GROUP, 0, NULL), .reload = true, .sub = switch_keys},
+	{KEY("auto_rollback", KT_GROUP, 0, NULL), .reload = true,
+	    .sub = auto_rollback_keys},
+	{KEY("smoke", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_smoke,
+	    .free = free_smoke},
+	{KEY("preview", KT_GROUP, 0, NULL), .reload = true,
+	    .sub = preview_keys},
+	{KEY("hooks", KT_GROUP, 0, NULL), .reload = true, .sub = hooks_keys},
+	{KEY("control", KT_GROUP, 0, NULL), .reload = true,
+	    .sub = control_keys},
+	{KEY("metrics", KT_GROUP, 0, NULL), .sub = metrics_keys,
+	    .has_present = true, .present = C(metrics.enabled)},
+	{KEY("limits", KT_GROUP, 0, NULL), .reload = true, .sub = limits_keys},
+	{KEY("timeouts", KT_GROUP, 0, NULL), .reload = true,
+	    .sub = timeouts_keys},
+	{KEY("upstream", KT_GROUP, 0, NULL), .reload = true,
+	    .sub = upstream_keys},
+	{.name = NULL},
+};
+
+static const char *const color_names[COLOR_COUNT] = {"blue", "green"};
+static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
+
+const char *
+color_name(enum color c)
+{
+	return (unsigned)c < COLOR_COUNT ? color_names[c] : "?";
+}
+
+int
+color_parse(const char *s, enum color *out)
+{
+	int i;
+
+	for (i = 0; i < COLOR_COUNT; i++) {
+		if (strcmp(s, color_names[i]) == 0) {
+			*out = (enum color)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ---- errors and allocation ---------------------------------------------- */
+
+static void
+cerr(struct ctx *ctx, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[1024];
+	const char *file = NULL;
+	int lineno = 0;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s != NULL) {
+		file = config_setting_source_file(s);
+		lineno = (int)config_setting_source_line(s);
+	}
+	err_push(ctx, file, lineno, msg);
+}
+
+/* Appends "FILE:LINE: msg" (or "FILE: msg" without a line). file is NULL for
+ * the main file; libconfig names an @include'd one as written, relative to
+ * the include directory, which is the main file's. */
+static void
+err_push(struct ctx *ctx, const char *file, int lineno, const char *msg)
+{
+	char **msgs;
+	char *line;
+	int rc;
+
+	if (file == NULL)
+		file = ctx->path;
+	if (file[0] != '/' && file != ctx->path && ctx->dir != NULL &&
+	    strcmp(ctx->dir, ".") != 0)
+		rc = lineno > 0 ?
+		    asprintf(&line, "%s/%s:%d: %s", ctx->dir, file, lineno, msg) :
+		    asprintf(&line, "%s/%s: %s", ctx->dir, file, msg);
+	else
+		rc = lineno > 0 ? asprintf(&line, "%s:%d: %s", file, lineno, msg) :
+		    asprintf(&line, "%s: %s", file, msg);
+	if (rc == -1) {
+		ctx->oom = true;
+		return;
+	}
+	msgs = realloc(ctx->errs->msgs, (ctx->errs->n + 1) * sizeof(*msgs));
+	if (msgs == NULL) {
+		free(line);
+		ctx->oom = true;
+		return;
+	}
+	msgs[ctx->errs->n++] = line;
+	ctx->errs->msgs = msgs;
+}
+
+static char *
+ctx_strdup(struct ctx *ctx, const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		ctx->oom = true;
+	return p;
+}
+
+static void *
+ctx_calloc(struct ctx *ctx, size_t n, size_t size)
+{
+	void *p = calloc(n == 0 ? 1 : n, size);
+
+	if (p == NULL)
+		ctx->oom = true;
+	return p;
+}
+
+void
+config_errors_print(const struct config_errors *errs, FILE *fp)
+{
+	size_t i;
+
+	for (i = 0; i < errs->n; i++)
+		fprintf(fp, "%s\n", errs->msgs[i]);
+}
+
+void
+config_errors_free(struct config_errors *errs)
+{
+	size_t i;
+
+	for (i = 0; i < errs->n; i++)
+		free(errs->msgs[i]);
+	free(errs->msgs);
+	errs->msgs = NULL;
+	errs->n = 0;
+}
+
+/* ---- the table walker --------------------------------------------------- */
+
+static void
+keypath(char *buf, const char *parent, const char *name)
+{
+	if (parent[0] == '\0')
+		snprintf(buf, KEYPATH_MAX, "%s", name);
+	else
+		snprintf(buf, KEYPATH_MAX, "%s.%s", parent, name);
+}
+
+static const struct key *
+key_find(const struct key *keys, const char *name)
+{
+	for (; keys->name != NULL; keys++) {
+		if (strcmp(keys->name, name) == 0)
+			return keys;
+	}
+	return NULL;
+}
+
+/*
+ * Applies the defaults of keys to base, then reads grp (NULL when the group
+ * is absent: defaults only) over them. Every problem is reported; parsing
+ * goes on after one so that a single run lists them all.
+ */
+static void
+parse_group(struct ctx *ctx, const config_setting_t *grp, const char *gpath,
+    const struct key *keys, void *base)
+{
+	const struct key *k;
+	char path[KEYPATH_MAX];
+	int i, n;
+
+	if (grp != NULL) {
+		n = config_setting_length(grp);
+		for (i = 0; i < n; i++) {
+			const config_setting_t *m = config_setting_get_elem(grp, (unsigned)i);
+			const char *name = config_setting_name(m);
+
+			if (name == NULL || key_find(keys, name) != NULL)
+				continue;
+			if (gpath[0] == '\0')
+				cerr(ctx, m, "unknown key '%s'", name);
+			else
+				cerr(ctx, m, "unknown key '%s' in '%s'", name, gpath);
+		}
+	}
+	for (k = keys; k->name != NULL; k++) {
+		void *field = (char *)base + k->off;
+		const config_setting_t *s = NULL;
+
+		if (grp != NULL)
+			s = config_setting_get_member(grp, k->name);
+		keypath(path, gpath, k->name);
+		switch (k->type) {
+		case KT_GROUP:
+			if (s != NULL && !config_setting_is_group(s)) {
+				cerr(ctx, s, "'%s' must be a group { ... }", path);
+				s = NULL;
+			}
+			if (k->has_present)
+				*(bool *)((char *)base + k->present) = s != NULL;
+			parse_group(ctx, s, path, k->sub, base);
+			continue;
+		case KT_CUSTOM:
+			k->parse(ctx, s, grp, path, base);
+			continue;
+		default:
+			break;
+		}
+		apply_default(k, field);
+		if (s == NULL) {
+			if (k->required && grp != NULL)
+				cerr(ctx, grp, "'%s' is required", path);
+			continue;
+		}
+		if (parse_value(ctx, k, s, path, field) == 0 && k->check != NULL)
+			k->check(ctx, s, path, field);
+	}
+}
+
+/* Converts a string-valued kind; shared by defaults and the file. */
+static int
+convert_string(const struct key *k, const char *v, void *field, char *why,
+    size_t whylen)
+{
+	uint64_t ms;
+	size_t i;
+
+	switch (k->type) {
+	case KT_DURATION:
+		if (duration_parse(v, &ms) == -1) {
+			snprintf(why, whylen, "invalid duration \"%s\" (use e.g. "
+			    "\"250ms\", \"2s\", \"5m\")", v);
+			return -1;
+		}
+		*(uint64_t *)field = ms;
+		return 0;
+	case KT_COLOR:
+		if (color_parse(v, field) == -1) {
+			snprintf(why, whylen, "must be \"blue\" or \"green\", not \"%s\"", v);
+			return -1;
+		}
+		return 0;
+	case KT_LOGLEVEL:
+		for (i = 0; i < sizeof(log_level_names) / sizeof(log_level_names[0]); i++) {
+			if (strcmp(v, log_level_names[i]) == 0) {
+				*(int *)field = (int)i;
+				return 0;
+			}
+		}
+		snprintf(why, whylen, "must be \"error\", \"warn\", \"info\" or "
+		    "\"debug\", not \"%s\"", v);
+		return -1;
+	case KT_MODE: {
+		unsigned mode = 0;
+		const char *p;
+
+		for (p = v; *p >= '0' && *p <= '7'; p++)
+			mode = mode * 8 + (unsigned)(*p - '0');
+		if (p == v || *p != '\0' || p - v > 4 || mode > 0777) {
+			snprintf(why, whylen, "must be octal digits like \"0660\", "
+			    "not \"%s\"", v);
+			return -1;
+		}
+		*(unsigned *)field = mode;
+		return 0;
+	}
+	case KT_ADDR: {
+		char err[128];
+
+		if (addr_parse(v, field, err, sizeof(err)) == -1) {
+			snprintf(why, whylen, "invalid address \"%s\": %s", v, err);
+			return -1;
+		}
+		return 0;
+	}
+	default:
+		snprintf(why, whylen, "internal error: not a string kind");
+		return -1;
+	}
+}
+
+/* Defaults are compile-time constants checked by the unit tests, so a
+ * failure here is a bug in the table. */
+static void
+apply_default(const struct key *k, void *field)
+{
+	char why[256];
+
+	if (k->type == KT_STRING) {
+		free(*(char **)field);
+		*(char **)field = NULL;
+	}
+	if (k->def == NULL)
+		return;
+	switch (k->type) {
+	case KT_UINT:
+		*(unsigned *)field = (unsigned)strtoul(k->def, NULL, 10);
+		break;
+	case KT_INT:
+		*(int *)field = (int)strtol(k->def, NULL, 10);
+		break;
+	case KT_SIZE:
+		*(size_t *)field = (size_t)strtoull(k->def, NULL, 10);
+		break;
+	case KT_REAL:
+		*(double *)field = strtod(k->def, NULL);
+		break;
+	case KT_BOOL:
+		*(bool *)field = strcmp(k->def, "true") == 0;
+		break;
+	case KT_STRING:
+		/* On allocation failure the field stays NULL; the caller's
+		 * validation of required values catches what matters. */
+		*(char **)field = strdup(k->def);
+		break;
+	default:
+		if (convert_string(k, k->def, field, why, sizeof(why)) == -1)
+			abort();
+		break;
+	}
+}
+
+/* Reads one scalar setting into field. Returns 0, or -1 after reporting. */
+static int
+parse_value(struct ctx *ctx, const struct key *k, const config_setting_t *s,
+    const char *path, void *field)
+{
+	int type = config_setting_type(s);
+	union {
+		uint64_t ms;
+		unsigned u;
+		int i;
+		enum color color;
+		struct addr addr;
+	} tmp;
+	char why[512];
+	double v;
+
+	switch (k->type) {
+	case KT_UINT:
+	case KT_INT:
+	case KT_SIZE:
+		if (type != CONFIG_TYPE_INT && type != CONFIG_TYPE_INT64) {
+			cerr(ctx, s, "'%s' must be an integer", path);
+			return -1;
+		}
+		v = (double)config_setting_get_int64(s);
+		if (v < k->min || v > k->max) {
+			cerr(ctx, s, "'%s' must be from %.0f to %.0f, not %lld", path,
+			    k->min, k->max, config_setting_get_int64(s));
+			return -1;
+		}
+		if (k->type == KT_UINT)
+			*(unsigned *)field = (unsigned)config_setting_get_int64(s);
+		else if (k->type == KT_INT)
+			*(int *)field = (int)config_setting_get_int64(s);
+		else
+			*(size_t *)field = (size_t)config_setting_get_int64(s);
+		return 0;
+	case KT_REAL:
+		if (type == CONFIG_TYPE_FLOAT) {
+			*(double *)field = config_setting_get_float(s);
+		} else if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64) {
+			*(double *)field = (double)config_setting_get_int64(s);
+		} else {
+			cerr(ctx, s, "'%s' must be a number", path);
+			return -1;
+		}
+		return 0;
+	case KT_BOOL:
+		if (type != CONFIG_TYPE_BOOL) {
+			cerr(ctx, s, "'%s' must be true or false", path);
+			return -1;
+		}
+		*(bool *)field = config_setting_get_bool(s);
+		return 0;
+	default:
+		break;
+	}
+	if (type != CONFIG_TYPE_STRING) {
+		if (k->type == KT_DURATION)
+			cerr(ctx, s, "'%s' must be a duration string like \"2s\"", path);
+		else if (k->type == KT_MODE)
+			cerr(ctx, s, "'%s' must be a string of octal digits like "
+			    "\"0660\"", path);
+		else
+			cerr(ctx, s, "'%s' must be a string", path);
+		return -1;
+	}
+	if (k->type == KT_STRING) {
+		free(*(char **)field);
+		*(char **)field = ctx_strdup(ctx, config_setting_get_string(s));
+		return *(char **)field == NULL ? -1 : 0;
+	}
+	/* Into a temporary first: a rejected value leaves the default in
+	 * place, so checks across keys do not report it a second time. */
+	if (convert_string(k, config_setting_get_string(s), &tmp, why,
+	    sizeof(why)) == -1) {
+		cerr(ctx, s, "'%s': %s", path, why);
+		return -1;
+	}
+	if (k->type == KT_DURATION && (double)tmp.ms < k->min) {
+		cerr(ctx, s, "'%s' must be greater than 0", path);
+		return -1;
+	}
+	switch (k->type) {
+	case KT_DURATION:
+		*(uint64_t *)field = tmp.ms;
+		break;
+	case KT_COLOR:
+		*(enum color *)field = tmp.color;
+		break;
+	case KT_LOGLEVEL:
+		*(int *)field = tmp.i;
+		break;
+	case KT_MODE:
+		*(unsigned *)field = tmp.u;
+		break;
+	default:
+		*(struct addr *)field = tmp.addr;
+		break;
+	}
+	return 0;
+}
+
+static void
+keys_free(const struct key *keys, void *base)
+{
+	const struct key *k;
+
+	for (k = keys; k->name != NULL; k++) {
+		void *field = (char *)base + k->off;
+
+		if (k->type == KT_STRING) {
+			free(*(char **)field);
+			*(char **)field = NULL;
+		} else if (k->type == KT_GROUP) {
+			keys_free(k->sub, base);
+		} else if (k->type == KT_CUSTOM) {
+			k->free(base);
+		}
+	}
+}
+
+static bool
+streq_null(const char *a, const char *b)
+{
+	if (a == NULL || b == NULL)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+static bool
+field_eq(const struct key *k, const void *fa, const void *fb)
+{
+	switch (k->type) {
+	case KT_UINT:
+	case KT_MODE:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case KT_INT:
+	case KT_LOGLEVEL:
+		return *(const int *)fa == *(const int *)fb;
+	case KT_SIZE:
+		return *(const size_t *)fa == *(const size_t *)fb;
+	case KT_REAL:
+		return !(*(const double *)fa < *(const double *)fb ||
+		    *(const double *)fa > *(const double *)fb);
+	case KT_BOOL:
+		return *(const bool *)fa == *(const bool *)fb;
+	case KT_DURATION:
+		return *(const uint64_t *)fa == *(const uint64_t *)fb;
+	case KT_COLOR:
+		return *(const enum color *)fa == *(const enum color *)fb;
+	case KT_ADDR:
+		return strcmp(((const struct addr *)fa)->text,
+		    ((const struct addr *)fb)->text) == 0;
+	case KT_STRING:
+		return streq_null(*(char *const *)fa, *(char *const *)fb);
+	default:
+		return true;
+	}
+}
+
+/* Reports each key that a reload may not change but b changes. fixed: the
+ * enclosing group is itself not reloadable, so nothing inside may change. */
+static void
+keys_diff(struct ctx *ctx, const struct key *keys, const void *a, const void *b,
+    const char *gpath, bool fixed)
+{
+	const struct key *k;
+	char path[KEYPATH_MAX];
+
+	for (k = keys; k->name != NULL; k++) {
+		bool frozen = fixed || !k->reload;
+		const void *fa = (const char *)a + k->off;
+		const void *fb = (const char *)b + k->off;
+
+		keypath(path, gpath, k->name);
+		if (k->type == KT_GROUP) {
+			if (frozen && k->has_present &&
+			    *(const bool *)((const char *)a + k->present) !=
+			    *(const bool *)((const char *)b + k->present))
+				cerr(ctx, NULL, "'%s' cannot be added or removed by "
+				    "a reload; restart cutoverd", path);
+			else
+				keys_diff(ctx, k->sub, a, b, path, frozen);
+			continue;
+		}
+		if (!frozen)
+			continue;
+		if (k->type == KT_CUSTOM ? (k->eq != NULL && !k->eq(a, b))
+		    : !field_eq(k, fa, fb))
+			cerr(ctx, NULL, "'%s' cannot be changed by a reload; "
+			    "restart cutoverd", path);
+	}
+}
+
+/* ---- validators --------------------------------------------------------- */
+
+static bool
+is_token(const char *s)
+{
+	static const char tchar[] = "!#$%&'*+-.^_`|~";
+
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr(tchar, c) != NULL))
+			return false;
+	}
+	return true;
+}
+
+static void
+check_token(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+
+	if (!is_token(v))
+		cerr(ctx, s, "'%s': \"%s\" is not a valid HTTP token", path, v);
+}
+
+static void
+check_header_value(struct ctx *ctx, const config_setting_t *s,
+    const char *path, void *field)
+{
+	const unsigned char *p = *(unsigned char **)field;
+
+	for (; *p != '\0'; p++) {
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f) {
+			cerr(ctx, s, "'%s' contains a control character", path);
+			return;
+		}
+	}
+}
+
+static void
+check_nonempty(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	if (**(char **)field == '\0')
+		cerr(ctx, s, "'%s' must not be empty", path);
+}
+
+static void
+check_abs_path(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	if (**(char **)field != '/')
+		cerr(ctx, s, "'%s' must be an absolute path", path);
+}
+
+static void
+check_http_path(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const unsigned char *p = *(unsigned char **)field;
+
+	if (*p != '/') {
+		cerr(ctx, s, "'%s' must start with \"/\"", path);
+		return;
+	}
+	for (; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p >= 0x7f) {
+			cerr(ctx, s, "'%s' contains a space or a non-ASCII "
+			    "character (percent-encode it)", path);
+			return;
+		}
+	}
+}
+
+static void
+check_socket_path(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+
+	if (*v != '/')
+		cerr(ctx, s, "'%s' must be an absolute path", path);
+	else if (strlen(v) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+		cerr(ctx, s, "'%s' is longer than a socket path may be (%zu)",
+		    path, sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1);
+}
+
+/* Relative certificate paths name files next to the configuration, not in
+ * whatever directory the daemon was started from. */
+static int
+resolve_path(struct ctx *ctx, char **field)
+{
+	char *p;
+
+	if (**field == '/' || ctx->dir == NULL)
+		return 0;
+	if (asprintf(&p, "%s/%s", ctx->dir, *field) == -1) {
+		ctx->oom = true;
+		return -1;
+	}
+	free(*field);
+	*field = p;
+	return 0;
+}
+
+static void
+check_readable(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	char ebuf[128];
+	struct stat st;
+	int fd;
+
+	if (**(char **)field == '\0') {
+		cerr(ctx, s, "'%s' must not be empty", path);
+		return;
+	}
+	if (resolve_path(ctx, field) == -1)
+		return;
+	/* open(2) rather than access(2): the effective ids decide, as they
+	 * will when the file is loaded. */
+	fd = open(*(char **)field, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd == -1) {
+		cerr(ctx, s, "'%s': cannot read %s: %s", path, *(char **)field,
+		    strerror_r(errno, ebuf, sizeof(ebuf)));
+		return;
+	}
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode))
+		cerr(ctx, s, "'%s': %s is not a regular file", path, *(char **)field);
+	close(fd);
+}
+
+static void
+check_executable(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+	char ebuf[128];
+	struct stat st;
+
+	if (*v != '/') {
+		cerr(ctx, s, "'%s' must be an absolute path", path);
+		return;
+	}
+	if (stat(v, &st) == -1) {
+		cerr(ctx, s, "'%s': %s: %s", path, v,
+		    strerror_r(errno, ebuf, sizeof(ebuf)));
+		return;
+	}
+	if (!S_ISREG(st.st_mode) || access(v, X_OK) == -1)
+		cerr(ctx, s, "'%s': %s is not an executable file", path, v);
+}
+
+static void
+check_group_name(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+	struct group gr, *res = NULL;
+	char buf[4096];
+	int rc;
+
+	if (*v == '\0') {
+		cerr(ctx, s, "'%s' must not be empty", path);
+		return;
+	}
+	rc = getgrnam_r(v, &gr, buf, sizeof(buf), &res);
+	if (rc == 0 && res == NULL)
+		cerr(ctx, s, "'%s': no such group \"%s\"", path, v);
+}
+
+static void
+check_tls_version(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+
+	if (strcmp(v, "TLSv1.2") != 0 && strcmp(v, "TLSv1.3") != 0)
+		cerr(ctx, s, "'%s' must be \"TLSv1.2\" or \"TLSv1.3\", not \"%s\"",
+		    path, v);
+}
+
+static void
+check_error_rate(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	double v = *(double *)field;
+
+	if (!(v > 0 && v <= 1))
+		cerr(ctx, s, "'%s' must be greater than 0 and at most 1, not %g",
+		    path, v);
+}
+
+/* A factor below 1 would roll back on a color merely as fast as the old. */
+static void
+check_latency_factor(struct ctx *ctx, const config_setting_t *s,
+    const char *path, void *field)
+{
+	double v = *(double *)field;
+
+	if (!(v == 0 || v >= 1))
+		cerr(ctx, s, "'%s' must be 0 (off) or at least 1, not %g", path, v);
+}
+
+/* ---- lists -------------------------------------------------------------- */
+
+/*
+ * Lists of groups ( { ... }, { ... } ): allocates *arrp (an array of n
+ * elements of size bytes, zeroed), sets *np and parses each element with
+ * keys. Returns n, or -1 after reporting when s is not a list of groups.
+ */
+static int
+group_list(struct ctx *ctx, const config_setting_t *s, const char *path,
+    const char *example, const struct key *keys, size_t size, void *arrp,
+    size_t *np)
+{
+	char epath[KEYPATH_MAX];
+	char *arr;
+	int i, n;
+
+	if (!config_setting_is_list(s)) {
+		cerr(ctx, s, "'%s' must be a list of groups: %s", path, example);
+		return -1;
+	}
+	n = config_setting_length(s);
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+
+		if (!config_setting_is_group(e)) {
+			cerr(ctx, e, "'%s[%d]' must be a group { ... }", path, i);
+			return -1;
+		}
+	}
+	if (n <= 0)
+		return 0;
+	arr = ctx_calloc(ctx, (size_t)n, size);
+	if (arr == NULL)
+		return -1;
+	*(void **)arrp = arr;
+	*np = (size_t)n;
+	for (i = 0; i < n; i++) {
+		snprintf(epath, sizeof(epath), "%s[%d]", path, i);
+		parse_group(ctx, config_setting_get_elem(s, (unsigned)i), epath, keys,
+		    arr + (size_t)i * size);
+	}
+	return n;
+}
+
+static void
+group_list_free(const struct key *keys, size_t size, void *arrp, size_t *np)
+{
+	char *arr = *(void **)arrp;
+	size_t i;
+
+	for (i = 0; i < *np; i++)
+		keys_free(keys, arr + i * size);
+	free(arr);
+	*(void **)arrp = NULL;
+	*np = 0;
+}
+
+static void
+parse_listens(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+	size_t i, j;
+	int n;
+
+	if (s == NULL) {
+		cerr(ctx, parent, "'listen' is required: at least one listener, "
+		    "e.g. listen = ( { address = \"0.0.0.0:8080\"; } );");
+		return;
+	}
+	n = group_list(ctx, s, path, "( { address = \"0.0.0.0:8080\"; } )",
+	    listen_keys, sizeof(*cfg->listens), &cfg->listens, &cfg->nlistens);
+	if (n == 0)
+		cerr(ctx, s, "'listen' needs at least one listener");
+	for (i = 0; i < cfg->nlistens; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct config_listen *l = &cfg->listens[i];
+
+		l->line = (int)config_setting_source_line(e);
+		for (j = 0; j < i && l->addr.text[0] != '\0'; j++) {
+			if (strcmp(cfg->listens[j].addr.text, l->addr.text) == 0) {
+				cerr(ctx, config_setting_get_member(e, "address"),
+				    "'%s[%zu].address': duplicate listener %s (also "
+				    "at line %d)", path, i, l->addr.text,
+				    cfg->listens[j].line);
+				break;
+			}
+		}
+	}
+}
+
+static void
+free_listens(void *base)
+{
+	struct config *cfg = base;
+
+	group_list_free(listen_keys, sizeof(*cfg->listens), &cfg->listens,
+	    &cfg->nlistens);
+}
+
+/* Listening sockets are bound once, at start. */
+static bool
+eq_listens(const void *a, const void *b)
+{
+	const struct config *ca = a, *cb = b;
+	size_t i, j;
+
+	if (ca->nlistens != cb->nlistens)
+		return false;
+	for (i = 0; i < ca->nlistens; i++) {
+		const struct config_listen *la = &ca->listens[i], *lb = &cb->listens[i];
+
+		if (strcmp(la->addr.text, lb->addr.text) != 0 ||
+		    la->ncerts != lb->ncerts)
+			return false;
+		for (j = 0; j < la->ncerts; j++) {
+			if (strcmp(la->certs[j].cert, lb->certs[j].cert) != 0 ||
+			    strcmp(la->certs[j].key, lb->certs[j].key) != 0)
+				return false;
+		}
+		if (!streq_null(la->tls_min_version, lb->tls_min_version) ||
+		    !streq_null(la->tls_ciphers, lb->tls_ciphers))
+			return false;
+	}
+	return true;
+}
+
+static void
+parse_certs(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config_listen *l = base;
+
+	if (parent == NULL)
+		return;
+	if (s == NULL)
+		cerr(ctx, parent, "'%s' is required when 'tls' is set", path);
+	else if (group_list(ctx, s, path, "( { cert = \"a.pem\"; key = "
+	    "\"a.key\"; } )", cert_keys, sizeof(*l->certs), &l->certs,
+	    &l->ncerts) == 0)
+		cerr(ctx, s, "'%s' needs at least one certificate", path);
+}
+
+static void
+free_certs(void *base)
+{
+	struct config_listen *l = base;
+
+	group_list_free(cert_keys, sizeof(*l->certs), &l->certs, &l->ncerts);
+}
+
+static void
+parse_pools(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+	char cpath[KEYPATH_MAX];
+	enum color c;
+	int i, n;
+
+	if (s == NULL) {
+		cerr(ctx, parent, "'pools' is required: pools = { blue = { servers "
+		    "= ( ... ); }; green = { servers = ( ... ); }; };");
+	} else if (!config_setting_is_group(s)) {
+		cerr(ctx, s, "'pools' must be a group { blue = { ... }; "
+		    "green = { ... }; }");
+		s = NULL;
+	} else {
+		n = config_setting_length(s);
+		for (i = 0; i < n; i++) {
+			const config_setting_t *m = config_setting_get_elem(s, (unsigned)i);
+
+			if (color_parse(config_setting_name(m), &c) == -1)
+				cerr(ctx, m, "pools: unknown color '%s' (use blue or "
+				    "green)", config_setting_name(m));
+		}
+	}
+	for (i = 0; i < COLOR_COUNT; i++) {
+		const config_setting_t *m = NULL;
+
+		keypath(cpath, path, color_names[i]);
+		if (s != NULL) {
+			m = config_setting_get_member(s, color_names[i]);
+			if (m == NULL) {
+				cerr(ctx, s, "pools: missing pool '%s'", color_names[i]);
+			} else if (!config_setting_is_group(m)) {
+				cerr(ctx, m, "'%s' must be a group { servers = ( ... ); }",
+				    cpath);
+				m = NULL;
+			}
+		}
+		parse_group(ctx, m, cpath, pool_keys, &cfg->pools[i]);
+	}
+}
+
+static void
+free_pools(void *base)
+{
+	struct config *cfg = base;
+	int i;
+
+	for (i = 0; i < COLOR_COUNT; i++)
+		keys_free(pool_keys, &cfg->pools[i]);
+}
+
+static void
+parse_servers(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config_pool *p = base;
+	int i, j, n;
+
+	if (parent == NULL)
+		return;
+	if (s == NULL) {
+		cerr(ctx, parent, "'%s' is required (an empty list () is allowed)",
+		    path);
+		return;
+	}
+	if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
+		cerr(ctx, s, "'%s' must be a list of \"ip:port\" strings", path);
+		return;
+	}
+	n = config_setting_length(s);
+	p->servers = ctx_calloc(ctx, (size_t)n, sizeof(*p->servers));
+	if (p->servers == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct addr *a = &p->servers[p->nservers];
+		char err[128];
+		const char *v;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			cerr(ctx, e, "'%s[%d]' must be an \"ip:port\" string", path, i);
+			continue;
+		}
+		v = config_setting_get_string(e);
+		if (addr_parse(v, a, err, sizeof(err)) == -1) {
+			cerr(ctx, e, "'%s[%d]': invalid address \"%s\": %s", path, i,
+			    v, err);
+			continue;
+		}
+		if (a->ss.ss_family == AF_INET &&
+		    ((struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY)) {
+			cerr(ctx, e, "'%s[%d]': a server needs a real address, not %s",
+			    path, i, a->text);
+			continue;
+		}
+		for (j = 0; j < (int)p->nservers; j++) {
+			if (strcmp(p->servers[j].text, a->text) == 0)
+				break;
+		}
+		if (j < (int)p->nservers) {
+			cerr(ctx, e, "'%s[%d]': duplicate server %s", path, i, a->text);
+			continue;
+		}
+		p->nservers++;
+	}
+}
+
+static void
+free_servers(void *base)
+{
+	struct config_pool *p = base;
+
+	free(p->servers);
+	p->servers = NULL;
+	p->nservers = 0;
+}
+
+static void
+parse_smoke(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+
+	(void)parent;
+	if (s != NULL)
+		(void)group_list(ctx, s, path, "( { path = \"/\"; } )", smoke_keys,
+		    sizeof(*cfg->smoke), &cfg->smoke, &cfg->nsmoke);
+}
+
+static void
+free_smoke(void *base)
+{
+	struct config *cfg = base;
+
+	group_list_free(smoke_keys, sizeof(*cfg->smoke), &cfg->smoke,
+	    &cfg->nsmoke);
+}
+
+static void
+parse_headers(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config_smoke *sm = base;
+
+	(void)parent;
+	if (s != NULL)
+		(void)group_list(ctx, s, path, "( { name = \"Host\"; value = "
+		    "\"example.com\"; } )", header_keys, sizeof(*sm->headers),
+		    &sm->headers, &sm->nheaders);
+}
+
+static void
+free_headers(void *base)
+{
+	struct config_smoke *sm = base;
+
+	group_list_free(header_keys, sizeof(*sm->headers), &sm->headers,
+	    &sm->nheaders);
+}
+
+/* "10.0.0.0/8", "::1/128"; a bare address means that one host. Host bits
+ * set under the prefix are refused: "10.0.0.1/8" is more likely a typo for
+ * /32 than a way to write 10.0.0.0/8. Returns 0 or -1 with why filled. */
+static int
+cidr_parse(const char *v, struct config_cidr *out, char *why, size_t whylen)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	unsigned char bytes[16];
+	const char *slash = strchr(v, '/');
+	unsigned prefix = 0, maxp, i;
+	size_t hostlen = slash != NULL ? (size_t)(slash - v) : strlen(v);
+	int af;
+
+	if (hostlen == 0 || hostlen >= sizeof(buf)) {
+		snprintf(why, whylen, "missing address");
+		return -1;
+	}
+	memcpy(buf, v, hostlen);
+	buf[hostlen] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, bytes) == 1) {
+		af = AF_INET;
+		maxp = 32;
+	} else if (inet_pton(AF_INET6, buf, bytes) == 1) {
+		af = AF_INET6;
+		maxp = 128;
+	} else {
+		snprintf(why, whylen, "not a numeric IP address");
+		return -1;
+	}
+	if (slash == NULL) {
+		prefix = maxp;
+	} else {
+		const char *p = slash + 1;
+
+		if (*p == '\0') {
+			snprintf(why, whylen, "missing prefix length after '/'");
+			return -1;
+		}
+		for (; *p >= '0' && *p <= '9' && prefix <= maxp; p++)
+			prefix = prefix * 10 + (unsigned)(*p - '0');
+		if (*p != '\0' || prefix > maxp) {
+			snprintf(why, whylen, "prefix length must be 0 to %u", maxp);
+			return -1;
+		}
+	}
+	for (i = prefix; i < maxp; i++) {
+		if (bytes[i / 8] & (0x80 >> (i % 8))) {
+			snprintf(why, whylen, "address has bits set beyond /%u",
+			    prefix);
+			return -1;
+		}
+	}
+	out->prefix = prefix;
+	if (af == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&out->net;
+
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, bytes, 4);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->net;
+
+		sin6->sin6_family = AF_INET6;
+		memcpy(&sin6->sin6_addr, bytes, 16);
+	}
+	return 0;
+}
+
+static void
+parse_cidrs(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+	char why[128];
+	int i, n;
+
+	if (parent == NULL)
+		return;
+	if (s == NULL) {
+		cerr(ctx, parent, "'%s' is required: the client networks that may "
+		    "pick a color, e.g. ( \"127.0.0.1/32\" )", path);
+		return;
+	}
+	if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
+		cerr(ctx, s, "'%s' must be a list of \"address/prefix\" strings",
+		    path);
+		return;
+	}
+	n = config_setting_length(s);
+	if (n == 0) {
+		cerr(ctx, s, "'%s' needs at least one network", path);
+		return;
+	}
+	cfg->preview.from = ctx_calloc(ctx, (size_t)n, sizeof(*cfg->preview.from));
+	if (cfg->preview.from == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			cerr(ctx, e, "'%s[%d]' must be an \"address/prefix\" string",
+			    path, i);
+			continue;
+		}
+		v = config_setting_get_string(e);
+		if (cidr_parse(v, &cfg->preview.from[cfg->preview.nfrom], why,
+		    sizeof(why)) == -1) {
+			cerr(ctx, e, "'%s[%d]': invalid network \"%s\": %s", path, i,
+			    v, why);
+			continue;
+		}
+		cfg->preview.nfrom++;
+	}
+}
+
+static void
+free_cidrs(void *base)
+{
+	struct config *cfg = base;
+
+	free(cfg->preview.from);
+	cfg->preview.from = NULL;
+	cfg->preview.nfrom = 0;
+}
+
+/* ---- whole-configuration checks ----------------------------------------- */
+
+/* The first of the settings a, b that exists, for an error's line. */
+static const config_setting_t *
+lookup_line(const config_t *lc, const char *a, const char *b)
+{
+	const config_setting_t *s = config_lookup(lc, a);
+
+	if (s == NULL && b != NULL)
+		s = config_lookup(lc, b);
+	return s;
+}
+
+static void
+validate_whole(struct ctx *ctx, const config_t *lc, struct config *cfg)
+{
+	size_t i;
+
+	if (cfg->health.timeout_ms >= cfg->health.interval_ms)
+		cerr(ctx, lookup_line(lc, "health.timeout", "health.interval"),
+		    "'health.timeout' must be shorter than 'health.interval'");
+	if (cfg->metrics.enabled) {
+		for (i = 0; i < cfg->nlistens; i++) {
+			if (strcmp(cfg->listens[i].addr.text,
+			    cfg->metrics.listen.text) == 0)
+				cerr(ctx, lookup_line(lc, "metrics.listen", "metrics"),
+				    "'metrics.listen': %s is also a proxy listener "
+				    "(line %d)", cfg->metrics.listen.text,
+				    cfg->listens[i].line);
+		}
+	}
+}
+
+/* ---- public ------------------------------------------------------------- */
+
+int
+config_load(const char *path, struct config **out, struct config_errors *errs)
+{
+	struct ctx ctx = {.errs = errs, .path = path};
+	size_t nerr0 = errs->n;
+	struct config *cfg = NULL;
+	char ebuf[128];
+	struct stat st;
+	config_t lc;
+	FILE *fp;
+	const char *slash;
+
+	*out = NULL;
+	/* Opened here, not by config_read_file(), for errno: libconfig
+	 * reports only "file I/O error". */
+	fp = fopen(path, "re");
+	if (fp == NULL) {
+		cerr(&ctx, NULL, "cannot read: %s",
+		    strerror_r(errno, ebuf, sizeof(ebuf)));
+		return -1;
+	}
+	if (fstat(fileno(fp), &st) == 0 && S_ISDIR(st.st_mode)) {
+		cerr(&ctx, NULL, "cannot read: %s",
+		    strerror_r(EISDIR, ebuf, sizeof(ebuf)));
+		fclose(fp);
+		return -1;
+	}
+	slash = strrchr(path, '/');
+	if (slash == NULL)
+		ctx.dir = strdup(".");
+	else if (slash == path)
+		ctx.dir = strdup("/");
+	else
+		ctx.dir = strndup(path, (size_t)(slash - path));
+	config_init(&lc);
+	/* @include "x" is relative to the including file's directory. */
+	if (ctx.dir != NULL)
+		config_set_include_dir(&lc, ctx.dir);
+	if (config_read(&lc, fp) == CONFIG_FALSE) {
+		/* A syntax error has a line but no setting. */
+		err_push(&ctx, config_error_file(&lc), config_error_line(&lc),
+		    config_error_text(&lc));
+		goto fail;
+	}
+	cfg = ctx_calloc(&ctx, 1, sizeof(*cfg));
+	if (cfg == NULL)
+		goto fail;
+	cfg->path = ctx_strdup(&ctx, path);
+	parse_group(&ctx, config_root_setting(&lc), "", top_keys, cfg);
+	validate_whole(&ctx, &lc, cfg);
+	if (ctx.oom)
+		cerr(&ctx, NULL, "out of memory");
+	if (errs->n > nerr0 || ctx.oom)
+		goto fail;
+	config_destroy(&lc);
+	fclose(fp);
+	free(ctx.dir);
+	*out = cfg;
+	return 0;
+fail:
+	if (errs->n == nerr0)
+		cerr(&ctx, NULL, "out of memory");
+	config_free(cfg);
+	config_destroy(&lc);
+	fclose(fp);
+	free(ctx.dir);
+	return -1;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	keys_free(top_keys, cfg);
+	free(cfg->path);
+	free(cfg);
+}
+
+unsigned
+config_workers(const struct config *cfg)
+{
+	long n;
+
+	if (cfg->workers != 0)
+		return cfg->workers;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+int
+config_reload_check(const struct config *old, const struct config *next,
+    struct config_errors *errs)
+{
+	struct ctx ctx = {.errs = errs, .path = next->path};
+	size_t nerr0 = errs->n;
+
+	keys_diff(&ctx, top_keys, old, next, "", false);
+	return errs->n > nerr0 ? -1 : 0;
+}

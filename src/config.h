@@ -34,6 +34,8 @@ struct config_listen {
 	int line;
 	struct config_tls_cert *certs; /* NULL/0 for plain HTTP */
 	size_t ncerts;
+	char *tls_min_version; /* "TLSv1.2" (default) or "TLSv1.3"; set even without TLS */
+	char *tls_ciphers;     /* OpenSSL cipher list for TLS 1.2; NULL: OpenSSL's default */
 };
 
 /* Upstream TLS of a pool (issue #5; parsed and validated now). */
@@ -181,6 +183,16 @@ int config_load(const char *path, struct config **out, struct config_errors *err
     __attribute__((warn_unused_result));
 
 void config_free(struct config *cfg);
+
+/*
+ * Compares a running configuration with a freshly loaded one and appends an
+ * error ("FILE: 'workers' cannot be changed by a reload; restart cutoverd")
+ * for each key that a reload may not change (listen, workers, state_file,
+ * control.socket/mode/group, metrics). Returns 0 when the reload may proceed,
+ * -1 otherwise.
+ */
+int config_reload_check(const struct config *old, const struct config *next,
+    struct config_errors *errs) __attribute__((warn_unused_result));
 
 /* Number of worker threads to run: cfg->workers, or the CPU count when 0. */
 unsigned config_workers(const struct config *cfg);

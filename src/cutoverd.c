@@ -1,2 +1,102 @@
 #include "autoconf.h"
-int main(void) { return 0; }
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "log.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#define DEFAULT_CONFIG SYSCONFDIR "/cutover/cutover.conf"
+
+static void usage(FILE *fp);
+
+static void
+usage(FILE *fp)
+{
+	fprintf(fp,
+	    "usage: cutoverd [-c FILE] [-t] [-V] [-h]\n"
+	    "\n"
+	    "Blue/green HTTP/1.1 reverse proxy. Runs in the foreground, logs to stderr.\n"
+	    "\n"
+	    "  -c, --config FILE  configuration file (default %s)\n"
+	    "  -t, --test         check the configuration, print every error as\n"
+	    "                     FILE:LINE: message, exit 0 if valid, 1 if not\n"
+	    "  -V, --version      print the version and exit\n"
+	    "  -h, --help         print this help and exit\n"
+	    "\n"
+	    "Signals: SIGTERM/SIGINT stop accepting and let requests in flight finish\n"
+	    "(at most switch.drain_timeout), then exit 0.\n"
+	    "See cutoverd(8) and cutover.conf(5).\n",
+	    DEFAULT_CONFIG);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"test", no_argument, NULL, 't'},
+	    {"version", no_argument, NULL, 'V'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *path = DEFAULT_CONFIG;
+	struct config_errors errs = {0};
+	struct config *cfg = NULL;
+	bool test = false;
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "c:tVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		case 't':
+			test = true;
+			break;
+		case 'V':
+			printf("cutoverd %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "cutoverd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	if (config_load(path, &cfg, &errs) < 0) {
+		config_errors_print(&errs, stderr);
+		config_errors_free(&errs);
+		return 1;
+	}
+	config_errors_free(&errs);
+	for (size_t i = 0; i < cfg->nlistens; i++) {
+		if (cfg->listens[i].ncerts > 0) {
+			/* TLS termination lands with issue #5; never serve
+			 * plaintext on a port configured for TLS. */
+			fprintf(stderr, "%s:%d: listen %s: TLS listeners are not supported by this build yet\n",
+			    cfg->path, cfg->listens[i].line, cfg->listens[i].addr.text);
+			config_free(cfg);
+			return 1;
+		}
+	}
+	if (test) {
+		fprintf(stderr, "%s: configuration is valid\n", path);
+		config_free(cfg);
+		return 0;
+	}
+	log_set_level((enum log_level)cfg->log_level);
+	return daemon_run(cfg);
+}

@@ -56,7 +56,9 @@ struct http_head {
 	size_t nheaders;
 
 	enum http_framing framing;
-	uint64_t content_length;  /* when framing == HTTP_BODY_LENGTH */
+	uint64_t content_length;  /* when framing == HTTP_BODY_LENGTH, or the
+	                             value a HEAD/304 answer carried */
+	bool content_length_present; /* a valid Content-Length field was seen */
 	bool keep_alive;          /* the sender wants the connection kept open
 	                             (1.1 without "close", 1.0 with "keep-alive") */
 	bool upgrade;             /* request: Upgrade field and "upgrade" token in
@@ -133,6 +135,19 @@ enum http_parse_result http_parse_response(const char *buf, size_t len, struct h
 /* Case-insensitive compare of a header name with a NUL-terminated name. */
 bool http_header_is(const struct http_header *h, const char *name);
 
+/* Index of the first field named name (case-insensitive), -1 if none. */
+int http_find_header(const struct http_head *head, const char *name);
+
+/*
+ * For an absolute-form request target ("http://" or "https://", scheme
+ * case-insensitive) sets the authority and the rest of the target (path and
+ * query, possibly empty or starting with "?": origin-form prefixes "/") and
+ * returns true; returns false for any other form. Pointers are into the
+ * target.
+ */
+bool http_absolute_target(const struct http_head *req, const char **authority,
+    size_t *authority_len, const char **path, size_t *path_len);
+
 /*
  * Writes the request head to send upstream, in canonical form:
  * "METHOD SP target SP HTTP/1.1\r\n", each non-hop header "Name: value\r\n"
@@ -150,10 +165,13 @@ int http_write_request(struct evbuffer *out, const struct http_head *req, const 
  * Writes the response head to send to the client: "HTTP/1.1 status reason",
  * each non-hop header, then framing as chosen by the caller: framing ==
  * HTTP_BODY_LENGTH writes Content-Length (also for HEAD answers that carried
- * one), HTTP_BODY_CHUNKED writes "Transfer-Encoding: chunked"; keep_alive
- * false writes "Connection: close"; keep_alive true for an HTTP/1.0 client
- * writes "Connection: keep-alive"; upgrade (101) writes "Connection: upgrade"
- * and the Upgrade field. Returns 0, -1 on allocation failure.
+ * one), HTTP_BODY_CHUNKED writes "Transfer-Encoding: chunked" (neither is
+ * ever written on 1xx or 204, which must not carry them); keep_alive false
+ * writes "Connection: close"; keep_alive true for an HTTP/1.0 client writes
+ * "Connection: keep-alive" (no Connection field on 1xx); upgrade (101) writes
+ * "Connection: upgrade" and the Upgrade field. A received reason phrase is
+ * kept, an empty one becomes http_reason(status). Returns 0, -1 on
+ * allocation failure.
  */
 int http_write_response(struct evbuffer *out, const struct http_head *resp, enum http_framing framing,
     uint64_t content_length, bool keep_alive, int client_minor) __attribute__((warn_unused_result));
@@ -168,6 +186,10 @@ struct http_chunked {
 	bool reencode;       /* write chunked framing to out (else: data only) */
 };
 
+/*
+ * max_line 0 means 4096. A longer chunk-size line or trailer line, or a
+ * trailer section over 64 * max_line in all, is a framing error.
+ */
 void http_chunked_init(struct http_chunked *c, bool reencode, size_t max_line);
 
 /*
@@ -177,7 +199,9 @@ void http_chunked_init(struct http_chunked *c, bool reencode, size_t max_line);
  * Chunk extensions are validated and dropped; trailer fields are validated
  * and dropped. chunk-size = 1*HEXDIG (at most 15 digits); chunk data must be
  * followed by exactly CRLF. At most max_out bytes are appended to out in one
- * call (backpressure). Returns 1 when the last chunk and trailer section are
+ * call (backpressure); framing is never split, so with reencode a max_out
+ * below 17 (longest chunk header) may make no progress: call again with more
+ * room. Returns 1 when the last chunk and trailer section are
  * complete (bytes after it stay in in), 0 when more input is needed, -1 on a
  * framing error.
  */

@@ -1,1 +1,154 @@
 #include "autoconf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool.h"
+#include "upstream.h"
+
+static _Atomic(struct route *) active_route;
+
+struct pool *
+pool_new(enum color color, const struct config_pool *cp, unsigned nworkers)
+{
+	struct pool *p;
+	size_t i;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	atomic_init(&p->refs, 1);
+	p->color = color;
+	p->nservers = cp->nservers;
+	if (p->nservers > 0 && (p->servers = calloc(p->nservers, sizeof(*p->servers))) == NULL)
+		goto fail;
+	for (i = 0; i < p->nservers; i++) {
+		struct server *s = &p->servers[i];
+
+		s->addr = cp->servers[i];
+		s->pool = p;
+		s->color = color;
+		s->index = (unsigned)i;
+		/* Up until checked: a restart must not black-hole traffic. */
+		atomic_init(&s->up, true);
+		atomic_init(&s->confirmed, false);
+		atomic_init(&s->passive_fails, 0);
+		s->nidle = nworkers;
+		if ((s->idle = calloc(nworkers, sizeof(*s->idle))) == NULL)
+			goto fail;
+		for (unsigned w = 0; w < nworkers; w++)
+			upstream_idle_init(&s->idle[w]);
+	}
+	return p;
+fail:
+	if (p->servers != NULL)
+		for (i = 0; i < p->nservers; i++)
+			free(p->servers[i].idle);
+	free(p->servers);
+	free(p);
+	return NULL;
+}
+
+void
+pool_ref(struct pool *p)
+{
+	atomic_fetch_add_explicit(&p->refs, 1, memory_order_relaxed);
+}
+
+void
+pool_unref(struct pool *p)
+{
+	size_t i;
+
+	if (p == NULL || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	for (i = 0; i < p->nservers; i++)
+		free(p->servers[i].idle);
+	free(p->servers);
+	free(p);
+}
+
+struct server *
+pool_pick(struct pool *p, unsigned *cursor, const struct server *skip)
+{
+	size_t n = p->nservers, i;
+
+	for (i = 0; i < n; i++) {
+		struct server *s = &p->servers[(*cursor)++ % n];
+
+		if (s == skip && n > 1)
+			continue;
+		if (atomic_load_explicit(&s->up, memory_order_relaxed))
+			return s;
+	}
+	return NULL;
+}
+
+size_t
+pool_healthy(const struct pool *p)
+{
+	size_t i, up = 0;
+
+	for (i = 0; i < p->nservers; i++)
+		if (atomic_load_explicit(&p->servers[i].up, memory_order_relaxed))
+			up++;
+	return up;
+}
+
+size_t
+pool_confirmed(const struct pool *p)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < p->nservers; i++)
+		if (atomic_load_explicit(&p->servers[i].up, memory_order_relaxed) &&
+		    atomic_load_explicit(&p->servers[i].confirmed, memory_order_relaxed))
+			n++;
+	return n;
+}
+
+bool
+server_passive_failure(struct server *s, unsigned fall)
+{
+	unsigned n = atomic_fetch_add_explicit(&s->passive_fails, 1, memory_order_relaxed) + 1;
+
+	if (n < fall || fall == 0)
+		return false;
+	/* Only the caller that flips it reports it. */
+	return atomic_exchange_explicit(&s->up, false, memory_order_relaxed);
+}
+
+void
+server_passive_success(struct server *s)
+{
+	/* Read first: the common case writes nothing (no shared cache line
+	 * traffic on every request). */
+	if (atomic_load_explicit(&s->passive_fails, memory_order_relaxed) != 0)
+		atomic_store_explicit(&s->passive_fails, 0, memory_order_relaxed);
+}
+
+struct route *
+route_current(void)
+{
+	return atomic_load_explicit(&active_route, memory_order_acquire);
+}
+
+void
+route_publish(struct route *r)
+{
+	atomic_store_explicit(&active_route, r, memory_order_release);
+}
+
+struct pool *
+route_acquire_pool(enum color *color)
+{
+	struct route *r = atomic_load_explicit(&active_route, memory_order_acquire);
+	struct pool *p;
+
+	if (r == NULL)
+		return NULL;
+	p = r->pools[r->active];
+	pool_ref(p);
+	if (color != NULL)
+		*color = r->active;
+	return p;
+}

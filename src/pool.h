@@ -24,9 +24,15 @@ struct upstream_idle;
 
 struct server {
 	struct addr addr;
+	struct pool *pool;    /* owner */
 	enum color color;
 	unsigned index;       /* position in its pool */
-	_Atomic bool up;      /* health: read by workers, written by the main thread */
+	_Atomic bool up;      /* routable: read by workers; set by health checks,
+	                         cleared by them or by passive failures */
+	_Atomic bool confirmed; /* passed `rise` consecutive checks since it last
+	                           went down or since start: fit as a switch target */
+	_Atomic unsigned passive_fails; /* consecutive connect failures/timeouts
+	                                   seen on live traffic */
 	/* Per-worker idle connection lists, indexed by worker id; each is touched
 	 * only by its worker. Allocated by upstream_pools_init(). */
 	struct upstream_idle *idle;
@@ -45,8 +51,9 @@ struct route {
 	enum color active;
 };
 
-/* Builds a pool from its configuration, with one reference. NULL on ENOMEM. */
-struct pool *pool_new(enum color color, const struct config_pool *cp);
+/* Builds a pool from its configuration, with one reference and an idle
+ * upstream connection list per worker. NULL on ENOMEM. */
+struct pool *pool_new(enum color color, const struct config_pool *cp, unsigned nworkers);
 void pool_ref(struct pool *p);
 void pool_unref(struct pool *p);
 
@@ -59,6 +66,18 @@ struct server *pool_pick(struct pool *p, unsigned *cursor, const struct server *
 
 /* Number of servers currently up. */
 size_t pool_healthy(const struct pool *p);
+
+/* Number of servers up and confirmed by `rise` consecutive checks. */
+size_t pool_confirmed(const struct pool *p);
+
+/*
+ * Passive health, called by workers: a connect failure or timeout on live
+ * traffic (fall of them in a row take the server down until checks bring it
+ * back), or a good exchange (resets the count). Returns true when this call
+ * took the server down.
+ */
+bool server_passive_failure(struct server *s, unsigned fall);
+void server_passive_success(struct server *s);
 
 /*
  * The active route. Routes are immutable and are retired only once every

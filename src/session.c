@@ -1,1 +1,1019 @@
 #include "autoconf.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "addr.h"
+#include "http.h"
+#include "log.h"
+#include "pool.h"
+#include "session.h"
+#include "upstream.h"
+#include "worker.h"
+
+/*
+ * Backpressure: a side's output buffer may hold at most BUF_HIGH bytes; past
+ * that we stop reading the other side until the output drains to BUF_LOW.
+ * Input buffers are capped the same way through read watermarks, so a
+ * session never holds more than a few hundred KiB whatever the body size.
+ */
+#define BUF_HIGH (256 * 1024)
+#define BUF_LOW (64 * 1024)
+
+enum session_state {
+	S_WAIT_HEAD,  /* waiting for a request head */
+	S_CONNECTING, /* request parsed, upstream connect in progress */
+	S_EXCHANGE,   /* request going up, response coming down */
+	S_TUNNEL,     /* after 101: bytes both ways */
+	S_CLOSING,    /* flushing the client's output, then close */
+};
+
+enum resp_state { R_WAIT_HEAD, R_BODY };
+
+enum timer_kind { T_NONE, T_HEADER, T_IDLE };
+
+struct session {
+	struct worker *w;
+	TAILQ_ENTRY(session) link;
+	struct bufferevent *cbev;
+	struct upstream_conn *up;
+	struct pool *pool; /* reference held for the current request */
+	struct server *server;
+	enum color color;
+	enum session_state state;
+	struct event *timer;
+	enum timer_kind timer_kind;
+	unsigned busy; /* callback nesting depth */
+	bool dead;     /* free when busy drops to 0 */
+	char client_ip[64];
+
+	/* Current request. */
+	struct evbuffer *req_head; /* re-serialised head, kept until a response
+	                              byte arrives so a stale reused connection can
+	                              be retried */
+	size_t head_scanned;
+	bool head_method;
+	int client_minor;
+	bool client_keepalive;
+	bool want_upgrade;
+	bool got_bytes; /* some bytes of the next request arrived */
+	enum http_framing req_framing;
+	uint64_t req_remaining;
+	struct http_chunked req_chunked;
+	bool req_done;
+	bool req_body_sent; /* a body byte went upstream: no retry */
+	bool req_blocked;   /* client reading paused: upstream output full */
+	unsigned attempts;
+	bool reused;
+	bool no_reuse; /* retrying after a stale idle connection: connect fresh */
+	bool timed_out;
+
+	/* Current response. */
+	enum resp_state resp_state;
+	size_t resp_scanned;
+	bool resp_started; /* the response head went to the client */
+	bool resp_blocked; /* upstream reading paused: client output full */
+	enum http_framing resp_in;
+	enum http_framing resp_out;
+	uint64_t resp_remaining;
+	struct http_chunked resp_chunked;
+	bool up_keepalive;
+	bool close_after;
+	int status;
+	bool up_closing; /* tunnel: close upstream once its output drained */
+};
+
+static void client_readcb(struct bufferevent *bev, void *arg);
+static void client_writecb(struct bufferevent *bev, void *arg);
+static void client_eventcb(struct bufferevent *bev, short what, void *arg);
+static void up_readcb(struct bufferevent *bev, void *arg);
+static void up_writecb(struct bufferevent *bev, void *arg);
+static void up_eventcb(struct bufferevent *bev, short what, void *arg);
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void session_enter(struct session *s);
+static void session_leave(struct session *s);
+static void session_kill(struct session *s);
+static void session_free(struct session *s);
+static void close_after_flush(struct session *s);
+static void read_head(struct session *s);
+static void start_upstream(struct session *s, const struct server *skip);
+static void upstream_ready(struct session *s);
+static void connect_failed(struct session *s, bool timeout);
+static void pump_request(struct session *s);
+static void read_response_head(struct session *s);
+static void pump_response(struct session *s);
+static void response_done(struct session *s);
+static void start_tunnel(struct session *s);
+static void pump_tunnel(struct session *s, bool from_client);
+static void respond_error(struct session *s, int status, const char *why);
+static void drop_upstream(struct session *s, bool reusable);
+static void arm_timer(struct session *s, enum timer_kind kind);
+static void set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms);
+static void count_response(struct session *s, int status);
+static void release_pool(struct session *s);
+
+int
+session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	struct session *s;
+	int one = 1;
+	size_t rhigh;
+
+	(void)salen;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		goto fail;
+	s->w = w;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	addr_ip_string(sa, s->client_ip, sizeof(s->client_ip));
+	if ((s->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		goto fail;
+	fd = -1;
+	if ((s->timer = evtimer_new(w->base, timer_cb, s)) == NULL)
+		goto fail;
+	if ((s->req_head = evbuffer_new()) == NULL)
+		goto fail;
+	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
+	bufferevent_setwatermark(s->cbev, EV_READ, 0, rhigh);
+	bufferevent_setwatermark(s->cbev, EV_WRITE, BUF_LOW, 0);
+	bufferevent_setcb(s->cbev, client_readcb, client_writecb, client_eventcb, s);
+	bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+	s->state = S_WAIT_HEAD;
+	TAILQ_INSERT_TAIL(&w->sessions, s, link);
+	w->nconns++;
+	stat_inc(&w->stats.connections);
+	arm_timer(s, T_HEADER);
+	return 0;
+fail:
+	log_warn("%s: cannot set up a session: %s", __func__, strerror(errno));
+	if (s != NULL) {
+		if (s->timer != NULL)
+			event_free(s->timer);
+		if (s->req_head != NULL)
+			evbuffer_free(s->req_head);
+		if (s->cbev != NULL)
+			bufferevent_free(s->cbev);
+		free(s);
+	}
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+void
+session_shutdown_all(struct worker *w, bool force)
+{
+	struct session *s, *next;
+
+	for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (s->dead)
+			continue;
+		session_enter(s);
+		if (force || (s->state == S_WAIT_HEAD && !s->got_bytes))
+			session_kill(s);
+		else
+			s->close_after = true;
+		session_leave(s);
+	}
+}
+
+/*
+ * Lifetime: callbacks bracket their work with session_enter/leave; code deep
+ * inside calls session_kill(), which only marks the session, so nothing
+ * touches freed memory on the way back up.
+ */
+static void
+session_enter(struct session *s)
+{
+	s->busy++;
+}
+
+static void
+session_leave(struct session *s)
+{
+	if (--s->busy == 0 && s->dead)
+		session_free(s);
+}
+
+static void
+session_kill(struct session *s)
+{
+	if (s->dead)
+		return;
+	s->dead = true;
+	bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
+	if (s->up != NULL)
+		bufferevent_disable(s->up->bev, EV_READ | EV_WRITE);
+	evtimer_del(s->timer);
+}
+
+static void
+session_free(struct session *s)
+{
+	struct worker *w = s->w;
+
+	drop_upstream(s, false);
+	release_pool(s);
+	event_free(s->timer);
+	evbuffer_free(s->req_head);
+	bufferevent_free(s->cbev);
+	TAILQ_REMOVE(&w->sessions, s, link);
+	free(s);
+	worker_session_closed(w, NULL);
+}
+
+/* Stops reading the client and closes once everything queued was written. */
+static void
+close_after_flush(struct session *s)
+{
+	s->state = S_CLOSING;
+	evtimer_del(s->timer);
+	drop_upstream(s, false);
+	bufferevent_disable(s->cbev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0) {
+		session_kill(s);
+		return;
+	}
+	/* writecb fires at an empty buffer now; a stalled client is cut off. */
+	bufferevent_setwatermark(s->cbev, EV_WRITE, 0, 0);
+	set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+	bufferevent_enable(s->cbev, EV_WRITE);
+}
+
+static void
+set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms)
+{
+	struct timeval r, wr;
+
+	r.tv_sec = (time_t)(read_ms / 1000);
+	r.tv_usec = (suseconds_t)((read_ms % 1000) * 1000);
+	wr.tv_sec = (time_t)(write_ms / 1000);
+	wr.tv_usec = (suseconds_t)((write_ms % 1000) * 1000);
+	bufferevent_set_timeouts(bev, read_ms ? &r : NULL, write_ms ? &wr : NULL);
+}
+
+static void
+arm_timer(struct session *s, enum timer_kind kind)
+{
+	uint64_t ms = kind == T_IDLE ? s->w->cfg->timeouts.client_idle_ms
+	                             : s->w->cfg->timeouts.client_header_ms;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+	s->timer_kind = kind;
+	evtimer_add(s->timer, &tv);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	session_enter(s);
+	if (s->state == S_WAIT_HEAD) {
+		/* An idle connection, or one that never sent a byte, just closes;
+		 * a request that started but did not finish gets 408. */
+		if (s->got_bytes || evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
+			respond_error(s, 408, "request header timeout");
+		else
+			session_kill(s);
+	}
+	session_leave(s);
+}
+
+/* Client side. */
+
+static void
+client_readcb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	session_enter(s);
+	switch (s->state) {
+	case S_WAIT_HEAD:
+		read_head(s);
+		break;
+	case S_EXCHANGE:
+		if (!s->req_done)
+			pump_request(s);
+		break;
+	case S_TUNNEL:
+		pump_tunnel(s, true);
+		break;
+	case S_CLOSING:
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		break;
+	case S_CONNECTING:
+		break;
+	}
+	session_leave(s);
+}
+
+static void
+client_writecb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	session_enter(s);
+	if (s->state == S_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_kill(s);
+	} else if (s->resp_blocked && s->up != NULL) {
+		s->resp_blocked = false;
+		bufferevent_enable(s->up->bev, EV_READ);
+		if (s->state == S_TUNNEL)
+			pump_tunnel(s, false);
+		else
+			pump_response(s);
+	}
+	session_leave(s);
+}
+
+static void
+client_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	session_enter(s);
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state == S_EXCHANGE && !s->req_done && !s->resp_started)
+			respond_error(s, 408, "request body timeout");
+		else
+			session_kill(s);
+	} else if ((what & BEV_EVENT_EOF) && s->state == S_EXCHANGE && s->req_done) {
+		/* A half-closed client still gets its answer. */
+		s->close_after = true;
+		bufferevent_disable(s->cbev, EV_READ);
+	} else if ((what & BEV_EVENT_EOF) && s->state == S_TUNNEL && s->up != NULL) {
+		pump_tunnel(s, true);
+		s->up_closing = true;
+		bufferevent_disable(s->cbev, EV_READ);
+		bufferevent_setwatermark(s->up->bev, EV_WRITE, 0, 0);
+		if (evbuffer_get_length(bufferevent_get_output(s->up->bev)) == 0)
+			session_kill(s);
+	} else {
+		session_kill(s);
+	}
+	session_leave(s);
+}
+
+/*
+ * Waits for a whole request head (at most limits.header_size bytes), checks
+ * it, re-serialises it for the upstream and starts the exchange.
+ */
+static void
+read_head(struct session *s)
+{
+	struct worker *w = s->w;
+	const struct config *cfg = w->cfg;
+	struct evbuffer *in = bufferevent_get_input(s->cbev);
+	size_t len = evbuffer_get_length(in), n, hl;
+	struct http_head req;
+	enum http_parse_result r;
+	const char *data;
+
+	if (len == 0)
+		return;
+	if (!s->got_bytes) {
+		s->got_bytes = true;
+		if (s->timer_kind == T_IDLE)
+			arm_timer(s, T_HEADER);
+	}
+	n = len < cfg->limits.header_size ? len : cfg->limits.header_size;
+	data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+	hl = http_head_length(data, n, &s->head_scanned);
+	if (hl == 0) {
+		if (n >= cfg->limits.header_size)
+			respond_error(s, 431, "request header too large");
+		return;
+	}
+	r = http_parse_request(data, hl, w->hdrs, cfg->limits.header_count, &req);
+	if (r != HTTP_OK) {
+		respond_error(s, (int)r, "malformed request");
+		return;
+	}
+	evtimer_del(s->timer);
+	s->timer_kind = T_NONE;
+	s->head_method = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
+	s->client_minor = req.version_minor;
+	s->client_keepalive = req.keep_alive;
+	s->want_upgrade = req.upgrade;
+	s->req_framing = req.framing;
+	s->req_remaining = req.framing == HTTP_BODY_LENGTH ? req.content_length : 0;
+	if (req.framing == HTTP_BODY_CHUNKED)
+		http_chunked_init(&s->req_chunked, true, cfg->limits.header_size);
+	s->req_done = req.framing == HTTP_BODY_NONE ||
+	    (req.framing == HTTP_BODY_LENGTH && req.content_length == 0);
+	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
+	if (http_write_request(s->req_head, &req, s->client_ip, "http") < 0) {
+		respond_error(s, 500, "out of memory");
+		return;
+	}
+	evbuffer_drain(in, hl);
+	s->head_scanned = 0;
+	s->got_bytes = false;
+	s->attempts = 0;
+	s->reused = false;
+	s->no_reuse = false;
+	s->req_body_sent = false;
+	s->resp_started = false;
+	s->close_after = !req.keep_alive || w->stopping;
+	/* The request body stays in the kernel until the upstream is ready. */
+	bufferevent_disable(s->cbev, EV_READ);
+	s->state = S_CONNECTING;
+	s->pool = route_acquire_pool(&s->color);
+	if (s->pool == NULL) {
+		respond_error(s, 503, "no route");
+		return;
+	}
+	atomic_store_explicit(&w->stats.started[s->color],
+	    atomic_load_explicit(&w->stats.started[s->color], memory_order_relaxed) + 1,
+	    memory_order_release);
+	start_upstream(s, NULL);
+}
+
+/* Picks a server (not skip) and connects to it, reusing an idle connection. */
+static void
+start_upstream(struct session *s, const struct server *skip)
+{
+	struct worker *w = s->w;
+	struct upstream_conn *c = NULL;
+	struct server *srv;
+
+	srv = pool_pick(s->pool, &w->rr_cursor[s->color], skip);
+	if (srv == NULL || (skip != NULL && srv == skip)) {
+		if (skip == NULL)
+			respond_error(s, 503, "no healthy server");
+		else
+			respond_error(s, s->timed_out ? 504 : 502, "upstream connect failed");
+		return;
+	}
+	s->server = srv;
+	s->attempts++;
+	s->state = S_CONNECTING;
+	if (!s->no_reuse && (c = upstream_take_idle(w, srv)) != NULL) {
+		s->up = c;
+		s->reused = true;
+		stat_inc(&w->stats.upstream_reused);
+		bufferevent_setcb(c->bev, up_readcb, up_writecb, up_eventcb, s);
+		upstream_ready(s);
+		return;
+	}
+	s->reused = false;
+	c = upstream_connect(w, srv, up_readcb, up_writecb, up_eventcb, s);
+	if (c == NULL) {
+		log_debug("%s: connect %s: %s", __func__, srv->addr.text, strerror(errno));
+		connect_failed(s, false);
+		return;
+	}
+	s->up = c;
+	set_timeouts(c->bev, 0, w->cfg->timeouts.connect_ms);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+/*
+ * A connect failed before any byte was sent: try the next server of the same
+ * color, once per server; then answer 502 (or 504 when it timed out).
+ */
+static void
+connect_failed(struct session *s, bool timeout)
+{
+	const struct server *failed = s->server;
+
+	stat_inc(&s->w->stats.upstream_errors[s->color]);
+	log_warn("%s: upstream %s: %s", __func__, failed->addr.text,
+	    timeout ? "connect timed out" : "connect failed");
+	if (server_passive_failure(s->server, s->w->cfg->health.fall))
+		log_warn("%s server %s is down: %u connect failures in a row on live traffic",
+		    color_name(s->color), failed->addr.text, s->w->cfg->health.fall);
+	drop_upstream(s, false);
+	s->timed_out = timeout;
+	if (s->attempts >= s->pool->nservers) {
+		respond_error(s, timeout ? 504 : 502, "upstream connect failed");
+		return;
+	}
+	start_upstream(s, failed);
+}
+
+/* The upstream connection is usable: send the head and start the body. */
+static void
+upstream_ready(struct session *s)
+{
+	struct worker *w = s->w;
+	struct bufferevent *ub = s->up->bev;
+	size_t rhigh;
+
+	s->state = S_EXCHANGE;
+	s->resp_state = R_WAIT_HEAD;
+	s->resp_scanned = 0;
+	s->resp_blocked = false;
+	s->req_blocked = false;
+	s->up->connected = true;
+	s->up->requests++;
+	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
+	bufferevent_setwatermark(ub, EV_READ, 0, rhigh);
+	bufferevent_setwatermark(ub, EV_WRITE, BUF_LOW, 0);
+	set_timeouts(ub, w->cfg->timeouts.response_ms, w->cfg->timeouts.response_ms);
+	/* Copied, not moved: kept for a retry until the response starts. */
+	evbuffer_add(bufferevent_get_output(ub), evbuffer_pullup(s->req_head, -1),
+	    evbuffer_get_length(s->req_head));
+	bufferevent_enable(ub, EV_READ | EV_WRITE);
+	if (!s->req_done) {
+		set_timeouts(s->cbev, w->cfg->timeouts.client_idle_ms, w->cfg->timeouts.client_idle_ms);
+		bufferevent_enable(s->cbev, EV_READ);
+		pump_request(s);
+	} else {
+		set_timeouts(s->cbev, 0, w->cfg->timeouts.client_idle_ms);
+	}
+}
+
+/* Moves request body bytes from the client to the upstream. */
+static void
+pump_request(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->cbev);
+	struct evbuffer *out = bufferevent_get_output(s->up->bev);
+	size_t olen = evbuffer_get_length(out), room, n;
+	int r;
+
+	if (s->req_done)
+		return;
+	if (olen >= BUF_HIGH) {
+		s->req_blocked = true;
+		bufferevent_disable(s->cbev, EV_READ);
+		return;
+	}
+	room = BUF_HIGH - olen;
+	if (s->req_framing == HTTP_BODY_LENGTH) {
+		n = evbuffer_get_length(in);
+		if (n > room)
+			n = room;
+		if (n > s->req_remaining)
+			n = (size_t)s->req_remaining;
+		if (n > 0) {
+			evbuffer_remove_buffer(in, out, n);
+			s->req_remaining -= n;
+			s->req_body_sent = true;
+		}
+		if (s->req_remaining == 0)
+			s->req_done = true;
+	} else {
+		r = http_chunked_step(&s->req_chunked, in, out, room);
+		if (evbuffer_get_length(out) > olen)
+			s->req_body_sent = true;
+		if (r < 0) {
+			/* The upstream got part of a request it must never finish. */
+			drop_upstream(s, false);
+			if (!s->resp_started)
+				respond_error(s, 400, "malformed chunked body");
+			else
+				session_kill(s);
+			return;
+		}
+		if (r == 1)
+			s->req_done = true;
+	}
+	if (s->req_done) {
+		bufferevent_disable(s->cbev, EV_READ);
+		set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+	} else if (evbuffer_get_length(out) >= BUF_HIGH) {
+		s->req_blocked = true;
+		bufferevent_disable(s->cbev, EV_READ);
+	}
+}
+
+/* Upstream side. */
+
+static void
+up_readcb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	session_enter(s);
+	if (s->state == S_EXCHANGE) {
+		if (s->resp_state == R_WAIT_HEAD)
+			read_response_head(s);
+		else
+			pump_response(s);
+	} else if (s->state == S_TUNNEL) {
+		pump_tunnel(s, false);
+	}
+	session_leave(s);
+}
+
+static void
+up_writecb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	session_enter(s);
+	if (s->state == S_TUNNEL) {
+		if (s->up_closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_kill(s);
+		else if (s->req_blocked) {
+			s->req_blocked = false;
+			bufferevent_enable(s->cbev, EV_READ);
+			pump_tunnel(s, true);
+		}
+	} else if (s->state == S_EXCHANGE && s->req_blocked) {
+		s->req_blocked = false;
+		bufferevent_enable(s->cbev, EV_READ);
+		pump_request(s);
+	}
+	session_leave(s);
+}
+
+static void
+up_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	session_enter(s);
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == S_CONNECTING)
+			upstream_ready(s);
+		goto out;
+	}
+	switch (s->state) {
+	case S_CONNECTING:
+		connect_failed(s, (what & BEV_EVENT_TIMEOUT) != 0);
+		break;
+	case S_EXCHANGE:
+		if (s->resp_state == R_WAIT_HEAD) {
+			if (s->reused && !s->req_body_sent && !(what & BEV_EVENT_TIMEOUT) &&
+			    evbuffer_get_length(bufferevent_get_input(s->up->bev)) == 0) {
+				/* A kept-alive connection the server had already
+				 * closed: nothing was processed, try a fresh one. */
+				drop_upstream(s, false);
+				s->no_reuse = true;
+				s->attempts--;
+				start_upstream(s, NULL);
+				break;
+			}
+			stat_inc(&s->w->stats.upstream_errors[s->color]);
+			log_warn("%s: upstream %s: %s before the response", __func__,
+			    s->server->addr.text,
+			    (what & BEV_EVENT_TIMEOUT) ? "timed out" : "closed");
+			if ((what & BEV_EVENT_TIMEOUT) &&
+			    server_passive_failure(s->server, s->w->cfg->health.fall))
+				log_warn("%s server %s is down: %u timeouts in a row on live traffic",
+				    color_name(s->color), s->server->addr.text, s->w->cfg->health.fall);
+			drop_upstream(s, false);
+			respond_error(s, (what & BEV_EVENT_TIMEOUT) ? 504 : 502,
+			    (what & BEV_EVENT_TIMEOUT) ? "upstream timed out" : "upstream closed");
+		} else if (s->resp_in == HTTP_BODY_UNTIL_CLOSE && (what & BEV_EVENT_EOF)) {
+			struct evbuffer *in = bufferevent_get_input(s->up->bev);
+
+			evbuffer_add_buffer(bufferevent_get_output(s->cbev), in);
+			s->up_keepalive = false;
+			response_done(s);
+		} else {
+			/* Truncated response: the client can only learn it from
+			 * the connection closing. */
+			stat_inc(&s->w->stats.upstream_errors[s->color]);
+			log_warn("%s: upstream %s: response cut short", __func__, s->server->addr.text);
+			drop_upstream(s, false);
+			close_after_flush(s);
+		}
+		break;
+	case S_TUNNEL:
+		pump_tunnel(s, false);
+		drop_upstream(s, false);
+		close_after_flush(s);
+		break;
+	default:
+		drop_upstream(s, false);
+		break;
+	}
+out:
+	session_leave(s);
+}
+
+static void
+read_response_head(struct session *s)
+{
+	struct worker *w = s->w;
+	const struct config *cfg = w->cfg;
+	struct evbuffer *in = bufferevent_get_input(s->up->bev);
+	struct evbuffer *out = bufferevent_get_output(s->cbev);
+	struct http_head resp;
+	const char *data;
+	size_t len, n, hl;
+	bool keep;
+
+	for (;;) {
+		len = evbuffer_get_length(in);
+		if (len == 0)
+			return;
+		n = len < cfg->limits.header_size ? len : cfg->limits.header_size;
+		data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+		hl = http_head_length(data, n, &s->resp_scanned);
+		if (hl == 0) {
+			if (n >= cfg->limits.header_size)
+				goto invalid;
+			return;
+		}
+		if (http_parse_response(data, hl, w->hdrs, cfg->limits.header_count,
+		        s->head_method ? "HEAD" : "GET", s->head_method ? 4 : 3, &resp) != HTTP_OK)
+			goto invalid;
+		s->resp_scanned = 0;
+		if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
+			/* Interim answers go to 1.1 clients as they come. */
+			if (s->client_minor >= 1 &&
+			    http_write_response(out, &resp, HTTP_BODY_NONE, 0, true, s->client_minor) < 0)
+				goto invalid;
+			evbuffer_drain(in, hl);
+			continue;
+		}
+		break;
+	}
+	if (resp.status == 101 && !s->want_upgrade)
+		goto invalid;
+	s->status = resp.status;
+	s->resp_started = true;
+	server_passive_success(s->server);
+	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
+	s->resp_in = resp.framing;
+	s->up_keepalive = resp.keep_alive && resp.framing != HTTP_BODY_UNTIL_CLOSE;
+	switch (resp.framing) {
+	case HTTP_BODY_CHUNKED:
+		/* A 1.0 client cannot take chunks: decode and close after. */
+		s->resp_out = s->client_minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_UNTIL_CLOSE;
+		http_chunked_init(&s->resp_chunked, s->resp_out == HTTP_BODY_CHUNKED, cfg->limits.header_size);
+		break;
+	case HTTP_BODY_LENGTH:
+		s->resp_out = HTTP_BODY_LENGTH;
+		s->resp_remaining = resp.content_length;
+		break;
+	default:
+		s->resp_out = resp.framing;
+		break;
+	}
+	if (s->resp_out == HTTP_BODY_UNTIL_CLOSE)
+		s->close_after = true;
+	keep = s->client_keepalive && !s->close_after && !w->stopping;
+	if (!keep)
+		s->close_after = true;
+	if (resp.status == 101) {
+		if (http_write_response(out, &resp, HTTP_BODY_NONE, 0, true, s->client_minor) < 0)
+			goto invalid;
+	} else {
+		enum http_framing f = s->resp_out;
+		uint64_t cl = resp.content_length;
+
+		/* HEAD and 304 answers carry the length the body would have. */
+		if (f == HTTP_BODY_NONE && resp.content_length_present)
+			f = HTTP_BODY_LENGTH;
+		else if (f == HTTP_BODY_UNTIL_CLOSE)
+			f = HTTP_BODY_NONE;
+		if (http_write_response(out, &resp, f, cl, keep, s->client_minor) < 0)
+			goto invalid;
+	}
+	evbuffer_drain(in, hl);
+	count_response(s, resp.status);
+	if (resp.status == 101) {
+		start_tunnel(s);
+		return;
+	}
+	if (s->resp_out == HTTP_BODY_NONE || (s->resp_out == HTTP_BODY_LENGTH && s->resp_remaining == 0)) {
+		response_done(s);
+		return;
+	}
+	s->resp_state = R_BODY;
+	pump_response(s);
+	return;
+invalid:
+	stat_inc(&w->stats.upstream_errors[s->color]);
+	log_warn("%s: upstream %s: invalid response", __func__, s->server->addr.text);
+	drop_upstream(s, false);
+	if (s->resp_started)
+		close_after_flush(s);
+	else
+		respond_error(s, 502, "invalid upstream response");
+}
+
+/* Moves response body bytes from the upstream to the client. */
+static void
+pump_response(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->up->bev);
+	struct evbuffer *out = bufferevent_get_output(s->cbev);
+	size_t olen = evbuffer_get_length(out), room, n;
+	bool done = false;
+	int r;
+
+	if (olen >= BUF_HIGH) {
+		s->resp_blocked = true;
+		bufferevent_disable(s->up->bev, EV_READ);
+		return;
+	}
+	room = BUF_HIGH - olen;
+	switch (s->resp_in) {
+	case HTTP_BODY_LENGTH:
+		n = evbuffer_get_length(in);
+		if (n > room)
+			n = room;
+		if (n > s->resp_remaining)
+			n = (size_t)s->resp_remaining;
+		evbuffer_remove_buffer(in, out, n);
+		s->resp_remaining -= n;
+		done = s->resp_remaining == 0;
+		break;
+	case HTTP_BODY_CHUNKED:
+		r = http_chunked_step(&s->resp_chunked, in, out, room);
+		if (r < 0) {
+			stat_inc(&s->w->stats.upstream_errors[s->color]);
+			log_warn("%s: upstream %s: malformed chunked body", __func__, s->server->addr.text);
+			drop_upstream(s, false);
+			close_after_flush(s);
+			return;
+		}
+		done = r == 1;
+		break;
+	default:
+		n = evbuffer_get_length(in);
+		if (n > room)
+			n = room;
+		evbuffer_remove_buffer(in, out, n);
+		break;
+	}
+	if (done) {
+		response_done(s);
+		return;
+	}
+	if (evbuffer_get_length(out) >= BUF_HIGH) {
+		s->resp_blocked = true;
+		bufferevent_disable(s->up->bev, EV_READ);
+	}
+}
+
+/* The response is complete: recycle the upstream, then next request or close. */
+static void
+response_done(struct session *s)
+{
+	bool reusable = s->up_keepalive && s->req_done && s->up != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(s->up->bev)) == 0;
+
+	drop_upstream(s, reusable);
+	release_pool(s);
+	/* The upstream answered before the client finished its body: the rest of
+	 * that body is still on the wire, so this connection cannot go on. */
+	if (!s->req_done)
+		s->close_after = true;
+	if (s->close_after || s->w->stopping) {
+		close_after_flush(s);
+		return;
+	}
+	s->state = S_WAIT_HEAD;
+	s->resp_started = false;
+	set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+	arm_timer(s, T_IDLE);
+	bufferevent_enable(s->cbev, EV_READ);
+	/* A pipelined request may already be waiting: handle it from the loop,
+	 * not from here, so a long pipeline never deepens the stack. */
+	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
+		bufferevent_trigger(s->cbev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* After 101: the connection becomes a byte tunnel until either side closes. */
+static void
+start_tunnel(struct session *s)
+{
+	s->state = S_TUNNEL;
+	s->req_done = true;
+	set_timeouts(s->cbev, 0, 0);
+	set_timeouts(s->up->bev, 0, 0);
+	bufferevent_setwatermark(s->up->bev, EV_WRITE, BUF_LOW, 0);
+	bufferevent_enable(s->cbev, EV_READ);
+	pump_tunnel(s, false);
+	pump_tunnel(s, true);
+}
+
+static void
+pump_tunnel(struct session *s, bool from_client)
+{
+	struct bufferevent *src = from_client ? s->cbev : s->up->bev;
+	struct bufferevent *dst = from_client ? s->up->bev : s->cbev;
+	struct evbuffer *out = bufferevent_get_output(dst);
+
+	evbuffer_add_buffer(out, bufferevent_get_input(src));
+	if (evbuffer_get_length(out) >= BUF_HIGH) {
+		bufferevent_disable(src, EV_READ);
+		if (from_client)
+			s->req_blocked = true;
+		else
+			s->resp_blocked = true;
+	}
+}
+
+/*
+ * Answers the client with a short text error. The connection stays open only
+ * when nothing of the request is left unread and the client wants it.
+ */
+static void
+respond_error(struct session *s, int status, const char *why)
+{
+	struct evbuffer *out = bufferevent_get_output(s->cbev);
+	const char *reason = http_reason(status);
+	bool keep = status >= 500 && s->req_done && s->client_keepalive && !s->close_after &&
+	    !s->w->stopping && s->state != S_WAIT_HEAD;
+	char body[128];
+	int blen;
+
+	if (s->resp_started) {
+		close_after_flush(s);
+		return;
+	}
+	drop_upstream(s, false);
+	blen = snprintf(body, sizeof(body), "%d %s: %s\n", status, reason, why);
+	evbuffer_add_printf(out,
+	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s",
+	    status, reason, blen, keep ? "" : "Connection: close\r\n", body);
+	s->status = status;
+	count_response(s, status);
+	if (!keep) {
+		close_after_flush(s);
+		return;
+	}
+	release_pool(s);
+	s->state = S_WAIT_HEAD;
+	set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+	arm_timer(s, T_IDLE);
+	bufferevent_enable(s->cbev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
+		bufferevent_trigger(s->cbev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/* Gives the upstream connection back to the idle list, or closes it. */
+static void
+drop_upstream(struct session *s, bool reusable)
+{
+	struct upstream_conn *c = s->up;
+
+	if (c == NULL)
+		return;
+	s->up = NULL;
+	if (reusable && !s->w->stopping) {
+		bufferevent_disable(c->bev, EV_WRITE);
+		upstream_release(c);
+	} else {
+		upstream_close(c);
+	}
+}
+
+/* The request is over: let go of its color (and count it out of flight). */
+static void
+release_pool(struct session *s)
+{
+	struct worker *w = s->w;
+
+	if (s->pool == NULL)
+		return;
+	atomic_store_explicit(&w->stats.finished[s->color],
+	    atomic_load_explicit(&w->stats.finished[s->color], memory_order_relaxed) + 1,
+	    memory_order_release);
+	pool_unref(s->pool);
+	s->pool = NULL;
+}
+
+void
+session_close_tunnels(struct worker *w, enum color color)
+{
+	struct session *s, *next;
+
+	for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (s->dead || s->state != S_TUNNEL || s->color != color)
+			continue;
+		session_enter(s);
+		log_info("closing a %s tunnel from %s: drain timeout after a switch",
+		    color_name(color), s->client_ip);
+		session_kill(s);
+		session_leave(s);
+	}
+}
+
+static void
+count_response(struct session *s, int status)
+{
+	int cls = status / 100;
+
+	if (cls < 1 || cls > 5)
+		cls = 0;
+	stat_inc(&s->w->stats.requests[s->color][cls]);
+}

@@ -1,0 +1,36 @@
+#ifndef CUTOVER_SRC_SESSION_H
+#define CUTOVER_SRC_SESSION_H
+
+/*
+ * A session is one client connection and the exchanges proxied over it: read
+ * a request head, check it, pick the active color's server, send the
+ * re-serialised request upstream, stream the bodies both ways with
+ * backpressure, relay the response, then wait for the next request
+ * (keep-alive, pipelining) or close. Every function here runs on the
+ * session's worker thread.
+ */
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "config.h"
+
+struct worker;
+
+/*
+ * Starts a session on an accepted client socket fd (the session owns fd from
+ * here on, also on failure). Returns 0, or -1 when it could not be set up.
+ */
+int session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+
+/*
+ * Shutdown of the worker's sessions: sessions idle between requests close
+ * now; busy ones close when their current exchange ends. With force, every
+ * session is closed now.
+ */
+void session_shutdown_all(struct worker *w, bool force);
+
+/* Closes every upgraded tunnel of this worker on color. */
+void session_close_tunnels(struct worker *w, enum color color);
+
+#endif

@@ -1,1 +1,159 @@
 #include "autoconf.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "log.h"
+#include "pool.h"
+#include "upstream.h"
+#include "worker.h"
+
+static void idle_readcb(struct bufferevent *bev, void *arg);
+static void idle_eventcb(struct bufferevent *bev, short what, void *arg);
+static void idle_unlink(struct upstream_conn *c);
+
+void
+upstream_idle_init(struct upstream_idle *idle)
+{
+	TAILQ_INIT(&idle->list);
+	idle->count = 0;
+}
+
+struct upstream_conn *
+upstream_take_idle(struct worker *w, struct server *s)
+{
+	struct upstream_idle *idle = &s->idle[w->id];
+	struct upstream_conn *c;
+
+	if ((c = TAILQ_FIRST(&idle->list)) == NULL)
+		return NULL;
+	idle_unlink(c);
+	return c;
+}
+
+struct upstream_conn *
+upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
+    bufferevent_data_cb writecb, bufferevent_event_cb eventcb, void *arg)
+{
+	struct upstream_conn *c;
+	int fd, one = 1;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return NULL;
+	fd = socket(s->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		close(fd);
+		goto fail;
+	}
+	c->server = s;
+	c->w = w;
+	bufferevent_setcb(c->bev, readcb, writecb, eventcb, arg);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&s->addr.ss, (int)s->addr.len) < 0) {
+		int saved = errno;
+
+		bufferevent_free(c->bev);
+		free(c);
+		errno = saved ? saved : ECONNREFUSED;
+		return NULL;
+	}
+	stat_inc(&w->stats.upstream_connects);
+	return c;
+fail:
+	free(c);
+	return NULL;
+}
+
+void
+upstream_release(struct upstream_conn *c)
+{
+	struct worker *w = c->w;
+	struct upstream_idle *idle = &c->server->idle[w->id];
+	struct timeval tv;
+
+	if (idle->count >= w->cfg->upstream.keepalive || w->stopping) {
+		upstream_close(c);
+		return;
+	}
+	/* An idle connection keeps its pool alive (a reload may drop the pool). */
+	pool_ref(c->server->pool);
+	TAILQ_INSERT_HEAD(&idle->list, c, link);
+	idle->count++;
+	bufferevent_setcb(c->bev, idle_readcb, NULL, idle_eventcb, c);
+	tv.tv_sec = (time_t)(w->cfg->timeouts.upstream_idle_ms / 1000);
+	tv.tv_usec = (suseconds_t)(w->cfg->timeouts.upstream_idle_ms % 1000) * 1000;
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+void
+upstream_close(struct upstream_conn *c)
+{
+	if (c == NULL)
+		return;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+void
+upstream_close_idle_pool(struct worker *w, struct pool *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->nservers; i++) {
+		struct upstream_idle *idle = &p->servers[i].idle[w->id];
+		struct upstream_conn *c;
+
+		while ((c = TAILQ_FIRST(&idle->list)) != NULL) {
+			idle_unlink(c);
+			upstream_close(c);
+		}
+	}
+}
+
+/* Removes c from its idle list and drops the pool reference idling held. */
+static void
+idle_unlink(struct upstream_conn *c)
+{
+	struct upstream_idle *idle = &c->server->idle[c->w->id];
+
+	TAILQ_REMOVE(&idle->list, c, link);
+	idle->count--;
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	/* The pool outlives this call: the taker holds its own reference. */
+	pool_unref(c->server->pool);
+}
+
+/* An idle server must not speak: data or EOF means the connection is done. */
+static void
+idle_readcb(struct bufferevent *bev, void *arg)
+{
+	struct upstream_conn *c = arg;
+
+	(void)bev;
+	idle_unlink(c);
+	upstream_close(c);
+}
+
+static void
+idle_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct upstream_conn *c = arg;
+
+	(void)bev;
+	(void)what;
+	idle_unlink(c);
+	upstream_close(c);
+}

@@ -1,0 +1,67 @@
+#ifndef CUTOVER_SRC_UPSTREAM_H
+#define CUTOVER_SRC_UPSTREAM_H
+
+/*
+ * Connections to upstream servers: non-blocking connect and keep-alive reuse.
+ *
+ * Each worker keeps, per server, a LIFO list of idle connections
+ * (server->idle[worker->id]); only that worker touches it, so no locks. An
+ * idle connection holds a reference on its server's pool. While idle, any
+ * byte or EOF from the server, or upstream_idle timeout, closes it.
+ */
+
+#include <stdbool.h>
+#include <sys/queue.h>
+
+#include <event2/bufferevent.h>
+
+struct server;
+struct worker;
+
+struct upstream_conn {
+	struct bufferevent *bev;
+	struct server *server;
+	struct worker *w;
+	TAILQ_ENTRY(upstream_conn) link;
+	unsigned requests; /* requests started on this connection */
+	bool connected;
+};
+
+TAILQ_HEAD(upstream_list, upstream_conn);
+
+struct upstream_idle {
+	struct upstream_list list;
+	unsigned count;
+};
+
+void upstream_idle_init(struct upstream_idle *idle);
+
+/*
+ * Takes the most recently used idle connection to s, or NULL. The caller
+ * owns it and must set its callbacks (bufferevent_setcb) before returning to
+ * the loop.
+ */
+struct upstream_conn *upstream_take_idle(struct worker *w, struct server *s);
+
+/*
+ * Starts a non-blocking connect to s with the given callbacks; the event
+ * callback sees BEV_EVENT_CONNECTED or an error. Returns NULL when the
+ * connect failed at once (errno set).
+ */
+struct upstream_conn *upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
+    bufferevent_data_cb writecb, bufferevent_event_cb eventcb, void *arg);
+
+/*
+ * Gives a connection whose last exchange ended cleanly back to the idle list
+ * (or closes it when the list is full or reuse is off).
+ */
+void upstream_release(struct upstream_conn *c);
+
+/* Closes and frees c. */
+void upstream_close(struct upstream_conn *c);
+
+/* Closes every idle connection this worker holds to the servers of pool p. */
+struct pool;
+void upstream_close_idle_pool(struct worker *w, struct pool *p);
+
+#endif

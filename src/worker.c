@@ -1,1 +1,289 @@
 #include "autoconf.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "http.h"
+#include "log.h"
+#include "pool.h"
+#include "session.h"
+#include "upstream.h"
+#include "worker.h"
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+    void *arg);
+static void accept_error_cb(struct evconnlistener *l, void *arg);
+static void wake_cb(evutil_socket_t fd, short what, void *arg);
+static void *worker_main(void *arg);
+static void listeners_set(struct worker *w, bool on);
+static void listeners_free(struct worker *w);
+static void maybe_exit(struct worker *w);
+
+int
+worker_probe_listeners(const struct config *cfg)
+{
+	size_t i;
+
+	for (i = 0; i < cfg->nlistens; i++) {
+		const struct addr *a = &cfg->listens[i].addr;
+		int fd, one = 1, rc;
+
+		fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0) {
+			log_err("listen %s: socket: %s", a->text, strerror(errno));
+			return -1;
+		}
+		/* SO_REUSEADDR but not SO_REUSEPORT: bind fails if anything
+		 * already listens there, which SO_REUSEPORT would hide. */
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+		if (rc < 0) {
+			log_err("listen %s: %s", a->text, strerror(errno));
+			close(fd);
+			return -1;
+		}
+		close(fd);
+	}
+	return 0;
+}
+
+int
+worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct config *cfg)
+{
+	struct event_config *ec = NULL;
+	size_t i;
+
+	memset(w, 0, sizeof(*w));
+	w->id = id;
+	w->cfg = cfg;
+	w->wake_fd = -1;
+	TAILQ_INIT(&w->sessions);
+	atomic_init(&w->pending, 0);
+	w->max_conns = (cfg->limits.max_connections + nworkers - 1) / nworkers;
+	if (w->max_conns == 0)
+		w->max_conns = 1;
+	if ((w->hdrs = calloc(cfg->limits.header_count, sizeof(*w->hdrs))) == NULL)
+		goto fail;
+	/* Nothing on this base is touched by another thread: no locks. */
+	if ((ec = event_config_new()) == NULL)
+		goto fail;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	w->base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	if (w->base == NULL)
+		goto fail;
+	if ((w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0)
+		goto fail;
+	if ((w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, wake_cb, w)) == NULL ||
+	    event_add(w->wake_ev, NULL) < 0)
+		goto fail;
+	if ((w->listeners = calloc(cfg->nlistens, sizeof(*w->listeners))) == NULL)
+		goto fail;
+	for (i = 0; i < cfg->nlistens; i++) {
+		const struct addr *a = &cfg->listens[i].addr;
+
+		w->listeners[i] = evconnlistener_new_bind(w->base, accept_cb, w,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
+		        LEV_OPT_REUSEABLE_PORT,
+		    1024, (const struct sockaddr *)&a->ss, (int)a->len);
+		if (w->listeners[i] == NULL) {
+			log_err("listen %s: %s", a->text, strerror(errno));
+			goto fail;
+		}
+		w->nlisteners++;
+		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+	}
+	return 0;
+fail:
+	if (errno != 0)
+		log_err("%s: worker %u: %s", __func__, id, strerror(errno));
+	worker_free(w);
+	return -1;
+}
+
+int
+worker_start(struct worker *w)
+{
+	int rc = pthread_create(&w->thread, NULL, worker_main, w);
+
+	if (rc != 0) {
+		log_err("%s: pthread_create: %s", __func__, strerror(rc));
+		return -1;
+	}
+	w->started = true;
+	return 0;
+}
+
+void
+worker_post(struct worker *w, unsigned msg)
+{
+	uint64_t one = 1;
+
+	atomic_fetch_or(&w->pending, msg);
+	if (write(w->wake_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("%s: wake worker %u: %s", __func__, w->id, strerror(errno));
+}
+
+void
+worker_free(struct worker *w)
+{
+	if (w->started) {
+		pthread_join(w->thread, NULL);
+		w->started = false;
+	}
+	listeners_free(w);
+	if (w->wake_ev != NULL)
+		event_free(w->wake_ev);
+	w->wake_ev = NULL;
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
+	w->wake_fd = -1;
+	if (w->base != NULL)
+		event_base_free(w->base);
+	w->base = NULL;
+	free(w->hdrs);
+	w->hdrs = NULL;
+}
+
+uint64_t
+worker_inflight(const struct worker *workers, unsigned n, enum color color)
+{
+	uint64_t started = 0, finished = 0;
+	unsigned i;
+
+	/* Finished first: every finish seen has its start visible too. */
+	for (i = 0; i < n; i++)
+		finished += atomic_load_explicit(&workers[i].stats.finished[color], memory_order_acquire);
+	for (i = 0; i < n; i++)
+		started += atomic_load_explicit(&workers[i].stats.started[color], memory_order_acquire);
+	return started >= finished ? started - finished : 0;
+}
+
+void
+worker_session_closed(struct worker *w, struct session *s)
+{
+	(void)s;
+	w->nconns--;
+	if (w->listeners_paused && !w->stopping && w->nconns < w->max_conns)
+		listeners_set(w, true);
+	maybe_exit(w);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct route *r;
+
+	event_base_dispatch(w->base);
+	/* Whatever is left (forced stop) goes now, so nothing leaks. */
+	session_shutdown_all(w, true);
+	if ((r = route_current()) != NULL) {
+		upstream_close_idle_pool(w, r->pools[COLOR_BLUE]);
+		upstream_close_idle_pool(w, r->pools[COLOR_GREEN]);
+	}
+	/* Let freed bufferevents finish their deferred teardown. */
+	event_base_loop(w->base, EVLOOP_NONBLOCK);
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)l;
+	if (w->stopping) {
+		close(fd);
+		return;
+	}
+	if (session_new(w, fd, sa, (socklen_t)salen) < 0)
+		return;
+	if (w->nconns >= w->max_conns && !w->listeners_paused) {
+		/* Further connections wait in the kernel's backlog. */
+		log_debug("worker %u: max connections (%u) reached", w->id, w->max_conns);
+		listeners_set(w, false);
+	}
+}
+
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct worker *w = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+
+	(void)l;
+	/* EMFILE and friends: keep serving the connections we have. */
+	log_warn("worker %u: accept: %s", w->id, evutil_socket_error_to_string(err));
+}
+
+static void
+wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t n;
+	unsigned msg;
+
+	(void)what;
+	while (read(fd, &n, sizeof(n)) > 0)
+		;
+	msg = atomic_exchange(&w->pending, 0);
+	if (msg & (WORKER_MSG_SWITCHED | WORKER_MSG_CLOSE_TUNNELS)) {
+		struct route *r = route_current();
+
+		if (r != NULL && (msg & WORKER_MSG_SWITCHED))
+			upstream_close_idle_pool(w, r->pools[r->active == COLOR_BLUE ? COLOR_GREEN : COLOR_BLUE]);
+		if (r != NULL && (msg & WORKER_MSG_CLOSE_TUNNELS))
+			session_close_tunnels(w, r->active == COLOR_BLUE ? COLOR_GREEN : COLOR_BLUE);
+	}
+	if (msg & (WORKER_MSG_STOP | WORKER_MSG_FORCE)) {
+		w->stopping = true;
+		listeners_free(w);
+		session_shutdown_all(w, (msg & WORKER_MSG_FORCE) != 0);
+		if (msg & WORKER_MSG_FORCE)
+			event_base_loopexit(w->base, NULL);
+		else
+			maybe_exit(w);
+	}
+}
+
+static void
+maybe_exit(struct worker *w)
+{
+	if (w->stopping && w->nconns == 0)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void
+listeners_set(struct worker *w, bool on)
+{
+	size_t i;
+
+	for (i = 0; i < w->nlisteners; i++) {
+		if (on)
+			evconnlistener_enable(w->listeners[i]);
+		else
+			evconnlistener_disable(w->listeners[i]);
+	}
+	w->listeners_paused = !on;
+}
+
+static void
+listeners_free(struct worker *w)
+{
+	size_t i;
+
+	for (i = 0; i < w->nlisteners; i++)
+		evconnlistener_free(w->listeners[i]);
+	free(w->listeners);
+	w->listeners = NULL;
+	w->nlisteners = 0;
+}

@@ -1,0 +1,117 @@
+#ifndef CUTOVER_SRC_WORKER_H
+#define CUTOVER_SRC_WORKER_H
+
+/*
+ * A worker: one thread, its own event_base (created without locks: nothing
+ * on it is touched by another thread) and its own SO_REUSEPORT listening
+ * sockets. The main thread talks to a worker only through worker_post(),
+ * which sets bits in an atomic mask and wakes the worker's eventfd.
+ */
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "config.h"
+
+struct event;
+struct event_base;
+struct evconnlistener;
+struct session;
+struct http_header;
+
+#define STATUS_CLASSES 6 /* index 0: no response sent; 1..5: 1xx..5xx */
+
+/*
+ * Per-worker counters: written only by their worker (relaxed stores of
+ * plain increments), summed by readers on other threads.
+ */
+struct worker_stats {
+	_Atomic uint64_t connections;
+	_Atomic uint64_t upstream_connects;
+	_Atomic uint64_t upstream_reused;
+	_Atomic uint64_t requests[COLOR_COUNT][STATUS_CLASSES];
+	_Atomic uint64_t upstream_errors[COLOR_COUNT];
+	/* Requests that took a color (started) and let it go (finished):
+	 * in flight = started - finished, read finished first. */
+	_Atomic uint64_t started[COLOR_COUNT];
+	_Atomic uint64_t finished[COLOR_COUNT];
+};
+
+/*
+ * Increments a counter that only the calling worker writes: a relaxed load
+ * and store (plain moves), no locked instruction on the request path.
+ */
+static inline void
+stat_inc(_Atomic uint64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+	    memory_order_relaxed);
+}
+
+TAILQ_HEAD(session_list, session);
+
+/* Messages from the main thread (bits of worker.pending). */
+#define WORKER_MSG_STOP 0x1  /* stop accepting; exit when no session is busy */
+#define WORKER_MSG_FORCE 0x2 /* close everything now and exit */
+#define WORKER_MSG_SWITCHED 0x4 /* the route changed: close idle upstream
+                                   connections to the inactive color */
+#define WORKER_MSG_CLOSE_TUNNELS 0x8 /* close tunnels on the inactive color */
+
+struct worker {
+	unsigned id;
+	pthread_t thread;
+	bool started;
+	_Atomic bool done; /* set when the worker's loop has ended */
+	struct event_base *base;
+	const struct config *cfg;
+	struct evconnlistener **listeners;
+	size_t nlisteners;
+	bool listeners_paused;
+	unsigned nconns;     /* client connections open */
+	unsigned max_conns;  /* this worker's share of limits.max_connections */
+	bool stopping;
+	struct session_list sessions;
+	unsigned rr_cursor[COLOR_COUNT];
+	int wake_fd;
+	struct event *wake_ev;
+	_Atomic unsigned pending;
+	/* Scratch for parsing heads: a head is parsed and re-serialised within
+	 * one callback, so one array per worker serves every session. */
+	struct http_header *hdrs;
+	struct worker_stats stats;
+};
+
+/*
+ * Sets up worker id: event base, listeners (bound with SO_REUSEPORT on every
+ * configured address), wake-up channel. Main thread, before worker_start().
+ * Returns 0, or -1 after logging the cause.
+ */
+int worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct config *cfg)
+    __attribute__((warn_unused_result));
+
+/* Starts the worker's thread. Returns 0 or -1. */
+int worker_start(struct worker *w) __attribute__((warn_unused_result));
+
+/* Posts WORKER_MSG_* bits to the worker; any thread. */
+void worker_post(struct worker *w, unsigned msg);
+
+/* Joins the thread (if started) and frees everything the worker owns. */
+void worker_free(struct worker *w);
+
+/*
+ * Checks that every configured listen address can be bound, i.e. that no
+ * other process listens there (SO_REUSEPORT would otherwise silently share
+ * the port with it). Returns 0, or -1 after logging the address and cause.
+ */
+int worker_probe_listeners(const struct config *cfg) __attribute__((warn_unused_result));
+
+/* Requests in flight on color, summed over workers; any thread. */
+uint64_t worker_inflight(const struct worker *workers, unsigned n, enum color color);
+
+/* Called by a session when its client connection closes. Worker thread. */
+void worker_session_closed(struct worker *w, struct session *s);
+
+#endif

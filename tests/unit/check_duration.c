@@ -1,1 +1,229 @@
-int main(void) { return 0; }
+#include "autoconf.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "addr.h"
+#include "duration.h"
+
+struct dur_case {
+	const char *text;
+	int rc;
+	uint64_t ms;
+};
+
+static const struct dur_case dur_cases[] = {
+	{"0s", 0, 0},
+	{"0ms", 0, 0},
+	{"250ms", 0, 250},
+	{"2s", 0, 2000},
+	{"5m", 0, 300000},
+	{"1h", 0, 3600000},
+	{"007s", 0, 7000},
+	{"18446744073709551615ms", 0, UINT64_MAX},
+	{"18446744073709551616ms", -1, 0}, /* UINT64_MAX + 1 */
+	{"18446744073709552s", -1, 0},     /* overflows when scaled */
+	{"18446744073709551s", 0, 18446744073709551000u},
+	{"", -1, 0},
+	{"s", -1, 0},
+	{"2", -1, 0},
+	{"2x", -1, 0},
+	{"2 s", -1, 0},
+	{" 2s", -1, 0},
+	{"2s ", -1, 0},
+	{"-2s", -1, 0},
+	{"+2s", -1, 0},
+	{"1.5s", -1, 0},
+	{"2S", -1, 0},
+	{"2sec", -1, 0},
+	{"2mss", -1, 0},
+	{"2d", -1, 0},
+	{"0x10s", -1, 0},
+	{"2s2", -1, 0},
+};
+
+START_TEST(test_duration_parse)
+{
+	const struct dur_case *c = &dur_cases[_i];
+	uint64_t ms = 12345;
+	int rc = duration_parse(c->text, &ms);
+
+	ck_assert_msg(rc == c->rc, "duration_parse(\"%s\") = %d, want %d",
+	    c->text, rc, c->rc);
+	if (c->rc == 0)
+		ck_assert_msg(ms == c->ms, "duration_parse(\"%s\") gave %llu ms",
+		    c->text, (unsigned long long)ms);
+	else
+		ck_assert_msg(ms == 12345, "\"%s\": *ms changed on failure", c->text);
+}
+END_TEST
+
+START_TEST(test_duration_null)
+{
+	uint64_t ms = 1;
+
+	ck_assert_int_eq(duration_parse(NULL, &ms), -1);
+}
+END_TEST
+
+START_TEST(test_duration_format)
+{
+	static const struct {
+		uint64_t ms;
+		const char *text;
+	} cases[] = {
+		{0, "0s"}, {1, "1ms"}, {1500, "1500ms"}, {2000, "2s"},
+		{90000, "90s"}, {300000, "5m"}, {3600000, "1h"}, {5400000, "90m"},
+	};
+	char buf[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint64_t back;
+
+		duration_format(cases[i].ms, buf, sizeof(buf));
+		ck_assert_str_eq(buf, cases[i].text);
+		/* What is printed must parse back to the same value. */
+		ck_assert_int_eq(duration_parse(buf, &back), 0);
+		ck_assert_uint_eq(back, cases[i].ms);
+	}
+}
+END_TEST
+
+struct addr_case {
+	const char *text;
+	int rc;
+	const char *canon;
+	int family;
+};
+
+static const struct addr_case addr_cases[] = {
+	{"127.0.0.1:8080", 0, "127.0.0.1:8080", AF_INET},
+	{"0.0.0.0:1", 0, "0.0.0.0:1", AF_INET},
+	{"*:80", 0, "0.0.0.0:80", AF_INET},
+	{"10.1.2.3:65535", 0, "10.1.2.3:65535", AF_INET},
+	{"[::1]:80", 0, "[::1]:80", AF_INET6},
+	{"[::]:443", 0, "[::]:443", AF_INET6},
+	{"[2001:DB8:0:0::1]:8080", 0, "[2001:db8::1]:8080", AF_INET6},
+	{"", -1, NULL, 0},
+	{"127.0.0.1", -1, NULL, 0},
+	{"127.0.0.1:", -1, NULL, 0},
+	{"127.0.0.1:0", -1, NULL, 0},
+	{"127.0.0.1:65536", -1, NULL, 0},
+	{"127.0.0.1:99999999999", -1, NULL, 0},
+	{"127.0.0.1:+80", -1, NULL, 0},
+	{"127.0.0.1:80x", -1, NULL, 0},
+	{"127.0.0.1: 80", -1, NULL, 0},
+	{":80", -1, NULL, 0},
+	{"localhost:80", -1, NULL, 0},
+	{"example.com:80", -1, NULL, 0},
+	{"256.0.0.1:80", -1, NULL, 0},
+	{"1.2.3:80", -1, NULL, 0},
+	{"::1:80", -1, NULL, 0},
+	{"[::1]80", -1, NULL, 0},
+	{"[::1]", -1, NULL, 0},
+	{"[::1:80", -1, NULL, 0},
+	{"[]:80", -1, NULL, 0},
+	{"[127.0.0.1]:80", -1, NULL, 0},
+	{"[fe80::1%eth0]:80", -1, NULL, 0},
+	{"*:0", -1, NULL, 0},
+};
+
+START_TEST(test_addr_parse)
+{
+	const struct addr_case *c = &addr_cases[_i];
+	struct addr a;
+	char err[128] = "";
+	int rc;
+
+	memset(&a, 0xa5, sizeof(a));
+	rc = addr_parse(c->text, &a, err, sizeof(err));
+	ck_assert_msg(rc == c->rc, "addr_parse(\"%s\") = %d, want %d", c->text,
+	    rc, c->rc);
+	if (c->rc == -1) {
+		ck_assert_msg(err[0] != '\0', "\"%s\": no reason given", c->text);
+		return;
+	}
+	ck_assert_str_eq(a.text, c->canon);
+	ck_assert_int_eq(a.ss.ss_family, c->family);
+	ck_assert_uint_eq(a.len, c->family == AF_INET ?
+	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
+}
+END_TEST
+
+START_TEST(test_addr_fields)
+{
+	struct addr a;
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)&a.ss;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a.ss;
+	char ip[64];
+
+	ck_assert_int_eq(addr_parse("*:8080", &a, NULL, 0), 0);
+	ck_assert_uint_eq(ntohs(sin->sin_port), 8080);
+	ck_assert_uint_eq(sin->sin_addr.s_addr, htonl(INADDR_ANY));
+
+	ck_assert_int_eq(addr_parse("192.0.2.7:81", &a, NULL, 0), 0);
+	ck_assert_uint_eq(ntohs(sin->sin_port), 81);
+	ck_assert_uint_eq(ntohl(sin->sin_addr.s_addr), 0xc0000207u);
+	addr_ip_string((const struct sockaddr *)&a.ss, ip, sizeof(ip));
+	ck_assert_str_eq(ip, "192.0.2.7");
+
+	ck_assert_int_eq(addr_parse("[2001:db8::5]:443", &a, NULL, 0), 0);
+	ck_assert_uint_eq(ntohs(sin6->sin6_port), 443);
+	addr_ip_string((const struct sockaddr *)&a.ss, ip, sizeof(ip));
+	ck_assert_str_eq(ip, "2001:db8::5");
+
+	/* A failed parse leaves *out alone. */
+	ck_assert_int_eq(addr_parse("nope", &a, NULL, 0), -1);
+	ck_assert_str_eq(a.text, "[2001:db8::5]:443");
+}
+END_TEST
+
+START_TEST(test_addr_ip_string_other)
+{
+	struct sockaddr_storage ss;
+	char ip[16];
+
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	addr_ip_string((const struct sockaddr *)&ss, ip, sizeof(ip));
+	ck_assert_str_eq(ip, "?");
+}
+END_TEST
+
+static Suite *
+duration_suite(void)
+{
+	Suite *s = suite_create("duration");
+	TCase *tc = tcase_create("duration");
+	TCase *ta = tcase_create("addr");
+
+	tcase_add_loop_test(tc, test_duration_parse, 0,
+	    (int)(sizeof(dur_cases) / sizeof(dur_cases[0])));
+	tcase_add_test(tc, test_duration_null);
+	tcase_add_test(tc, test_duration_format);
+	suite_add_tcase(s, tc);
+	tcase_add_loop_test(ta, test_addr_parse, 0,
+	    (int)(sizeof(addr_cases) / sizeof(addr_cases[0])));
+	tcase_add_test(ta, test_addr_fields);
+	tcase_add_test(ta, test_addr_ip_string_other);
+	suite_add_tcase(s, ta);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(duration_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,207 @@
+# shellcheck shell=bash
+# Shared by bench/run.sh and bench/profile.sh: temporary directory, free
+# ports, config rendering, starting/stopping the backend and the proxies,
+# and reading /proc for CPU time and peak RSS. Sourced, not executed.
+
+BENCH_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$BENCH_SRC/.." && pwd)
+
+: "${BENCH_WRK_CPU:=0}"
+: "${BENCH_PROXY_CPU:=1}"
+: "${BENCH_BACKEND_CPU:=$BENCH_PROXY_CPU}"
+: "${BENCH_START_TIMEOUT:=20}"
+
+declare -A PORT=() PID=() STARTED=()
+ALL_PIDS=()
+CLK_TCK=$(getconf CLK_TCK)
+
+say()  { printf '%s\n' "$*" >&2; }
+die()  { say "bench: $*"; exit 1; }
+loud() { say ""; say "!!!!!!!! $* !!!!!!!!"; say ""; }
+
+# cutoverd binary: $CUTOVERD, else an in-tree or build/ build.
+find_cutoverd() {
+    local c
+    for c in "${CUTOVERD:-}" "$REPO/src/cutoverd" "$REPO/build/src/cutoverd"; do
+        [[ -n $c && -x $c ]] && { printf '%s\n' "$c"; return 0; }
+    done
+    return 1
+}
+
+# pin CPU: prints a taskset prefix, or nothing when pinning is off ("" or -1)
+# or the CPU does not exist.
+pin() {
+    local cpu=$1
+    [[ -z $cpu || $cpu == -1 || $cpu == none ]] && return 0
+    if taskset -c "$cpu" true 2>/dev/null; then
+        printf 'taskset -c %s' "$cpu"
+    else
+        say "bench: CPU $cpu not available, not pinning"
+    fi
+}
+
+bench_tmp_init() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/cutover-bench.XXXXXX") || die "mktemp failed"
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT TERM
+    mkdir -p "$TMP/www" "$TMP/nginx-backend" "$TMP/nginx-proxy" "$TMP/haproxy" "$TMP/cutoverd"
+    printf 'ok\n' >"$TMP/www/tiny"
+    head -c 65536 /dev/urandom >"$TMP/www/64k"
+}
+
+bench_cleanup() {
+    local rc=$? p i
+    for p in "${ALL_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${ALL_PIDS[@]}"; do
+        for ((i = 0; i < 30; i++)); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    if [[ -n ${TMP:-} && -d $TMP ]]; then
+        if [[ ${BENCH_KEEP:-0} == 1 || $rc != 0 ]]; then
+            say "bench: logs and configs kept in $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+
+# free_ports N: N distinct free TCP ports on 127.0.0.1 (all held open at once
+# while choosing, so they differ).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+PY
+}
+
+# render TEMPLATE OUT: substitute @DIR@, @PORT@, @BACKEND_PORT@ (from $1's name).
+render() {
+    local name=$1 tmpl=$2 out=$3
+    sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|${PORT[$name]}|g" \
+        -e "s|@BACKEND_PORT@|${PORT[backend]}|g" "$tmpl" >"$out"
+}
+
+# pids_of NAME: every process of that server (nginx: master and workers).
+pids_of() {
+    local p=${PID[$1]}
+    printf '%s\n' "$p"
+    pgrep -P "$p" 2>/dev/null || true
+}
+
+# cpu_ticks PID...: utime+stime (clock ticks) summed over the processes; for a
+# multithreaded process /proc/PID/stat already sums its threads.
+cpu_ticks() {
+    local p sum=0 t
+    for p in "$@"; do
+        t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{print $12 + $13}')
+        sum=$((sum + ${t:-0}))
+    done
+    printf '%s\n' "$sum"
+}
+
+# hwm_kib PID...: VmHWM (peak RSS) summed over the processes.
+hwm_kib() {
+    local p sum=0 v
+    for p in "$@"; do
+        v=$(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null)
+        sum=$((sum + ${v:-0}))
+    done
+    printf '%s\n' "$sum"
+}
+
+# reset_hwm PID...: make VmHWM restart from the current RSS (clear_refs 5).
+reset_hwm() {
+    local p
+    for p in "$@"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
+}
+
+# wait_ready NAME: poll until the server answers GET /tiny with 200 "ok".
+wait_ready() {
+    local name=$1 deadline=$((SECONDS + BENCH_START_TIMEOUT)) body
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "${PID[$name]}" 2>/dev/null; then
+            wait "${PID[$name]}"
+            FAIL_REASON="exited with status $? during startup (log: $TMP/$name.log)"
+            say "bench: $name $FAIL_REASON; its log:"
+            tail -n 20 "$TMP/$name.log" >&2 2>/dev/null
+            return 1
+        fi
+        body=$(curl -s --max-time 1 "http://127.0.0.1:${PORT[$name]}/tiny" 2>/dev/null) && [[ $body == ok ]] && return 0
+        sleep 0.2
+    done
+    FAIL_REASON="did not answer 200 \"ok\" on :${PORT[$name]} within ${BENCH_START_TIMEOUT}s (log: $TMP/$name.log)"
+    say "bench: $name $FAIL_REASON; its log:"
+    tail -n 20 "$TMP/$name.log" >&2 2>/dev/null
+    return 1
+}
+
+# verify NAME: the 64 KiB file comes back whole and identical.
+verify() {
+    local name=$1
+    curl -s --max-time 5 -o "$TMP/$name.64k" "http://127.0.0.1:${PORT[$name]}/64k" &&
+        cmp -s "$TMP/$name.64k" "$TMP/www/64k" || {
+        FAIL_REASON="returned a wrong /64k body (got $(stat -c %s "$TMP/$name.64k" 2>/dev/null || echo 0) bytes)"
+        say "bench: $name $FAIL_REASON"
+        return 1
+    }
+}
+
+# launch NAME CPU CMD...: start a foreground server pinned to CPU, log to $TMP/NAME.log.
+launch() {
+    local name=$1 cpu=$2
+    shift 2
+    # shellcheck disable=SC2046
+    $(pin "$cpu") "$@" >"$TMP/$name.log" 2>&1 &
+    PID[$name]=$!
+    ALL_PIDS+=("$!")
+}
+
+start_backend() {
+    PORT[backend]=${PORT[backend]:-$(free_ports 1)}
+    render backend "$BENCH_SRC/backend-nginx.conf.in" "$TMP/nginx-backend/nginx.conf"
+    launch backend "$BENCH_BACKEND_CPU" nginx -p "$TMP/nginx-backend" -e "$TMP/nginx-backend/error.log" \
+        -c "$TMP/nginx-backend/nginx.conf"
+    wait_ready backend && verify backend
+}
+
+# start_proxy NAME (cutoverd|haproxy|nginx): 0 when it runs and proxies correctly.
+start_proxy() {
+    local name=$1 bin
+    FAIL_REASON=""
+    PORT[$name]=${PORT[$name]:-$(free_ports 1)}
+    case $name in
+    haproxy)
+        command -v haproxy >/dev/null || { FAIL_REASON="haproxy not installed (apt-get install -y haproxy)"; return 1; }
+        render haproxy "$BENCH_SRC/haproxy.cfg.in" "$TMP/haproxy/haproxy.cfg"
+        launch haproxy "$BENCH_PROXY_CPU" haproxy -db -f "$TMP/haproxy/haproxy.cfg"
+        ;;
+    nginx)
+        render nginx "$BENCH_SRC/nginx-proxy.conf.in" "$TMP/nginx-proxy/nginx.conf"
+        launch nginx "$BENCH_PROXY_CPU" nginx -p "$TMP/nginx-proxy" -e "$TMP/nginx-proxy/error.log" \
+            -c "$TMP/nginx-proxy/nginx.conf"
+        ;;
+    cutoverd)
+        bin=$(find_cutoverd) || { FAIL_REASON="no cutoverd binary (build it, or set CUTOVERD=/path/to/cutoverd)"; return 1; }
+        render cutoverd "$BENCH_SRC/cutoverd.conf.in" "$TMP/cutoverd/cutover.conf"
+        if ! "$bin" -t -c "$TMP/cutoverd/cutover.conf" >"$TMP/cutoverd.check" 2>&1; then
+            FAIL_REASON="$bin -t rejected the bench config: $(head -n 3 "$TMP/cutoverd.check" | tr '\n' ' ')"
+            return 1
+        fi
+        CUTOVERD_BIN=$bin
+        launch cutoverd "$BENCH_PROXY_CPU" ${BENCH_CUTOVERD_WRAPPER:-} "$bin" -c "$TMP/cutoverd/cutover.conf"
+        ;;
+    *) FAIL_REASON="unknown proxy (cutoverd, haproxy or nginx)"; return 1 ;;
+    esac
+    wait_ready "$name" && verify "$name" && STARTED[$name]=1
+}
+
+# workload URL path and extra wrk arguments.
+workload_path() { case $1 in ka_tiny | close) echo /tiny ;; ka_64k) echo /64k ;; esac; }
+workload_args() { case $1 in close) echo '-H Connection:close' ;; esac; }

@@ -1,0 +1,65 @@
+#ifndef CUTOVER_SRC_CONTROL_H
+#define CUTOVER_SRC_CONTROL_H
+
+/*
+ * The control socket: a Unix stream socket on the main thread's loop. One
+ * command per line, one JSON line per answer, several commands per
+ * connection. The caller's uid/pid come from SO_PEERCRED at accept; commands
+ * that change something need uid 0 or membership of control.admin_group.
+ * Lines are bounded, garbage gets an error answer, a slow or hostile client
+ * never blocks the daemon.
+ */
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct event_base;
+struct config_control;
+struct control;
+struct control_conn;
+
+struct control_caller {
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	bool admin;
+};
+
+/*
+ * A command handler: argv[0] is the command name. It must answer exactly
+ * once, now or later, with control_reply(). Until it does, the connection
+ * reads no further command.
+ */
+typedef void (*control_handler)(struct control_conn *c, const struct control_caller *who, int argc,
+    char **argv, void *arg);
+
+struct control_command {
+	const char *name;
+	bool admin; /* changes something: needs uid 0 or the admin group */
+	control_handler handler;
+	const char *help;
+};
+
+/*
+ * Creates the socket at cfg->socket (a stale socket file is replaced; a live
+ * one is an error), applies cfg->mode and cfg->group, and starts serving
+ * commands from table (terminated by a NULL name). Returns NULL after
+ * logging the cause.
+ */
+struct control *control_new(struct event_base *base, const struct config_control *cfg,
+    const struct control_command *table, void *arg);
+
+/* Closes the socket (and unlinks it) and every connection. */
+void control_free(struct control *ctl);
+
+/*
+ * Sends one answer line (json must be one JSON object without newline) and
+ * resumes reading commands. If the client went away meanwhile the answer is
+ * dropped and the connection freed.
+ */
+void control_reply(struct control_conn *c, const char *json);
+
+/* Answers {"ok":false,"error":msg}. */
+void control_reply_error(struct control_conn *c, const char *msg);
+
+#endif

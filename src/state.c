@@ -1,0 +1,465 @@
+#include "autoconf.h"
+
+/*
+ * The state file. Its format is line based, versioned and strict, so that a
+ * restart either gets exactly what was written or refuses to start:
+ *
+ *	cutover-state 1
+ *	active green
+ *	previous blue
+ *	generation 7
+ *	switched_at 1795680000123
+ *	window_end 1795680300123
+ *
+ * The first line is the magic and version. Then one "key value" per line,
+ * separated by exactly one space, each line ended by '\n' (the last one too),
+ * in any order. active and generation are required; previous, switched_at
+ * and window_end are optional (absent means "none" / 0). Numbers are unsigned
+ * decimal without sign or leading zeros; times are Unix milliseconds.
+ * Unknown or duplicate keys, blank lines, bytes after a value, NUL bytes, an
+ * empty file or one larger than STATE_MAX_SIZE are corrupt. state_save writes
+ * the keys in the order above and omits the optional ones when unset.
+ *
+ * Only the main thread reads or writes the state file; two processes writing
+ * the same path at once are not supported (cutoverd is the only writer).
+ */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "state.h"
+
+#define STATE_MAGIC "cutover-state"
+#define STATE_VERSION 1
+#define STATE_MAX_SIZE 4096
+
+enum state_key {
+	SK_ACTIVE,
+	SK_PREVIOUS,
+	SK_GENERATION,
+	SK_SWITCHED_AT,
+	SK_WINDOW_END,
+	SK_COUNT
+};
+
+static const char *const state_keys[SK_COUNT] = {
+	"active", "previous", "generation", "switched_at", "window_end"
+};
+
+static int parse_u64(const char *s, uint64_t *out);
+static void printable(const char *s, char *out, size_t outlen);
+static int parse_line(char *line, bool seen[SK_COUNT], struct state *st,
+    char *why, size_t whylen);
+static int parse_state(char *buf, size_t len, struct state *st, char *why,
+    size_t whylen);
+static int write_all(int fd, const char *buf, size_t len);
+static int open_parent_dir(const char *path);
+
+/*
+ * Reads path. Returns 0 when loaded, 1 when it does not exist, -1 otherwise
+ * with "PATH: reason" in err. *st is written only on success.
+ */
+int
+state_load(const char *path, struct state *st, char *err, size_t errlen)
+{
+	char buf[STATE_MAX_SIZE + 1];
+	char why[256];
+	struct state tmp;
+	struct stat sb;
+	size_t len = 0;
+	ssize_t r;
+	int fd = -1;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 1;
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (fstat(fd, &sb) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "%s: %s", path, strerror(EISDIR));
+		goto fail;
+	}
+	if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "%s: not a regular file", path);
+		goto fail;
+	}
+	/* Read one byte more than allowed to tell "full" from "too large". */
+	while (len < sizeof(buf)) {
+		r = read(fd, buf + len, sizeof(buf) - len);
+		if (r == -1) {
+			if (errno == EINTR)
+				continue;
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	fd = -1;
+
+	if (len > STATE_MAX_SIZE) {
+		snprintf(err, errlen, "%s: corrupt state file: larger than %d bytes",
+		    path, STATE_MAX_SIZE);
+		goto fail;
+	}
+	if (parse_state(buf, len, &tmp, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: corrupt state file: %s", path, why);
+		goto fail;
+	}
+	*st = tmp;
+	return 0;
+
+fail:
+	if (fd != -1)
+		close(fd);
+	return -1;
+}
+
+/*
+ * Writes st to path.tmp, fsyncs it, renames it over path and fsyncs the
+ * directory. The directory is opened before anything is written, so the only
+ * failure left after the rename is the directory fsync itself; in that case
+ * path already holds the new contents but may not survive a power loss, and
+ * -1 is returned so the caller does not acknowledge the switch. Any earlier
+ * failure unlinks path.tmp and leaves path as it was.
+ */
+int
+state_save(const char *path, const struct state *st, char *err, size_t errlen)
+{
+	char buf[512];
+	char *tmp = NULL;
+	size_t plen;
+	int len, fd = -1, dirfd = -1;
+	bool created = false;
+
+	if ((unsigned)st->active >= COLOR_COUNT ||
+	    (st->has_previous && (unsigned)st->previous >= COLOR_COUNT) ||
+	    st->switched_at_ms < 0 || st->window_end_ms < 0) {
+		snprintf(err, errlen, "%s: refusing to write an invalid state", path);
+		goto fail;
+	}
+
+	len = snprintf(buf, sizeof(buf), "%s %d\nactive %s\n", STATE_MAGIC,
+	    STATE_VERSION, color_name(st->active));
+	if (st->has_previous)
+		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
+		    "previous %s\n", color_name(st->previous));
+	len += snprintf(buf + len, sizeof(buf) - (size_t)len,
+	    "generation %" PRIu64 "\n", st->generation);
+	if (st->switched_at_ms != 0)
+		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
+		    "switched_at %" PRId64 "\n", st->switched_at_ms);
+	if (st->window_end_ms != 0)
+		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
+		    "window_end %" PRId64 "\n", st->window_end_ms);
+
+	plen = strlen(path);
+	if ((tmp = malloc(plen + sizeof(".tmp"))) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	memcpy(tmp, path, plen);
+	memcpy(tmp + plen, ".tmp", sizeof(".tmp"));
+
+	if ((dirfd = open_parent_dir(path)) == -1) {
+		snprintf(err, errlen, "%s: open directory: %s", path, strerror(errno));
+		goto fail;
+	}
+	fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC | O_NOCTTY, 0644);
+	if (fd == -1) {
+		snprintf(err, errlen, "%s: create %s: %s", path, tmp, strerror(errno));
+		goto fail;
+	}
+	created = true;
+	if (write_all(fd, buf, (size_t)len) == -1) {
+		snprintf(err, errlen, "%s: write %s: %s", path, tmp, strerror(errno));
+		goto fail;
+	}
+	if (fsync(fd) == -1) {
+		snprintf(err, errlen, "%s: fsync %s: %s", path, tmp, strerror(errno));
+		goto fail;
+	}
+	/* close(2) can report a deferred write error (NFS); never retry it. */
+	if (close(fd) == -1) {
+		fd = -1;
+		snprintf(err, errlen, "%s: close %s: %s", path, tmp, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) == -1) {
+		snprintf(err, errlen, "%s: rename %s: %s", path, tmp, strerror(errno));
+		goto fail;
+	}
+	created = false;
+	/*
+	 * Some file systems cannot fsync a directory and say EINVAL; the rename
+	 * is then as durable as they can make it.
+	 */
+	if (fsync(dirfd) == -1 && errno != EINVAL) {
+		snprintf(err, errlen, "%s: fsync directory: %s", path, strerror(errno));
+		goto fail;
+	}
+	close(dirfd);
+	free(tmp);
+	return 0;
+
+fail:
+	if (fd != -1)
+		close(fd);
+	if (created)
+		unlink(tmp);
+	if (dirfd != -1)
+		close(dirfd);
+	free(tmp);
+	return -1;
+}
+
+/* Parses an unsigned decimal without sign, spaces or leading zeros. */
+static int
+parse_u64(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned d;
+
+	if (*s == '\0' || (s[0] == '0' && s[1] != '\0'))
+		return -1;
+	for (; *s != '\0'; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		d = (unsigned)(*s - '0');
+		if (v > (UINT64_MAX - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+/*
+ * Copies s into out for an error message: bytes outside printable ASCII
+ * become '?' and long values are cut with "...", so a corrupt file cannot
+ * put escape sequences or megabytes into the log.
+ */
+static void
+printable(const char *s, char *out, size_t outlen)
+{
+	size_t i, max = outlen - 1;
+
+	for (i = 0; s[i] != '\0' && i < max; i++)
+		out[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	out[i] = '\0';
+	if (s[i] != '\0' && max >= 3)
+		memcpy(out + max - 3, "...", 4);
+}
+
+/*
+ * Parses one "key value" line (without its '\n') into st. Returns 0, or -1
+ * with the reason (without line number) in why.
+ */
+static int
+parse_line(char *line, bool seen[SK_COUNT], struct state *st, char *why,
+    size_t whylen)
+{
+	char shown[48];
+	const char *value;
+	char *sp;
+	uint64_t u;
+	enum color c;
+	int k;
+
+	if (*line == '\0') {
+		snprintf(why, whylen, "empty line");
+		goto fail;
+	}
+	if ((sp = strchr(line, ' ')) == NULL) {
+		printable(line, shown, sizeof(shown));
+		snprintf(why, whylen, "expected 'key value', got '%s'", shown);
+		goto fail;
+	}
+	*sp = '\0';
+	value = sp + 1;
+	for (k = 0; k < SK_COUNT; k++)
+		if (strcmp(line, state_keys[k]) == 0)
+			break;
+	if (k == SK_COUNT) {
+		printable(line, shown, sizeof(shown));
+		snprintf(why, whylen, "unknown key '%s'", shown);
+		goto fail;
+	}
+	if (seen[k]) {
+		snprintf(why, whylen, "duplicate key '%s'", state_keys[k]);
+		goto fail;
+	}
+	seen[k] = true;
+
+	switch ((enum state_key)k) {
+	case SK_ACTIVE:
+	case SK_PREVIOUS:
+		if (color_parse(value, &c) == -1) {
+			printable(value, shown, sizeof(shown));
+			snprintf(why, whylen, "unknown color '%s'", shown);
+			goto fail;
+		}
+		if (k == SK_ACTIVE) {
+			st->active = c;
+		} else {
+			st->has_previous = true;
+			st->previous = c;
+		}
+		break;
+	case SK_GENERATION:
+	case SK_SWITCHED_AT:
+	case SK_WINDOW_END:
+		if (parse_u64(value, &u) == -1 ||
+		    (k != SK_GENERATION && u > INT64_MAX)) {
+			printable(value, shown, sizeof(shown));
+			snprintf(why, whylen, "bad %s '%s'", state_keys[k], shown);
+			goto fail;
+		}
+		if (k == SK_GENERATION)
+			st->generation = u;
+		else if (k == SK_SWITCHED_AT)
+			st->switched_at_ms = (int64_t)u;
+		else
+			st->window_end_ms = (int64_t)u;
+		break;
+	case SK_COUNT:
+		break;
+	}
+	return 0;
+
+fail:
+	return -1;
+}
+
+/*
+ * Parses the whole file (buf, len; buf has room for one more byte). Returns
+ * 0 with *st filled, or -1 with the reason in why.
+ */
+static int
+parse_state(char *buf, size_t len, struct state *st, char *why, size_t whylen)
+{
+	bool seen[SK_COUNT] = {false};
+	char reason[200];
+	char shown[48];
+	char *line, *nl, *end = buf + len;
+	unsigned lineno = 0;
+	size_t magic_len = strlen(STATE_MAGIC " ");
+
+	memset(st, 0, sizeof(*st));
+	if (len == 0) {
+		snprintf(why, whylen, "empty file");
+		goto fail;
+	}
+	if (memchr(buf, '\0', len) != NULL) {
+		snprintf(why, whylen, "contains a NUL byte");
+		goto fail;
+	}
+	buf[len] = '\0';
+	for (line = buf; line < end; line = nl + 1) {
+		lineno++;
+		if ((nl = memchr(line, '\n', (size_t)(end - line))) == NULL) {
+			/* A writer always ends with '\n': this is a torn file. */
+			snprintf(why, whylen, "line %u: no newline at end of file "
+			    "(truncated?)", lineno);
+			goto fail;
+		}
+		*nl = '\0';
+		if (lineno == 1) {
+			if (strncmp(line, STATE_MAGIC " ", magic_len) != 0) {
+				snprintf(why, whylen, "line 1: not a cutover state "
+				    "file (expected '%s %d')", STATE_MAGIC,
+				    STATE_VERSION);
+				goto fail;
+			}
+			if (strcmp(line + magic_len, "1") != 0) {
+				printable(line + magic_len, shown, sizeof(shown));
+				snprintf(why, whylen, "line 1: unsupported version "
+				    "'%s' (this cutoverd reads version %d)", shown,
+				    STATE_VERSION);
+				goto fail;
+			}
+			continue;
+		}
+		if (parse_line(line, seen, st, reason, sizeof(reason)) == -1) {
+			snprintf(why, whylen, "line %u: %s", lineno, reason);
+			goto fail;
+		}
+	}
+	if (!seen[SK_ACTIVE]) {
+		snprintf(why, whylen, "no 'active' line");
+		goto fail;
+	}
+	if (!seen[SK_GENERATION]) {
+		snprintf(why, whylen, "no 'generation' line");
+		goto fail;
+	}
+	return 0;
+
+fail:
+	return -1;
+}
+
+/* Writes all of buf, across short writes and EINTR. 0, or -1 with errno. */
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t w;
+
+	while (len > 0) {
+		w = write(fd, buf, len);
+		if (w == -1) {
+			if (errno == EINTR)
+				continue;
+			goto fail;
+		}
+		if (w == 0) {
+			errno = EIO;
+			goto fail;
+		}
+		buf += w;
+		len -= (size_t)w;
+	}
+	return 0;
+
+fail:
+	return -1;
+}
+
+/* Opens the directory holding path, for fsync. Returns the fd or -1/errno. */
+static int
+open_parent_dir(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir = NULL;
+	size_t n;
+	int fd, saved;
+
+	if (slash == NULL)
+		return open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	n = slash == path ? 1 : (size_t)(slash - path);
+	if ((dir = malloc(n + 1)) == NULL)
+		return -1;
+	memcpy(dir, path, n);
+	dir[n] = '\0';
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	saved = errno;
+	free(dir);
+	errno = saved;
+	return fd;
+}
