@@ -184,12 +184,13 @@ usage(FILE *fp)
 		    (size_t)n < sizeof(syn) - 1)
 			strcat(syn, "]");
 		fprintf(fp, "  %-24s %s\n", syn, c->help);
-		for (k = 0; k < NELEM(flags); k++)
-			if (c->flags & flags[k].bit)
-				fprintf(fp, "      %s%-*s %s\n", flags[k].name,
-				    (int)(19 - strlen(flags[k].name)),
-				    flags[k].takes_number ? " N" : "",
-				    flags[k].help);
+		for (k = 0; k < NELEM(flags); k++) {
+			if (!(c->flags & flags[k].bit))
+				continue;
+			snprintf(syn, sizeof(syn), "%s%s", flags[k].name,
+			    flags[k].takes_number ? " N" : "");
+			fprintf(fp, "      %-20s %s\n", syn, flags[k].help);
+		}
 	}
 	fprintf(fp,
 	    "\n"

@@ -29,6 +29,9 @@
  */
 #define BUF_HIGH (256 * 1024)
 #define BUF_LOW (64 * 1024)
+/* Never pump into less room than this: a chunk's framing is never split, so
+ * a tiny allowance could make no progress and stall the exchange. */
+#define MIN_ROOM 4096
 
 enum session_state {
 	S_WAIT_HEAD,  /* waiting for a request head */
@@ -551,7 +554,7 @@ pump_request(struct session *s)
 
 	if (s->req_done)
 		return;
-	if (olen >= BUF_HIGH) {
+	if (olen + MIN_ROOM > BUF_HIGH) {
 		s->req_blocked = true;
 		bufferevent_disable(s->cbev, EV_READ);
 		return;
@@ -589,7 +592,7 @@ pump_request(struct session *s)
 	if (s->req_done) {
 		bufferevent_disable(s->cbev, EV_READ);
 		set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
-	} else if (evbuffer_get_length(out) >= BUF_HIGH) {
+	} else if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
 		s->req_blocked = true;
 		bufferevent_disable(s->cbev, EV_READ);
 	}
@@ -817,7 +820,7 @@ pump_response(struct session *s)
 	bool done = false;
 	int r;
 
-	if (olen >= BUF_HIGH) {
+	if (olen + MIN_ROOM > BUF_HIGH) {
 		s->resp_blocked = true;
 		bufferevent_disable(s->up->bev, EV_READ);
 		return;
@@ -856,7 +859,7 @@ pump_response(struct session *s)
 		response_done(s);
 		return;
 	}
-	if (evbuffer_get_length(out) >= BUF_HIGH) {
+	if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
 		s->resp_blocked = true;
 		bufferevent_disable(s->up->bev, EV_READ);
 	}

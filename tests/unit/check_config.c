@@ -663,7 +663,8 @@ START_TEST(test_multiple_errors)
 	    "};\n", &cfg, &errs);
 	ck_assert_int_eq(rc, -1);
 	ck_assert_ptr_null(cfg);
-	dump_errors(&errs);
+	if (errs.n != 5)
+		dump_errors(&errs);
 	ck_assert_uint_eq(errs.n, 5);
 	/* In table order: listen, workers, pools, health. */
 	ck_assert_int_ne(asprintf(&line, "%s:1: 'listen[0].address': invalid "
@@ -817,7 +818,8 @@ START_TEST(test_reload_check)
 	    "control = { socket = \"/run/other.sock\"; admin_group = \"root\"; };\n",
 	    &next, &errs), 0);
 	ck_assert_int_eq(config_reload_check(old, next, &errs), -1);
-	dump_errors(&errs);
+	if (errs.n != 4)
+		dump_errors(&errs);
 	ck_assert_uint_eq(errs.n, 4);
 	ck_assert_int_ne(asprintf(&want, "%s: 'listen' cannot be changed by a "
 	    "reload; restart cutoverd", conf_path), -1);

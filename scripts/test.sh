@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: installs the build dependencies,
+# builds out of tree with --enable-werror in build/ and runs "make check"
+# (Check unit tests + tests/integration), then does the same with
+# --enable-sanitizers (ASan + UBSan) in build-asan/. Ends with one line
+# "N passed, M failed" counting every individual test of both builds, and
+# exits non-zero when anything failed.
+#
+# Environment: SKIP_SETUP=1 skips scripts/setup.sh; JOBS (default 2).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+JOBS=${JOBS:-2}
+
+if [ "${SKIP_SETUP:-0}" != 1 ]; then
+	scripts/setup.sh
+fi
+autoreconf -fi
+
+passed=0
+failed=0
+
+# count DIR: adds DIR's per-test results to passed/failed.
+count() {
+	local dir=$1 log trs line x f e p m
+	local found=0
+	for trs in "$dir"/tests/unit/*.trs "$dir"/tests/integration/*.trs; do
+		[ -e "$trs" ] || continue
+		found=1
+		log=${trs%.trs}.log
+		case $trs in
+		*/tests/unit/*)
+			# One summary line per suite run: sum them all.
+			line=$(grep -Eo 'Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" 2>/dev/null || true)
+			if [ -z "$line" ]; then
+				echo "test.sh: $log has no Check summary: counted as 1 failure" >&2
+				failed=$((failed + 1))
+				continue
+			fi
+			p=0
+			m=0
+			while read -r _ x _ f _ e; do
+				x=${x%,}
+				f=${f%,}
+				p=$((p + x - f - e))
+				m=$((m + f + e))
+			done <<<"$line"
+			;;
+		*)
+			line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" 2>/dev/null | tail -n 1 || true)
+			if [ -z "$line" ]; then
+				echo "test.sh: $log has no 'N passed, M failed' line: counted as 1 failure" >&2
+				failed=$((failed + 1))
+				continue
+			fi
+			p=${line%% passed*}
+			m=${line#*, }
+			m=${m%% failed}
+			;;
+		esac
+		# A program that failed as a whole (crash, sanitizer report at exit)
+		# without any failing test of its own still counts once.
+		if [ "$m" -eq 0 ] && ! grep -q '^:test-result: PASS' "$trs"; then
+			echo "test.sh: $trs failed although its tests passed: counted as 1 failure" >&2
+			m=1
+		fi
+		passed=$((passed + p))
+		failed=$((failed + m))
+	done
+	if [ "$found" -eq 0 ]; then
+		echo "test.sh: no test results in $dir (build failed?): counted as 1 failure" >&2
+		failed=$((failed + 1))
+	fi
+}
+
+# build DIR CONFIGURE-ARGS...: configures, builds and runs make check in DIR.
+build() {
+	local dir=$1
+	shift
+	rm -rf "$dir"
+	mkdir -p "$dir"
+	(
+		cd "$dir"
+		"$ROOT/configure" "$@"
+		make -j"$JOBS"
+		make -j"$JOBS" check
+	) || echo "test.sh: build or tests failed in $dir (see $dir/test-suite.log)" >&2
+	count "$dir"
+}
+
+build "$ROOT/build" --enable-werror
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	build "$ROOT/build-asan" --enable-werror --enable-sanitizers
+
+for f in "$ROOT"/build/test-suite.log "$ROOT"/build-asan/test-suite.log; do
+	if [ -e "$f" ]; then
+		grep -E '^(FAIL|ERROR): ' "$f" >&2 || true
+	fi
+done
+for f in "$ROOT"/build/tests/integration/run.sh.log "$ROOT"/build-asan/tests/integration/run.sh.log; do
+	if [ -e "$f" ]; then
+		grep -E '^FAIL ' "$f" | sed "s|^|${f#"$ROOT"/}: |" >&2 || true
+	fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
