@@ -23,7 +23,7 @@ mkdir -p build
 	fi
 	make -j"$JOBS" src/cutoverd tests/backend/cutover-testbackend
 	# cutoverctl arrives with the switching issue; build it when it exists.
-	if grep -q '^src/cutoverctl\$(EXEEXT):' Makefile 2>/dev/null; then
+	if make -n src/cutoverctl >/dev/null 2>&1; then
 		make -j"$JOBS" src/cutoverctl
 	fi
 )
@@ -80,12 +80,10 @@ wait_http() {
 	exit 1
 }
 
-n=1
 for spec in blue1:blue:9001 blue2:blue:9002 green1:green:9003 green2:green:9004; do
 	IFS=: read -r name color port <<<"$spec"
 	"$BACKEND" --listen "127.0.0.1:$port" --name "$name" --color "$color" >/dev/null &
 	pids+=($!)
-	n=$((n + 1))
 done
 for port in 9001 9002 9003 9004; do
 	wait_http "$port" /healthz
@@ -109,7 +107,8 @@ Its log follows below. Try, in another terminal:
 MSG
 if [ -x "$ROOT/build/src/cutoverctl" ]; then
 	cat <<MSG
-Switching colors is being built in the next issue; with this build you can try
+Switching colors (cutoverctl) belongs to a later issue and is still in
+progress; this build already has a cutoverctl, so you can try:
   build/src/cutoverctl -s /tmp/cutover-demo/control.sock status
   build/src/cutoverctl -s /tmp/cutover-demo/control.sock switch green
 MSG

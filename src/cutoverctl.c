@@ -172,17 +172,15 @@ usage(FILE *fp)
 	    "Commands:\n", DEFAULT_SOCKET);
 	for (i = 0; i < NELEM(commands); i++) {
 		const struct command *c = &commands[i];
+		const char *arg = c->arg == ARG_COLOR ? "blue|green" :
+		    c->arg == ARG_COUNT ? "N" : NULL;
 		char syn[128];
-		int n;
 
-		n = snprintf(syn, sizeof(syn), "%s%s%s%s", c->name,
-		    c->arg == ARG_NONE ? "" : " ",
-		    c->arg == ARG_NONE ? "" : c->min_args ? "" : "[",
-		    c->arg == ARG_COLOR ? "blue|green" :
-		    c->arg == ARG_COUNT ? "N" : "");
-		if (c->arg != ARG_NONE && c->min_args == 0 && n > 0 &&
-		    (size_t)n < sizeof(syn) - 1)
-			strcat(syn, "]");
+		if (arg == NULL)
+			snprintf(syn, sizeof(syn), "%s", c->name);
+		else
+			snprintf(syn, sizeof(syn), c->min_args > 0 ? "%s %s" :
+			    "%s [%s]", c->name, arg);
 		fprintf(fp, "  %-24s %s\n", syn, c->help);
 		for (k = 0; k < NELEM(flags); k++) {
 			if (!(c->flags & flags[k].bit))

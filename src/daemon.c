@@ -167,6 +167,7 @@ daemon_start(struct daemon *d)
 		if (worker_init(&d->workers[i], i, d->nworkers, cfg) < 0)
 			goto fail;
 	}
+	worker_set_peers(d->workers, d->nworkers);
 	for (i = 0; i < d->nworkers; i++) {
 		if (worker_start(&d->workers[i]) < 0)
 			goto fail;

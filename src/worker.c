@@ -25,6 +25,19 @@ static void *worker_main(void *arg);
 static void listeners_set(struct worker *w, bool on);
 static void listeners_free(struct worker *w);
 static void maybe_exit(struct worker *w);
+static void post_peers(unsigned msg);
+
+/*
+ * limits.max_connections holds for the whole daemon, not per worker: the
+ * kernel spreads connections over the SO_REUSEPORT sockets by hash, so a
+ * per-worker share would refuse connections while other workers idle. One
+ * shared counter; crossing the limit pauses every worker's listeners (they
+ * wait in the kernel backlog) and dropping below it resumes them.
+ */
+static _Atomic unsigned total_conns;
+static _Atomic bool all_paused;
+static struct worker *peers;
+static unsigned npeers;
 
 int
 worker_probe_listeners(const struct config *cfg)
@@ -66,9 +79,7 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	w->wake_fd = -1;
 	TAILQ_INIT(&w->sessions);
 	atomic_init(&w->pending, 0);
-	w->max_conns = (cfg->limits.max_connections + nworkers - 1) / nworkers;
-	if (w->max_conns == 0)
-		w->max_conns = 1;
+	(void)nworkers;
 	if ((w->hdrs = calloc(cfg->limits.header_count, sizeof(*w->hdrs))) == NULL)
 		goto fail;
 	/* Nothing on this base is touched by another thread: no locks. */
@@ -167,13 +178,34 @@ worker_inflight(const struct worker *workers, unsigned n, enum color color)
 }
 
 void
+worker_set_peers(struct worker *workers, unsigned n)
+{
+	peers = workers;
+	npeers = n;
+	atomic_store(&total_conns, 0);
+	atomic_store(&all_paused, false);
+}
+
+void
 worker_session_closed(struct worker *w, struct session *s)
 {
+	unsigned n = atomic_fetch_sub(&total_conns, 1) - 1;
+
 	(void)s;
 	w->nconns--;
-	if (w->listeners_paused && !w->stopping && w->nconns < w->max_conns)
-		listeners_set(w, true);
+	if (n < w->cfg->limits.max_connections && atomic_load(&all_paused) &&
+	    atomic_exchange(&all_paused, false))
+		post_peers(WORKER_MSG_RESUME);
 	maybe_exit(w);
+}
+
+static void
+post_peers(unsigned msg)
+{
+	unsigned i;
+
+	for (i = 0; i < npeers; i++)
+		worker_post(&peers[i], msg);
 }
 
 static void *
@@ -199,18 +231,28 @@ static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct worker *w = arg;
+	unsigned max = w->cfg->limits.max_connections, n;
 
 	(void)l;
 	if (w->stopping) {
 		close(fd);
 		return;
 	}
-	if (session_new(w, fd, sa, (socklen_t)salen) < 0)
-		return;
-	if (w->nconns >= w->max_conns && !w->listeners_paused) {
+	/*
+	 * n can pass max by a few connections: those another worker accepted in
+	 * the instant before the pause reached it. They are served rather than
+	 * dropped; from then on new connections wait in the backlog.
+	 */
+	n = atomic_fetch_add(&total_conns, 1) + 1;
+	if (n >= max && !atomic_exchange(&all_paused, true)) {
 		/* Further connections wait in the kernel's backlog. */
-		log_debug("worker %u: max connections (%u) reached", w->id, w->max_conns);
-		listeners_set(w, false);
+		log_info("max_connections (%u) reached: new connections wait", max);
+		post_peers(WORKER_MSG_PAUSE);
+	}
+	if (session_new(w, fd, sa, (socklen_t)salen) < 0) {
+		/* session_new closed fd; nothing was counted on the worker. */
+		if (atomic_fetch_sub(&total_conns, 1) - 1 < max && atomic_exchange(&all_paused, false))
+			post_peers(WORKER_MSG_RESUME);
 	}
 }
 
@@ -236,6 +278,9 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	while (read(fd, &n, sizeof(n)) > 0)
 		;
 	msg = atomic_exchange(&w->pending, 0);
+	/* Pause and resume may both be pending: the flag has the last word. */
+	if ((msg & (WORKER_MSG_PAUSE | WORKER_MSG_RESUME)) && !w->stopping)
+		listeners_set(w, !atomic_load(&all_paused));
 	if (msg & (WORKER_MSG_SWITCHED | WORKER_MSG_CLOSE_TUNNELS)) {
 		struct route *r = route_current();
 

@@ -59,6 +59,8 @@ TAILQ_HEAD(session_list, session);
 #define WORKER_MSG_SWITCHED 0x4 /* the route changed: close idle upstream
                                    connections to the inactive color */
 #define WORKER_MSG_CLOSE_TUNNELS 0x8 /* close tunnels on the inactive color */
+#define WORKER_MSG_PAUSE 0x10  /* limits.max_connections reached: stop accepting */
+#define WORKER_MSG_RESUME 0x20 /* below the limit again: accept */
 
 struct worker {
 	unsigned id;
@@ -70,8 +72,7 @@ struct worker {
 	struct evconnlistener **listeners;
 	size_t nlisteners;
 	bool listeners_paused;
-	unsigned nconns;     /* client connections open */
-	unsigned max_conns;  /* this worker's share of limits.max_connections */
+	unsigned nconns;     /* client connections open on this worker */
 	bool stopping;
 	struct session_list sessions;
 	unsigned rr_cursor[COLOR_COUNT];
@@ -91,6 +92,12 @@ struct worker {
  */
 int worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct config *cfg)
     __attribute__((warn_unused_result));
+
+/*
+ * Tells the workers about each other (for the daemon-wide connection limit).
+ * Main thread, after every worker_init() and before any worker_start().
+ */
+void worker_set_peers(struct worker *workers, unsigned n);
 
 /* Starts the worker's thread. Returns 0 or -1. */
 int worker_start(struct worker *w) __attribute__((warn_unused_result));
