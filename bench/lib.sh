@@ -190,7 +190,7 @@ start_proxy() {
     cutoverd)
         bin=$(find_cutoverd) || { FAIL_REASON="no cutoverd binary (build it, or set CUTOVERD=/path/to/cutoverd)"; return 1; }
         render cutoverd "$BENCH_SRC/cutoverd.conf.in" "$TMP/cutoverd/cutover.conf"
-        if ! "$bin" -t -c "$TMP/cutoverd/cutover.conf" >"$TMP/cutoverd.check" 2>&1; then
+        if ! timeout 10 "$bin" -t -c "$TMP/cutoverd/cutover.conf" >"$TMP/cutoverd.check" 2>&1; then
             FAIL_REASON="$bin -t rejected the bench config: $(head -n 3 "$TMP/cutoverd.check" | tr '\n' ' ')"
             return 1
         fi

@@ -9,7 +9,8 @@
 #
 # Environment: PROFILE_WORKLOAD [ka_tiny] (ka_tiny, ka_64k, close),
 #   PROFILE_DURATION [10], PROFILE_TOP [30], PROFILE_TOOL [auto] (perf, callgrind),
-#   PROFILE_CALLGRAPH=1 (perf --call-graph dwarf), BENCH_CONNS [50],
+#   PROFILE_CALLGRAPH=fp|dwarf (perf call graphs;
+#   fp also lists the syscalls the time goes to), BENCH_CONNS [50],
 #   CUTOVERD, BENCH_WRK_CPU, BENCH_PROXY_CPU, BENCH_BACKEND_CPU as in run.sh.
 set -uo pipefail
 
@@ -60,7 +61,7 @@ say "bench: profiling $TARGET ($PROFILE_TOOL) under $PROFILE_WORKLOAD for ${PROF
         "${WRKPIN[@]}" wrk -t1 -c"$BENCH_CONNS" -d2s "${extra[@]}" "$url" >/dev/null 2>&1
         pids=$(pids_of "$TARGET" | paste -sd,)
         cg=()
-        [[ ${PROFILE_CALLGRAPH:-0} == 1 ]] && cg=(--call-graph dwarf)
+        case ${PROFILE_CALLGRAPH:-0} in 1 | dwarf) cg=(--call-graph dwarf) ;; fp) cg=(-g) ;; esac
         "${WRKPIN[@]}" wrk -t1 -c"$BENCH_CONNS" -d"$((PROFILE_DURATION + 1))s" "${extra[@]}" "$url" >"$TMP/wrk.out" 2>&1 &
         wrkpid=$!
         sleep 0.5
@@ -79,6 +80,13 @@ say "bench: profiling $TARGET ($PROFILE_TOOL) under $PROFILE_WORKLOAD for ${PROF
         echo
         echo "== top $PROFILE_TOP user-space functions =="
         grep -v 'kernel.kallsyms' "$TMP/syms.txt" | head -n "$PROFILE_TOP"
+        if ((${#cg[@]})); then
+            echo
+            echo "== top kernel entry points (syscalls, softirq), inclusive =="
+            perf report -i "$TMP/perf.data" --stdio --children --sort symbol -g none 2>/dev/null |
+                grep -E '\] (__x64_sys_|__sys_|do_softirq|net_rx_action|asm_exc|ksys_|do_readv|do_writev|tcp_sendmsg|tcp_recvmsg)' |
+                sed 's/[ -]*$//' | head -n 15
+        fi
         cp "$TMP/perf.data" "${OUT%.txt}.perf.data" 2>/dev/null
         echo
         echo "raw: perf report -i ${OUT%.txt}.perf.data"
@@ -86,12 +94,13 @@ say "bench: profiling $TARGET ($PROFILE_TOOL) under $PROFILE_WORKLOAD for ${PROF
         "${WRKPIN[@]}" wrk -t1 -c"$BENCH_CONNS" -d"${PROFILE_DURATION}s" "${extra[@]}" "$url" >"$TMP/wrk.out" 2>&1
         grep -E 'Requests/sec|requests in' "$TMP/wrk.out"
         kill -TERM "${PID[$TARGET]}"
-        wait "${PID[$TARGET]}" 2>/dev/null
+        # Not our child here (this block runs in a pipeline's subshell): poll.
+        for ((i = 0; i < 300; i++)); do kill -0 "${PID[$TARGET]}" 2>/dev/null || break; sleep 0.1; done
         # The biggest profile is the daemon's (hooks it ran have their own).
         cgout=$(ls -S "$TMP"/callgrind.out.* 2>/dev/null | head -n 1)
         echo
         echo "== top $PROFILE_TOP functions (callgrind, self instructions) =="
-        callgrind_annotate "$cgout" 2>/dev/null | sed -n '/^Ir/,$p' | head -n "$((PROFILE_TOP + 3))"
+        callgrind_annotate "$cgout" 2>/dev/null | sed -n '/^Ir/,$p' | head -n "$((PROFILE_TOP + 8))"
         cp "$cgout" "${OUT%.txt}.callgrind.out" 2>/dev/null
         echo
         echo "raw: callgrind_annotate ${OUT%.txt}.callgrind.out"

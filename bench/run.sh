@@ -54,6 +54,7 @@ read -r -a WRKPIN <<<"$(pin "$BENCH_WRK_CPU")"
 
 STATUS=0
 declare -A FAILED=()
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 start_backend || die "the backend nginx did not start: $FAIL_REASON"
 say "bench: backend nginx on :${PORT[backend]} (CPU ${BENCH_BACKEND_CPU})"
 
@@ -142,7 +143,8 @@ META=$(python3 -c 'import json,sys; print(json.dumps(dict(a.split("=",1) for a i
     "duration_s=$BENCH_DURATION" "warmup_s=$BENCH_WARMUP" "rounds=$BENCH_ROUNDS" \
     "conns=$BENCH_CONNS" "wrk_threads=$BENCH_THREADS" "wrk_cpu=$BENCH_WRK_CPU" \
     "proxy_cpu=$BENCH_PROXY_CPU" "backend_cpu=$BENCH_BACKEND_CPU" \
-    "kernel=$(uname -r)" "cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
+    "loadavg_before=$LOAD0" "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" \
+    "started=$(date -Is)" "kernel=$(uname -r)" "cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
     "haproxy=$(haproxy -v 2>/dev/null | awk 'NR==1 {print $3}')" \
     "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')" "cutoverd=${CUTOVERD_BIN:-}" \
     "failed=$(for p in $BENCH_PROXIES; do [[ -n ${STARTED[$p]:-} ]] || printf '%s ' "$p"; done)")

@@ -58,9 +58,11 @@ def main():
     lines.append(f"cutover bench: {meta.get('rounds')} round(s) x {meta.get('duration_s')}s, "
                  f"wrk -t{meta.get('wrk_threads')} -c{meta.get('conns')} on CPU {meta.get('wrk_cpu')}, "
                  f"proxies on CPU {meta.get('proxy_cpu')}, backend on CPU {meta.get('backend_cpu')}")
-    lines.append("medians over rounds; CPU/req = proxy utime+stime / requests; "
-                 "RSS = peak (VmHWM, max over rounds; nginx = master+worker)")
-    hdr = f"{'workload':<28} {'proxy':<9} {'req/s':>10} {'p99 ms':>8} {'CPU us/req':>10} " \
+    lines.append("medians over rounds; spread = (max-min)/median req/s over rounds; "
+                 "CPU/req = proxy utime+stime / requests;")
+    lines.append("RSS = peak (VmHWM, max over rounds; nginx = master+worker); "
+                 f"load average before/after: {meta.get('loadavg_before')} / {meta.get('loadavg_after')}")
+    hdr = f"{'workload':<28} {'proxy':<9} {'req/s':>10} {'spread':>7} {'p99 ms':>8} {'CPU us/req':>10} " \
           f"{'backend us/req':>14} {'peak RSS MiB':>12}  errors"
     for wl in [w for w in WORKLOADS if w in summary] + [w for w in summary if w not in WORKLOADS]:
         lines.append("")
@@ -71,7 +73,8 @@ def main():
             e = s["errors"]
             err = "none" if not s["flagged"] else "FLAGGED " + " ".join(
                 f"{k}={v}" for k, v in e.items() if v)
-            lines.append(f"{WORKLOADS.get(wl, wl):<28} {p:<9} {s['rps']:>10.0f} {s['p99_ms']:>8.2f} "
+            spread = (max(s["rps_rounds"]) - min(s["rps_rounds"])) / s["rps"] * 100 if s["rps"] else 0
+            lines.append(f"{WORKLOADS.get(wl, wl):<28} {p:<9} {s['rps']:>10.0f} {spread:>6.0f}% {s['p99_ms']:>8.2f} "
                          f"{s['cpu_us_per_req']:>10.2f} {s['backend_cpu_us_per_req']:>14.2f} "
                          f"{s['peak_rss_kib'] / 1024:>12.1f}  {err}")
         for pair, v in ratios.get(wl, {}).items():

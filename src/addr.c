@@ -145,3 +145,47 @@ addr_ip_string(const struct sockaddr *sa, char *buf, size_t len)
 	if (inet_ntop(sa->sa_family, src, buf, (socklen_t)len) == NULL)
 		snprintf(buf, len, "?");
 }
+
+bool
+addr_in_prefix(const struct sockaddr *sa, const struct sockaddr_storage *net, unsigned prefix)
+{
+	const unsigned char *a, *n;
+	unsigned char mapped[4];
+	size_t len, full, i;
+
+	if (sa->sa_family == AF_INET6 && net->ss_family == AF_INET) {
+		/* A v4 client on a dual-stack socket arrives as ::ffff:a.b.c.d. */
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+
+		if (!IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			return false;
+		memcpy(mapped, &s6->sin6_addr.s6_addr[12], 4);
+		a = mapped;
+		len = 4;
+	} else if (sa->sa_family != net->ss_family) {
+		return false;
+	} else if (sa->sa_family == AF_INET) {
+		a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+		len = 4;
+	} else if (sa->sa_family == AF_INET6) {
+		a = (const unsigned char *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+		len = 16;
+	} else {
+		return false;
+	}
+	n = net->ss_family == AF_INET ? (const unsigned char *)&((const struct sockaddr_in *)net)->sin_addr
+	                              : (const unsigned char *)&((const struct sockaddr_in6 *)net)->sin6_addr;
+	if (prefix > len * 8)
+		return false;
+	full = prefix / 8;
+	for (i = 0; i < full; i++)
+		if (a[i] != n[i])
+			return false;
+	if (prefix % 8 != 0) {
+		unsigned char mask = (unsigned char)(0xffu << (8 - prefix % 8));
+
+		if ((a[full] & mask) != (n[full] & mask))
+			return false;
+	}
+	return true;
+}

@@ -23,4 +23,10 @@ int addr_parse(const char *s, struct addr *out, char *err, size_t errlen)
 /* Formats a socket address (IPv4/IPv6) as "ip" without port into buf. */
 void addr_ip_string(const struct sockaddr *sa, char *buf, size_t len);
 
+/*
+ * True when sa (IPv4 or IPv6; an IPv4-mapped IPv6 address counts as IPv4)
+ * lies within net/prefix.
+ */
+bool addr_in_prefix(const struct sockaddr *sa, const struct sockaddr_storage *net, unsigned prefix);
+
 #endif

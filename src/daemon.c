@@ -15,18 +15,38 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "accesslog.h"
 #include "control.h"
 #include "daemon.h"
 #include "health.h"
 #include "history.h"
+#include "hooks.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
+#include "smoke.h"
 #include "state.h"
 #include "switcher.h"
+#include "transition.h"
 #include "worker.h"
 
 #define WAIT_POLL_MS 20
+#define GUARD_TICK_MS 250
+
+/* A notification hook still running. */
+struct hook_slot {
+	TAILQ_ENTRY(hook_slot) link;
+	struct daemon *d;
+	struct hook_run *run;
+	char event[32];
+};
+
+/* A `smoke COLOR` command in progress. */
+struct smoke_cmd {
+	struct control_conn *conn;
+	struct smoke_run *run;
+};
 
 /* A `switch --wait` caller, answered once the old color has drained. */
 struct waiter {
@@ -35,24 +55,6 @@ struct waiter {
 	enum color old;
 	uint64_t deadline_ms;
 	char *answer_prefix; /* the switch answer without its closing brace */
-};
-
-struct daemon {
-	struct config *cfg;
-	struct worker *workers;
-	unsigned nworkers;
-	struct pool *pools[COLOR_COUNT];
-	struct route routes[COLOR_COUNT]; /* routes[c]: c active */
-	struct switcher sw;
-	struct health *health;
-	struct control *control;
-	char *history;
-	struct event_base *base;
-	struct event *sig_term, *sig_int, *sig_hup;
-	struct event *drain_timer, *reap_timer, *window_timer, *wait_timer, *tunnel_timer;
-	TAILQ_HEAD(, waiter) waiters;
-	uint64_t switches_manual, switches_rollback, switch_refused;
-	bool stopping;
 };
 
 static int daemon_start(struct daemon *d);
@@ -65,13 +67,12 @@ static void on_reap(evutil_socket_t fd, short what, void *arg);
 static void on_window(evutil_socket_t fd, short what, void *arg);
 static void on_wait_poll(evutil_socket_t fd, short what, void *arg);
 static void on_tunnel_drain(evutil_socket_t fd, short what, void *arg);
-static void post_all(struct daemon *d, unsigned msg);
-static void arm_window_timer(struct daemon *d);
 static void arm_ms(struct event *ev, uint64_t ms);
-static uint64_t mono_ms(void);
-static int64_t wall_ms(void);
-static void record(struct daemon *d, const char *event, int from, int to, const char *trigger,
-    const char *reason, const struct control_caller *who);
+static void on_usr1(evutil_socket_t sig, short what, void *arg);
+static void on_guard_tick(evutil_socket_t fd, short what, void *arg);
+static void hook_done(int status, bool timed_out, const char *output, void *arg);
+static void fill_metrics(struct metrics_snapshot *snap, void *arg);
+static void smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg);
 
 static void cmd_status(struct control_conn *c, const struct control_caller *who, int argc,
     char **argv, void *arg);
@@ -85,6 +86,8 @@ static void cmd_commit(struct control_conn *c, const struct control_caller *who,
     char **argv, void *arg);
 static void cmd_help(struct control_conn *c, const struct control_caller *who, int argc,
     char **argv, void *arg);
+static void cmd_smoke(struct control_conn *c, const struct control_caller *who, int argc,
+    char **argv, void *arg);
 
 static const struct control_command commands[] = {
     {"status", false, cmd_status, "status: active and previous color, state, pools"},
@@ -95,6 +98,7 @@ static const struct control_command commands[] = {
         "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]"},
     {"rollback", true, cmd_switch, "rollback [--force] [--if-gen N] [--dry-run] [--wait]"},
     {"commit", true, cmd_commit, "commit: end the safety window now"},
+    {"smoke", true, cmd_smoke, "smoke blue|green: run the smoke tests against that color now"},
     {NULL, false, NULL, NULL},
 };
 
@@ -107,6 +111,7 @@ daemon_run(struct config *cfg)
 	memset(&d, 0, sizeof(d));
 	d.cfg = cfg;
 	TAILQ_INIT(&d.waiters);
+	TAILQ_INIT(&d.hooks);
 	signal(SIGPIPE, SIG_IGN);
 	if (daemon_start(&d) == 0) {
 		event_base_dispatch(d.base);
@@ -139,6 +144,18 @@ daemon_start(struct daemon *d)
 		d->routes[i].active = (enum color)i;
 	}
 	route_publish(&d->routes[d->sw.active]);
+	{
+		struct guard_config gc;
+
+		memset(&gc, 0, sizeof(gc));
+		gc.error_rate = cfg->auto_rollback.error_rate;
+		gc.min_requests = cfg->auto_rollback.min_requests;
+		gc.window_ms = cfg->auto_rollback.window_ms;
+		gc.latency_factor = cfg->auto_rollback.latency_factor;
+		gc.min_healthy = cfg->sw.min_healthy;
+		for (i = 0; i < COLOR_COUNT; i++)
+			guard_init(&d->guards[i], &gc);
+	}
 
 	if (worker_probe_listeners(cfg) < 0)
 		return -1;
@@ -152,11 +169,34 @@ daemon_start(struct daemon *d)
 	d->window_timer = evtimer_new(d->base, on_window, d);
 	d->wait_timer = event_new(d->base, -1, EV_PERSIST, on_wait_poll, d);
 	d->tunnel_timer = evtimer_new(d->base, on_tunnel_drain, d);
-	if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL ||
+	d->sig_usr1 = evsignal_new(d->base, SIGUSR1, on_usr1, d);
+	d->guard_timer = event_new(d->base, -1, EV_PERSIST, on_guard_tick, d);
+	if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL || d->sig_usr1 == NULL ||
 	    d->drain_timer == NULL || d->reap_timer == NULL || d->window_timer == NULL ||
-	    d->wait_timer == NULL || d->tunnel_timer == NULL || evsignal_add(d->sig_term, NULL) < 0 ||
-	    evsignal_add(d->sig_int, NULL) < 0 || evsignal_add(d->sig_hup, NULL) < 0)
+	    d->wait_timer == NULL || d->tunnel_timer == NULL || d->guard_timer == NULL ||
+	    evsignal_add(d->sig_term, NULL) < 0 || evsignal_add(d->sig_int, NULL) < 0 ||
+	    evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_usr1, NULL) < 0)
 		goto oom;
+	{
+		struct timeval tick = {0, GUARD_TICK_MS * 1000};
+
+		event_add(d->guard_timer, &tick);
+	}
+	if (cfg->metrics.enabled) {
+		size_t n = 0;
+
+		d->metric_servers = calloc(cfg->pools[0].nservers + cfg->pools[1].nservers + 1,
+		    sizeof(*d->metric_servers));
+		if (d->metric_servers == NULL)
+			goto oom;
+		for (i = 0; i < COLOR_COUNT; i++)
+			for (size_t k = 0; k < d->pools[i]->nservers; k++, n++) {
+				d->metric_servers[n].color = (enum color)i;
+				d->metric_servers[n].address = d->pools[i]->servers[k].addr.text;
+			}
+		if ((d->metrics = metrics_new(d->base, &cfg->metrics.listen, fill_metrics, d)) == NULL)
+			return -1;
+	}
 	if ((d->control = control_new(d->base, &cfg->control, commands, d)) == NULL)
 		return -1;
 	if ((d->health = health_new(d->base, &cfg->health, d->pools)) == NULL)
@@ -172,7 +212,7 @@ daemon_start(struct daemon *d)
 		if (worker_start(&d->workers[i]) < 0)
 			goto fail;
 	}
-	arm_window_timer(d);
+	daemon_arm_window(d);
 	for (size_t l = 0; l < cfg->nlistens; l++)
 		log_info("listening on %s", cfg->listens[l].addr.text);
 	log_info("cutoverd %s ready: %u worker%s, active color %s, generation %" PRIu64
@@ -218,10 +258,10 @@ load_state(struct daemon *d)
 	switcher_init(&d->sw, st.active, st.generation, cfg->sw.min_healthy, cfg->sw.safety_window_ms);
 	d->sw.has_previous = st.has_previous;
 	d->sw.previous = st.previous;
-	if (st.window_end_ms > wall_ms()) {
+	if (st.window_end_ms > daemon_wall_ms()) {
 		/* The safety window survives a restart. */
 		d->sw.state = SWITCHER_OBSERVING;
-		d->sw.window_end_ms = mono_ms() + (uint64_t)(st.window_end_ms - wall_ms());
+		d->sw.window_end_ms = daemon_mono_ms() + (uint64_t)(st.window_end_ms - daemon_wall_ms());
 	}
 	log_info("state file %s: active color %s, generation %" PRIu64, cfg->state_file,
 	    color_name(st.active), st.generation);
@@ -239,6 +279,16 @@ daemon_free(struct daemon *d)
 			worker_free(&d->workers[i]);
 		free(d->workers);
 	}
+	transition_cancel(d, "cutoverd is stopping");
+	{
+		struct hook_slot *hs;
+
+		while ((hs = TAILQ_FIRST(&d->hooks)) != NULL) {
+			TAILQ_REMOVE(&d->hooks, hs, link);
+			hook_cancel(hs->run);
+			free(hs);
+		}
+	}
 	while ((wt = TAILQ_FIRST(&d->waiters)) != NULL) {
 		TAILQ_REMOVE(&d->waiters, wt, link);
 		free(wt->answer_prefix);
@@ -246,6 +296,8 @@ daemon_free(struct daemon *d)
 	}
 	control_free(d->control);
 	health_free(d->health);
+	metrics_free(d->metrics);
+	free(d->metric_servers);
 	if (d->sig_term != NULL)
 		event_free(d->sig_term);
 	if (d->sig_int != NULL)
@@ -262,6 +314,10 @@ daemon_free(struct daemon *d)
 		event_free(d->wait_timer);
 	if (d->tunnel_timer != NULL)
 		event_free(d->tunnel_timer);
+	if (d->sig_usr1 != NULL)
+		event_free(d->sig_usr1);
+	if (d->guard_timer != NULL)
+		event_free(d->guard_timer);
 	if (d->base != NULL)
 		event_base_free(d->base);
 	route_publish(NULL);
@@ -271,8 +327,8 @@ daemon_free(struct daemon *d)
 	config_free(d->cfg);
 }
 
-static uint64_t
-mono_ms(void)
+uint64_t
+daemon_mono_ms(void)
 {
 	struct timespec ts;
 
@@ -280,8 +336,8 @@ mono_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int64_t
-wall_ms(void)
+int64_t
+daemon_wall_ms(void)
 {
 	struct timespec ts;
 
@@ -297,8 +353,8 @@ arm_ms(struct event *ev, uint64_t ms)
 	evtimer_add(ev, &tv);
 }
 
-static void
-post_all(struct daemon *d, unsigned msg)
+void
+daemon_post(struct daemon *d, unsigned msg)
 {
 	unsigned i;
 
@@ -306,15 +362,15 @@ post_all(struct daemon *d, unsigned msg)
 		worker_post(&d->workers[i], msg);
 }
 
-static void
-record(struct daemon *d, const char *event, int from, int to, const char *trigger,
+void
+daemon_record(struct daemon *d, const char *event, int from, int to, const char *trigger,
     const char *reason, const struct control_caller *who)
 {
 	struct history_entry e;
 	char err[512];
 
 	memset(&e, 0, sizeof(e));
-	e.time_ms = wall_ms();
+	e.time_ms = daemon_wall_ms();
 	e.event = event;
 	e.from = from < 0 ? NULL : color_name((enum color)from);
 	e.to = to < 0 ? NULL : color_name((enum color)to);
@@ -340,7 +396,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	(void)what;
 	if (d->stopping) {
 		log_info("signal %d again: stopping now", (int)sig);
-		post_all(d, WORKER_MSG_FORCE);
+		daemon_post(d, WORKER_MSG_FORCE);
 		return;
 	}
 	d->stopping = true;
@@ -349,7 +405,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 #ifdef HAVE_SYSTEMD
 	sd_notify(0, "STOPPING=1");
 #endif
-	post_all(d, WORKER_MSG_STOP);
+	daemon_post(d, WORKER_MSG_STOP);
 	arm_ms(d->drain_timer, ms);
 	event_add(d->reap_timer, &poll);
 }
@@ -372,7 +428,7 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_warn("drain timeout: closing the connections still open");
-	post_all(d, WORKER_MSG_FORCE);
+	daemon_post(d, WORKER_MSG_FORCE);
 }
 
 /* While stopping: leave the main loop once every worker's loop has ended. */
@@ -392,29 +448,186 @@ on_reap(evutil_socket_t fd, short what, void *arg)
 
 /* The safety window. */
 
-static void
-arm_window_timer(struct daemon *d)
+void
+daemon_arm_window(struct daemon *d)
 {
-	uint64_t left = switcher_window_left(&d->sw, mono_ms());
+	uint64_t left = switcher_window_left(&d->sw, daemon_mono_ms());
 
 	evtimer_del(d->window_timer);
 	if (d->sw.state == SWITCHER_OBSERVING)
 		arm_ms(d->window_timer, left);
 }
 
+/*
+ * The safety window ended. A guard that saw fewer than min_requests gives no
+ * verdict: the release is not called good on too little traffic.
+ */
 static void
 on_window(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
+	uint64_t seen;
+	char reason[256];
 
 	(void)fd;
 	(void)what;
-	if (switcher_tick(&d->sw, mono_ms())) {
-		log_info("safety window ended: %s is stable (generation %" PRIu64 ")",
-		    color_name(d->sw.active), d->sw.generation);
-		record(d, "window_end", -1, (int)d->sw.active, "timer", NULL, NULL);
+	if (!switcher_tick(&d->sw, daemon_mono_ms())) {
+		daemon_arm_window(d);
+		return;
+	}
+	seen = guard_requests_seen(&d->guards[d->sw.active]);
+	if (!d->cfg->auto_rollback.enabled) {
+		d->verdict = "unguarded";
+		snprintf(reason, sizeof(reason), "auto_rollback is disabled");
+	} else if (seen < d->cfg->auto_rollback.min_requests) {
+		d->verdict = "insufficient-traffic";
+		snprintf(reason, sizeof(reason),
+		    "the guard saw too little traffic: %" PRIu64 " requests, fewer than min_requests %u",
+		    seen, d->cfg->auto_rollback.min_requests);
 	} else {
-		arm_window_timer(d);
+		d->verdict = "passed";
+		snprintf(reason, sizeof(reason), "%" PRIu64 " requests within the limits", seen);
+	}
+	snprintf(d->verdict_reason, sizeof(d->verdict_reason), "%s", reason);
+	log_info("safety window ended: %s is stable (generation %" PRIu64 "); verdict %s: %s",
+	    color_name(d->sw.active), d->sw.generation, d->verdict, reason);
+	daemon_record(d, "window_end", -1, (int)d->sw.active, "timer", reason, NULL);
+	daemon_notify_hook(d, "window_end", d->cfg->hooks.window_end,
+	    d->sw.has_previous ? (int)d->sw.previous : -1, (int)d->sw.active, reason);
+}
+
+/* Every tick: feed both colors' counters to their guards; judge the active one. */
+static void
+on_guard_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	struct guard_sample smp;
+	enum guard_trigger trig;
+	uint64_t now = daemon_mono_ms();
+	char reason[512];
+	int col;
+
+	(void)fd;
+	(void)what;
+	for (col = 0; col < COLOR_COUNT; col++) {
+		daemon_sample(d, (enum color)col, &smp);
+		guard_add(&d->guards[col], now, &smp);
+	}
+	if (d->sw.state != SWITCHER_OBSERVING || !d->cfg->auto_rollback.enabled || d->guard_tripped)
+		return;
+	if (guard_check(&d->guards[d->sw.active], (unsigned)pool_healthy(d->pools[d->sw.active]), &trig,
+	        reason, sizeof(reason)) == GUARD_ROLLBACK) {
+		log_err("auto-rollback (%s): %s", guard_trigger_name(trig), reason);
+		transition_auto_rollback(d, trig, reason);
+	}
+}
+
+void
+daemon_sample(const struct daemon *d, enum color c, struct guard_sample *s)
+{
+	unsigned i, b;
+
+	memset(s, 0, sizeof(*s));
+	for (i = 0; i < d->nworkers; i++) {
+		const struct worker_stats *st = &d->workers[i].stats;
+
+		s->requests += atomic_load_explicit(&st->finished[c], memory_order_relaxed);
+		s->errors += atomic_load_explicit(&st->requests[c][5], memory_order_relaxed) +
+		    atomic_load_explicit(&st->cut_short[c], memory_order_relaxed);
+		for (b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+			s->latency[b] += atomic_load_explicit(&st->latency[c][b], memory_order_relaxed);
+	}
+}
+
+static void
+fill_metrics(struct metrics_snapshot *snap, void *arg)
+{
+	struct daemon *d = arg;
+	size_t n = 0;
+	unsigned i, k, col;
+
+	memset(snap, 0, sizeof(*snap));
+	snap->active = d->sw.active;
+	for (col = 0; col < COLOR_COUNT; col++) {
+		for (i = 0; i < d->nworkers; i++) {
+			const struct worker_stats *st = &d->workers[i].stats;
+
+			for (k = 0; k < 6; k++)
+				snap->requests[col][k] += atomic_load_explicit(&st->requests[col][k], memory_order_relaxed);
+			for (k = 0; k < METRICS_LATENCY_BUCKETS; k++)
+				snap->latency[col][k] += atomic_load_explicit(&st->latency[col][k], memory_order_relaxed);
+			snap->latency_sum_us[col] += atomic_load_explicit(&st->latency_sum_us[col], memory_order_relaxed);
+			for (k = 0; k < UPSTREAM_ERR_KINDS; k++)
+				snap->upstream_errors[col][k] +=
+				    atomic_load_explicit(&st->upstream_errors[col][k], memory_order_relaxed);
+		}
+		snap->inflight[col] = worker_inflight(d->workers, d->nworkers, (enum color)col);
+		for (k = 0; k < d->pools[col]->nservers; k++, n++)
+			d->metric_servers[n].up = atomic_load(&d->pools[col]->servers[k].up);
+	}
+	for (k = 0; k < TRIGGER_COUNT; k++)
+		snap->switches[k] = d->switches[k];
+	snap->switch_refused = d->switch_refused;
+	snap->servers = d->metric_servers;
+	snap->nservers = n;
+}
+
+void
+daemon_notify_hook(struct daemon *d, const char *event, const char *path, int from, int to,
+    const char *reason)
+{
+	struct hook_slot *hs;
+	struct hook_env env;
+
+	if (path == NULL)
+		return;
+	if ((hs = calloc(1, sizeof(*hs))) == NULL) {
+		log_err("hook %s: out of memory", event);
+		return;
+	}
+	memset(&env, 0, sizeof(env));
+	env.event = event;
+	env.from = from < 0 ? "" : color_name((enum color)from);
+	env.to = to < 0 ? "" : color_name((enum color)to);
+	env.generation = d->sw.generation;
+	env.reason = reason != NULL ? reason : "";
+	hs->d = d;
+	snprintf(hs->event, sizeof(hs->event), "%s", event);
+	hs->run = hook_start(d->base, path, d->cfg->hooks.timeout_ms, &env, hook_done, hs);
+	if (hs->run == NULL) {
+		log_err("hook %s: cannot run %s: %s", event, path, strerror(errno));
+		free(hs);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&d->hooks, hs, link);
+}
+
+static void
+hook_done(int status, bool timed_out, const char *output, void *arg)
+{
+	struct hook_slot *hs = arg;
+
+	(void)output;
+	if (status == 0)
+		log_info("hook %s: done", hs->event);
+	else if (timed_out)
+		log_err("hook %s: timed out and was killed", hs->event);
+	else
+		log_err("hook %s: failed (exit %d)", hs->event, status);
+	TAILQ_REMOVE(&hs->d->hooks, hs, link);
+	free(hs);
+}
+
+static void
+on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)sig;
+	(void)what;
+	if (d->accesslog != NULL) {
+		accesslog_reopen(d->accesslog);
+		log_info("SIGUSR1: access log reopened");
 	}
 }
 
@@ -425,7 +638,7 @@ on_wait_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct waiter *wt, *next;
-	uint64_t now = mono_ms();
+	uint64_t now = daemon_mono_ms();
 
 	(void)fd;
 	(void)what;
@@ -456,7 +669,7 @@ on_tunnel_drain(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	post_all(d, WORKER_MSG_CLOSE_TUNNELS);
+	daemon_post(d, WORKER_MSG_CLOSE_TUNNELS);
 }
 
 /* Control commands. */
@@ -466,7 +679,7 @@ cmd_status(struct control_conn *c, const struct control_caller *who, int argc, c
     void *arg)
 {
 	struct daemon *d = arg;
-	uint64_t left = switcher_window_left(&d->sw, mono_ms());
+	uint64_t left = switcher_window_left(&d->sw, daemon_mono_ms());
 	struct jbuf b;
 	int col;
 
@@ -483,13 +696,24 @@ cmd_status(struct control_conn *c, const struct control_caller *who, int argc, c
 	jbuf_str(&b, d->sw.has_previous ? color_name(d->sw.previous) : NULL);
 	jbuf_printf(&b, ",\"state\":\"%s\",\"generation\":%" PRIu64 ",\"window_left_s\":%" PRIu64,
 	    switcher_state_name(d->sw.state), d->sw.generation, (left + 999) / 1000);
+	jbuf_printf(&b, ",\"min_healthy\":%u,\"switching\":%s", d->cfg->sw.min_healthy,
+	    d->op != NULL ? "true" : "false");
+	if (d->sw.state == SWITCHER_OBSERVING)
+		jbuf_printf(&b, ",\"guard\":{\"enabled\":%s,\"requests\":%" PRIu64 ",\"min_requests\":%u}",
+		    d->cfg->auto_rollback.enabled ? "true" : "false",
+		    guard_requests_seen(&d->guards[d->sw.active]), d->cfg->auto_rollback.min_requests);
+	jbuf_raw(&b, ",\"verdict\":");
+	jbuf_str(&b, d->verdict);
+	jbuf_raw(&b, ",\"verdict_reason\":");
+	jbuf_str(&b, d->verdict != NULL ? d->verdict_reason : NULL);
 	jbuf_raw(&b, ",\"pools\":{");
 	for (col = 0; col < COLOR_COUNT; col++) {
 		const struct pool *p = d->pools[col];
 
-		jbuf_printf(&b, "%s\"%s\":{\"healthy\":%zu,\"total\":%zu,\"inflight\":%" PRIu64 "}",
-		    col ? "," : "", color_name((enum color)col), pool_healthy(p), p->nservers,
-		    worker_inflight(d->workers, d->nworkers, (enum color)col));
+		jbuf_printf(&b,
+		    "%s\"%s\":{\"healthy\":%zu,\"confirmed\":%zu,\"total\":%zu,\"inflight\":%" PRIu64 "}",
+		    col ? "," : "", color_name((enum color)col), pool_healthy(p), pool_confirmed(p),
+		    p->nservers, worker_inflight(d->workers, d->nworkers, (enum color)col));
 	}
 	jbuf_raw(&b, "}}");
 	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
@@ -498,33 +722,27 @@ cmd_status(struct control_conn *c, const struct control_caller *who, int argc, c
 
 /*
  * switch COLOR [--force] [--if-gen N] [--dry-run] [--wait], and rollback
- * (same flags, target = previous color). The state file is written before
- * the route pointer moves, and the answer goes out after both.
+ * with the same flags (its target is the previous color). See transition.c.
  */
 static void
 cmd_switch(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
     void *arg)
 {
 	struct daemon *d = arg;
-	struct switch_request rq;
-	struct switcher next;
-	struct state st;
-	bool rollback = strcmp(argv[0], "rollback") == 0, wait = false, have_target = false;
-	enum switch_verdict v;
-	enum color from = d->sw.active;
-	char reason[512], err[512], msg[768];
-	struct jbuf b;
+	struct transition_request rq;
+	bool have_target = false;
+	char msg[256];
 	int i;
 
 	memset(&rq, 0, sizeof(rq));
-	rq.rollback = rollback;
+	rq.rollback = strcmp(argv[0], "rollback") == 0;
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--force") == 0)
 			rq.force = true;
 		else if (strcmp(argv[i], "--dry-run") == 0)
 			rq.dry_run = true;
 		else if (strcmp(argv[i], "--wait") == 0)
-			wait = true;
+			rq.wait = true;
 		else if (strcmp(argv[i], "--if-gen") == 0 && i + 1 < argc) {
 			char *end;
 
@@ -535,121 +753,87 @@ cmd_switch(struct control_conn *c, const struct control_caller *who, int argc, c
 				return;
 			}
 			rq.has_if_gen = true;
-		} else if (!rollback && !have_target && color_parse(argv[i], &rq.target) == 0)
+		} else if (!rq.rollback && !have_target && color_parse(argv[i], &rq.target) == 0)
 			have_target = true;
 		else {
 			snprintf(msg, sizeof(msg), "usage: %s; unexpected '%.64s'",
-			    rollback ? "rollback [--force] [--if-gen N] [--dry-run] [--wait]"
-			             : "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]",
+			    rq.rollback ? "rollback [--force] [--if-gen N] [--dry-run] [--wait]"
+			                : "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]",
 			    argv[i]);
 			control_reply_error(c, msg);
 			return;
 		}
 	}
-	if (!rollback && !have_target) {
+	if (!rq.rollback && !have_target) {
 		control_reply_error(c, "usage: switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]");
 		return;
 	}
-	if (rollback && d->sw.has_previous)
-		rq.target = d->sw.previous;
-	rq.target_healthy = (unsigned)pool_confirmed(d->pools[rq.target]);
-	rq.target_total = (unsigned)d->pools[rq.target]->nservers;
-	reason[0] = '\0';
-	v = switcher_decide(&d->sw, &rq, reason, sizeof(reason));
-	if (v == SWITCH_REFUSED) {
-		if (!rq.dry_run) {
-			d->switch_refused++;
-			record(d, "refused", (int)from, rollback && !d->sw.has_previous ? -1 : (int)rq.target,
-			    "manual", reason, who);
-		}
-		log_warn("%s to %s refused (uid %ld pid %ld): %s", argv[0], color_name(rq.target),
-		    (long)who->uid, (long)who->pid, reason);
-		snprintf(msg, sizeof(msg), "%s to %s refused: %s", argv[0], color_name(rq.target), reason);
-		control_reply_error(c, msg);
-		return;
-	}
-	jbuf_init(&b);
-	if (v == SWITCH_NOOP || rq.dry_run) {
-		jbuf_raw(&b, "{\"ok\":true,\"active\":");
-		jbuf_str(&b, color_name(d->sw.active));
-		jbuf_raw(&b, ",\"previous\":");
-		jbuf_str(&b, d->sw.has_previous ? color_name(d->sw.previous) : NULL);
-		jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":false,\"dry_run\":%s,\"target\":\"%s\"}",
-		    d->sw.generation, rq.dry_run ? "true" : "false", color_name(rq.target));
-		control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-		jbuf_free(&b);
-		return;
-	}
-	next = d->sw;
-	switcher_commit(&next, rq.target, mono_ms());
-	memset(&st, 0, sizeof(st));
-	st.active = next.active;
-	st.has_previous = true;
-	st.previous = next.previous;
-	st.generation = next.generation;
-	st.switched_at_ms = wall_ms();
-	st.window_end_ms = next.state == SWITCHER_OBSERVING
-	    ? st.switched_at_ms + (int64_t)d->cfg->sw.safety_window_ms : 0;
-	if (state_save(d->cfg->state_file, &st, err, sizeof(err)) < 0) {
-		/* Never switch what a restart would forget. */
-		log_err("%s to %s refused: %s", argv[0], color_name(rq.target), err);
-		snprintf(msg, sizeof(msg), "%s to %s refused: cannot write state: %s", argv[0],
-		    color_name(rq.target), err);
-		d->switch_refused++;
-		record(d, "refused", (int)from, (int)rq.target, "manual", msg, who);
-		control_reply_error(c, msg);
-		jbuf_free(&b);
-		return;
-	}
-	d->sw = next;
-	/* The switch itself: one release store. */
-	route_publish(&d->routes[d->sw.active]);
-	if (rollback)
-		d->switches_rollback++;
-	else
-		d->switches_manual++;
-	log_info("%s: %s -> %s, generation %" PRIu64 " (uid %ld pid %ld%s)", argv[0],
-	    color_name(from), color_name(d->sw.active), d->sw.generation, (long)who->uid,
-	    (long)who->pid, rq.force ? ", forced" : "");
-	record(d, rollback ? "rollback" : "switch", (int)from, (int)d->sw.active, "manual",
-	    rq.force ? "forced" : NULL, who);
-	post_all(d, WORKER_MSG_SWITCHED);
-	arm_ms(d->tunnel_timer, d->cfg->sw.drain_timeout_ms);
-	arm_window_timer(d);
+	transition_begin(d, c, who, &rq);
+}
 
-	jbuf_raw(&b, "{\"ok\":true,\"active\":");
-	jbuf_str(&b, color_name(d->sw.active));
-	jbuf_raw(&b, ",\"previous\":");
-	jbuf_str(&b, color_name(d->sw.previous));
-	jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":true,\"dry_run\":false", d->sw.generation);
-	if (b.oom) {
+int
+daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char *answer_prefix)
+{
+	struct waiter *wt = calloc(1, sizeof(*wt));
+
+	if (wt == NULL)
+		return -1;
+	wt->conn = c;
+	wt->old = old;
+	wt->deadline_ms = daemon_mono_ms() + d->cfg->sw.drain_timeout_ms;
+	wt->answer_prefix = answer_prefix;
+	TAILQ_INSERT_TAIL(&d->waiters, wt, link);
+	if (!event_pending(d->wait_timer, EV_TIMEOUT, NULL)) {
+		struct timeval tv = {0, WAIT_POLL_MS * 1000};
+
+		event_add(d->wait_timer, &tv);
+	}
+	return 0;
+}
+
+static void
+cmd_smoke(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
+    void *arg)
+{
+	struct daemon *d = arg;
+	struct smoke_cmd *sc;
+	enum color col;
+
+	(void)who;
+	if (argc != 2 || color_parse(argv[1], &col) < 0) {
+		control_reply_error(c, "usage: smoke blue|green");
+		return;
+	}
+	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
 		control_reply_error(c, "out of memory");
-		jbuf_free(&b);
 		return;
 	}
-	if (wait) {
-		struct waiter *wt = calloc(1, sizeof(*wt));
-
-		if (wt == NULL) {
-			control_reply_error(c, "out of memory");
-			jbuf_free(&b);
-			return;
-		}
-		wt->conn = c;
-		wt->old = from;
-		wt->deadline_ms = mono_ms() + d->cfg->sw.drain_timeout_ms;
-		wt->answer_prefix = b.s; /* ownership moves to the waiter */
-		TAILQ_INSERT_TAIL(&d->waiters, wt, link);
-		if (!event_pending(d->wait_timer, EV_TIMEOUT, NULL)) {
-			struct timeval tv = {0, WAIT_POLL_MS * 1000};
-
-			event_add(d->wait_timer, &tv);
-		}
-		return;
+	sc->conn = c;
+	sc->run = smoke_start(d->base, d->cfg, d->pools[col], smoke_cmd_done, sc);
+	if (sc->run == NULL) {
+		free(sc);
+		control_reply_error(c, "cannot start the smoke tests: out of memory");
 	}
+}
+
+static void
+smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg)
+{
+	struct smoke_cmd *sc = arg;
+	struct jbuf b;
+
+	jbuf_init(&b);
+	jbuf_printf(&b, "{\"ok\":%s", ok ? "true" : "false");
+	if (!ok) {
+		jbuf_raw(&b, ",\"error\":");
+		jbuf_str(&b, failure != NULL ? failure : "smoke test failed");
+	}
+	jbuf_raw(&b, ",\"smoke\":");
+	jbuf_raw(&b, report != NULL ? report : "[]");
 	jbuf_raw(&b, "}");
-	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
+	control_reply(sc->conn, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
 	jbuf_free(&b);
+	free(sc);
 }
 
 static void
@@ -737,13 +921,17 @@ cmd_commit(struct control_conn *c, const struct control_caller *who, int argc, c
 	st.has_previous = d->sw.has_previous;
 	st.previous = d->sw.previous;
 	st.generation = d->sw.generation;
-	st.switched_at_ms = wall_ms();
+	st.switched_at_ms = d->switched_at_ms;
 	if (state_save(d->cfg->state_file, &st, err, sizeof(err)) < 0)
 		log_err("commit: %s", err);
 	evtimer_del(d->window_timer);
+	d->verdict = "committed";
+	snprintf(d->verdict_reason, sizeof(d->verdict_reason), "committed by uid %ld", (long)who->uid);
 	log_info("commit: safety window ended by uid %ld pid %ld; %s is stable", (long)who->uid,
 	    (long)who->pid, color_name(d->sw.active));
-	record(d, "commit", -1, (int)d->sw.active, "manual", NULL, who);
+	daemon_record(d, "commit", -1, (int)d->sw.active, "manual", NULL, who);
+	daemon_notify_hook(d, "window_end", d->cfg->hooks.window_end,
+	    d->sw.has_previous ? (int)d->sw.previous : -1, (int)d->sw.active, "commit");
 	control_reply(c, "{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"}");
 }
 

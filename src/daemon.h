@@ -4,10 +4,65 @@
 /*
  * The running daemon: workers, pools and the active route, health checks,
  * the switch state machine with its state file and audit history, the
- * control socket and signals. Everything here runs on the main thread.
+ * safety-window guard, hooks, metrics, the control socket and signals.
+ * Everything here runs on the main thread.
  */
 
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
 #include "config.h"
+#include "guard.h"
+#include "metrics.h"
+#include "pool.h"
+#include "switcher.h"
+
+struct accesslog;
+struct control;
+struct control_caller;
+struct control_conn;
+struct event;
+struct event_base;
+struct health;
+struct hook_slot;
+struct metrics;
+struct transition;
+struct waiter;
+struct worker;
+
+TAILQ_HEAD(waiter_list, waiter);
+TAILQ_HEAD(hook_list, hook_slot);
+
+struct daemon {
+	struct config *cfg;
+	struct worker *workers;
+	unsigned nworkers;
+	struct pool *pools[COLOR_COUNT];
+	struct route routes[COLOR_COUNT]; /* routes[c]: c active */
+	struct switcher sw;
+	int64_t switched_at_ms; /* wall clock of the last switch, 0 if none */
+	struct health *health;
+	struct control *control;
+	struct metrics *metrics;
+	struct metrics_server *metric_servers;
+	struct accesslog *accesslog;
+	char *history;
+	struct event_base *base;
+	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
+	struct event *drain_timer, *reap_timer, *window_timer, *wait_timer, *tunnel_timer,
+	    *guard_timer;
+	struct waiter_list waiters;
+	struct hook_list hooks;  /* hooks still running */
+	struct transition *op;   /* the switch being prepared (at most one) */
+	struct guard guards[COLOR_COUNT];
+	bool guard_tripped;      /* the guard acted (or tried to) in this window */
+	const char *verdict;     /* last safety window's outcome, NULL if none */
+	char verdict_reason[512];
+	uint64_t switches[TRIGGER_COUNT];
+	uint64_t switch_refused;
+	bool stopping;
+};
 
 /*
  * Runs the daemon with cfg (ownership passes to the daemon) until SIGTERM or
@@ -15,5 +70,32 @@
  * startup failed (the cause was logged in one line).
  */
 int daemon_run(struct config *cfg);
+
+/* Wall clock and monotonic milliseconds. */
+int64_t daemon_wall_ms(void);
+uint64_t daemon_mono_ms(void);
+
+/* Appends an entry to the audit history (errors are logged). */
+void daemon_record(struct daemon *d, const char *event, int from, int to, const char *trigger,
+    const char *reason, const struct control_caller *who);
+
+/* Posts a message to every worker. */
+void daemon_post(struct daemon *d, unsigned msg);
+
+/*
+ * Runs a notification hook (post_switch, rollback, window_end) if configured;
+ * its result is only logged. from/to are colors or -1.
+ */
+void daemon_notify_hook(struct daemon *d, const char *event, const char *path, int from, int to,
+    const char *reason);
+
+/* The active color's cumulative counters for the guard. */
+void daemon_sample(const struct daemon *d, enum color c, struct guard_sample *s);
+
+/* Arms (or clears) the safety window timer from the switcher's state. */
+void daemon_arm_window(struct daemon *d);
+
+/* Registers a `switch --wait` caller to answer once color has drained. */
+int daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char *answer_prefix);
 
 #endif

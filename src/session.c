@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -16,6 +17,7 @@
 #include "addr.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "session.h"
 #include "upstream.h"
@@ -59,6 +61,7 @@ struct session {
 	unsigned busy; /* callback nesting depth */
 	bool dead;     /* free when busy drops to 0 */
 	char client_ip[64];
+	struct sockaddr_storage peer;
 
 	/* Current request. */
 	struct evbuffer *req_head; /* re-serialised head, kept until a response
@@ -94,6 +97,7 @@ struct session {
 	bool close_after;
 	int status;
 	bool up_closing; /* tunnel: close upstream once its output drained */
+	uint64_t t_start_us; /* when the request head was accepted */
 };
 
 static void client_readcb(struct bufferevent *bev, void *arg);
@@ -125,6 +129,8 @@ static void arm_timer(struct session *s, enum timer_kind kind);
 static void set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms);
 static void count_response(struct session *s, int status);
 static void release_pool(struct session *s);
+static uint64_t now_us(void);
+static bool preview_color(struct session *s, struct http_head *req, enum color *color);
 
 int
 session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
@@ -133,10 +139,10 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	int one = 1;
 	size_t rhigh;
 
-	(void)salen;
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		goto fail;
 	s->w = w;
+	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	addr_ip_string(sa, s->client_ip, sizeof(s->client_ip));
 	if ((s->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
@@ -387,6 +393,8 @@ read_head(struct session *s)
 	struct http_head req;
 	enum http_parse_result r;
 	const char *data;
+	enum color pcolor = COLOR_BLUE;
+	bool preview;
 
 	if (len == 0)
 		return;
@@ -420,6 +428,7 @@ read_head(struct session *s)
 		http_chunked_init(&s->req_chunked, true, cfg->limits.header_size);
 	s->req_done = req.framing == HTTP_BODY_NONE ||
 	    (req.framing == HTTP_BODY_LENGTH && req.content_length == 0);
+	preview = cfg->preview.header != NULL && preview_color(s, &req, &pcolor);
 	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
 	if (http_write_request(s->req_head, &req, s->client_ip, "http") < 0) {
 		respond_error(s, 500, "out of memory");
@@ -437,11 +446,21 @@ read_head(struct session *s)
 	/* The request body stays in the kernel until the upstream is ready. */
 	bufferevent_disable(s->cbev, EV_READ);
 	s->state = S_CONNECTING;
-	s->pool = route_acquire_pool(&s->color);
+	if (preview) {
+		struct route *rt = route_current();
+
+		s->pool = rt != NULL ? rt->pools[pcolor] : NULL;
+		if (s->pool != NULL)
+			pool_ref(s->pool);
+		s->color = pcolor;
+	} else {
+		s->pool = route_acquire_pool(&s->color);
+	}
 	if (s->pool == NULL) {
 		respond_error(s, 503, "no route");
 		return;
 	}
+	s->t_start_us = now_us();
 	atomic_store_explicit(&w->stats.started[s->color],
 	    atomic_load_explicit(&w->stats.started[s->color], memory_order_relaxed) + 1,
 	    memory_order_release);
@@ -496,7 +515,7 @@ connect_failed(struct session *s, bool timeout)
 {
 	const struct server *failed = s->server;
 
-	stat_inc(&s->w->stats.upstream_errors[s->color]);
+	stat_inc(&s->w->stats.upstream_errors[s->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT]);
 	log_warn("%s: upstream %s: %s", __func__, failed->addr.text,
 	    timeout ? "connect timed out" : "connect failed");
 	if (server_passive_failure(s->server, s->w->cfg->health.fall))
@@ -668,7 +687,8 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 				start_upstream(s, NULL);
 				break;
 			}
-			stat_inc(&s->w->stats.upstream_errors[s->color]);
+			stat_inc(&s->w->stats.upstream_errors[s->color]
+			    [(what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
 			log_warn("%s: upstream %s: %s before the response", __func__,
 			    s->server->addr.text,
 			    (what & BEV_EVENT_TIMEOUT) ? "timed out" : "closed");
@@ -688,7 +708,9 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 		} else {
 			/* Truncated response: the client can only learn it from
 			 * the connection closing. */
-			stat_inc(&s->w->stats.upstream_errors[s->color]);
+			stat_inc(&s->w->stats.upstream_errors[s->color]
+			    [(what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
+			stat_inc(&s->w->stats.cut_short[s->color]);
 			log_warn("%s: upstream %s: response cut short", __func__, s->server->addr.text);
 			drop_upstream(s, false);
 			close_after_flush(s);
@@ -801,7 +823,9 @@ read_response_head(struct session *s)
 	pump_response(s);
 	return;
 invalid:
-	stat_inc(&w->stats.upstream_errors[s->color]);
+	stat_inc(&w->stats.upstream_errors[s->color][UPSTREAM_ERR_INVALID]);
+	if (s->resp_started)
+		stat_inc(&w->stats.cut_short[s->color]);
 	log_warn("%s: upstream %s: invalid response", __func__, s->server->addr.text);
 	drop_upstream(s, false);
 	if (s->resp_started)
@@ -840,7 +864,8 @@ pump_response(struct session *s)
 	case HTTP_BODY_CHUNKED:
 		r = http_chunked_step(&s->resp_chunked, in, out, room);
 		if (r < 0) {
-			stat_inc(&s->w->stats.upstream_errors[s->color]);
+			stat_inc(&s->w->stats.upstream_errors[s->color][UPSTREAM_ERR_INVALID]);
+			stat_inc(&s->w->stats.cut_short[s->color]);
 			log_warn("%s: upstream %s: malformed chunked body", __func__, s->server->addr.text);
 			drop_upstream(s, false);
 			close_after_flush(s);
@@ -979,14 +1004,61 @@ drop_upstream(struct session *s, bool reusable)
 	}
 }
 
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/*
+ * Preview routing: the preview header is never forwarded; from an address in
+ * preview.from, its value (blue or green) picks the color for this request.
+ */
+static bool
+preview_color(struct session *s, struct http_head *req, enum color *color)
+{
+	const struct config_preview *pv = &s->w->cfg->preview;
+	const struct http_header *found = NULL;
+	char value[8];
+	size_t i;
+
+	for (i = 0; i < req->nheaders; i++) {
+		struct http_header *h = &req->headers[i];
+
+		if (!http_header_is(h, pv->header))
+			continue;
+		h->flags |= HTTP_HDR_HOP;
+		if (found == NULL)
+			found = h;
+	}
+	if (found == NULL || found->value_len >= sizeof(value))
+		return false;
+	for (i = 0; i < pv->nfrom; i++)
+		if (addr_in_prefix((const struct sockaddr *)&s->peer, &pv->from[i].net, pv->from[i].prefix))
+			break;
+	if (i == pv->nfrom)
+		return false;
+	memcpy(value, found->value, found->value_len);
+	value[found->value_len] = '\0';
+	return color_parse(value, color) == 0;
+}
+
 /* The request is over: let go of its color (and count it out of flight). */
 static void
 release_pool(struct session *s)
 {
 	struct worker *w = s->w;
 
+	uint64_t us;
+
 	if (s->pool == NULL)
 		return;
+	us = now_us() - s->t_start_us;
+	stat_inc(&w->stats.latency[s->color][metrics_latency_bucket(us)]);
+	stat_add(&w->stats.latency_sum_us[s->color], us);
 	atomic_store_explicit(&w->stats.finished[s->color],
 	    atomic_load_explicit(&w->stats.finished[s->color], memory_order_relaxed) + 1,
 	    memory_order_release);

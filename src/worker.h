@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 
 #include "config.h"
+#include "metrics.h"
 
 struct event;
 struct event_base;
@@ -33,7 +34,12 @@ struct worker_stats {
 	_Atomic uint64_t upstream_connects;
 	_Atomic uint64_t upstream_reused;
 	_Atomic uint64_t requests[COLOR_COUNT][STATUS_CLASSES];
-	_Atomic uint64_t upstream_errors[COLOR_COUNT];
+	_Atomic uint64_t upstream_errors[COLOR_COUNT][UPSTREAM_ERR_KINDS];
+	/* Responses that failed after their head was sent (cut short). */
+	_Atomic uint64_t cut_short[COLOR_COUNT];
+	/* Request duration histogram (per bucket) and sum. */
+	_Atomic uint64_t latency[COLOR_COUNT][METRICS_LATENCY_BUCKETS];
+	_Atomic uint64_t latency_sum_us[COLOR_COUNT];
 	/* Requests that took a color (started) and let it go (finished):
 	 * in flight = started - finished, read finished first. */
 	_Atomic uint64_t started[COLOR_COUNT];
@@ -50,6 +56,14 @@ stat_inc(_Atomic uint64_t *c)
 	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
 	    memory_order_relaxed);
 }
+
+static inline void
+stat_add(_Atomic uint64_t *c, uint64_t n)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+	    memory_order_relaxed);
+}
+
 
 TAILQ_HEAD(session_list, session);
 

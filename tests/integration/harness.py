@@ -530,13 +530,17 @@ class Backend:
         return problems
 
 
+HEALTH_PATH = "/healthz"  # cutoverd's default health.path
+
+
 class RawBackend:
     """An in-process upstream on its own port. Each accepted connection runs
     handler(conn, rec, server) in a thread, where conn is a Conn whose every
     received byte is appended to rec.data (capped at 16 MiB). The default
     handler answers each request 200 "ok". server.conns lists every accepted
     connection record, server.requests every request read by handlers that
-    use serve_requests()."""
+    use serve_requests(). Connections whose first request is a health check
+    (GET /healthz) are answered 200 by the harness and not listed."""
 
     class Record:
         def __init__(self, index, peer):
@@ -558,6 +562,7 @@ class RawBackend:
         self.threads = []
         self.socks = []
         self.errors = []
+        self.health_checks = 0
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind(("127.0.0.1", 0))
@@ -579,16 +584,33 @@ class RawBackend:
                 if self.stopping:
                     s.close()
                     return
-                rec = RawBackend.Record(len(self.conns), peer)
-                self.conns.append(rec)
                 self.socks.append(s)
-            t = threading.Thread(target=self._run, args=(s, rec), daemon=True)
+            t = threading.Thread(target=self._run, args=(s, peer), daemon=True)
             self.threads.append(t)
             t.start()
 
-    def _run(self, s, rec):
+    def _run(self, s, peer):
+        rec = RawBackend.Record(-1, peer)
         conn = Conn(sock=s, timeout=60, record=rec.add)
         try:
+            # cutoverd's health checks ("GET /healthz") are answered here and
+            # kept out of conns, so that handlers and tests only ever see the
+            # traffic that was proxied.
+            head = conn.read_head()
+            if not head:
+                return
+            if head.startswith(b"GET " + HEALTH_PATH.encode() + b" "):
+                with self.lock:
+                    self.health_checks += 1
+                conn.buf[:0] = head
+                while conn.read_request() is not None:
+                    respond(conn, 200, b"ok", headers=[("Connection", "close")])
+                    return
+                return
+            conn.buf[:0] = head
+            with self.lock:
+                rec.index = len(self.conns)
+                self.conns.append(rec)
             self.handler(conn, rec, self)
         except (ConnClosed, OSError):
             pass

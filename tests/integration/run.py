@@ -39,7 +39,15 @@ def discover():
     tests = []
     for fn in sorted(os.listdir(HERE)):
         if fn.startswith("test_") and fn.endswith(".py"):
-            mod = importlib.import_module(fn[:-3])
+            try:
+                mod = importlib.import_module(fn[:-3])
+            except Exception as e:  # a broken test file fails loudly, once
+                msg = "cannot import %s: %s: %s" % (fn, type(e).__name__, e)
+
+                def broken(env, msg=msg):
+                    raise harness.TestFailure(msg)
+                tests.append(("%s.import" % fn[:-3], broken))
+                continue
             for name in getattr(mod, "__all_tests__", None) or [n for n in vars(mod) if n.startswith("test_")]:
                 obj = getattr(mod, name)
                 if callable(obj):
@@ -98,7 +106,7 @@ def main(argv):
         else:
             failed += 1
             print("FAIL %s: %s" % (name, one_line(reason)), flush=True)
-    print("# %d tests in %.1fs" % (passed + failed, time.monotonic() - t0), file=sys.stderr)
+    print("# %d tests in %.1fs" % (passed + failed, time.monotonic() - t0), flush=True)
     print("%d passed, %d failed" % (passed, failed), flush=True)
     return 1 if failed else 0
 

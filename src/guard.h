@@ -1,0 +1,96 @@
+#ifndef CUTOVER_SRC_GUARD_H
+#define CUTOVER_SRC_GUARD_H
+
+/*
+ * The auto-rollback guard: watches the active color during the safety window
+ * and says when to roll back. Pure logic with an injected clock: the daemon
+ * feeds it cumulative counters every tick (~250 ms) and asks for a verdict.
+ *
+ * Triggers (each configurable; 0/false disables):
+ *   - health: the active color has fewer than min_healthy servers up;
+ *   - error rate: (5xx answers + upstream failures) / requests over the last
+ *     `window` ms reaches error_rate, judged only once min_requests requests
+ *     were seen in that window;
+ *   - latency: p99 over the window exceeds latency_factor times the
+ *     baseline p99 (the previous color's p99 measured over the window just
+ *     before the switch), judged only once min_requests were seen.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+
+#define GUARD_MAX_SLOTS 512
+
+/* Cumulative counters of one color at one instant. */
+struct guard_sample {
+	uint64_t requests; /* finished requests */
+	uint64_t errors;   /* 5xx answers (including the proxy's own 502/503/504) */
+	uint64_t latency[METRICS_LATENCY_BUCKETS]; /* per bucket, cumulative over time */
+};
+
+struct guard_config {
+	double error_rate;     /* 0 < x <= 1 */
+	unsigned min_requests;
+	uint64_t window_ms;
+	double latency_factor; /* 0: latency trigger off */
+	unsigned min_healthy;  /* 0: health trigger off */
+	const char *name;      /* color named in reasons ("green"); NULL: "the active color"; not copied */
+};
+
+enum guard_verdict { GUARD_OK, GUARD_ROLLBACK };
+
+enum guard_trigger { GUARD_TRIGGER_NONE, GUARD_TRIGGER_HEALTH, GUARD_TRIGGER_ERRORS, GUARD_TRIGGER_LATENCY };
+
+struct guard {
+	struct guard_config cfg;
+	/* ring of (time, sample) points covering at least window_ms */
+	struct {
+		uint64_t t_ms;
+		struct guard_sample s;
+	} ring[GUARD_MAX_SLOTS];
+	size_t head, count;
+	double baseline_p99_us; /* 0 when unknown: latency trigger then off */
+	uint64_t seen_requests; /* requests seen since guard_start */
+	struct guard_sample start;
+	bool started;
+};
+
+void guard_init(struct guard *g, const struct guard_config *cfg);
+
+/*
+ * Starts watching after a switch at now_ms; start is the active color's
+ * counters at that moment; baseline_p99_us the previous color's p99 before
+ * the switch (0 if unknown or too little traffic).
+ */
+void guard_start(struct guard *g, uint64_t now_ms, const struct guard_sample *start, double baseline_p99_us);
+
+/* Adds the active color's cumulative counters at now_ms (monotonic, non-decreasing). */
+void guard_add(struct guard *g, uint64_t now_ms, const struct guard_sample *s);
+
+/*
+ * Judges the window ending now. healthy is the active color's number of
+ * servers up. On GUARD_ROLLBACK, *trigger says which and reason gets one line
+ * ("error rate 12.0% over the last 30s (60 of 500 requests) reached 5.0%").
+ */
+enum guard_verdict guard_check(const struct guard *g, unsigned healthy, enum guard_trigger *trigger,
+    char *reason, size_t reasonlen);
+
+/* Requests seen since guard_start (to tell "too little traffic" at the end). */
+uint64_t guard_requests_seen(const struct guard *g);
+
+/*
+ * p99 in microseconds estimated from the difference of two cumulative
+ * histograms (later - earlier), by linear interpolation inside the bucket;
+ * 0 when there are no requests in between.
+ */
+double guard_p99_us(const uint64_t later[METRICS_LATENCY_BUCKETS], const uint64_t earlier[METRICS_LATENCY_BUCKETS]);
+
+/* Pure helper for the baseline: the window's p99 from a ring of samples. */
+double guard_window_p99(const struct guard *g, uint64_t now_ms);
+
+const char *guard_trigger_name(enum guard_trigger t); /* "health", "error-rate", "latency" */
+
+#endif

@@ -1,0 +1,88 @@
+#ifndef CUTOVER_SRC_METRICS_H
+#define CUTOVER_SRC_METRICS_H
+
+/*
+ * Prometheus metrics: an HTTP endpoint (GET /metrics on metrics.listen, main
+ * thread) that renders a snapshot the daemon assembles from per-worker
+ * counters at scrape time. Names are part of the public interface
+ * (DESIGN.md): cutover_active_color{color}, cutover_requests_total{color,code},
+ * cutover_inflight_requests{color}, cutover_server_up{color,server},
+ * cutover_switches_total{trigger}, cutover_switch_refused_total,
+ * cutover_request_duration_seconds{color} (histogram),
+ * cutover_upstream_errors_total{color,kind}.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+#include "config.h"
+
+struct evbuffer;
+struct event_base;
+
+/* Request duration histogram: upper bounds in microseconds, +Inf last. */
+#define METRICS_LATENCY_BUCKETS 14
+extern const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS - 1];
+
+/* Index of the bucket for a duration (hot path: a few compares). */
+unsigned metrics_latency_bucket(uint64_t us);
+
+enum upstream_error_kind {
+	UPSTREAM_ERR_CONNECT = 0, /* connect refused/failed */
+	UPSTREAM_ERR_TIMEOUT,     /* connect or response timeout */
+	UPSTREAM_ERR_INVALID,     /* invalid response */
+	UPSTREAM_ERR_RESET,       /* closed or reset mid-exchange */
+	UPSTREAM_ERR_KINDS
+};
+const char *metrics_upstream_error_name(enum upstream_error_kind k); /* "connect", ... */
+
+enum switch_trigger { TRIGGER_MANUAL = 0, TRIGGER_ROLLBACK, TRIGGER_AUTO_ROLLBACK, TRIGGER_COUNT };
+const char *metrics_trigger_name(enum switch_trigger t); /* "manual", "rollback", "auto-rollback" */
+
+struct metrics_server {
+	enum color color;
+	const char *address; /* "127.0.0.1:9001" */
+	bool up;
+};
+
+struct metrics_snapshot {
+	enum color active;
+	/* requests by status class: [color][0] = no response, [1..5] = 1xx..5xx */
+	uint64_t requests[COLOR_COUNT][6];
+	uint64_t inflight[COLOR_COUNT];
+	uint64_t latency[COLOR_COUNT][METRICS_LATENCY_BUCKETS]; /* per bucket, not cumulative */
+	uint64_t latency_sum_us[COLOR_COUNT];
+	uint64_t upstream_errors[COLOR_COUNT][UPSTREAM_ERR_KINDS];
+	uint64_t switches[TRIGGER_COUNT];
+	uint64_t switch_refused;
+	const struct metrics_server *servers;
+	size_t nservers;
+};
+
+/*
+ * Renders snap in the Prometheus text exposition format (version 0.0.4) to
+ * out: # HELP and # TYPE lines, requests with code="1xx".."5xx" (and
+ * code="none" for requests that got no response), histogram buckets
+ * cumulative with le="0.001".."+Inf", _sum in seconds and _count.
+ * Returns 0, -1 on allocation failure.
+ */
+int metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
+    __attribute__((warn_unused_result));
+
+/* Fills a snapshot at scrape time (the daemon provides it). */
+typedef void (*metrics_snapshot_cb)(struct metrics_snapshot *snap, void *arg);
+
+struct metrics;
+
+/*
+ * Serves GET /metrics (and GET / with a short pointer to it; anything else
+ * 404) on listen, on base. Each scrape calls fill() then metrics_render().
+ * Returns NULL after logging the cause (e.g. address in use).
+ */
+struct metrics *metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot_cb fill,
+    void *arg);
+void metrics_free(struct metrics *m);
+
+#endif

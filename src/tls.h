@@ -1,0 +1,57 @@
+#ifndef CUTOVER_SRC_TLS_H
+#define CUTOVER_SRC_TLS_H
+
+/*
+ * TLS with OpenSSL 3: server contexts for listeners (several certificates
+ * chosen by SNI against each certificate's names, the first as default),
+ * client contexts for upstream pools. Contexts are reference-counted so a
+ * reload can swap them while connections still use the old ones.
+ */
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+struct tls_server;
+struct tls_client;
+
+/*
+ * Checks a listener's TLS settings the way -t does: every cert/key pair
+ * readable, parseable PEM, key matching the certificate, certificate not
+ * expired (nor not yet valid), the cipher list and min version accepted by
+ * OpenSSL. Appends each problem as "FILE:LINE: message" (FILE = cfg->path,
+ * LINE = l->line) to errs. Returns 0 when all is well, -1 otherwise.
+ */
+int tls_check_listen(const struct config *cfg, const struct config_listen *l, struct config_errors *errs);
+
+/*
+ * Builds the server side for listener l: one SSL_CTX per certificate, SNI
+ * callback choosing by the certificate's DNS names (SAN, else CN; wildcards
+ * "*.example.com" match one label), min protocol from l->tls_min_version,
+ * ciphers from l->tls_ciphers (TLS 1.2 list) or a sensible default, ALPN
+ * "http/1.1", session cache and tickets on. Returns NULL with a reason in err.
+ */
+struct tls_server *tls_server_new(const struct config_listen *l, char *err, size_t errlen);
+void tls_server_ref(struct tls_server *t);
+void tls_server_unref(struct tls_server *t);
+/* A new SSL for an accepted connection (server mode), or NULL. */
+SSL *tls_server_ssl(struct tls_server *t);
+
+/*
+ * Builds an upstream client context from a pool's tls settings: verify peer
+ * against ca (or the system store when ca is NULL) when verify is true,
+ * SNI/hostname check against sni when set. Returns NULL with a reason in err.
+ */
+struct tls_client *tls_client_new(const struct config_pool_tls *t, char *err, size_t errlen);
+void tls_client_ref(struct tls_client *c);
+void tls_client_unref(struct tls_client *c);
+/* A new SSL for an upstream connection (client mode, SNI and host check set), or NULL. */
+SSL *tls_client_ssl(struct tls_client *c);
+
+/* Last OpenSSL error as text (for logs). */
+const char *tls_error_string(void);
+
+#endif

@@ -1,0 +1,428 @@
+#include "autoconf.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "control.h"
+#include "daemon.h"
+#include "hooks.h"
+#include "json.h"
+#include "log.h"
+#include "smoke.h"
+#include "state.h"
+#include "transition.h"
+#include "worker.h"
+
+struct transition {
+	struct daemon *d;
+	struct control_conn *conn;
+	struct control_caller who;
+	struct transition_request rq;
+	enum color target;
+	enum color from;
+	struct smoke_run *smoke;
+	struct hook_run *hook;
+	char *smoke_report; /* JSON array, NULL when no smoke tests ran */
+};
+
+static void step_smoke(struct transition *t);
+static void smoke_done(bool ok, const char *report, const char *failure, void *arg);
+static void step_hook(struct transition *t);
+static void pre_hook_done(int status, bool timed_out, const char *output, void *arg);
+static void step_commit(struct transition *t);
+static void refuse(struct transition *t, const char *reason);
+static void reply_unchanged(struct transition *t);
+static void finish(struct transition *t);
+static int commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger,
+    const char *reason, const struct control_caller *who, char *err, size_t errlen);
+static enum switch_verdict decide(struct transition *t, char *reason, size_t len);
+static const char *verb(const struct transition *t);
+
+void
+transition_begin(struct daemon *d, struct control_conn *c, const struct control_caller *who,
+    const struct transition_request *rq)
+{
+	struct transition *t;
+	char reason[512];
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		control_reply_error(c, "out of memory");
+		return;
+	}
+	t->d = d;
+	t->conn = c;
+	t->who = *who;
+	t->rq = *rq;
+	t->from = d->sw.active;
+	t->target = rq->rollback ? d->sw.previous : rq->target;
+	if (d->op != NULL) {
+		refuse(t, "another switch is in progress");
+		return;
+	}
+	switch (decide(t, reason, sizeof(reason))) {
+	case SWITCH_REFUSED:
+		refuse(t, reason);
+		return;
+	case SWITCH_NOOP:
+		reply_unchanged(t);
+		finish(t);
+		return;
+	case SWITCH_GO:
+		break;
+	}
+	d->op = t;
+	step_smoke(t);
+}
+
+void
+transition_cancel(struct daemon *d, const char *why)
+{
+	struct transition *t = d->op;
+
+	if (t == NULL)
+		return;
+	if (t->smoke != NULL)
+		smoke_cancel(t->smoke);
+	t->smoke = NULL;
+	if (t->hook != NULL)
+		hook_cancel(t->hook);
+	t->hook = NULL;
+	refuse(t, why);
+}
+
+void
+transition_auto_rollback(struct daemon *d, enum guard_trigger trigger, const char *reason)
+{
+	enum color from = d->sw.active, to = d->sw.previous;
+	unsigned need = d->cfg->sw.min_healthy > 0 ? d->cfg->sw.min_healthy : 1;
+	char why[768], err[512];
+
+	(void)trigger;
+	d->guard_tripped = true;
+	transition_cancel(d, "interrupted by an automatic rollback");
+	if (!d->sw.has_previous || pool_confirmed(d->pools[to]) < need) {
+		snprintf(why, sizeof(why), "%s; not rolled back: previous color %s has %zu healthy servers, needs %u",
+		    reason, d->sw.has_previous ? color_name(to) : "(none)",
+		    d->sw.has_previous ? pool_confirmed(d->pools[to]) : (size_t)0, need);
+		log_err("auto-rollback: %s: staying on %s", why, color_name(from));
+		daemon_record(d, "rollback-failed", (int)from, d->sw.has_previous ? (int)to : -1,
+		    "auto-rollback", why, NULL);
+		d->verdict = "rollback-failed";
+		snprintf(d->verdict_reason, sizeof(d->verdict_reason), "%.500s", why);
+		daemon_notify_hook(d, "rollback", d->cfg->hooks.rollback, (int)from, (int)to, why);
+		return;
+	}
+	if (commit_switch(d, to, TRIGGER_AUTO_ROLLBACK, reason, NULL, err, sizeof(err)) < 0) {
+		snprintf(why, sizeof(why), "%s; not rolled back: %s", reason, err);
+		log_err("auto-rollback: %s", why);
+		daemon_record(d, "rollback-failed", (int)from, (int)to, "auto-rollback", why, NULL);
+		d->verdict = "rollback-failed";
+		snprintf(d->verdict_reason, sizeof(d->verdict_reason), "%.500s", why);
+		daemon_notify_hook(d, "rollback", d->cfg->hooks.rollback, (int)from, (int)to, why);
+		return;
+	}
+	d->verdict = "rolled-back";
+	snprintf(d->verdict_reason, sizeof(d->verdict_reason), "%s", reason);
+	daemon_notify_hook(d, "rollback", d->cfg->hooks.rollback, (int)from, (int)to, reason);
+}
+
+/* Checks against the switcher, with the target's health as it is now. */
+static enum switch_verdict
+decide(struct transition *t, char *reason, size_t len)
+{
+	struct daemon *d = t->d;
+	struct switch_request sr;
+	enum switch_verdict v;
+
+	memset(&sr, 0, sizeof(sr));
+	sr.rollback = t->rq.rollback;
+	sr.target = t->target;
+	sr.force = t->rq.force;
+	sr.dry_run = t->rq.dry_run;
+	sr.has_if_gen = t->rq.has_if_gen;
+	sr.if_gen = t->rq.if_gen;
+	sr.target_healthy = (unsigned)pool_confirmed(d->pools[t->target]);
+	sr.target_total = (unsigned)d->pools[t->target]->nservers;
+	reason[0] = '\0';
+	v = switcher_decide(&d->sw, &sr, reason, len);
+	t->target = sr.target;
+	return v;
+}
+
+static void
+step_smoke(struct transition *t)
+{
+	struct daemon *d = t->d;
+
+	if (t->rq.force || d->cfg->nsmoke == 0) {
+		step_hook(t);
+		return;
+	}
+	t->smoke = smoke_start(d->base, d->cfg, d->pools[t->target], smoke_done, t);
+	if (t->smoke == NULL)
+		refuse(t, "cannot start the smoke tests: out of memory");
+}
+
+static void
+smoke_done(bool ok, const char *report, const char *failure, void *arg)
+{
+	struct transition *t = arg;
+	char reason[768];
+
+	t->smoke = NULL;
+	free(t->smoke_report);
+	t->smoke_report = report != NULL ? strdup(report) : NULL;
+	if (!ok) {
+		snprintf(reason, sizeof(reason), "smoke test failed: %s", failure != NULL ? failure : "?");
+		refuse(t, reason);
+		return;
+	}
+	step_hook(t);
+}
+
+static void
+step_hook(struct transition *t)
+{
+	struct daemon *d = t->d;
+	struct hook_env env;
+	char reason[512];
+
+	if (t->rq.dry_run) {
+		reply_unchanged(t);
+		finish(t);
+		return;
+	}
+	if (d->cfg->hooks.pre_switch == NULL) {
+		step_commit(t);
+		return;
+	}
+	memset(&env, 0, sizeof(env));
+	env.event = "pre_switch";
+	env.from = color_name(t->from);
+	env.to = color_name(t->target);
+	env.generation = d->sw.generation + 1;
+	env.reason = t->rq.rollback ? "rollback" : "manual";
+	t->hook = hook_start(d->base, d->cfg->hooks.pre_switch, d->cfg->hooks.timeout_ms, &env,
+	    pre_hook_done, t);
+	if (t->hook == NULL) {
+		snprintf(reason, sizeof(reason), "pre_switch hook %s could not start: %s",
+		    d->cfg->hooks.pre_switch, strerror(errno));
+		refuse(t, reason);
+	}
+}
+
+static void
+pre_hook_done(int status, bool timed_out, const char *output, void *arg)
+{
+	struct transition *t = arg;
+	char reason[768];
+
+	t->hook = NULL;
+	if (status != 0) {
+		if (timed_out)
+			snprintf(reason, sizeof(reason), "vetoed by the pre_switch hook: timed out%s%s",
+			    output && *output ? ": " : "", output ? output : "");
+		else if (status < 0)
+			snprintf(reason, sizeof(reason), "vetoed by the pre_switch hook: killed%s%s",
+			    output && *output ? ": " : "", output ? output : "");
+		else
+			snprintf(reason, sizeof(reason), "vetoed by the pre_switch hook (exit %d)%s%s",
+			    status, output && *output ? ": " : "", output ? output : "");
+		refuse(t, reason);
+		return;
+	}
+	step_commit(t);
+}
+
+static void
+step_commit(struct transition *t)
+{
+	struct daemon *d = t->d;
+	enum switch_trigger trig = t->rq.rollback ? TRIGGER_ROLLBACK : TRIGGER_MANUAL;
+	char reason[768], err[512];
+	struct jbuf b;
+
+	/* Health may have changed while smoke tests and the hook ran. */
+	switch (decide(t, reason, sizeof(reason))) {
+	case SWITCH_REFUSED:
+		refuse(t, reason);
+		return;
+	case SWITCH_NOOP:
+		reply_unchanged(t);
+		finish(t);
+		return;
+	case SWITCH_GO:
+		break;
+	}
+	if (commit_switch(d, t->target, trig, t->rq.force ? "forced" : NULL, &t->who, err, sizeof(err)) < 0) {
+		snprintf(reason, sizeof(reason), "cannot write state: %s", err);
+		refuse(t, reason);
+		return;
+	}
+	daemon_notify_hook(d, t->rq.rollback ? "rollback" : "post_switch",
+	    t->rq.rollback ? d->cfg->hooks.rollback : d->cfg->hooks.post_switch, (int)t->from,
+	    (int)t->target, t->rq.rollback ? "manual rollback" : (t->rq.force ? "forced" : "manual"));
+
+	jbuf_init(&b);
+	jbuf_raw(&b, "{\"ok\":true,\"active\":");
+	jbuf_str(&b, color_name(d->sw.active));
+	jbuf_raw(&b, ",\"previous\":");
+	jbuf_str(&b, color_name(d->sw.previous));
+	jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":true,\"dry_run\":false", d->sw.generation);
+	if (t->smoke_report != NULL) {
+		jbuf_raw(&b, ",\"smoke\":");
+		jbuf_raw(&b, t->smoke_report);
+	}
+	if (b.oom) {
+		control_reply_error(t->conn, "out of memory");
+	} else if (t->rq.wait) {
+		/* The waiter owns the string from here on. */
+		if (daemon_add_waiter(d, t->conn, t->from, b.s) == 0)
+			b.s = NULL;
+		else
+			control_reply_error(t->conn, "out of memory");
+	} else {
+		jbuf_raw(&b, "}");
+		control_reply(t->conn, b.s);
+	}
+	jbuf_free(&b);
+	finish(t);
+}
+
+/* Answers a refusal, records it, and ends the transition. */
+static void
+refuse(struct transition *t, const char *reason)
+{
+	struct daemon *d = t->d;
+	char msg[1024];
+	struct jbuf b;
+
+	snprintf(msg, sizeof(msg), "%s to %s refused: %s", verb(t),
+	    t->rq.rollback && !d->sw.has_previous ? "previous color" : color_name(t->target), reason);
+	log_warn("%s (uid %ld pid %ld)", msg, (long)t->who.uid, (long)t->who.pid);
+	if (!t->rq.dry_run) {
+		d->switch_refused++;
+		daemon_record(d, "refused", (int)t->from,
+		    t->rq.rollback && !d->sw.has_previous ? -1 : (int)t->target, "manual", reason, &t->who);
+	}
+	jbuf_init(&b);
+	jbuf_raw(&b, "{\"ok\":false,\"error\":");
+	jbuf_str(&b, msg);
+	if (t->smoke_report != NULL) {
+		jbuf_raw(&b, ",\"smoke\":");
+		jbuf_raw(&b, t->smoke_report);
+	}
+	jbuf_raw(&b, "}");
+	control_reply(t->conn, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
+	jbuf_free(&b);
+	finish(t);
+}
+
+/* A no-op (target already active) or a dry run: nothing changes. */
+static void
+reply_unchanged(struct transition *t)
+{
+	struct daemon *d = t->d;
+	struct jbuf b;
+
+	jbuf_init(&b);
+	jbuf_raw(&b, "{\"ok\":true,\"active\":");
+	jbuf_str(&b, color_name(d->sw.active));
+	jbuf_raw(&b, ",\"previous\":");
+	jbuf_str(&b, d->sw.has_previous ? color_name(d->sw.previous) : NULL);
+	jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":false,\"dry_run\":%s,\"target\":\"%s\"",
+	    d->sw.generation, t->rq.dry_run ? "true" : "false", color_name(t->target));
+	if (t->smoke_report != NULL) {
+		jbuf_raw(&b, ",\"smoke\":");
+		jbuf_raw(&b, t->smoke_report);
+	}
+	jbuf_raw(&b, "}");
+	control_reply(t->conn, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
+	jbuf_free(&b);
+}
+
+static void
+finish(struct transition *t)
+{
+	if (t->d->op == t)
+		t->d->op = NULL;
+	free(t->smoke_report);
+	free(t);
+}
+
+static const char *
+verb(const struct transition *t)
+{
+	return t->rq.rollback ? "rollback" : "switch";
+}
+
+/*
+ * The switch itself, shared by manual switches and the guard's rollback:
+ * state file first (a restart must never forget an acknowledged switch),
+ * then the one release store of the route pointer.
+ */
+static int
+commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, const char *reason,
+    const struct control_caller *who, char *err, size_t errlen)
+{
+	enum color from = d->sw.active;
+	uint64_t now = daemon_mono_ms();
+	struct switcher next = d->sw;
+	struct guard_sample sample;
+	double baseline;
+	struct state st;
+
+	switcher_commit(&next, target, now);
+	if (trigger == TRIGGER_AUTO_ROLLBACK) {
+		/* Back on the known-good color: nothing left to observe. */
+		next.state = SWITCHER_STABLE;
+		next.window_end_ms = 0;
+	}
+	memset(&st, 0, sizeof(st));
+	st.active = next.active;
+	st.has_previous = true;
+	st.previous = next.previous;
+	st.generation = next.generation;
+	st.switched_at_ms = daemon_wall_ms();
+	st.window_end_ms = next.state == SWITCHER_OBSERVING
+	    ? st.switched_at_ms + (int64_t)(next.window_end_ms - now) : 0;
+	if (state_save(d->cfg->state_file, &st, err, errlen) < 0) {
+		log_err("switch to %s not done: %s", color_name(target), err);
+		return -1;
+	}
+	baseline = guard_window_p99(&d->guards[from], now);
+	d->sw = next;
+	d->switched_at_ms = st.switched_at_ms;
+	/* The switch: one atomic store. */
+	route_publish(&d->routes[d->sw.active]);
+	d->switches[trigger]++;
+	log_info("%s: %s -> %s, generation %" PRIu64 "%s%s%s", metrics_trigger_name(trigger),
+	    color_name(from), color_name(target), d->sw.generation, reason ? " (" : "",
+	    reason ? reason : "", reason ? ")" : "");
+	if (who != NULL)
+		log_info("switch requested by uid %ld pid %ld", (long)who->uid, (long)who->pid);
+	daemon_record(d, trigger == TRIGGER_MANUAL ? "switch" : "rollback", (int)from, (int)target,
+	    trigger == TRIGGER_AUTO_ROLLBACK ? "auto-rollback" : "manual", reason, who);
+	daemon_post(d, WORKER_MSG_SWITCHED);
+	evtimer_del(d->tunnel_timer);
+	{
+		struct timeval tv = {(time_t)(d->cfg->sw.drain_timeout_ms / 1000),
+		    (suseconds_t)((d->cfg->sw.drain_timeout_ms % 1000) * 1000)};
+
+		evtimer_add(d->tunnel_timer, &tv);
+	}
+	if (d->sw.state == SWITCHER_OBSERVING) {
+		daemon_sample(d, target, &sample);
+		guard_start(&d->guards[target], now, &sample, baseline);
+		d->guard_tripped = false;
+		d->verdict = NULL;
+		d->verdict_reason[0] = '\0';
+	}
+	daemon_arm_window(d);
+	return 0;
+}
