@@ -333,6 +333,8 @@ static const struct key timeouts_keys[] = {
 	    RANGE(1, DUR_ANY), .reload = true},
 	{KEY("upstream_idle", KT_DURATION, C(timeouts.upstream_idle_ms), "30s"),
 	    RANGE(1, DUR_ANY), .reload = true},
+	{KEY("handshake", KT_DURATION, C(timeouts.handshake_ms), "10s"),
+	    RANGE(1, DUR_ANY), .reload = true},
 	{.name = NULL},
 };
 
@@ -350,6 +352,7 @@ static const struct key top_keys[] = {
 	{KEY("initial", KT_COLOR, C(initial), "blue"), .reload = true},
 	{KEY("state_file", KT_STRING, C(state_file), LOCALSTATEDIR "/lib/cutover/state"),
 	    .check = check_abs_path},
+	{KEY("access_log", KT_STRING, C(access_log), NULL), .check = check_abs_path},
 	{KEY("pools", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_pools,
 	    .free = free_pools},
 	{KEY("health", KT_GROUP, 0, NULL), .reload = true, .sub = health_keys},
@@ -477,6 +480,26 @@ config_errors_print(const struct config_errors *errs, FILE *fp)
 
 	for (i = 0; i < errs->n; i++)
 		fprintf(fp, "%s\n", errs->msgs[i]);
+}
+
+void
+config_errors_add(struct config_errors *errs, const char *fmt, ...)
+{
+	char **msgs, *line;
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = vasprintf(&line, fmt, ap);
+	va_end(ap);
+	if (rc < 0)
+		return;
+	if ((msgs = realloc(errs->msgs, (errs->n + 1) * sizeof(*msgs))) == NULL) {
+		free(line);
+		return;
+	}
+	msgs[errs->n++] = line;
+	errs->msgs = msgs;
 }
 
 void

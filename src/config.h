@@ -136,6 +136,7 @@ struct config_timeouts {
 	uint64_t connect_ms;       /* upstream connect, default 5s */
 	uint64_t response_ms;      /* upstream silent for this long while a response is due, default 60s -> 504 */
 	uint64_t upstream_idle_ms; /* idle pooled upstream connection closed after, default 30s */
+	uint64_t handshake_ms;     /* a TLS handshake must finish within, default 10s */
 };
 
 /* Group "upstream" { keepalive; }. */
@@ -151,6 +152,7 @@ struct config {
 	int log_level;     /* enum log_level; key log_level = "error"|"warn"|"info"|"debug", default "info" */
 	enum color initial; /* default blue */
 	char *state_file;   /* default LOCALSTATEDIR "/lib/cutover/state" */
+	char *access_log;   /* NULL: no access log */
 	struct config_pool pools[COLOR_COUNT];
 	struct config_health health;
 	struct config_switch sw;
@@ -198,6 +200,9 @@ int config_reload_check(const struct config *old, const struct config *next,
 unsigned config_workers(const struct config *cfg);
 
 void config_errors_print(const struct config_errors *errs, FILE *fp);
+/* Appends one formatted message (already "FILE:LINE: ..." or "FILE: ..."). */
+void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 void config_errors_free(struct config_errors *errs);
 
 #endif

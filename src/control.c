@@ -72,17 +72,7 @@ control_new(struct event_base *base, const struct config_control *cfg,
 	ctl->table = table;
 	ctl->arg = arg;
 	TAILQ_INIT(&ctl->conns);
-	if (cfg->admin_group != NULL) {
-		struct group *gr = getgrnam(cfg->admin_group);
-
-		if (gr == NULL)
-			log_warn("control: admin_group '%s' does not exist: only root may change things",
-			    cfg->admin_group);
-		else {
-			ctl->has_admin_gid = true;
-			ctl->admin_gid = gr->gr_gid;
-		}
-	}
+	control_set_admin_group(ctl, cfg->admin_group);
 	if ((ctl->path = strdup(cfg->socket)) == NULL)
 		goto fail;
 	if ((fd = make_socket(cfg)) < 0)
@@ -99,6 +89,22 @@ fail:
 	free(ctl->path);
 	free(ctl);
 	return NULL;
+}
+
+void
+control_set_admin_group(struct control *ctl, const char *group)
+{
+	struct group *gr;
+
+	ctl->has_admin_gid = false;
+	if (group == NULL)
+		return;
+	if ((gr = getgrnam(group)) == NULL) {
+		log_warn("control: admin_group '%s' does not exist: only root may change things", group);
+		return;
+	}
+	ctl->has_admin_gid = true;
+	ctl->admin_gid = gr->gr_gid;
 }
 
 void

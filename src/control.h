@@ -49,6 +49,9 @@ struct control_command {
 struct control *control_new(struct event_base *base, const struct config_control *cfg,
     const struct control_command *table, void *arg);
 
+/* Changes control.admin_group (reload). */
+void control_set_admin_group(struct control *ctl, const char *group);
+
 /* Closes the socket (and unlinks it) and every connection. */
 void control_free(struct control *ctl);
 

@@ -69,6 +69,9 @@ static void on_wait_poll(evutil_socket_t fd, short what, void *arg);
 static void on_tunnel_drain(evutil_socket_t fd, short what, void *arg);
 static void arm_ms(struct event *ev, uint64_t ms);
 static void on_usr1(evutil_socket_t sig, short what, void *arg);
+static void on_retire(evutil_socket_t fd, short what, void *arg);
+static int build_metric_servers(struct daemon *d);
+static void set_guard_config(struct daemon *d);
 static void on_guard_tick(evutil_socket_t fd, short what, void *arg);
 static void hook_done(int status, bool timed_out, const char *output, void *arg);
 static void fill_metrics(struct metrics_snapshot *snap, void *arg);
@@ -88,6 +91,8 @@ static void cmd_help(struct control_conn *c, const struct control_caller *who, i
     char **argv, void *arg);
 static void cmd_smoke(struct control_conn *c, const struct control_caller *who, int argc,
     char **argv, void *arg);
+static void cmd_reload(struct control_conn *c, const struct control_caller *who, int argc,
+    char **argv, void *arg);
 
 static const struct control_command commands[] = {
     {"status", false, cmd_status, "status: active and previous color, state, pools"},
@@ -99,6 +104,7 @@ static const struct control_command commands[] = {
     {"rollback", true, cmd_switch, "rollback [--force] [--if-gen N] [--dry-run] [--wait]"},
     {"commit", true, cmd_commit, "commit: end the safety window now"},
     {"smoke", true, cmd_smoke, "smoke blue|green: run the smoke tests against that color now"},
+    {"reload", true, cmd_reload, "reload: re-read the configuration file"},
     {NULL, false, NULL, NULL},
 };
 
@@ -138,24 +144,17 @@ daemon_start(struct daemon *d)
 		if (d->pools[i] == NULL)
 			goto oom;
 	}
+	if ((d->routes = calloc(COLOR_COUNT, sizeof(*d->routes))) == NULL)
+		goto oom;
 	for (i = 0; i < COLOR_COUNT; i++) {
 		d->routes[i].pools[COLOR_BLUE] = d->pools[COLOR_BLUE];
 		d->routes[i].pools[COLOR_GREEN] = d->pools[COLOR_GREEN];
 		d->routes[i].active = (enum color)i;
 	}
 	route_publish(&d->routes[d->sw.active]);
-	{
-		struct guard_config gc;
-
-		memset(&gc, 0, sizeof(gc));
-		gc.error_rate = cfg->auto_rollback.error_rate;
-		gc.min_requests = cfg->auto_rollback.min_requests;
-		gc.window_ms = cfg->auto_rollback.window_ms;
-		gc.latency_factor = cfg->auto_rollback.latency_factor;
-		gc.min_healthy = cfg->sw.min_healthy;
-		for (i = 0; i < COLOR_COUNT; i++)
-			guard_init(&d->guards[i], &gc);
-	}
+	for (i = 0; i < COLOR_COUNT; i++)
+		guard_init(&d->guards[i], &(struct guard_config){0});
+	set_guard_config(d);
 
 	if (worker_probe_listeners(cfg) < 0)
 		return -1;
@@ -171,9 +170,11 @@ daemon_start(struct daemon *d)
 	d->tunnel_timer = evtimer_new(d->base, on_tunnel_drain, d);
 	d->sig_usr1 = evsignal_new(d->base, SIGUSR1, on_usr1, d);
 	d->guard_timer = event_new(d->base, -1, EV_PERSIST, on_guard_tick, d);
+	d->retire_timer = event_new(d->base, -1, EV_PERSIST, on_retire, d);
 	if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL || d->sig_usr1 == NULL ||
 	    d->drain_timer == NULL || d->reap_timer == NULL || d->window_timer == NULL ||
 	    d->wait_timer == NULL || d->tunnel_timer == NULL || d->guard_timer == NULL ||
+	    d->retire_timer == NULL ||
 	    evsignal_add(d->sig_term, NULL) < 0 || evsignal_add(d->sig_int, NULL) < 0 ||
 	    evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_usr1, NULL) < 0)
 		goto oom;
@@ -183,17 +184,8 @@ daemon_start(struct daemon *d)
 		event_add(d->guard_timer, &tick);
 	}
 	if (cfg->metrics.enabled) {
-		size_t n = 0;
-
-		d->metric_servers = calloc(cfg->pools[0].nservers + cfg->pools[1].nservers + 1,
-		    sizeof(*d->metric_servers));
-		if (d->metric_servers == NULL)
+		if (build_metric_servers(d) < 0)
 			goto oom;
-		for (i = 0; i < COLOR_COUNT; i++)
-			for (size_t k = 0; k < d->pools[i]->nservers; k++, n++) {
-				d->metric_servers[n].color = (enum color)i;
-				d->metric_servers[n].address = d->pools[i]->servers[k].addr.text;
-			}
 		if ((d->metrics = metrics_new(d->base, &cfg->metrics.listen, fill_metrics, d)) == NULL)
 			return -1;
 	}
@@ -203,9 +195,14 @@ daemon_start(struct daemon *d)
 		goto oom;
 	if ((d->workers = calloc(d->nworkers, sizeof(*d->workers))) == NULL)
 		goto oom;
+	if (cfg->access_log != NULL && (d->accesslog = accesslog_open(cfg->access_log)) == NULL) {
+		log_err("access_log %s: %s", cfg->access_log, strerror(errno));
+		return -1;
+	}
 	for (i = 0; i < d->nworkers; i++) {
 		if (worker_init(&d->workers[i], i, d->nworkers, cfg) < 0)
 			goto fail;
+		d->workers[i].accesslog = d->accesslog;
 	}
 	worker_set_peers(d->workers, d->nworkers);
 	for (i = 0; i < d->nworkers; i++) {
@@ -279,6 +276,9 @@ daemon_free(struct daemon *d)
 			worker_free(&d->workers[i]);
 		free(d->workers);
 	}
+	if (d->accesslog != NULL)
+		accesslog_close(d->accesslog);
+	d->accesslog = NULL;
 	transition_cancel(d, "cutoverd is stopping");
 	{
 		struct hook_slot *hs;
@@ -318,9 +318,19 @@ daemon_free(struct daemon *d)
 		event_free(d->sig_usr1);
 	if (d->guard_timer != NULL)
 		event_free(d->guard_timer);
+	if (d->retire_timer != NULL)
+		event_free(d->retire_timer);
+	if (d->retired.pending) {
+		/* Workers are gone: nothing uses the old generation any more. */
+		for (i = 0; i < COLOR_COUNT; i++)
+			pool_unref(d->retired.pools[i]);
+		free(d->retired.routes);
+		config_free(d->retired.cfg);
+	}
 	if (d->base != NULL)
 		event_base_free(d->base);
 	route_publish(NULL);
+	free(d->routes);
 	for (i = 0; i < COLOR_COUNT; i++)
 		pool_unref(d->pools[i]);
 	free(d->history);
@@ -413,11 +423,18 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
+	struct daemon *d = arg;
+	struct config_errors errs = {0};
+
 	(void)sig;
 	(void)what;
-	(void)arg;
-	/* Hitless reload lands with issue #6. */
-	log_warn("SIGHUP: configuration reload is not implemented yet; running configuration kept");
+	log_info("SIGHUP: reloading %s", d->cfg->path);
+	if (daemon_reload(d, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_err("reload rejected: %s", errs.msgs[i]);
+		log_err("reload rejected: the running configuration stays");
+	}
+	config_errors_free(&errs);
 }
 
 static void
@@ -956,4 +973,220 @@ cmd_help(struct control_conn *c, const struct control_caller *who, int argc, cha
 	jbuf_raw(&b, "]}");
 	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
 	jbuf_free(&b);
+}
+
+static void
+set_guard_config(struct daemon *d)
+{
+	const struct config *cfg = d->cfg;
+	struct guard_config gc;
+	int i;
+
+	memset(&gc, 0, sizeof(gc));
+	gc.error_rate = cfg->auto_rollback.error_rate;
+	gc.min_requests = cfg->auto_rollback.min_requests;
+	gc.window_ms = cfg->auto_rollback.window_ms;
+	gc.latency_factor = cfg->auto_rollback.latency_factor;
+	gc.min_healthy = cfg->sw.min_healthy;
+	/* The rings of samples carry over; only the limits change. */
+	for (i = 0; i < COLOR_COUNT; i++)
+		d->guards[i].cfg = gc;
+}
+
+static int
+build_metric_servers(struct daemon *d)
+{
+	size_t n = 0, k;
+	int i;
+
+	free(d->metric_servers);
+	d->metric_servers = calloc(d->pools[0]->nservers + d->pools[1]->nservers + 1,
+	    sizeof(*d->metric_servers));
+	if (d->metric_servers == NULL)
+		return -1;
+	for (i = 0; i < COLOR_COUNT; i++)
+		for (k = 0; k < d->pools[i]->nservers; k++, n++) {
+			d->metric_servers[n].color = (enum color)i;
+			d->metric_servers[n].address = d->pools[i]->servers[k].addr.text;
+		}
+	return 0;
+}
+
+int
+daemon_reload(struct daemon *d, struct config_errors *errs)
+{
+	struct config *next = NULL;
+	struct pool *pools[COLOR_COUNT] = {NULL, NULL};
+	struct route *routes = NULL;
+	struct health *health = NULL;
+	unsigned i;
+	int c;
+
+	if (d->retired.pending) {
+		config_errors_add(errs, "%s: a reload is still being applied; try again", d->cfg->path);
+		return -1;
+	}
+	if (config_load(d->cfg->path, &next, errs) < 0)
+		return -1;
+	if (config_reload_check(d->cfg, next, errs) < 0)
+		goto fail;
+#ifdef HAVE_SYSTEMD
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)daemon_mono_ms() * 1000ull);
+#endif
+	for (c = 0; c < COLOR_COUNT; c++) {
+		if ((pools[c] = pool_new((enum color)c, &next->pools[c], d->nworkers)) == NULL)
+			goto oom;
+		/* A server that stays keeps its health: a reload must not send
+		 * traffic to one known down, nor demote one known good. */
+		for (size_t k = 0; k < pools[c]->nservers; k++) {
+			struct server *ns = &pools[c]->servers[k];
+
+			for (size_t j = 0; j < d->pools[c]->nservers; j++) {
+				struct server *os = &d->pools[c]->servers[j];
+
+				if (strcmp(os->addr.text, ns->addr.text) == 0) {
+					atomic_store(&ns->up, atomic_load(&os->up));
+					atomic_store(&ns->confirmed, atomic_load(&os->confirmed));
+					break;
+				}
+			}
+		}
+	}
+	if ((routes = calloc(COLOR_COUNT, sizeof(*routes))) == NULL)
+		goto oom;
+	for (c = 0; c < COLOR_COUNT; c++) {
+		routes[c].pools[COLOR_BLUE] = pools[COLOR_BLUE];
+		routes[c].pools[COLOR_GREEN] = pools[COLOR_GREEN];
+		routes[c].active = (enum color)c;
+	}
+	if ((health = health_new(d->base, &next->health, pools)) == NULL)
+		goto oom;
+
+	/* From here on nothing can fail: swap. */
+	transition_cancel(d, "interrupted by a configuration reload");
+	health_free(d->health);
+	d->health = health;
+	d->retired.pending = true;
+	d->retired.epoch = ++d->epoch;
+	d->retired.cfg = d->cfg;
+	d->retired.routes = d->routes;
+	for (c = 0; c < COLOR_COUNT; c++) {
+		d->retired.pools[c] = d->pools[c];
+		atomic_store(&d->pools[c]->retired, true);
+		d->pools[c] = pools[c];
+	}
+	d->routes = routes;
+	d->cfg = next;
+	route_publish(&d->routes[d->sw.active]);
+	for (i = 0; i < d->nworkers; i++) {
+		struct worker *w = &d->workers[i];
+
+		w->next_cfg = next;
+		w->retire[COLOR_BLUE] = d->retired.pools[COLOR_BLUE];
+		w->retire[COLOR_GREEN] = d->retired.pools[COLOR_GREEN];
+		w->next_epoch = d->epoch;
+		worker_post(w, WORKER_MSG_RELOAD);
+	}
+	{
+		struct timeval tv = {0, 20 * 1000};
+
+		event_add(d->retire_timer, &tv);
+	}
+	d->sw.min_healthy = next->sw.min_healthy;
+	d->sw.safety_window_ms = next->sw.safety_window_ms;
+	set_guard_config(d);
+	log_set_level((enum log_level)next->log_level);
+	control_set_admin_group(d->control, next->control.admin_group);
+	if (d->metrics != NULL && build_metric_servers(d) < 0)
+		log_err("reload: out of memory for the metrics server list");
+	log_info("reload: configuration %s applied (blue %zu servers, green %zu servers)", next->path,
+	    d->pools[COLOR_BLUE]->nservers, d->pools[COLOR_GREEN]->nservers);
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, "READY=1");
+#endif
+	return 0;
+oom:
+	config_errors_add(errs, "%s: reload: out of memory", next->path);
+fail:
+	health_free(health);
+	free(routes);
+	for (c = 0; c < COLOR_COUNT; c++)
+		pool_unref(pools[c]);
+	config_free(next);
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, "READY=1");
+#endif
+	return -1;
+}
+
+/* Frees what the last reload replaced once every worker acknowledged it. */
+static void
+on_retire(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	unsigned i;
+	int c;
+
+	(void)fd;
+	(void)what;
+	for (i = 0; i < d->nworkers; i++)
+		if (atomic_load(&d->workers[i].cfg_epoch) != d->retired.epoch)
+			return;
+	event_del(d->retire_timer);
+	for (c = 0; c < COLOR_COUNT; c++) {
+		/* Requests still in flight hold their own references. */
+		pool_unref(d->retired.pools[c]);
+		d->retired.pools[c] = NULL;
+	}
+	free(d->retired.routes);
+	config_free(d->retired.cfg);
+	d->retired.routes = NULL;
+	d->retired.cfg = NULL;
+	d->retired.pending = false;
+}
+
+static void
+cmd_reload(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
+    void *arg)
+{
+	struct daemon *d = arg;
+	struct config_errors errs = {0};
+	struct jbuf b;
+	size_t i;
+
+	(void)argv;
+	if (argc != 1) {
+		control_reply_error(c, "usage: reload");
+		return;
+	}
+	log_info("reload requested by uid %ld pid %ld", (long)who->uid, (long)who->pid);
+	if (daemon_reload(d, &errs) == 0) {
+		control_reply(c, "{\"ok\":true,\"message\":\"configuration reloaded\"}");
+		config_errors_free(&errs);
+		return;
+	}
+	for (i = 0; i < errs.n; i++)
+		log_err("reload rejected: %s", errs.msgs[i]);
+	jbuf_init(&b);
+	jbuf_raw(&b, "{\"ok\":false,\"error\":");
+	{
+		struct jbuf m;
+
+		jbuf_init(&m);
+		jbuf_printf(&m, "reload rejected, running configuration kept:");
+		for (i = 0; i < errs.n; i++)
+			jbuf_printf(&m, "\n%s", errs.msgs[i]);
+		jbuf_str(&b, m.oom ? "reload rejected" : m.s);
+		jbuf_free(&m);
+	}
+	jbuf_raw(&b, ",\"errors\":[");
+	for (i = 0; i < errs.n; i++) {
+		if (i > 0)
+			jbuf_raw(&b, ",");
+		jbuf_str(&b, errs.msgs[i]);
+	}
+	jbuf_raw(&b, "]}");
+	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"reload rejected\"}" : b.s);
+	jbuf_free(&b);
+	config_errors_free(&errs);
 }

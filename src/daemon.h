@@ -39,7 +39,7 @@ struct daemon {
 	struct worker *workers;
 	unsigned nworkers;
 	struct pool *pools[COLOR_COUNT];
-	struct route routes[COLOR_COUNT]; /* routes[c]: c active */
+	struct route *routes; /* routes[c]: c active; replaced by a reload */
 	struct switcher sw;
 	int64_t switched_at_ms; /* wall clock of the last switch, 0 if none */
 	struct health *health;
@@ -59,6 +59,16 @@ struct daemon {
 	bool guard_tripped;      /* the guard acted (or tried to) in this window */
 	const char *verdict;     /* last safety window's outcome, NULL if none */
 	char verdict_reason[512];
+	/* What a reload replaced, freed once every worker has let go of it. */
+	struct {
+		bool pending;
+		unsigned epoch;
+		struct config *cfg;
+		struct pool *pools[COLOR_COUNT];
+		struct route *routes;
+	} retired;
+	unsigned epoch;
+	struct event *retire_timer;
 	uint64_t switches[TRIGGER_COUNT];
 	uint64_t switch_refused;
 	bool stopping;
@@ -94,6 +104,15 @@ void daemon_sample(const struct daemon *d, enum color c, struct guard_sample *s)
 
 /* Arms (or clears) the safety window timer from the switcher's state. */
 void daemon_arm_window(struct daemon *d);
+
+/*
+ * Reloads the configuration file: a new configuration is built and validated
+ * whole, then swapped in (pools, servers, health, smoke, hooks, limits,
+ * timeouts); the active color, generation and safety window carry over and
+ * requests in flight finish undisturbed. On rejection returns -1 and every
+ * error is in errs (the running configuration stays).
+ */
+int daemon_reload(struct daemon *d, struct config_errors *errs);
 
 /* Registers a `switch --wait` caller to answer once color has drained. */
 int daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char *answer_prefix);

@@ -127,7 +127,7 @@ metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
 	bad |= evbuffer_add_printf(out, "cutover_switch_refused_total %" PRIu64 "\n", snap->switch_refused) < 0;
 
 	bad |= render_header(out, "cutover_request_duration_seconds", "histogram",
-	    "Time from the request's first byte to the response's last byte, by color.");
+	    "Time to answer a request, by color.");
 	for (c = 0; c < COLOR_COUNT; c++)
 		bad |= render_histogram(out, snap, c);
 

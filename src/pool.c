@@ -17,6 +17,7 @@ pool_new(enum color color, const struct config_pool *cp, unsigned nworkers)
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
 	atomic_init(&p->refs, 1);
+	atomic_init(&p->retired, false);
 	p->color = color;
 	p->nservers = cp->nservers;
 	if (p->nservers > 0 && (p->servers = calloc(p->nservers, sizeof(*p->servers))) == NULL)

@@ -41,6 +41,7 @@ struct server {
 
 struct pool {
 	_Atomic unsigned refs;
+	_Atomic bool retired; /* replaced by a reload: connections to it are not kept idle */
 	enum color color;
 	struct server *servers;
 	size_t nservers;

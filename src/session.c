@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "accesslog.h"
 #include "addr.h"
 #include "http.h"
 #include "log.h"
@@ -98,6 +99,8 @@ struct session {
 	int status;
 	bool up_closing; /* tunnel: close upstream once its output drained */
 	uint64_t t_start_us; /* when the request head was accepted */
+	uint64_t resp_bytes; /* response body bytes queued to the client */
+	char *req_line;      /* "METHOD target HTTP/1.x" for the access log, or NULL */
 };
 
 static void client_readcb(struct bufferevent *bev, void *arg);
@@ -131,6 +134,8 @@ static void count_response(struct session *s, int status);
 static void release_pool(struct session *s);
 static uint64_t now_us(void);
 static bool preview_color(struct session *s, struct http_head *req, enum color *color);
+static void set_req_line(struct session *s, const struct http_head *req);
+static void log_access(struct session *s, uint64_t us);
 
 int
 session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
@@ -237,6 +242,7 @@ session_free(struct session *s)
 	event_free(s->timer);
 	evbuffer_free(s->req_head);
 	bufferevent_free(s->cbev);
+	free(s->req_line);
 	TAILQ_REMOVE(&w->sessions, s, link);
 	free(s);
 	worker_session_closed(w, NULL);
@@ -411,13 +417,16 @@ read_head(struct session *s)
 			respond_error(s, 431, "request header too large");
 		return;
 	}
-	r = http_parse_request(data, hl, w->hdrs, cfg->limits.header_count, &req);
+	r = http_parse_request(data, hl, w->hdrs, w->nhdrs, &req);
 	if (r != HTTP_OK) {
 		respond_error(s, (int)r, "malformed request");
 		return;
 	}
 	evtimer_del(s->timer);
 	s->timer_kind = T_NONE;
+	if (w->accesslog != NULL)
+		set_req_line(s, &req);
+	s->resp_bytes = 0;
 	s->head_method = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
 	s->client_minor = req.version_minor;
 	s->client_keepalive = req.keep_alive;
@@ -753,7 +762,7 @@ read_response_head(struct session *s)
 				goto invalid;
 			return;
 		}
-		if (http_parse_response(data, hl, w->hdrs, cfg->limits.header_count,
+		if (http_parse_response(data, hl, w->hdrs, w->nhdrs,
 		        s->head_method ? "HEAD" : "GET", s->head_method ? 4 : 3, &resp) != HTTP_OK)
 			goto invalid;
 		s->resp_scanned = 0;
@@ -880,6 +889,7 @@ pump_response(struct session *s)
 		evbuffer_remove_buffer(in, out, n);
 		break;
 	}
+	s->resp_bytes += evbuffer_get_length(out) - olen;
 	if (done) {
 		response_done(s);
 		return;
@@ -1046,6 +1056,43 @@ preview_color(struct session *s, struct http_head *req, enum color *color)
 	return color_parse(value, color) == 0;
 }
 
+static void
+set_req_line(struct session *s, const struct http_head *req)
+{
+	char buf[512];
+	int n;
+
+	n = snprintf(buf, sizeof(buf), "%.*s %.*s HTTP/1.%d", (int)(req->method_len > 32 ? 32 : req->method_len),
+	    req->method, (int)(req->target_len > 400 ? 400 : req->target_len), req->target, req->version_minor);
+	free(s->req_line);
+	s->req_line = n > 0 ? strdup(buf) : NULL;
+}
+
+/*
+ * One access log line: time, client, request line, status, color, server,
+ * duration in ms, response body bytes. Control characters in the request
+ * line cannot occur (the parser refused them); quotes are escaped.
+ */
+static void
+log_access(struct session *s, uint64_t us)
+{
+	char line[1024], when[32];
+	struct timespec ts;
+	struct tm tm;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = snprintf(line, sizeof(line), "%s.%03ldZ %s \"%s\" %d %s %s %.3f %llu", when,
+	    ts.tv_nsec / 1000000, s->client_ip, s->req_line != NULL ? s->req_line : "-",
+	    s->resp_started || s->status >= 400 ? s->status : 0, color_name(s->color),
+	    s->server != NULL ? s->server->addr.text : "-", (double)us / 1000.0,
+	    (unsigned long long)s->resp_bytes);
+	if (n > 0)
+		accesslog_write(s->w->accesslog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
 /* The request is over: let go of its color (and count it out of flight). */
 static void
 release_pool(struct session *s)
@@ -1057,6 +1104,8 @@ release_pool(struct session *s)
 	if (s->pool == NULL)
 		return;
 	us = now_us() - s->t_start_us;
+	if (w->accesslog != NULL)
+		log_access(s, us);
 	stat_inc(&w->stats.latency[s->color][metrics_latency_bucket(us)]);
 	stat_add(&w->stats.latency_sum_us[s->color], us);
 	atomic_store_explicit(&w->stats.finished[s->color],

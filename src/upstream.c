@@ -82,7 +82,8 @@ upstream_release(struct upstream_conn *c)
 	struct upstream_idle *idle = &c->server->idle[w->id];
 	struct timeval tv;
 
-	if (idle->count >= w->cfg->upstream.keepalive || w->stopping) {
+	if (idle->count >= w->cfg->upstream.keepalive || w->stopping ||
+	    atomic_load_explicit(&c->server->pool->retired, memory_order_relaxed)) {
 		upstream_close(c);
 		return;
 	}

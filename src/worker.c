@@ -26,6 +26,7 @@ static void listeners_set(struct worker *w, bool on);
 static void listeners_free(struct worker *w);
 static void maybe_exit(struct worker *w);
 static void post_peers(unsigned msg);
+static void apply_reload(struct worker *w);
 
 /*
  * limits.max_connections holds for the whole daemon, not per worker: the
@@ -82,6 +83,7 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	(void)nworkers;
 	if ((w->hdrs = calloc(cfg->limits.header_count, sizeof(*w->hdrs))) == NULL)
 		goto fail;
+	w->nhdrs = cfg->limits.header_count;
 	/* Nothing on this base is touched by another thread: no locks. */
 	if ((ec = event_config_new()) == NULL)
 		goto fail;
@@ -281,6 +283,8 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	/* Pause and resume may both be pending: the flag has the last word. */
 	if ((msg & (WORKER_MSG_PAUSE | WORKER_MSG_RESUME)) && !w->stopping)
 		listeners_set(w, !atomic_load(&all_paused));
+	if (msg & WORKER_MSG_RELOAD)
+		apply_reload(w);
 	if (msg & (WORKER_MSG_SWITCHED | WORKER_MSG_CLOSE_TUNNELS)) {
 		struct route *r = route_current();
 
@@ -298,6 +302,41 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		else
 			maybe_exit(w);
 	}
+}
+
+/*
+ * Worker side of a reload: sessions read w->cfg as they go, so switching the
+ * pointer here, between callbacks, is the whole hand-over. The old
+ * configuration is freed by the main thread only after every worker has
+ * acknowledged.
+ */
+static void
+apply_reload(struct worker *w)
+{
+	struct config *nc = w->next_cfg;
+	int c;
+
+	if (nc == NULL)
+		return;
+	if (nc->limits.header_count > w->nhdrs) {
+		struct http_header *h = calloc(nc->limits.header_count, sizeof(*h));
+
+		if (h == NULL) {
+			/* Keep parsing with the old, smaller limit rather than overflow. */
+			log_err("worker %u: reload: out of memory; header_count stays %zu", w->id, w->nhdrs);
+		} else {
+			free(w->hdrs);
+			w->hdrs = h;
+			w->nhdrs = nc->limits.header_count;
+		}
+	} else {
+		w->nhdrs = nc->limits.header_count;
+	}
+	w->cfg = nc;
+	for (c = 0; c < COLOR_COUNT; c++)
+		if (w->retire[c] != NULL)
+			upstream_close_idle_pool(w, w->retire[c]);
+	atomic_store(&w->cfg_epoch, w->next_epoch);
 }
 
 static void

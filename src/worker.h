@@ -73,6 +73,7 @@ TAILQ_HEAD(session_list, session);
 #define WORKER_MSG_SWITCHED 0x4 /* the route changed: close idle upstream
                                    connections to the inactive color */
 #define WORKER_MSG_CLOSE_TUNNELS 0x8 /* close tunnels on the inactive color */
+#define WORKER_MSG_RELOAD 0x40 /* take next_cfg; close idle connections to retired pools */
 #define WORKER_MSG_PAUSE 0x10  /* limits.max_connections reached: stop accepting */
 #define WORKER_MSG_RESUME 0x20 /* below the limit again: accept */
 
@@ -96,6 +97,16 @@ struct worker {
 	/* Scratch for parsing heads: a head is parsed and re-serialised within
 	 * one callback, so one array per worker serves every session. */
 	struct http_header *hdrs;
+	size_t nhdrs;
+	struct accesslog *accesslog; /* NULL when off; set before worker_start() */
+	/* Reload hand-over: the main thread sets next_cfg, retire[] and
+	 * next_epoch, then posts WORKER_MSG_RELOAD; the worker switches to the
+	 * new configuration on its own thread and acknowledges by storing the
+	 * epoch in cfg_epoch. */
+	struct config *next_cfg;
+	struct pool *retire[COLOR_COUNT];
+	unsigned next_epoch;
+	_Atomic unsigned cfg_epoch;
 	struct worker_stats stats;
 };
 
