@@ -8,6 +8,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "tls.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -81,17 +82,18 @@ main(int argc, char **argv)
 		config_errors_free(&errs);
 		return 1;
 	}
-	config_errors_free(&errs);
-	for (size_t i = 0; i < cfg->nlistens; i++) {
-		if (cfg->listens[i].ncerts > 0) {
-			/* TLS termination lands with issue #5; never serve
-			 * plaintext on a port configured for TLS. */
-			fprintf(stderr, "%s:%d: listen %s: TLS listeners are not supported by this build yet\n",
-			    cfg->path, cfg->listens[i].line, cfg->listens[i].addr.text);
-			config_free(cfg);
-			return 1;
-		}
+	/* Certificates are checked by -t too: a release must not find out at
+	 * startup (or at a reload) that its key does not match. */
+	for (size_t i = 0; i < cfg->nlistens; i++)
+		if (cfg->listens[i].ncerts > 0)
+			(void)tls_check_listen(cfg, &cfg->listens[i], &errs);
+	if (errs.n > 0) {
+		config_errors_print(&errs, stderr);
+		config_errors_free(&errs);
+		config_free(cfg);
+		return 1;
 	}
+	config_errors_free(&errs);
 	if (test) {
 		fprintf(stderr, "%s: configuration is valid\n", path);
 		config_free(cfg);

@@ -28,6 +28,7 @@
 #include "smoke.h"
 #include "state.h"
 #include "switcher.h"
+#include "tls.h"
 #include "transition.h"
 #include "worker.h"
 
@@ -71,6 +72,10 @@ static void arm_ms(struct event *ev, uint64_t ms);
 static void on_usr1(evutil_socket_t sig, short what, void *arg);
 static void on_retire(evutil_socket_t fd, short what, void *arg);
 static int build_metric_servers(struct daemon *d);
+static struct tls_server **build_tls_servers(const struct config *cfg, struct config_errors *errs);
+static void free_tls_servers(struct tls_server **tls, size_t n);
+static int attach_pool_tls(struct pool *pools[COLOR_COUNT], const struct config *cfg,
+    struct config_errors *errs);
 static void set_guard_config(struct daemon *d);
 static void on_guard_tick(evutil_socket_t fd, short what, void *arg);
 static void hook_done(int status, bool timed_out, const char *output, void *arg);
@@ -144,6 +149,17 @@ daemon_start(struct daemon *d)
 		if (d->pools[i] == NULL)
 			goto oom;
 	}
+	{
+		struct config_errors errs = {0};
+
+		if ((d->tls = build_tls_servers(cfg, &errs)) == NULL ||
+		    attach_pool_tls(d->pools, cfg, &errs) < 0) {
+			for (size_t k = 0; k < errs.n; k++)
+				log_err("%s", errs.msgs[k]);
+			config_errors_free(&errs);
+			return -1;
+		}
+	}
 	if ((d->routes = calloc(COLOR_COUNT, sizeof(*d->routes))) == NULL)
 		goto oom;
 	for (i = 0; i < COLOR_COUNT; i++) {
@@ -203,6 +219,7 @@ daemon_start(struct daemon *d)
 		if (worker_init(&d->workers[i], i, d->nworkers, cfg) < 0)
 			goto fail;
 		d->workers[i].accesslog = d->accesslog;
+		d->workers[i].tls = d->tls;
 	}
 	worker_set_peers(d->workers, d->nworkers);
 	for (i = 0; i < d->nworkers; i++) {
@@ -325,12 +342,15 @@ daemon_free(struct daemon *d)
 		for (i = 0; i < COLOR_COUNT; i++)
 			pool_unref(d->retired.pools[i]);
 		free(d->retired.routes);
+		free_tls_servers(d->retired.tls, d->retired.cfg->nlistens);
 		config_free(d->retired.cfg);
 	}
 	if (d->base != NULL)
 		event_base_free(d->base);
 	route_publish(NULL);
 	free(d->routes);
+	if (d->tls != NULL)
+		free_tls_servers(d->tls, d->cfg->nlistens);
 	for (i = 0; i < COLOR_COUNT; i++)
 		pool_unref(d->pools[i]);
 	free(d->history);
@@ -1019,6 +1039,7 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	struct pool *pools[COLOR_COUNT] = {NULL, NULL};
 	struct route *routes = NULL;
 	struct health *health = NULL;
+	struct tls_server **tls = NULL;
 	unsigned i;
 	int c;
 
@@ -1029,6 +1050,11 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	if (config_load(d->cfg->path, &next, errs) < 0)
 		return -1;
 	if (config_reload_check(d->cfg, next, errs) < 0)
+		goto fail;
+	for (size_t k = 0; k < next->nlistens; k++)
+		if (next->listens[k].ncerts > 0)
+			(void)tls_check_listen(next, &next->listens[k], errs);
+	if (errs->n > 0)
 		goto fail;
 #ifdef HAVE_SYSTEMD
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)daemon_mono_ms() * 1000ull);
@@ -1052,6 +1078,9 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 			}
 		}
 	}
+	/* Certificates are read again: a bad one leaves the old ones serving. */
+	if ((tls = build_tls_servers(next, errs)) == NULL || attach_pool_tls(pools, next, errs) < 0)
+		goto fail;
 	if ((routes = calloc(COLOR_COUNT, sizeof(*routes))) == NULL)
 		goto oom;
 	for (c = 0; c < COLOR_COUNT; c++) {
@@ -1070,6 +1099,8 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	d->retired.epoch = ++d->epoch;
 	d->retired.cfg = d->cfg;
 	d->retired.routes = d->routes;
+	d->retired.tls = d->tls;
+	d->tls = tls;
 	for (c = 0; c < COLOR_COUNT; c++) {
 		d->retired.pools[c] = d->pools[c];
 		atomic_store(&d->pools[c]->retired, true);
@@ -1085,6 +1116,7 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 		w->retire[COLOR_BLUE] = d->retired.pools[COLOR_BLUE];
 		w->retire[COLOR_GREEN] = d->retired.pools[COLOR_GREEN];
 		w->next_epoch = d->epoch;
+		w->next_tls = tls;
 		worker_post(w, WORKER_MSG_RELOAD);
 	}
 	{
@@ -1110,6 +1142,8 @@ oom:
 fail:
 	health_free(health);
 	free(routes);
+	if (tls != NULL)
+		free_tls_servers(tls, next->nlistens);
 	for (c = 0; c < COLOR_COUNT; c++)
 		pool_unref(pools[c]);
 	config_free(next);
@@ -1139,6 +1173,8 @@ on_retire(evutil_socket_t fd, short what, void *arg)
 		d->retired.pools[c] = NULL;
 	}
 	free(d->retired.routes);
+	free_tls_servers(d->retired.tls, d->retired.cfg->nlistens);
+	d->retired.tls = NULL;
 	config_free(d->retired.cfg);
 	d->retired.routes = NULL;
 	d->retired.cfg = NULL;
@@ -1189,4 +1225,59 @@ cmd_reload(struct control_conn *c, const struct control_caller *who, int argc, c
 	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"reload rejected\"}" : b.s);
 	jbuf_free(&b);
 	config_errors_free(&errs);
+}
+
+/* One TLS server context per listen[] entry that has certificates. */
+static struct tls_server **
+build_tls_servers(const struct config *cfg, struct config_errors *errs)
+{
+	struct tls_server **tls;
+	char err[512];
+	size_t i;
+
+	if ((tls = calloc(cfg->nlistens + 1, sizeof(*tls))) == NULL) {
+		config_errors_add(errs, "%s: out of memory", cfg->path);
+		return NULL;
+	}
+	for (i = 0; i < cfg->nlistens; i++) {
+		if (cfg->listens[i].ncerts == 0)
+			continue;
+		if ((tls[i] = tls_server_new(&cfg->listens[i], err, sizeof(err))) == NULL) {
+			config_errors_add(errs, "%s:%d: listen %s: %s", cfg->path, cfg->listens[i].line,
+			    cfg->listens[i].addr.text, err);
+			free_tls_servers(tls, cfg->nlistens);
+			return NULL;
+		}
+	}
+	return tls;
+}
+
+static void
+free_tls_servers(struct tls_server **tls, size_t n)
+{
+	size_t i;
+
+	if (tls == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		if (tls[i] != NULL)
+			tls_server_unref(tls[i]);
+	free(tls);
+}
+
+static int
+attach_pool_tls(struct pool *pools[COLOR_COUNT], const struct config *cfg, struct config_errors *errs)
+{
+	char err[512];
+	int c;
+
+	for (c = 0; c < COLOR_COUNT; c++) {
+		if (!cfg->pools[c].tls.enabled)
+			continue;
+		if ((pools[c]->tls = tls_client_new(&cfg->pools[c].tls, err, sizeof(err))) == NULL) {
+			config_errors_add(errs, "%s: pools.%s.tls: %s", cfg->path, color_name((enum color)c), err);
+			return -1;
+		}
+	}
+	return 0;
 }

@@ -27,6 +27,7 @@ struct event_base;
 struct health;
 struct hook_slot;
 struct metrics;
+struct tls_server;
 struct transition;
 struct waiter;
 struct worker;
@@ -40,6 +41,7 @@ struct daemon {
 	unsigned nworkers;
 	struct pool *pools[COLOR_COUNT];
 	struct route *routes; /* routes[c]: c active; replaced by a reload */
+	struct tls_server **tls; /* per listen[] entry, NULL for plain HTTP */
 	struct switcher sw;
 	int64_t switched_at_ms; /* wall clock of the last switch, 0 if none */
 	struct health *health;
@@ -66,6 +68,7 @@ struct daemon {
 		struct config *cfg;
 		struct pool *pools[COLOR_COUNT];
 		struct route *routes;
+		struct tls_server **tls;
 	} retired;
 	unsigned epoch;
 	struct event *retire_timer;

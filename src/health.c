@@ -16,6 +16,7 @@
 #include "json.h"
 #include "log.h"
 #include "pool.h"
+#include "upstream.h"
 
 #define HEALTH_MAX_HEAD 16384
 #define HEALTH_MAX_HEADERS 100
@@ -188,7 +189,7 @@ check_start(struct check *c)
 
 	c->scanned = 0;
 	c->started_us = now_us();
-	c->bev = bufferevent_socket_new(h->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	c->bev = upstream_bev_new(h->base, c->srv);
 	if (c->bev == NULL) {
 		check_done(c, false, "cannot create socket");
 		return;

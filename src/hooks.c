@@ -1,5 +1,6 @@
 #include "autoconf.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -46,6 +47,7 @@ struct hook_run {
 	enum hook_phase phase;
 	bool timed_out;
 	int status;
+	int signo;         /* killed by this signal, 0 if it exited */
 	char *out;         /* HOOK_MAX_OUTPUT + 1 bytes */
 	size_t outlen;
 	size_t logged;     /* out[0..logged) already logged line by line */
@@ -363,8 +365,7 @@ pid_cb(evutil_socket_t fd, short what, void *arg)
 		run->status = si.si_status;
 	} else {
 		run->status = -1;
-		if (!run->timed_out)
-			log_warn("hook %s: %s killed by signal %d", run->event, run->path, si.si_status);
+		run->signo = si.si_status;
 	}
 	if (run->timed_out)
 		run->status = -1;
@@ -442,8 +443,8 @@ close_pipe(struct hook_run *run)
 	}
 }
 
-/* Logs each complete line captured since the last call; flush: the last,
- * unterminated one too. */
+/* Logs each complete line captured since the last call (blank ones
+ * skipped); flush: the last, unterminated one too. */
 static void
 log_lines(struct hook_run *run, bool flush)
 {
@@ -462,8 +463,10 @@ log_lines(struct hook_run *run, bool flush)
 		} else
 			len = (size_t)(nl - line);
 		run->logged += len + (nl != NULL ? 1 : 0);
-		if (len > 0 && line[len - 1] == '\r')
+		while (len > 0 && isspace((unsigned char)line[len - 1]))
 			len--;
+		if (len == 0)
+			continue;
 		log_info("hook %s: %.*s", run->event, (int)len, line);
 	}
 }
@@ -481,10 +484,11 @@ maybe_finish(struct hook_run *run)
 		log_info("hook %s: output over %d bytes, the rest was discarded", run->event, HOOK_MAX_OUTPUT);
 	if (run->timed_out)
 		log_warn("hook %s: %s timed out and was killed", run->event, run->path);
+	else if (run->signo != 0)
+		log_warn("hook %s: %s killed by signal %d", run->event, run->path, run->signo);
 	else
 		log_info("hook %s: %s exited with status %d", run->event, run->path, run->status);
-	while (n > 0 && (run->out[n - 1] == ' ' || run->out[n - 1] == '\t' || run->out[n - 1] == '\n' ||
-	                    run->out[n - 1] == '\r' || run->out[n - 1] == '\v' || run->out[n - 1] == '\f'))
+	while (n > 0 && isspace((unsigned char)run->out[n - 1]))
 		n--;
 	run->out[n] = '\0';
 	run->done(run->status, run->timed_out, run->out, run->arg);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "pool.h"
+#include "tls.h"
 #include "upstream.h"
 
 static _Atomic(struct route *) active_route;
@@ -65,6 +66,8 @@ pool_unref(struct pool *p)
 	for (i = 0; i < p->nservers; i++)
 		free(p->servers[i].idle);
 	free(p->servers);
+	if (p->tls != NULL)
+		tls_client_unref(p->tls);
 	free(p);
 }
 

@@ -21,6 +21,7 @@
 #include "config.h"
 
 struct upstream_idle;
+struct tls_client;
 
 struct server {
 	struct addr addr;
@@ -45,6 +46,7 @@ struct pool {
 	enum color color;
 	struct server *servers;
 	size_t nservers;
+	struct tls_client *tls; /* upstream TLS, or NULL; the pool holds a reference */
 };
 
 struct route {

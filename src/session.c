@@ -12,7 +12,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "accesslog.h"
 #include "addr.h"
@@ -21,6 +23,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "session.h"
+#include "tls.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -46,7 +49,7 @@ enum session_state {
 
 enum resp_state { R_WAIT_HEAD, R_BODY };
 
-enum timer_kind { T_NONE, T_HEADER, T_IDLE };
+enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE };
 
 struct session {
 	struct worker *w;
@@ -63,6 +66,7 @@ struct session {
 	bool dead;     /* free when busy drops to 0 */
 	char client_ip[64];
 	struct sockaddr_storage peer;
+	bool tls; /* the client speaks TLS to us */
 
 	/* Current request. */
 	struct evbuffer *req_head; /* re-serialised head, kept until a response
@@ -138,7 +142,8 @@ static void set_req_line(struct session *s, const struct http_head *req);
 static void log_access(struct session *s, uint64_t us);
 
 int
-session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
+    struct tls_server *tls)
 {
 	struct session *s;
 	int one = 1;
@@ -150,8 +155,23 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	addr_ip_string(sa, s->client_ip, sizeof(s->client_ip));
-	if ((s->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+	if (tls != NULL) {
+		SSL *ssl = tls_server_ssl(tls);
+
+		if (ssl == NULL)
+			goto fail;
+		/* The bufferevent owns ssl (and fd) from here on. */
+		s->cbev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE);
+		if (s->cbev == NULL) {
+			SSL_free(ssl);
+			goto fail;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(s->cbev, 1);
+		s->tls = true;
+	} else if ((s->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
 		goto fail;
+	}
 	fd = -1;
 	if ((s->timer = evtimer_new(w->base, timer_cb, s)) == NULL)
 		goto fail;
@@ -166,7 +186,7 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	TAILQ_INSERT_TAIL(&w->sessions, s, link);
 	w->nconns++;
 	stat_inc(&w->stats.connections);
-	arm_timer(s, T_HEADER);
+	arm_timer(s, s->tls ? T_HANDSHAKE : T_HEADER);
 	return 0;
 fail:
 	log_warn("%s: cannot set up a session: %s", __func__, strerror(errno));
@@ -281,8 +301,9 @@ set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms)
 static void
 arm_timer(struct session *s, enum timer_kind kind)
 {
-	uint64_t ms = kind == T_IDLE ? s->w->cfg->timeouts.client_idle_ms
-	                             : s->w->cfg->timeouts.client_header_ms;
+	uint64_t ms = kind == T_IDLE        ? s->w->cfg->timeouts.client_idle_ms
+	            : kind == T_HANDSHAKE ? s->w->cfg->timeouts.handshake_ms
+	                                  : s->w->cfg->timeouts.client_header_ms;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 
 	s->timer_kind = kind;
@@ -297,7 +318,10 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	session_enter(s);
-	if (s->state == S_WAIT_HEAD) {
+	if (s->timer_kind == T_HANDSHAKE) {
+		log_debug("TLS handshake with %s timed out", s->client_ip);
+		session_kill(s);
+	} else if (s->state == S_WAIT_HEAD) {
 		/* An idle connection, or one that never sent a byte, just closes;
 		 * a request that started but did not finish gets 408. */
 		if (s->got_bytes || evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
@@ -363,7 +387,11 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	session_enter(s);
-	if (what & BEV_EVENT_TIMEOUT) {
+	if (what & BEV_EVENT_CONNECTED) {
+		/* TLS handshake done: now the request head has its own clock. */
+		if (s->timer_kind == T_HANDSHAKE)
+			arm_timer(s, T_HEADER);
+	} else if (what & BEV_EVENT_TIMEOUT) {
 		if (s->state == S_EXCHANGE && !s->req_done && !s->resp_started)
 			respond_error(s, 408, "request body timeout");
 		else
@@ -406,7 +434,7 @@ read_head(struct session *s)
 		return;
 	if (!s->got_bytes) {
 		s->got_bytes = true;
-		if (s->timer_kind == T_IDLE)
+		if (s->timer_kind == T_IDLE || s->timer_kind == T_HANDSHAKE)
 			arm_timer(s, T_HEADER);
 	}
 	n = len < cfg->limits.header_size ? len : cfg->limits.header_size;
@@ -439,7 +467,7 @@ read_head(struct session *s)
 	    (req.framing == HTTP_BODY_LENGTH && req.content_length == 0);
 	preview = cfg->preview.header != NULL && preview_color(s, &req, &pcolor);
 	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
-	if (http_write_request(s->req_head, &req, s->client_ip, "http") < 0) {
+	if (http_write_request(s->req_head, &req, s->client_ip, s->tls ? "https" : "http") < 0) {
 		respond_error(s, 500, "out of memory");
 		return;
 	}

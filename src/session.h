@@ -15,13 +15,16 @@
 
 #include "config.h"
 
+struct tls_server;
 struct worker;
 
 /*
  * Starts a session on an accepted client socket fd (the session owns fd from
- * here on, also on failure). Returns 0, or -1 when it could not be set up.
+ * here on, also on failure); tls is the listener's TLS context or NULL for
+ * plain HTTP. Returns 0, or -1 when it could not be set up.
  */
-int session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+int session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
+    struct tls_server *tls);
 
 /*
  * Shutdown of the worker's sessions: sessions idle between requests close

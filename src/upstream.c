@@ -9,10 +9,13 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "log.h"
 #include "pool.h"
+#include "tls.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -44,19 +47,12 @@ upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
     bufferevent_data_cb writecb, bufferevent_event_cb eventcb, void *arg)
 {
 	struct upstream_conn *c;
-	int fd, one = 1;
+	int one = 1;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return NULL;
-	fd = socket(s->addr.ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
+	if ((c->bev = upstream_bev_new(w->base, s)) == NULL)
 		goto fail;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		close(fd);
-		goto fail;
-	}
 	c->server = s;
 	c->w = w;
 	bufferevent_setcb(c->bev, readcb, writecb, eventcb, arg);
@@ -68,11 +64,31 @@ upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
 		errno = saved ? saved : ECONNREFUSED;
 		return NULL;
 	}
+	(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	stat_inc(&w->stats.upstream_connects);
 	return c;
 fail:
 	free(c);
 	return NULL;
+}
+
+struct bufferevent *
+upstream_bev_new(struct event_base *base, const struct server *s)
+{
+	struct bufferevent *bev;
+	SSL *ssl;
+
+	if (s->pool->tls == NULL)
+		return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if ((ssl = tls_client_ssl(s->pool->tls)) == NULL)
+		return NULL;
+	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
 }
 
 void

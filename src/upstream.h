@@ -15,6 +15,7 @@
 
 #include <event2/bufferevent.h>
 
+struct event_base;
 struct server;
 struct worker;
 
@@ -56,6 +57,14 @@ struct upstream_conn *upstream_connect(struct worker *w, struct server *s, buffe
  * (or closes it when the list is full or reuse is off).
  */
 void upstream_release(struct upstream_conn *c);
+
+/*
+ * A new, unconnected bufferevent for talking to s: plain, or TLS when its
+ * pool has upstream TLS (SNI and verification as configured). Connect it
+ * with bufferevent_socket_connect(). Used by proxied requests, health checks
+ * and smoke tests alike. Returns NULL on failure.
+ */
+struct bufferevent *upstream_bev_new(struct event_base *base, const struct server *s);
 
 /* Closes and frees c. */
 void upstream_close(struct upstream_conn *c);

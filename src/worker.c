@@ -101,17 +101,20 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 		goto fail;
 	for (i = 0; i < cfg->nlistens; i++) {
 		const struct addr *a = &cfg->listens[i].addr;
+		struct worker_listener *wl = &w->listeners[i];
 
-		w->listeners[i] = evconnlistener_new_bind(w->base, accept_cb, w,
+		wl->w = w;
+		wl->index = (unsigned)i;
+		wl->lst = evconnlistener_new_bind(w->base, accept_cb, wl,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
 		        LEV_OPT_REUSEABLE_PORT,
 		    1024, (const struct sockaddr *)&a->ss, (int)a->len);
-		if (w->listeners[i] == NULL) {
+		if (wl->lst == NULL) {
 			log_err("listen %s: %s", a->text, strerror(errno));
 			goto fail;
 		}
 		w->nlisteners++;
-		evconnlistener_set_error_cb(w->listeners[i], accept_error_cb);
+		evconnlistener_set_error_cb(wl->lst, accept_error_cb);
 	}
 	return 0;
 fail:
@@ -232,7 +235,8 @@ worker_main(void *arg)
 static void
 accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-	struct worker *w = arg;
+	struct worker_listener *wl = arg;
+	struct worker *w = wl->w;
 	unsigned max = w->cfg->limits.max_connections, n;
 
 	(void)l;
@@ -251,7 +255,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 		log_info("max_connections (%u) reached: new connections wait", max);
 		post_peers(WORKER_MSG_PAUSE);
 	}
-	if (session_new(w, fd, sa, (socklen_t)salen) < 0) {
+	if (session_new(w, fd, sa, (socklen_t)salen, w->tls != NULL ? w->tls[wl->index] : NULL) < 0) {
 		/* session_new closed fd; nothing was counted on the worker. */
 		if (atomic_fetch_sub(&total_conns, 1) - 1 < max && atomic_exchange(&all_paused, false))
 			post_peers(WORKER_MSG_RESUME);
@@ -261,7 +265,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 static void
 accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	struct worker *w = arg;
+	struct worker *w = ((struct worker_listener *)arg)->w;
 	int err = EVUTIL_SOCKET_ERROR();
 
 	(void)l;
@@ -333,6 +337,8 @@ apply_reload(struct worker *w)
 		w->nhdrs = nc->limits.header_count;
 	}
 	w->cfg = nc;
+	if (w->next_tls != NULL)
+		w->tls = w->next_tls;
 	for (c = 0; c < COLOR_COUNT; c++)
 		if (w->retire[c] != NULL)
 			upstream_close_idle_pool(w, w->retire[c]);
@@ -353,9 +359,9 @@ listeners_set(struct worker *w, bool on)
 
 	for (i = 0; i < w->nlisteners; i++) {
 		if (on)
-			evconnlistener_enable(w->listeners[i]);
+			evconnlistener_enable(w->listeners[i].lst);
 		else
-			evconnlistener_disable(w->listeners[i]);
+			evconnlistener_disable(w->listeners[i].lst);
 	}
 	w->listeners_paused = !on;
 }
@@ -366,7 +372,7 @@ listeners_free(struct worker *w)
 	size_t i;
 
 	for (i = 0; i < w->nlisteners; i++)
-		evconnlistener_free(w->listeners[i]);
+		evconnlistener_free(w->listeners[i].lst);
 	free(w->listeners);
 	w->listeners = NULL;
 	w->nlisteners = 0;

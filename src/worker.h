@@ -21,6 +21,14 @@ struct event;
 struct event_base;
 struct evconnlistener;
 struct session;
+struct tls_server;
+
+/* One listening socket of a worker; index is the listen[] entry. */
+struct worker_listener {
+	struct worker *w;
+	struct evconnlistener *lst;
+	unsigned index;
+};
 struct http_header;
 
 #define STATUS_CLASSES 6 /* index 0: no response sent; 1..5: 1xx..5xx */
@@ -84,8 +92,12 @@ struct worker {
 	_Atomic bool done; /* set when the worker's loop has ended */
 	struct event_base *base;
 	const struct config *cfg;
-	struct evconnlistener **listeners;
+	struct worker_listener *listeners;
 	size_t nlisteners;
+	/* TLS contexts per listen[] entry (NULL for plain HTTP), owned by the
+	 * daemon; replaced by a reload through next_tls. */
+	struct tls_server **tls;
+	struct tls_server **next_tls;
 	bool listeners_paused;
 	unsigned nconns;     /* client connections open on this worker */
 	bool stopping;

@@ -23,7 +23,10 @@ from harness import _find_binary, check, fail, http_request, wait_for
 HEALTH_FAST = ('health: { path = "/healthz"; interval = "200ms"; timeout = "150ms"; '
                'rise = 2; fall = 2; expect_status = 200; };\n')
 SWITCH_DEFAULT = 'switch: { min_healthy = 1; drain_timeout = "2s"; safety_window = "30s"; };\n'
-EXTRA_DEFAULT = HEALTH_FAST + SWITCH_DEFAULT
+# Auto-rollback has tests of its own; here it would undo forced switches to
+# a color that is down on purpose.
+AUTO_ROLLBACK_OFF = 'auto_rollback: { enabled = false; };\n'
+EXTRA_DEFAULT = HEALTH_FAST + SWITCH_DEFAULT + AUTO_ROLLBACK_OFF
 
 SANITIZER_PATTERNS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
