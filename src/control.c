@@ -55,7 +55,7 @@ static void conn_writecb(struct bufferevent *bev, void *arg);
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
 static void conn_free(struct control_conn *c);
 static void conn_close_after(struct control_conn *c, const char *error);
-static void dispatch(struct control_conn *c, char *line);
+static void dispatch(struct control_conn *c, char *line, size_t len);
 static bool caller_is_admin(const struct control *ctl, uid_t uid, gid_t gid);
 static int make_socket(const struct config_control *cfg);
 
@@ -315,36 +315,35 @@ conn_readcb(struct bufferevent *bev, void *arg)
 			conn_close_after(c, "line too long");
 			return;
 		}
-		dispatch(c, line);
+		dispatch(c, line, n);
 		free(line);
 	}
 }
 
 /* Parses one command line and runs its handler. */
 static void
-dispatch(struct control_conn *c, char *line)
+dispatch(struct control_conn *c, char *line, size_t len)
 {
 	const struct control_command *cmd;
 	char *argv[CONTROL_MAX_ARGS + 1], *p, *save = NULL;
 	int argc = 0;
-	size_t len = strlen(line), i;
+	size_t i;
 	char msg[256];
 
 	if (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
+	/* Commands are printable ASCII: anything else (NUL, control bytes,
+	 * non-ASCII) is refused without being echoed, so answers stay valid
+	 * UTF-8 JSON whatever a client sends. */
 	for (i = 0; i < len; i++) {
 		unsigned char ch = (unsigned char)line[i];
 
-		if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+		if ((ch < 0x20 && ch != '\t') || ch >= 0x7f) {
 			c->pending = true;
-			control_reply_error(c, "invalid characters in command line");
+			bufferevent_disable(c->bev, EV_READ);
+			control_reply_error(c, "invalid characters in command line (printable ASCII only)");
 			return;
 		}
-	}
-	if (len != strlen(line)) {
-		c->pending = true;
-		control_reply_error(c, "invalid characters in command line");
-		return;
 	}
 	for (p = strtok_r(line, " \t", &save); p != NULL; p = strtok_r(NULL, " \t", &save)) {
 		if (argc == CONTROL_MAX_ARGS) {

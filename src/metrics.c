@@ -44,7 +44,9 @@ const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS - 1] = {
 	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 
-static const char *const upstream_error_names[UPSTREAM_ERR_KINDS] = {"connect", "timeout", "invalid", "reset"};
+static const char *const upstream_error_names[UPSTREAM_ERR_KINDS] = {
+	"connect", "timeout", "invalid", "reset",
+};
 static const char *const trigger_names[TRIGGER_COUNT] = {"manual", "rollback", "auto-rollback"};
 /* requests[color][i]: index 0 is "no response", 1..5 the status classes */
 static const char *const code_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -111,7 +113,8 @@ metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
 	for (s = 0; s < snap->nservers; s++) {
 		const struct metrics_server *sv = &snap->servers[s];
 
-		bad |= evbuffer_add_printf(out, "cutover_server_up{color=\"%s\",server=\"", color_name(sv->color)) < 0;
+		bad |= evbuffer_add_printf(out, "cutover_server_up{color=\"%s\",server=\"",
+		    color_name(sv->color)) < 0;
 		bad |= label_escape(out, sv->address != NULL ? sv->address : "");
 		bad |= evbuffer_add_printf(out, "\"} %d\n", sv->up ? 1 : 0) < 0;
 	}
@@ -124,7 +127,8 @@ metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
 
 	bad |= render_header(out, "cutover_switch_refused_total", "counter",
 	    "Switches refused (unhealthy target, failed smoke test, vetoed, generation mismatch).");
-	bad |= evbuffer_add_printf(out, "cutover_switch_refused_total %" PRIu64 "\n", snap->switch_refused) < 0;
+	bad |= evbuffer_add_printf(out, "cutover_switch_refused_total %" PRIu64 "\n",
+	    snap->switch_refused) < 0;
 
 	bad |= render_header(out, "cutover_request_duration_seconds", "histogram",
 	    "Time to answer a request, by color.");
@@ -265,7 +269,8 @@ metrics_request(struct evhttp_request *req, void *arg)
 
 /* HEAD gets the GET headers and no body (evhttp itself would send the body). */
 static void
-metrics_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype, struct evbuffer *body)
+metrics_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+    struct evbuffer *body)
 {
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 	char len[32];
@@ -307,7 +312,8 @@ render_histogram(struct evbuffer *out, const struct metrics_snapshot *snap, enum
 		    cum) < 0;
 	}
 	bad |= fmt_seconds(sum, sizeof(sum), snap->latency_sum_us[c]);
-	bad |= evbuffer_add_printf(out, "cutover_request_duration_seconds_sum{color=\"%s\"} %s\n", cn, sum) < 0;
+	bad |= evbuffer_add_printf(out, "cutover_request_duration_seconds_sum{color=\"%s\"} %s\n", cn,
+	    sum) < 0;
 	bad |= evbuffer_add_printf(out, "cutover_request_duration_seconds_count{color=\"%s\"} %" PRIu64 "\n",
 	    cn, cum) < 0;
 	return bad;

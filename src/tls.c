@@ -92,6 +92,8 @@ static int cert_names(SSL_CTX *ctx, struct tls_cert *tc);
 static int name_add(struct tls_cert *tc, const char *s, size_t len);
 static bool name_match(const struct tls_name *n, const char *host);
 static int sni_cb(SSL *ssl, int *ad, void *arg);
+static const struct tls_cert *sni_find(const struct sni_table *tab,
+    const char *host, bool wildcard);
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     const unsigned char *in, unsigned int inlen, void *arg);
 static void sni_table_free(struct sni_table *tab);
@@ -574,25 +576,31 @@ sni_cb(SSL *ssl, int *ad, void *arg)
 {
 	const struct sni_table *tab = arg;
 	const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-	size_t i, j;
-	int pass;
+	const struct tls_cert *tc;
 
 	(void)ad;
 	if (host == NULL || host[0] == '\0')
 		return SSL_TLSEXT_ERR_OK;
-	for (pass = 0; pass < 2; pass++)
-		for (i = 0; i < tab->ncerts; i++)
-			for (j = 0; j < tab->certs[i].nnames; j++) {
-				const struct tls_name *n = &tab->certs[i].names[j];
-
-				if (n->wildcard != (pass == 1) || !name_match(n, host))
-					continue;
-				if (i > 0 && SSL_set_SSL_CTX(ssl, tab->certs[i].ctx) ==
-				    NULL)
-					return SSL_TLSEXT_ERR_ALERT_FATAL;
-				return SSL_TLSEXT_ERR_OK;
-			}
+	if ((tc = sni_find(tab, host, false)) == NULL)
+		tc = sni_find(tab, host, true);
+	if (tc != NULL && tc != &tab->certs[0] &&
+	    SSL_set_SSL_CTX(ssl, tc->ctx) == NULL)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
 	return SSL_TLSEXT_ERR_OK;
+}
+
+/* The first certificate with a matching exact (or wildcard) name. */
+static const struct tls_cert *
+sni_find(const struct sni_table *tab, const char *host, bool wildcard)
+{
+	size_t i, j;
+
+	for (i = 0; i < tab->ncerts; i++)
+		for (j = 0; j < tab->certs[i].nnames; j++)
+			if (tab->certs[i].names[j].wildcard == wildcard &&
+			    name_match(&tab->certs[i].names[j], host))
+				return &tab->certs[i];
+	return NULL;
 }
 
 /*

@@ -96,10 +96,15 @@ upstream_release(struct upstream_conn *c)
 {
 	struct worker *w = c->w;
 	struct upstream_idle *idle = &c->server->idle[w->id];
+	struct route *r = route_current();
 	struct timeval tv;
 
+	/* Connections to a color that is no longer active (a switch happened
+	 * while this request drained) or to a pool a reload replaced are not
+	 * kept: idle connections to the old color are closed at a switch. */
 	if (idle->count >= w->cfg->upstream.keepalive || w->stopping ||
-	    atomic_load_explicit(&c->server->pool->retired, memory_order_relaxed)) {
+	    atomic_load_explicit(&c->server->pool->retired, memory_order_relaxed) ||
+	    (r != NULL && r->active != c->server->color)) {
 		upstream_close(c);
 		return;
 	}

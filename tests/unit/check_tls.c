@@ -727,6 +727,10 @@ START_TEST(test_resume)
 		sess = SSL_get1_session(cl);
 		ck_assert_ptr_nonnull(sess);
 		ck_assert_int_eq(SSL_SESSION_is_resumable(sess), 1);
+		/* Freed without a shutdown, OpenSSL would drop the session
+		 * from both ends' caches as possibly compromised. */
+		ck_assert_int_ge(SSL_shutdown(cl), 0);
+		ck_assert_int_ge(SSL_shutdown(sv), 0);
 		SSL_free(cl);
 		SSL_free(sv);
 	}
