@@ -1009,8 +1009,10 @@ set_guard_config(struct daemon *d)
 	gc.latency_factor = cfg->auto_rollback.latency_factor;
 	gc.min_healthy = cfg->sw.min_healthy;
 	/* The rings of samples carry over; only the limits change. */
-	for (i = 0; i < COLOR_COUNT; i++)
+	for (i = 0; i < COLOR_COUNT; i++) {
+		gc.name = color_name((enum color)i);
 		d->guards[i].cfg = gc;
+	}
 }
 
 static int

@@ -37,7 +37,14 @@ int tls_check_listen(const struct config *cfg, const struct config_listen *l, st
 struct tls_server *tls_server_new(const struct config_listen *l, char *err, size_t errlen);
 void tls_server_ref(struct tls_server *t);
 void tls_server_unref(struct tls_server *t);
-/* A new SSL for an accepted connection (server mode), or NULL. */
+/*
+ * A new SSL for an accepted connection (server mode), or NULL. The SSL holds
+ * its own references to everything it uses and stays valid after the last
+ * tls_server_unref(t). Any thread may call this and the ref/unref pair.
+ * OpenSSL drops a session from the cache when its SSL is freed without
+ * SSL_shutdown(): after a clean end (close, not error or timeout) call
+ * SSL_shutdown(ssl) once before freeing so resumption keeps working.
+ */
 SSL *tls_server_ssl(struct tls_server *t);
 
 /*
@@ -48,10 +55,16 @@ SSL *tls_server_ssl(struct tls_server *t);
 struct tls_client *tls_client_new(const struct config_pool_tls *t, char *err, size_t errlen);
 void tls_client_ref(struct tls_client *c);
 void tls_client_unref(struct tls_client *c);
-/* A new SSL for an upstream connection (client mode, SNI and host check set), or NULL. */
+/*
+ * A new SSL for an upstream connection (client mode, SNI and host check set),
+ * or NULL. SNI is sent only when sni is a host name; an IP literal is checked
+ * against the certificate's IP SANs instead. Without sni only the chain is
+ * verified. Valid after the last tls_client_unref(c).
+ */
 SSL *tls_client_ssl(struct tls_client *c);
 
-/* Last OpenSSL error as text (for logs). */
+/* Oldest queued OpenSSL error of this thread as text (for logs), in a
+ * thread-local buffer valid until the next call; clears the queue. */
 const char *tls_error_string(void);
 
 #endif
