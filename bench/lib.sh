@@ -205,3 +205,14 @@ start_proxy() {
 # workload URL path and extra wrk arguments.
 workload_path() { case $1 in ka_tiny | close) echo /tiny ;; ka_64k) echo /64k ;; esac; }
 workload_args() { case $1 in close) echo '-H Connection:close' ;; esac; }
+
+# cpu_stat CPU...: "busy steal" clock ticks summed over those CPUs from
+# /proc/stat (busy = user+nice+system+irq+softirq, steal = taken by the
+# hypervisor). Used to see how much else ran on the proxy's core.
+cpu_stat() {
+    local want=" $* "
+    awk -v want="$want" '$1 ~ /^cpu[0-9]+$/ {
+        n = substr($1, 4)
+        if (index(want, " " n " ")) { busy += $2 + $3 + $4 + $7 + $8; steal += $9 }
+    } END { print busy + 0, steal + 0 }' /proc/stat
+}

@@ -74,6 +74,9 @@ done
 [[ $BENCH_PROXY_CPU == "$BENCH_BACKEND_CPU" && $BENCH_PROXY_CPU != -1 ]] &&
     say "bench: note: backend and proxy share CPU $BENCH_PROXY_CPU; CPU/request below counts the proxy only"
 
+# CPUs whose foreign load is reported (proxy and backend cores, when pinned).
+NOISE_CPUS=$(printf '%s\n' "$BENCH_PROXY_CPU" "$BENCH_BACKEND_CPU" | grep -E '^[0-9]+$' | sort -u | xargs)
+
 # run_wrk NAME WORKLOAD SECONDS OUTFILE
 run_wrk() {
     local name=$1 wl=$2 secs=$3 out=$4 extra=()
@@ -83,7 +86,7 @@ run_wrk() {
         "http://127.0.0.1:${PORT[$name]}$(workload_path "$wl")" >"$out" 2>&1
 }
 
-printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\n' >"$RAW"
+printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\tother_cpu_pct\tsteal_pct\n' >"$RAW"
 
 total=$((BENCH_ROUNDS * $(wc -w <<<"$BENCH_WORKLOADS") * ${#PROXIES[@]}))
 n=0
@@ -101,12 +104,16 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
             say "bench: [$n/$total] round $r $wl $p"
             ((BENCH_WARMUP > 0)) && run_wrk "$p" "$wl" "$BENCH_WARMUP" "$TMP/warmup.out"
             reset_hwm "${pids[@]}"
+            read -r s0 st0 <<<"$(cpu_stat $NOISE_CPUS)"
+            t0=$(date +%s.%N)
             c0=$(cpu_ticks "${pids[@]}")
             b0=$(cpu_ticks "${bpids[@]}")
             log=$TMP/wrk-r$r-$wl-$p.out
             run_wrk "$p" "$wl" "$BENCH_DURATION" "$log"
             c1=$(cpu_ticks "${pids[@]}")
             b1=$(cpu_ticks "${bpids[@]}")
+            t1=$(date +%s.%N)
+            read -r s1 st1 <<<"$(cpu_stat $NOISE_CPUS)"
             hwm=$(hwm_kib "${pids[@]}")
             line=$(grep '^BENCH ' "$log")
             if [[ -z $line ]]; then
@@ -119,15 +126,22 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
             for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
             python3 - "$r" "$wl" "$p" "${m[requests]}" "${m[duration_us]}" "${m[p50_us]}" \
                 "${m[p99_us]}" "$((c1 - c0))" "$((b1 - b0))" "$CLK_TCK" "$hwm" "${m[connect]}" \
-                "${m[read]}" "${m[write]}" "${m[timeout]}" "${m[status]}" >>"$RAW" <<'PY'
+                "${m[read]}" "${m[write]}" "${m[timeout]}" "${m[status]}" \
+                "$((s1 - s0))" "$((st1 - st0))" "$t0" "$t1" "$(wc -w <<<"$NOISE_CPUS")" >>"$RAW" <<'PY'
 import sys
-(r, wl, p, req, dur, p50, p99, ct, bt, hz, hwm, ce, re, we, te, st) = sys.argv[1:]
+(r, wl, p, req, dur, p50, p99, ct, bt, hz, hwm, ce, re, we, te, st,
+ busy, steal, t0, t1, ncpu) = sys.argv[1:]
+# Share of the proxy/backend CPU(s) used by anything else, and stolen.
+avail = (float(t1) - float(t0)) * int(hz) * max(int(ncpu), 1)
+other = max(0.0, (int(busy) - int(ct) - int(bt)) / avail * 100) if avail and int(ncpu) else 0.0
+stolen = int(steal) / avail * 100 if avail and int(ncpu) else 0.0
 req, dur, ct, bt, hz = int(req), int(dur) / 1e6, int(ct), int(bt), int(hz)
 cpu = ct / hz
 per = lambda t: (t / hz) / req * 1e6 if req else 0.0
 print("\t".join(map(str, [r, wl, p, req, f"{dur:.3f}", f"{req / dur:.1f}",
       f"{int(p50) / 1000:.3f}", f"{int(p99) / 1000:.3f}", f"{cpu:.2f}",
-      f"{per(ct):.2f}", f"{per(bt):.2f}", hwm, ce, re, we, te, st])))
+      f"{per(ct):.2f}", f"{per(bt):.2f}", hwm, ce, re, we, te, st,
+      f"{other:.1f}", f"{stolen:.1f}"])))
 PY
             errs=$((m[connect] + m[read] + m[write] + m[timeout] + m[status]))
             if ((errs > 0 || m[requests] == 0)); then

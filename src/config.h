@@ -35,7 +35,7 @@ struct config_listen {
 	struct config_tls_cert *certs; /* NULL/0 for plain HTTP */
 	size_t ncerts;
 	char *tls_min_version; /* "TLSv1.2" (default) or "TLSv1.3"; set even without TLS */
-	char *tls_ciphers;     /* OpenSSL cipher list for TLS 1.2; NULL: OpenSSL's default */
+	char *tls_ciphers;     /* OpenSSL cipher list for TLS 1.2; NULL: the built-in ECDHE AES-GCM/ChaCha20 list */
 };
 
 /* Upstream TLS of a pool (issue #5; parsed and validated now). */

@@ -66,7 +66,8 @@ struct session {
 	bool dead;     /* free when busy drops to 0 */
 	char client_ip[64];
 	struct sockaddr_storage peer;
-	bool tls; /* the client speaks TLS to us */
+	bool tls;       /* the client speaks TLS to us */
+	bool tls_dirty; /* TLS connection failed: no close_notify */
 
 	/* Current request. */
 	struct evbuffer *req_head; /* re-serialised head, kept until a response
@@ -163,10 +164,8 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		/* The bufferevent owns ssl (and fd) from here on. */
 		s->cbev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 		    BEV_OPT_CLOSE_ON_FREE);
-		if (s->cbev == NULL) {
-			SSL_free(ssl);
-			goto fail;
-		}
+		if (s->cbev == NULL)
+			goto fail; /* libevent freed ssl (BEV_OPT_CLOSE_ON_FREE) */
 		bufferevent_openssl_set_allow_dirty_shutdown(s->cbev, 1);
 		s->tls = true;
 	} else if ((s->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
@@ -259,6 +258,10 @@ session_free(struct session *s)
 
 	drop_upstream(s, false);
 	release_pool(s);
+	/* A clean TLS close keeps the session resumable (OpenSSL drops
+	 * sessions of connections freed without close_notify). */
+	if (s->tls && !s->tls_dirty)
+		SSL_shutdown(bufferevent_openssl_get_ssl(s->cbev));
 	event_free(s->timer);
 	evbuffer_free(s->req_head);
 	bufferevent_free(s->cbev);
@@ -320,6 +323,7 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	session_enter(s);
 	if (s->timer_kind == T_HANDSHAKE) {
 		log_debug("TLS handshake with %s timed out", s->client_ip);
+		s->tls_dirty = true;
 		session_kill(s);
 	} else if (s->state == S_WAIT_HEAD) {
 		/* An idle connection, or one that never sent a byte, just closes;
@@ -387,6 +391,8 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	session_enter(s);
+	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
+		s->tls_dirty = true;
 	if (what & BEV_EVENT_CONNECTED) {
 		/* TLS handshake done: now the request head has its own clock. */
 		if (s->timer_kind == T_HANDSHAKE)

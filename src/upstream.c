@@ -83,10 +83,8 @@ upstream_bev_new(struct event_base *base, const struct server *s)
 	if ((ssl = tls_client_ssl(s->pool->tls)) == NULL)
 		return NULL;
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		SSL_free(ssl);
-		return NULL;
-	}
+	if (bev == NULL)
+		return NULL; /* libevent freed ssl (BEV_OPT_CLOSE_ON_FREE) */
 	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
 	return bev;
 }

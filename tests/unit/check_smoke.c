@@ -352,9 +352,12 @@ START_TEST(test_first_failure_in_order)
 	struct config_smoke t[2] = {smoke_test("/slow", 200, NULL, 300),
 	    smoke_test("/500", 200, NULL, 2000)};
 
+	char want[256];
+
 	run_smoke(t, 2, p);
 	ck_assert(!res.ok);
-	ck_assert_ptr_nonnull(strstr(res.failure, "smoke test 1 (GET /slow)"));
+	snprintf(want, sizeof(want), "smoke test 1 (GET /slow) on %s: timed out after 300ms", live);
+	ck_assert_str_eq(res.failure, want);
 	ck_assert_str_eq(json_get_str(item(1), "error", ""), "status 500, expected 200");
 	pool_unref(p);
 }
