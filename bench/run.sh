@@ -76,6 +76,14 @@ done
 
 # CPUs whose foreign load is reported (proxy and backend cores, when pinned).
 NOISE_CPUS=$(printf '%s\n' "$BENCH_PROXY_CPU" "$BENCH_BACKEND_CPU" | grep -E '^[0-9]+$' | sort -u | xargs)
+WRK_CPUS=$(printf '%s\n' "$BENCH_WRK_CPU" | grep -E '^[0-9]+$' | grep -vxF -f <(printf '%s\n' $NOISE_CPUS) | xargs)
+# child_ticks: user+sys clock ticks of this shell's reaped children (wrk).
+child_ticks() {
+    times | tail -n 1 | python3 -c '
+import re, sys
+v = re.findall(r"(\d+)m([\d.]+)s", sys.stdin.read())
+print(round(sum(int(m) * 60 + float(s) for m, s in v) * int(sys.argv[1])))' "$CLK_TCK"
+}
 
 # run_wrk NAME WORKLOAD SECONDS OUTFILE
 run_wrk() {
@@ -86,7 +94,7 @@ run_wrk() {
         "http://127.0.0.1:${PORT[$name]}$(workload_path "$wl")" >"$out" 2>&1
 }
 
-printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\tother_cpu_pct\tsteal_pct\n' >"$RAW"
+printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\tother_cpu_pct\tsteal_pct\twrk_other_cpu_pct\twrk_steal_pct\n' >"$RAW"
 
 total=$((BENCH_ROUNDS * $(wc -w <<<"$BENCH_WORKLOADS") * ${#PROXIES[@]}))
 n=0
@@ -105,11 +113,15 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
             ((BENCH_WARMUP > 0)) && run_wrk "$p" "$wl" "$BENCH_WARMUP" "$TMP/warmup.out"
             reset_hwm "${pids[@]}"
             read -r s0 st0 <<<"$(cpu_stat $NOISE_CPUS)"
+            read -r w0 ws0 <<<"$(cpu_stat $WRK_CPUS)"
+            k0=$(child_ticks)
             t0=$(date +%s.%N)
             c0=$(cpu_ticks "${pids[@]}")
             b0=$(cpu_ticks "${bpids[@]}")
             log=$TMP/wrk-r$r-$wl-$p.out
             run_wrk "$p" "$wl" "$BENCH_DURATION" "$log"
+            k1=$(child_ticks)
+            read -r w1 ws1 <<<"$(cpu_stat $WRK_CPUS)"
             c1=$(cpu_ticks "${pids[@]}")
             b1=$(cpu_ticks "${bpids[@]}")
             t1=$(date +%s.%N)
@@ -127,21 +139,28 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
             python3 - "$r" "$wl" "$p" "${m[requests]}" "${m[duration_us]}" "${m[p50_us]}" \
                 "${m[p99_us]}" "$((c1 - c0))" "$((b1 - b0))" "$CLK_TCK" "$hwm" "${m[connect]}" \
                 "${m[read]}" "${m[write]}" "${m[timeout]}" "${m[status]}" \
-                "$((s1 - s0))" "$((st1 - st0))" "$t0" "$t1" "$(wc -w <<<"$NOISE_CPUS")" >>"$RAW" <<'PY'
+                "$((s1 - s0))" "$((st1 - st0))" "$t0" "$t1" "$(wc -w <<<"$NOISE_CPUS")" \
+                "$((w1 - w0))" "$((ws1 - ws0))" "$((k1 - k0))" "$(wc -w <<<"$WRK_CPUS")" >>"$RAW" <<'PY'
 import sys
 (r, wl, p, req, dur, p50, p99, ct, bt, hz, hwm, ce, re, we, te, st,
- busy, steal, t0, t1, ncpu) = sys.argv[1:]
-# Share of the proxy/backend CPU(s) used by anything else, and stolen.
-avail = (float(t1) - float(t0)) * int(hz) * max(int(ncpu), 1)
-other = max(0.0, (int(busy) - int(ct) - int(bt)) / avail * 100) if avail and int(ncpu) else 0.0
-stolen = int(steal) / avail * 100 if avail and int(ncpu) else 0.0
+ busy, steal, t0, t1, ncpu, wbusy, wsteal, wt, nwcpu) = sys.argv[1:]
 req, dur, ct, bt, hz = int(req), int(dur) / 1e6, int(ct), int(bt), int(hz)
+wall = float(t1) - float(t0)
+# Share of the proxy/backend CPU(s) and of wrk's CPU used by anything else
+# (other processes), and stolen by the hypervisor.
+def foreign(busy, own, steal, ncpu):
+    avail = wall * hz * int(ncpu)
+    if not avail:
+        return 0.0, 0.0
+    return max(0.0, (int(busy) - own) / avail * 100), int(steal) / avail * 100
+other, stolen = foreign(busy, ct + bt, steal, ncpu)
+wother, wstolen = foreign(wbusy, int(wt), wsteal, nwcpu)
 cpu = ct / hz
 per = lambda t: (t / hz) / req * 1e6 if req else 0.0
 print("\t".join(map(str, [r, wl, p, req, f"{dur:.3f}", f"{req / dur:.1f}",
       f"{int(p50) / 1000:.3f}", f"{int(p99) / 1000:.3f}", f"{cpu:.2f}",
       f"{per(ct):.2f}", f"{per(bt):.2f}", hwm, ce, re, we, te, st,
-      f"{other:.1f}", f"{stolen:.1f}"])))
+      f"{other:.1f}", f"{stolen:.1f}", f"{wother:.1f}", f"{wstolen:.1f}"])))
 PY
             errs=$((m[connect] + m[read] + m[write] + m[timeout] + m[status]))
             if ((errs > 0 || m[requests] == 0)); then

@@ -39,8 +39,8 @@ def main():
             "cpu_us_per_req": med(rs, "cpu_us_per_req"),
             "backend_cpu_us_per_req": med(rs, "backend_cpu_us_per_req"),
             "peak_rss_kib": max(int(r["peak_rss_kib"]) for r in rs),
-            "other_cpu_pct": max(float(r["other_cpu_pct"]) for r in rs),
-            "steal_pct": max(float(r["steal_pct"]) for r in rs),
+            "other_cpu_pct": max(float(r["other_cpu_pct"]) + float(r["steal_pct"]) for r in rs),
+            "wrk_other_cpu_pct": max(float(r["wrk_other_cpu_pct"]) + float(r["wrk_steal_pct"]) for r in rs),
             "errors": errs,
             "flagged": any(errs.values()) or any(int(r["requests"]) == 0 for r in rs),
         }
@@ -62,11 +62,11 @@ def main():
                  f"proxies on CPU {meta.get('proxy_cpu')}, backend on CPU {meta.get('backend_cpu')}")
     lines.append("medians over rounds; spread = (max-min)/median req/s over rounds; "
                  "CPU/req = proxy utime+stime / requests;")
-    lines.append("other% = max share of the proxy/backend core(s) used by other processes or stolen by the hypervisor;")
+    lines.append("other% = max share of the proxy+backend core / of wrk's core taken by other processes or the hypervisor;")
     lines.append("RSS = peak (VmHWM, max over rounds; nginx = master+worker); "
                  f"load average before/after: {meta.get('loadavg_before')} / {meta.get('loadavg_after')}")
     hdr = f"{'workload':<28} {'proxy':<9} {'req/s':>10} {'spread':>7} {'p99 ms':>8} {'CPU us/req':>10} " \
-          f"{'backend us/req':>14} {'peak RSS MiB':>12} {'other%':>6}  errors"
+          f"{'backend us/req':>14} {'peak RSS MiB':>12} {'other%':>9}  errors"
     noisy = []
     for wl in [w for w in WORKLOADS if w in summary] + [w for w in summary if w not in WORKLOADS]:
         lines.append("")
@@ -80,15 +80,15 @@ def main():
             spread = (max(s["rps_rounds"]) - min(s["rps_rounds"])) / s["rps"] * 100 if s["rps"] else 0
             lines.append(f"{WORKLOADS.get(wl, wl):<28} {p:<9} {s['rps']:>10.0f} {spread:>6.0f}% {s['p99_ms']:>8.2f} "
                          f"{s['cpu_us_per_req']:>10.2f} {s['backend_cpu_us_per_req']:>14.2f} "
-                         f"{s['peak_rss_kib'] / 1024:>12.1f} {s['other_cpu_pct'] + s['steal_pct']:>6.0f}  {err}")
-            if spread > 20 or s["other_cpu_pct"] + s["steal_pct"] > 5:
+                         f"{s['peak_rss_kib'] / 1024:>12.1f} {s['other_cpu_pct']:>4.0f}/{s['wrk_other_cpu_pct']:<4.0f}  {err}")
+            if spread > 20 or s["other_cpu_pct"] > 5 or s["wrk_other_cpu_pct"] > 5:
                 noisy.append(f"{wl}/{p}")
         for pair, v in ratios.get(wl, {}).items():
             f = lambda x: "n/a" if x is None else f"{x:.2f}"
             lines.append(f"{'':<28} {pair:<17} req/s x{f(v['rps'])}   CPU/req x{f(v['cpu_per_req'])}")
     if noisy:
         lines.append("")
-        lines.append(f"NOISY (spread > 20% or > 5% of the proxy core used by others): {', '.join(noisy)}")
+        lines.append(f"NOISY (spread > 20% or > 5% of a core used by others): {', '.join(noisy)}")
         lines.append("  judge by CPU us/req; re-run on a quiet machine or with more BENCH_ROUNDS")
     if meta.get("failed", "").strip():
         lines.append("")

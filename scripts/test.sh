@@ -94,6 +94,25 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	build "$ROOT/build-asan" --enable-werror --enable-sanitizers
 
+# extra NAME CMD...: one more test in the summary (packaging and docs).
+extra() {
+	local name=$1 log="$ROOT/build/$1.log"
+	shift
+	if "$@" >"$log" 2>&1; then
+		passed=$((passed + 1))
+		echo "PASS $name"
+	else
+		failed=$((failed + 1))
+		echo "FAIL $name (build/$name.log):" >&2
+		tail -n 30 "$log" >&2
+	fi
+}
+if [ -x "$ROOT/build/src/cutoverd" ]; then
+	extra man-lint mandoc -Tlint -Wwarning man/cutoverd.8 man/cutoverctl.8 man/cutover.conf.5
+	extra systemd-verify scripts/check-systemd.sh "$ROOT/build/src/cutoverd" "$ROOT/man"
+	extra distcheck make -C "$ROOT/build" -j"$JOBS" distcheck
+fi
+
 for f in "$ROOT"/build/test-suite.log "$ROOT"/build-asan/test-suite.log; do
 	if [ -e "$f" ]; then
 		grep -E '^(FAIL|ERROR): ' "$f" >&2 || true

@@ -71,6 +71,7 @@ static void on_tunnel_drain(evutil_socket_t fd, short what, void *arg);
 static void arm_ms(struct event *ev, uint64_t ms);
 static void on_usr1(evutil_socket_t sig, short what, void *arg);
 static void on_retire(evutil_socket_t fd, short what, void *arg);
+static void on_watchdog(evutil_socket_t fd, short what, void *arg);
 static int build_metric_servers(struct daemon *d);
 static struct tls_server **build_tls_servers(const struct config *cfg, struct config_errors *errs);
 static void free_tls_servers(struct tls_server **tls, size_t n);
@@ -234,6 +235,14 @@ daemon_start(struct daemon *d)
 	    PACKAGE_VERSION, d->nworkers, d->nworkers == 1 ? "" : "s", color_name(d->sw.active),
 	    d->sw.generation, cfg->control.socket);
 #ifdef HAVE_SYSTEMD
+	if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0) {
+		struct timeval tv = {(time_t)(d->watchdog_usec / 2 / 1000000),
+		    (suseconds_t)(d->watchdog_usec / 2 % 1000000)};
+
+		if ((d->watchdog_timer = event_new(d->base, -1, EV_PERSIST, on_watchdog, d)) == NULL)
+			goto oom;
+		event_add(d->watchdog_timer, &tv);
+	}
 	sd_notify(0, "READY=1");
 #endif
 	return 0;
@@ -337,6 +346,8 @@ daemon_free(struct daemon *d)
 		event_free(d->guard_timer);
 	if (d->retire_timer != NULL)
 		event_free(d->retire_timer);
+	if (d->watchdog_timer != NULL)
+		event_free(d->watchdog_timer);
 	if (d->retired.pending) {
 		/* Workers are gone: nothing uses the old generation any more. */
 		for (i = 0; i < COLOR_COUNT; i++)
@@ -1136,6 +1147,14 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	log_info("reload: configuration %s applied (blue %zu servers, green %zu servers)", next->path,
 	    d->pools[COLOR_BLUE]->nservers, d->pools[COLOR_GREEN]->nservers);
 #ifdef HAVE_SYSTEMD
+	if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0) {
+		struct timeval tv = {(time_t)(d->watchdog_usec / 2 / 1000000),
+		    (suseconds_t)(d->watchdog_usec / 2 % 1000000)};
+
+		if ((d->watchdog_timer = event_new(d->base, -1, EV_PERSIST, on_watchdog, d)) == NULL)
+			goto oom;
+		event_add(d->watchdog_timer, &tv);
+	}
 	sd_notify(0, "READY=1");
 #endif
 	return 0;
@@ -1282,4 +1301,33 @@ attach_pool_tls(struct pool *pools[COLOR_COUNT], const struct config *cfg, struc
 		}
 	}
 	return 0;
+}
+
+/*
+ * systemd's watchdog: pinged at half its interval, but only while every
+ * worker's loop is turning (heartbeats), so a wedged worker gets the daemon
+ * restarted instead of hidden behind a healthy main thread.
+ */
+static void
+on_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	uint64_t now = daemon_mono_ms(), limit = d->watchdog_usec / 1000;
+	unsigned i;
+
+	(void)fd;
+	(void)what;
+	/* Stopping workers no longer beat; the drain is bounded anyway. */
+	for (i = 0; i < d->nworkers && !d->stopping; i++) {
+		uint64_t hb = atomic_load(&d->workers[i].heartbeat_ms);
+
+		if (now > hb && now - hb > limit) {
+			log_err("watchdog: worker %u has not turned its loop for %llums", i,
+			    (unsigned long long)(now - hb));
+			return;
+		}
+	}
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, "WATCHDOG=1");
+#endif
 }

@@ -72,6 +72,8 @@ struct daemon {
 	} retired;
 	unsigned epoch;
 	struct event *retire_timer;
+	struct event *watchdog_timer; /* systemd WatchdogSec=, when enabled */
+	uint64_t watchdog_usec;
 	uint64_t switches[TRIGGER_COUNT];
 	uint64_t switch_refused;
 	bool stopping;

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -27,6 +28,8 @@ static void listeners_free(struct worker *w);
 static void maybe_exit(struct worker *w);
 static void post_peers(unsigned msg);
 static void apply_reload(struct worker *w);
+static void heartbeat_cb(evutil_socket_t fd, short what, void *arg);
+static uint64_t mono_ms(void);
 
 /*
  * limits.max_connections holds for the whole daemon, not per worker: the
@@ -97,6 +100,14 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	if ((w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, wake_cb, w)) == NULL ||
 	    event_add(w->wake_ev, NULL) < 0)
 		goto fail;
+	if ((w->heartbeat_ev = event_new(w->base, -1, EV_PERSIST, heartbeat_cb, w)) == NULL)
+		goto fail;
+	{
+		struct timeval sec = {1, 0};
+
+		atomic_store(&w->heartbeat_ms, mono_ms());
+		event_add(w->heartbeat_ev, &sec);
+	}
 	if ((w->listeners = calloc(cfg->nlistens, sizeof(*w->listeners))) == NULL)
 		goto fail;
 	for (i = 0; i < cfg->nlistens; i++) {
@@ -155,6 +166,9 @@ worker_free(struct worker *w)
 		w->started = false;
 	}
 	listeners_free(w);
+	if (w->heartbeat_ev != NULL)
+		event_free(w->heartbeat_ev);
+	w->heartbeat_ev = NULL;
 	if (w->wake_ev != NULL)
 		event_free(w->wake_ev);
 	w->wake_ev = NULL;
@@ -300,6 +314,9 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 	if (msg & (WORKER_MSG_STOP | WORKER_MSG_FORCE)) {
 		w->stopping = true;
 		listeners_free(w);
+		/* A persistent timer would keep the loop from ending. */
+		if (w->heartbeat_ev != NULL)
+			event_del(w->heartbeat_ev);
 		session_shutdown_all(w, (msg & WORKER_MSG_FORCE) != 0);
 		if (msg & WORKER_MSG_FORCE)
 			event_base_loopexit(w->base, NULL);
@@ -343,6 +360,25 @@ apply_reload(struct worker *w)
 		if (w->retire[c] != NULL)
 			upstream_close_idle_pool(w, w->retire[c]);
 	atomic_store(&w->cfg_epoch, w->next_epoch);
+}
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+heartbeat_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	(void)fd;
+	(void)what;
+	atomic_store(&w->heartbeat_ms, mono_ms());
 }
 
 static void

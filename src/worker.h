@@ -119,6 +119,10 @@ struct worker {
 	struct pool *retire[COLOR_COUNT];
 	unsigned next_epoch;
 	_Atomic unsigned cfg_epoch;
+	/* Monotonic ms of the loop's last heartbeat (every second): the main
+	 * thread pings systemd's watchdog only while every loop turns. */
+	_Atomic uint64_t heartbeat_ms;
+	struct event *heartbeat_ev;
 	struct worker_stats stats;
 };
 

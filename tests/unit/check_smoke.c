@@ -351,7 +351,6 @@ START_TEST(test_first_failure_in_order)
 	struct pool *p = make_pool("live", NULL);
 	struct config_smoke t[2] = {smoke_test("/slow", 200, NULL, 300),
 	    smoke_test("/500", 200, NULL, 2000)};
-
 	char want[256];
 
 	run_smoke(t, 2, p);
