@@ -2,7 +2,9 @@
 # The demo from a fresh clone: installs the build dependencies, builds
 # cutover in build/, starts four test backends (blue1 :9001, blue2 :9002,
 # green1 :9003, green2 :9004) and cutoverd on 127.0.0.1:8080 with
-# conf/demo.conf, in the foreground. Ctrl-C stops everything.
+# conf/demo.conf, in the foreground, then shows a switch to green and a
+# rollback with cutoverctl (DEMO_SCRIPT=0 skips that). Ctrl-C stops
+# everything.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -21,11 +23,7 @@ mkdir -p build
 	if [ ! -f Makefile ]; then
 		"$ROOT/configure"
 	fi
-	make -j"$JOBS" src/cutoverd tests/backend/cutover-testbackend
-	# cutoverctl arrives with the switching issue; build it when it exists.
-	if make -n src/cutoverctl >/dev/null 2>&1; then
-		make -j"$JOBS" src/cutoverctl
-	fi
+	make -j"$JOBS" src/cutoverd src/cutoverctl tests/backend/cutover-testbackend
 )
 
 CUTOVERD=$ROOT/build/src/cutoverd
@@ -105,15 +103,43 @@ Its log follows below. Try, in another terminal:
   curl -s http://127.0.0.1:9001/_ctl/fail?status=500   # make blue1 fail (0 = heal)
 
 MSG
-if [ -x "$ROOT/build/src/cutoverctl" ]; then
-	cat <<MSG
-Switching colors (cutoverctl) belongs to a later issue and is still in
-progress; this build already has a cutoverctl, so you can try:
-  build/src/cutoverctl -s /tmp/cutover-demo/control.sock status
-  build/src/cutoverctl -s /tmp/cutover-demo/control.sock switch green
+CTL="$ROOT/build/src/cutoverctl -s /tmp/cutover-demo/control.sock"
+cat <<MSG
+Drive it with cutoverctl (the demo's control socket is /tmp/cutover-demo/control.sock):
+  $CTL status
+  $CTL health
+  $CTL switch green          # refused while green is unhealthy or fails smoke tests
+  $CTL rollback              # back to the previous color, at any time
+  $CTL history
+  curl -s http://127.0.0.1:9180/metrics     # Prometheus metrics
+
 MSG
-else
-	echo "Switching colors (cutoverctl switch green) comes with a later issue."
+if [ "${DEMO_SCRIPT:-1}" = 1 ]; then
+	# show SENTENCE CMD...: prints the command, runs it.
+	show() {
+		echo "--- $1"
+		shift
+		echo "\$ $*"
+		"$@" || true
+	}
+	# Green must pass `rise` health checks before it may take traffic.
+	for _ in $(seq 50); do
+		if $CTL --json status | grep -q '"green":{"healthy":2,"confirmed":2'; then
+			break
+		fi
+		sleep 0.2
+	done
+	echo "=== demo: a switch and a rollback ==="
+	show "blue is live" curl -s http://127.0.0.1:8080/
+	show "status" $CTL status
+	show "switch every new request to green, one atomic step" $CTL switch green
+	show "green is live" curl -s http://127.0.0.1:8080/
+	show "status: green, observing its safety window" $CTL status
+	show "roll back to blue" $CTL rollback
+	show "blue is live again" curl -s http://127.0.0.1:8080/
+	show "the audit log" $CTL history
+	echo "=== end of the scripted part; the daemon keeps running ==="
+	echo
 fi
 echo "Press Ctrl-C to stop everything."
 echo

@@ -23,8 +23,6 @@
 #define HOOK_PIPE_GRACE_MS 1000  /* wait for EOF after exit (grandchildren may hold the pipe) */
 #define HOOK_READ_PER_EVENT (64 * 1024)
 
-extern char **environ;
-
 /* What the timer means right now. */
 enum hook_phase {
 	HP_RUNNING,  /* timer: the hook's timeout (unset when there is none) */

@@ -24,6 +24,7 @@ struct parser {
 };
 
 static bool jbuf_reserve(struct jbuf *b, size_t more);
+static size_t utf8_seq_len(const unsigned char *p, size_t avail);
 static void jbuf_putc(struct jbuf *b, char c);
 static void skip_ws(struct parser *ps);
 static struct json *json_new(enum json_type type);
@@ -143,6 +144,39 @@ jbuf_str(struct jbuf *b, const char *s)
 /* Escapes the two characters JSON requires plus every control character
  * (and DEL, so that an answer printed raw cannot drive a terminal); bytes
  * >= 0x80 pass through, the caller vouches that they are UTF-8. */
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no
+ * surrogates, at most U+10FFFF), or 0 when it is not one. */
+static size_t
+utf8_seq_len(const unsigned char *p, size_t avail)
+{
+	size_t len, k;
+	uint32_t cp;
+
+	if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+		len = 2;
+		cp = p[0] & 0x1f;
+	} else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+		len = 3;
+		cp = p[0] & 0x0f;
+	} else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+		len = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	if (avail < len)
+		return 0;
+	for (k = 1; k < len; k++) {
+		if ((p[k] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
 void
 jbuf_strn(struct jbuf *b, const char *s, size_t n)
 {
@@ -167,8 +201,22 @@ jbuf_strn(struct jbuf *b, const char *s, size_t n)
 				    hex[c >> 4], hex[c & 0xf], '\0'};
 
 				jbuf_raw(b, esc);
-			} else
+			} else if (c < 0x80) {
 				jbuf_putc(b, (char)c);
+			} else {
+				/* Valid UTF-8 passes; anything else (a backend's or
+				 * hook's stray bytes) becomes U+FFFD, so every answer
+				 * stays valid JSON. */
+				size_t len = utf8_seq_len((const unsigned char *)s + i, n - i);
+
+				if (len == 0) {
+					jbuf_raw(b, "\\ufffd");
+				} else {
+					for (size_t k = 0; k < len; k++)
+						jbuf_putc(b, s[i + k]);
+					i += len - 1;
+				}
+			}
 		}
 	}
 	jbuf_putc(b, '"');

@@ -9,13 +9,16 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
 
 #include "http.h"
 #include "json.h"
 #include "log.h"
 #include "pool.h"
 #include "smoke.h"
+#include "upstream.h"
 
 #define SMOKE_MAX_HEAD 16384
 #define SMOKE_MAX_HEADERS 100
@@ -74,7 +77,7 @@ struct smoke_run {
 
 static int run_copy_tests(struct smoke_run *run, const struct config *cfg);
 static int exch_start(struct smoke_exch *ex, const struct config_smoke *cs);
-static int exch_connect(struct smoke_exch *ex);
+static void exch_connect(struct smoke_exch *ex);
 static int exch_write_request(struct smoke_exch *ex, const struct config_smoke *cs);
 static void exch_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void exch_readcb(struct bufferevent *bev, void *arg);
@@ -206,8 +209,7 @@ exch_start(struct smoke_exch *ex, const struct config_smoke *cs)
 		goto fail;
 	if ((ex->body = evbuffer_new()) == NULL)
 		goto fail;
-	if (exch_connect(ex) < 0)
-		goto fail;
+	exch_connect(ex);
 	if (ex->state == EX_DONE)
 		return 0;
 	if (exch_write_request(ex, cs) < 0)
@@ -219,26 +221,26 @@ fail:
 }
 
 /*
- * The transport step, kept in one place so that upstream TLS (a pool's tls
- * settings) can wrap the socket here with bufferevent_openssl. Returns -1 on
- * ENOMEM; a connect that fails at once finishes the exchange.
+ * The transport step: plain TCP, or TLS when the pool has upstream TLS
+ * (upstream_bev_new() sets SNI and verification as configured). A
+ * connection that cannot be set up or fails at once finishes the exchange.
  */
-static int
+static void
 exch_connect(struct smoke_exch *ex)
 {
 	struct server *s = ex->srv;
 
-	ex->bev = bufferevent_socket_new(ex->run->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (ex->bev == NULL)
-		return -1;
-	bufferevent_setcb(ex->bev, exch_readcb, NULL, exch_eventcb, ex);
 	ex->state = EX_CONNECTING;
+	if ((ex->bev = upstream_bev_new(ex->run->base, s)) == NULL) {
+		exch_finish(ex, false, "cannot create a connection");
+		return;
+	}
+	bufferevent_setcb(ex->bev, exch_readcb, NULL, exch_eventcb, ex);
 	if (bufferevent_socket_connect(ex->bev, (struct sockaddr *)&s->addr.ss, (int)s->addr.len) < 0) {
 		exch_finish(ex, false, "connect: %s", strerror(errno));
-		return 0;
+		return;
 	}
 	bufferevent_enable(ex->bev, EV_READ | EV_WRITE);
-	return 0;
 }
 
 static bool
@@ -313,13 +315,20 @@ exch_eventcb(struct bufferevent *bev, short what, void *arg)
 	struct smoke_exch *ex = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)bev;
 	if (what & BEV_EVENT_CONNECTED) {
 		ex->state = EX_HEAD;
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
+		unsigned long tls_err = bufferevent_get_openssl_error(bev);
 		const char *msg = err ? evutil_socket_error_to_string(err) : "connection error";
+
+		if (tls_err != 0) {
+			const char *reason = ERR_reason_error_string(tls_err);
+
+			exch_finish(ex, false, "TLS: %s", reason != NULL ? reason : "handshake failed");
+			return;
+		}
 
 		if (ex->state == EX_CONNECTING)
 			exch_finish(ex, false, "connect: %s", msg);

@@ -328,6 +328,40 @@ START_TEST(test_round_trip)
 }
 END_TEST
 
+START_TEST(test_builder_invalid_utf8)
+{
+	static const struct {
+		const char *in;
+		const char *out;
+	} cases[] = {
+	    {"caf\xc3\xa9", "\"caf\xc3\xa9\""},          /* valid 2-byte */
+	    {"\xe2\x82\xac", "\"\xe2\x82\xac\""},       /* valid 3-byte */
+	    {"\xf0\x9f\x98\x80", "\"\xf0\x9f\x98\x80\""}, /* valid 4-byte */
+	    {"\xc3(", "\"\\ufffd(\""},                /* truncated */
+	    {"\xc0\xaf", "\"\\ufffd\\ufffd\""},        /* overlong */
+	    {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* surrogate */
+	    {"\xff", "\"\\ufffd\""},
+	    {"ok\xf4\x90\x80\x80", "\"ok\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* > U+10FFFF */
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct jbuf b;
+		struct json *j;
+
+		jbuf_init(&b);
+		jbuf_str(&b, cases[i].in);
+		ck_assert_msg(!b.oom, "case %zu: oom", i);
+		ck_assert_msg(strcmp(b.s, cases[i].out) == 0, "case %zu: got %s", i, b.s);
+		/* And the result always parses. */
+		j = json_parse(b.s, b.len);
+		ck_assert_msg(j != NULL, "case %zu: output does not parse", i);
+		json_free(j);
+		jbuf_free(&b);
+	}
+}
+END_TEST
+
 START_TEST(test_numbers)
 {
 	static const struct {
@@ -371,6 +405,7 @@ json_suite(void)
 	suite_add_tcase(s, tp);
 	tcase_add_test(tb, test_builder);
 	tcase_add_test(tb, test_round_trip);
+	tcase_add_test(tb, test_builder_invalid_utf8);
 	suite_add_tcase(s, tb);
 	return s;
 }
