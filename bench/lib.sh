@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # globals here are read by run.sh/profile.sh
 # Shared by bench/run.sh and bench/profile.sh: temporary directory, free
 # ports, config rendering, starting/stopping the backend and the proxies,
 # and reading /proc for CPU time and peak RSS. Sourced, not executed.
@@ -145,12 +145,12 @@ wait_ready() {
 # verify NAME: the 64 KiB file comes back whole and identical.
 verify() {
     local name=$1
-    curl -s --max-time 5 -o "$TMP/$name.64k" "http://127.0.0.1:${PORT[$name]}/64k" &&
-        cmp -s "$TMP/$name.64k" "$TMP/www/64k" || {
+    if ! curl -s --max-time 5 -o "$TMP/$name.64k" "http://127.0.0.1:${PORT[$name]}/64k" ||
+        ! cmp -s "$TMP/$name.64k" "$TMP/www/64k"; then
         FAIL_REASON="returned a wrong /64k body (got $(stat -c %s "$TMP/$name.64k" 2>/dev/null || echo 0) bytes)"
         say "bench: $name $FAIL_REASON"
         return 1
-    }
+    fi
 }
 
 # launch NAME CPU CMD...: start a foreground server pinned to CPU, log to $TMP/NAME.log.
@@ -195,6 +195,7 @@ start_proxy() {
             return 1
         fi
         CUTOVERD_BIN=$bin
+        # shellcheck disable=SC2086  # the wrapper is a command line
         launch cutoverd "$BENCH_PROXY_CPU" ${BENCH_CUTOVERD_WRAPPER:-} "$bin" -c "$TMP/cutoverd/cutover.conf"
         ;;
     *) FAIL_REASON="unknown proxy (cutoverd, haproxy or nginx)"; return 1 ;;

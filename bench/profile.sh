@@ -70,7 +70,7 @@ say "bench: profiling $TARGET ($PROFILE_TOOL) under $PROFILE_WORKLOAD for ${PROF
         grep -E 'Requests/sec|requests in' "$TMP/wrk.out"
         echo
         echo "== CPU by shared object =="
-        perf report -i "$TMP/perf.data" --stdio --no-children --sort dso 2>/dev/null |
+        perf report -i "$TMP/perf.data" --stdio --no-children --sort dso -g none 2>/dev/null |
             grep -v '^#' | grep -v '^$' | head -n 12
         echo
         perf report -i "$TMP/perf.data" --stdio --no-children --sort dso,symbol -g none 2>/dev/null |
@@ -97,6 +97,7 @@ say "bench: profiling $TARGET ($PROFILE_TOOL) under $PROFILE_WORKLOAD for ${PROF
         # Not our child here (this block runs in a pipeline's subshell): poll.
         for ((i = 0; i < 300; i++)); do kill -0 "${PID[$TARGET]}" 2>/dev/null || break; sleep 0.1; done
         # The biggest profile is the daemon's (hooks it ran have their own).
+        # shellcheck disable=SC2012
         cgout=$(ls -S "$TMP"/callgrind.out.* 2>/dev/null | head -n 1)
         echo
         echo "== top $PROFILE_TOP functions (callgrind, self instructions) =="

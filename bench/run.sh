@@ -49,7 +49,6 @@ RESULTS=$BENCH_SRC/results
 mkdir -p "$RESULTS"
 STAMP=$(date +%Y%m%d-%H%M%S)
 RAW=$RESULTS/$STAMP.tsv
-WRK=(wrk)
 read -r -a WRKPIN <<<"$(pin "$BENCH_WRK_CPU")"
 
 STATUS=0
@@ -76,10 +75,12 @@ done
 
 # CPUs whose foreign load is reported (proxy and backend cores, when pinned).
 NOISE_CPUS=$(printf '%s\n' "$BENCH_PROXY_CPU" "$BENCH_BACKEND_CPU" | grep -E '^[0-9]+$' | sort -u | xargs)
-WRK_CPUS=$(printf '%s\n' "$BENCH_WRK_CPU" | grep -E '^[0-9]+$' | grep -vxF -f <(printf '%s\n' $NOISE_CPUS) | xargs)
+WRK_CPUS=$(printf '%s\n' "$BENCH_WRK_CPU" | grep -E '^[0-9]+$' | grep -vxF -f <(tr " " "\n" <<<"$NOISE_CPUS") | xargs)
 # child_ticks: user+sys clock ticks of this shell's reaped children (wrk).
+# `times` must run in this shell, not in a $(...) subshell, to see wrk.
 child_ticks() {
-    times | tail -n 1 | python3 -c '
+    times >"$TMP/times"
+    tail -n 1 "$TMP/times" | python3 -c '
 import re, sys
 v = re.findall(r"(\d+)m([\d.]+)s", sys.stdin.read())
 print(round(sum(int(m) * 60 + float(s) for m, s in v) * int(sys.argv[1])))' "$CLK_TCK"
@@ -94,7 +95,7 @@ run_wrk() {
         "http://127.0.0.1:${PORT[$name]}$(workload_path "$wl")" >"$out" 2>&1
 }
 
-printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\tother_cpu_pct\tsteal_pct\twrk_other_cpu_pct\twrk_steal_pct\n' >"$RAW"
+printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\tother_cpu_pct\tsteal_pct\twrk_other_cpu_pct\twrk_steal_pct\twrk_cpu_us_per_req\n' >"$RAW"
 
 total=$((BENCH_ROUNDS * $(wc -w <<<"$BENCH_WORKLOADS") * ${#PROXIES[@]}))
 n=0
@@ -112,20 +113,20 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
             say "bench: [$n/$total] round $r $wl $p"
             ((BENCH_WARMUP > 0)) && run_wrk "$p" "$wl" "$BENCH_WARMUP" "$TMP/warmup.out"
             reset_hwm "${pids[@]}"
-            read -r s0 st0 <<<"$(cpu_stat $NOISE_CPUS)"
-            read -r w0 ws0 <<<"$(cpu_stat $WRK_CPUS)"
-            k0=$(child_ticks)
+            read -r s0 st0 <<<"$(cpu_stat "$NOISE_CPUS")"
+            read -r w0 ws0 <<<"$(cpu_stat "$WRK_CPUS")"
+            child_ticks >"$TMP/k0"; k0=$(<"$TMP/k0")
             t0=$(date +%s.%N)
             c0=$(cpu_ticks "${pids[@]}")
             b0=$(cpu_ticks "${bpids[@]}")
             log=$TMP/wrk-r$r-$wl-$p.out
             run_wrk "$p" "$wl" "$BENCH_DURATION" "$log"
-            k1=$(child_ticks)
-            read -r w1 ws1 <<<"$(cpu_stat $WRK_CPUS)"
+            child_ticks >"$TMP/k1"; k1=$(<"$TMP/k1")
+            read -r w1 ws1 <<<"$(cpu_stat "$WRK_CPUS")"
             c1=$(cpu_ticks "${pids[@]}")
             b1=$(cpu_ticks "${bpids[@]}")
             t1=$(date +%s.%N)
-            read -r s1 st1 <<<"$(cpu_stat $NOISE_CPUS)"
+            read -r s1 st1 <<<"$(cpu_stat "$NOISE_CPUS")"
             hwm=$(hwm_kib "${pids[@]}")
             line=$(grep '^BENCH ' "$log")
             if [[ -z $line ]]; then
@@ -160,7 +161,8 @@ per = lambda t: (t / hz) / req * 1e6 if req else 0.0
 print("\t".join(map(str, [r, wl, p, req, f"{dur:.3f}", f"{req / dur:.1f}",
       f"{int(p50) / 1000:.3f}", f"{int(p99) / 1000:.3f}", f"{cpu:.2f}",
       f"{per(ct):.2f}", f"{per(bt):.2f}", hwm, ce, re, we, te, st,
-      f"{other:.1f}", f"{stolen:.1f}", f"{wother:.1f}", f"{wstolen:.1f}"])))
+      f"{other:.1f}", f"{stolen:.1f}", f"{wother:.1f}", f"{wstolen:.1f}",
+      f"{per(int(wt)):.2f}"])))
 PY
             errs=$((m[connect] + m[read] + m[write] + m[timeout] + m[status]))
             if ((errs > 0 || m[requests] == 0)); then

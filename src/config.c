@@ -37,6 +37,7 @@ struct ctx {
 	const char *path;    /* the file given to config_load */
 	char *dir;           /* its directory, for relative certificate paths */
 	bool oom;
+	const config_t *lc;  /* config_reload_check: the new file, for lines */
 };
 
 /*
@@ -117,6 +118,7 @@ static int resolve_path(struct ctx *ctx, char **field);
 static void validate_whole(struct ctx *ctx, const config_t *lc, struct config *cfg);
 static const config_setting_t *lookup_line(const config_t *lc, const char *a,
     const char *b);
+static const config_setting_t *reload_line(const struct ctx *ctx, const char *path);
 static int group_list(struct ctx *ctx, const config_setting_t *s,
     const char *path, const char *example, const struct key *keys, size_t size,
     void *arrp, size_t *np);
@@ -879,7 +881,7 @@ keys_diff(struct ctx *ctx, const struct key *keys, const void *a, const void *b,
 			if (frozen && k->has_present &&
 			    *(const bool *)((const char *)a + k->present) !=
 			    *(const bool *)((const char *)b + k->present))
-				cerr(ctx, NULL, "'%s' cannot be added or removed by "
+				cerr(ctx, reload_line(ctx, path), "'%s' cannot be added or removed by "
 				    "a reload; restart cutoverd", path);
 			else
 				keys_diff(ctx, k->sub, a, b, path, frozen);
@@ -889,7 +891,7 @@ keys_diff(struct ctx *ctx, const struct key *keys, const void *a, const void *b,
 			continue;
 		if (k->type == KT_CUSTOM ? (k->eq != NULL && !k->eq(a, b))
 		    : !field_eq(k, fa, fb))
-			cerr(ctx, NULL, "'%s' cannot be changed by a reload; "
+			cerr(ctx, reload_line(ctx, path), "'%s' cannot be changed by a reload; "
 			    "restart cutoverd", path);
 	}
 }
@@ -1673,7 +1675,43 @@ config_reload_check(const struct config *old, const struct config *next,
 {
 	struct ctx ctx = {.errs = errs, .path = next->path};
 	size_t nerr0 = errs->n;
+	config_t lc;
+	const char *slash = strrchr(next->path, '/');
+	char *dir = slash != NULL && slash != next->path
+	    ? strndup(next->path, (size_t)(slash - next->path)) : NULL;
 
+	/* Read the new file once more, only to point errors at their lines
+	 * (the parsed settings are gone once config_load returns). */
+	config_init(&lc);
+	if (dir != NULL)
+		config_set_include_dir(&lc, dir);
+	if (config_read_file(&lc, next->path) == CONFIG_TRUE)
+		ctx.lc = &lc;
 	keys_diff(&ctx, top_keys, old, next, "", false);
+	config_destroy(&lc);
+	free(dir);
 	return errs->n > nerr0 ? -1 : 0;
+}
+
+/*
+ * The setting at path in the file being reloaded, or its nearest enclosing
+ * group that is there (a removed key has no line of its own), or NULL.
+ */
+static const config_setting_t *
+reload_line(const struct ctx *ctx, const char *path)
+{
+	char buf[KEYPATH_MAX];
+	const config_setting_t *st;
+	char *dot;
+
+	if (ctx->lc == NULL)
+		return NULL;
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (;;) {
+		if ((st = config_lookup(ctx->lc, buf)) != NULL)
+			return st;
+		if ((dot = strrchr(buf, '.')) == NULL)
+			return NULL;
+		*dot = '\0';
+	}
 }

@@ -2,11 +2,14 @@
 
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "duration.h"
 #include "json.h"
 
 /*
@@ -25,6 +29,10 @@
  * daemon), sends it as one line, reads one line of JSON back and turns it
  * into text or, with --json, prints it as is. Exit status: 0 done, 1 refused
  * or failed, 2 usage error, 3 daemon unreachable.
+ *
+ * deploy is the one command the client carries out itself: it runs the
+ * operator's command, then drives the daemon with status and switch and
+ * follows the safety window (run_deploy). The daemon never runs CMD.
  */
 
 #ifndef RUNSTATEDIR
@@ -46,6 +54,13 @@
 
 #define TABLE_MAX_COLS 8
 
+/* deploy: how often to ask for status while waiting for the idle color to
+ * become healthy and while following the safety window, and how long to
+ * wait by default. */
+#define DEPLOY_HEALTH_POLL_MS 250
+#define DEPLOY_WINDOW_POLL_MS 500
+#define DEPLOY_DEFAULT_TIMEOUT "10m"
+
 enum arg_kind {
 	ARG_NONE,       /* takes no positional argument */
 	ARG_COLOR,      /* blue or green */
@@ -57,12 +72,22 @@ enum {
 	F_IF_GEN = 1u << 1,
 	F_DRY_RUN = 1u << 2,
 	F_WAIT = 1u << 3,
+	F_RUN = 1u << 4,
+	F_TIMEOUT = 1u << 5,
+};
+
+enum flag_value {
+	FV_NONE,        /* a switch, no value */
+	FV_NUMBER,      /* a generation number, sent to the daemon */
+	FV_COMMAND,     /* a shell command line (may hold blanks), kept local */
+	FV_DURATION,    /* "30s", "10m": kept local */
 };
 
 struct flag {
 	const char *name;
 	unsigned bit;
-	bool takes_number;
+	enum flag_value value;
+	const char *metavar;    /* the value's name in --help, or NULL */
 	const char *help;
 };
 
@@ -73,7 +98,15 @@ struct command {
 	int min_args, max_args;
 	enum arg_kind arg;
 	unsigned flags;         /* F_* the command accepts */
+	unsigned required;      /* F_* the command cannot do without */
+	/* Prints an ok:true answer on stdout. */
 	void (*format)(const struct request *, const struct json *);
+	/* Prints an ok:false answer: the reason on stderr and, for some
+	 * commands, the details that came with it; NULL: the reason only. */
+	void (*refused)(const struct request *, const struct json *);
+	/* Commands the client carries out itself (deploy) have run instead
+	 * of a wire form; it returns the exit status. */
+	int (*run)(const struct request *, const char *path);
 	const char *help;
 };
 
@@ -83,6 +116,8 @@ struct request {
 	const char *arg;        /* the positional argument, or NULL */
 	unsigned flags;
 	bool json;
+	const char *run_cmd;    /* --run CMD */
+	uint64_t timeout_ms;    /* --timeout T */
 	struct jbuf line;       /* the wire form, newline included */
 };
 
@@ -105,6 +140,9 @@ static int connect_socket(const char *path, int *fdp);
 static int send_line(int fd, const char *path, const struct jbuf *line);
 static int read_answer(int fd, const char *path, int timeout_ms,
     char **linep, size_t *lenp);
+static int parse_answer(const char *path, const char *line, size_t len,
+    struct json **ansp);
+static int call(const char *path, const char *cmdline, struct json **ansp);
 static int64_t now_ms(void);
 static void defang(struct json *j);
 static const char *num_text(const struct json *obj, const char *key,
@@ -118,37 +156,47 @@ static void fmt_switch(const struct request *req, const struct json *ans);
 static void fmt_health(const struct request *req, const struct json *ans);
 static void fmt_history(const struct request *req, const struct json *ans);
 static void fmt_ok(const struct request *req, const struct json *ans);
+static void fmt_smoke(const struct request *req, const struct json *ans);
+static void fmt_commit(const struct request *req, const struct json *ans);
+static void refused_smoke(const struct request *req, const struct json *ans);
+static void refused_reload(const struct request *req, const struct json *ans);
+static int run_deploy(const struct request *req, const char *path);
 
 static const struct flag flags[] = {
-	{"--force", F_FORCE, false,
+	{"--force", F_FORCE, FV_NONE, NULL,
 	    "skip the health and smoke-test checks"},
-	{"--if-gen", F_IF_GEN, true,
+	{"--if-gen", F_IF_GEN, FV_NUMBER, "N",
 	    "refuse unless the switch generation is N"},
-	{"--dry-run", F_DRY_RUN, false,
+	{"--dry-run", F_DRY_RUN, FV_NONE, NULL,
 	    "run every check, change nothing"},
-	{"--wait", F_WAIT, false,
+	{"--wait", F_WAIT, FV_NONE, NULL,
 	    "return once the old color has drained"},
+	{"--run", F_RUN, FV_COMMAND, "CMD",
+	    "install the release (sh -c CMD, CUTOVER_TARGET=idle color)"},
+	{"--timeout", F_TIMEOUT, FV_DURATION, "T",
+	    "give up waiting after T (each wait; default " DEPLOY_DEFAULT_TIMEOUT ")"},
 };
 
-/* The commands the client knows. smoke, commit and reload are passed through
- * for the daemon to answer; one that does not know them yet says so (exit 1). */
+/* The commands the client knows; all but deploy are sent to the daemon. */
 static const struct command commands[] = {
-	{"status", 0, 0, ARG_NONE, 0, fmt_status,
-	    "active and previous color, state, pools"},
-	{"switch", 1, 1, ARG_COLOR, F_FORCE | F_IF_GEN | F_DRY_RUN | F_WAIT,
-	    fmt_switch, "send new requests to that color"},
-	{"rollback", 0, 0, ARG_NONE, F_FORCE | F_IF_GEN, fmt_switch,
-	    "switch back to the previous color"},
-	{"health", 0, 1, ARG_COLOR, 0, fmt_health,
+	{"status", 0, 0, ARG_NONE, 0, 0, fmt_status, NULL, NULL,
+	    "active and previous color, state, verdict, pools"},
+	{"switch", 1, 1, ARG_COLOR, F_FORCE | F_IF_GEN | F_DRY_RUN | F_WAIT, 0,
+	    fmt_switch, NULL, NULL, "send new requests to that color"},
+	{"rollback", 0, 0, ARG_NONE, F_FORCE | F_IF_GEN, 0, fmt_switch, NULL,
+	    NULL, "switch back to the previous color"},
+	{"health", 0, 1, ARG_COLOR, 0, 0, fmt_health, NULL, NULL,
 	    "each server's state, last check and latency"},
-	{"history", 0, 1, ARG_COUNT, 0, fmt_history,
+	{"history", 0, 1, ARG_COUNT, 0, 0, fmt_history, NULL, NULL,
 	    "the switch audit log (the last N entries)"},
-	{"smoke", 1, 1, ARG_COLOR, 0, fmt_ok,
+	{"smoke", 1, 1, ARG_COLOR, 0, 0, fmt_smoke, refused_smoke, NULL,
 	    "run the smoke tests against that color now"},
-	{"commit", 0, 0, ARG_NONE, 0, fmt_ok,
+	{"commit", 0, 0, ARG_NONE, 0, 0, fmt_commit, NULL, NULL,
 	    "end the safety window now"},
-	{"reload", 0, 0, ARG_NONE, 0, fmt_ok,
+	{"reload", 0, 0, ARG_NONE, 0, 0, fmt_ok, refused_reload, NULL,
 	    "reload the configuration (like SIGHUP)"},
+	{"deploy", 0, 0, ARG_NONE, F_RUN | F_TIMEOUT, F_RUN, NULL, NULL,
+	    run_deploy, "install on the idle color, switch, follow the window"},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -181,12 +229,18 @@ usage(FILE *fp)
 		else
 			snprintf(syn, sizeof(syn), c->min_args > 0 ? "%s %s" :
 			    "%s [%s]", c->name, arg);
+		for (k = 0; k < NELEM(flags); k++)
+			if (c->required & flags[k].bit)
+				snprintf(syn + strlen(syn), sizeof(syn) -
+				    strlen(syn), " %s %s", flags[k].name,
+				    flags[k].metavar);
 		fprintf(fp, "  %-24s %s\n", syn, c->help);
 		for (k = 0; k < NELEM(flags); k++) {
 			if (!(c->flags & flags[k].bit))
 				continue;
-			snprintf(syn, sizeof(syn), "%s%s", flags[k].name,
-			    flags[k].takes_number ? " N" : "");
+			snprintf(syn, sizeof(syn), "%s%s%s", flags[k].name,
+			    flags[k].metavar != NULL ? " " : "",
+			    flags[k].metavar != NULL ? flags[k].metavar : "");
 			fprintf(fp, "      %-20s %s\n", syn, flags[k].help);
 		}
 	}
@@ -274,8 +328,10 @@ color_ok(const char *s)
 
 /* Checks argv (the command and its words, global options already consumed)
  * and builds req->line: the command, its positional argument, then its
- * flags in the order given, each word separated by one space. Returns
- * EXIT_DONE, or EXIT_USAGE after printing why. */
+ * flags in the order given, each word separated by one space. A command the
+ * client carries out itself gets no line; its flags' values (--run CMD, which
+ * may hold blanks, and --timeout T) are kept in req. Returns EXIT_DONE, or
+ * EXIT_USAGE after printing why. */
 static int
 parse_request(struct request *req, int argc, char **argv)
 {
@@ -283,10 +339,9 @@ parse_request(struct request *req, int argc, char **argv)
 	size_t nflagw = 0, i;
 	int nargs = 0, a, rc = EXIT_USAGE;
 
-	for (a = 0; a < argc; a++)
-		if (!word_ok(argv[a]))
-			return usage_error("argument %d is empty or holds "
-			    "whitespace or a control character", a + 1);
+	if (!word_ok(argv[0]))
+		return usage_error("argument 1 is empty or holds whitespace or "
+		    "a control character");
 	if ((req->cmd = find_command(argv[0])) == NULL)
 		return usage_error("unknown command '%s'", argv[0]);
 	if ((flagw = calloc((size_t)argc * 2, sizeof(*flagw))) == NULL) {
@@ -297,6 +352,17 @@ parse_request(struct request *req, int argc, char **argv)
 		const char *w = argv[a], *eq, *value = NULL;
 		const struct flag *f;
 
+		eq = w[0] == '-' ? strchr(w, '=') : NULL;
+		f = w[0] == '-' ? find_flag(w, eq != NULL ? (size_t)(eq - w) :
+		    strlen(w)) : NULL;
+		/* Only a command line to run may hold blanks: it is never
+		 * sent over the wire. */
+		if (!word_ok(eq != NULL && f != NULL && f->value == FV_COMMAND ?
+		    "-" : w)) {
+			usage_error("argument %d is empty or holds whitespace or "
+			    "a control character", a + 1);
+			goto out;
+		}
 		/* --json may follow the command too, as in "status --json";
 		 * it concerns the client only and is never sent. */
 		if (strcmp(w, "--json") == 0) {
@@ -322,8 +388,6 @@ parse_request(struct request *req, int argc, char **argv)
 			req->arg = w;
 			continue;
 		}
-		eq = strchr(w, '=');
-		f = find_flag(w, eq != NULL ? (size_t)(eq - w) : strlen(w));
 		if (f == NULL || !(req->cmd->flags & f->bit)) {
 			usage_error("%s: unknown option '%s'", req->cmd->name, w);
 			goto out;
@@ -333,7 +397,7 @@ parse_request(struct request *req, int argc, char **argv)
 			goto out;
 		}
 		req->flags |= f->bit;
-		if (!f->takes_number) {
+		if (f->value == FV_NONE) {
 			if (eq != NULL) {
 				usage_error("%s: %s takes no value",
 				    req->cmd->name, f->name);
@@ -346,17 +410,57 @@ parse_request(struct request *req, int argc, char **argv)
 			value = eq + 1;
 		else if (a + 1 < argc)
 			value = argv[++a];
-		if (value == NULL || !number_ok(value, false)) {
-			usage_error("%s: %s needs a generation number",
-			    req->cmd->name, f->name);
-			goto out;
+		switch (f->value) {
+		case FV_NUMBER:
+			if (value == NULL || !number_ok(value, false)) {
+				usage_error("%s: %s needs a generation number",
+				    req->cmd->name, f->name);
+				goto out;
+			}
+			flagw[nflagw++] = f->name;
+			flagw[nflagw++] = value;
+			break;
+		case FV_COMMAND:
+			if (value == NULL || value[strspn(value, " \t\n")] ==
+			    '\0') {
+				usage_error("%s: %s needs a command", req->cmd->name,
+				    f->name);
+				goto out;
+			}
+			req->run_cmd = value;
+			break;
+		case FV_DURATION:
+			if (value == NULL || duration_parse(value,
+			    &req->timeout_ms) < 0 || req->timeout_ms == 0) {
+				usage_error("%s: %s needs a duration such as "
+				    "\"90s\" or \"10m\"", req->cmd->name, f->name);
+				goto out;
+			}
+			break;
+		case FV_NONE:
+			break;
 		}
-		flagw[nflagw++] = f->name;
-		flagw[nflagw++] = value;
 	}
 	if (nargs < req->cmd->min_args) {
 		usage_error("%s: missing argument (%s)", req->cmd->name,
 		    req->cmd->arg == ARG_COLOR ? "blue or green" : "a number");
+		goto out;
+	}
+	for (i = 0; i < NELEM(flags); i++)
+		if ((req->cmd->required & flags[i].bit) &&
+		    !(req->flags & flags[i].bit)) {
+			usage_error("%s: %s %s is required", req->cmd->name,
+			    flags[i].name, flags[i].metavar);
+			goto out;
+		}
+	if (req->cmd->run != NULL) {
+		/* Carried out here, printing text as it goes. */
+		if (req->json) {
+			usage_error("%s: --json is not supported: %s prints its "
+			    "progress as text", req->cmd->name, req->cmd->name);
+			goto out;
+		}
+		rc = EXIT_DONE;
 		goto out;
 	}
 	jbuf_raw(&req->line, req->cmd->name);
@@ -518,6 +622,53 @@ fail:
 	return rc;
 }
 
+/* Parses an answer line: a JSON object with a boolean "ok" (either value),
+ * its strings defanged. *ansp is the caller's on EXIT_DONE. */
+static int
+parse_answer(const char *path, const char *line, size_t len, struct json **ansp)
+{
+	struct json *ans;
+	const struct json *okv;
+
+	if ((ans = json_parse(line, len)) == NULL ||
+	    (okv = json_get(ans, "ok")) == NULL || okv->type != JSON_BOOL) {
+		fprintf(stderr, "cutoverctl: malformed answer from %s\n", path);
+		json_free(ans);
+		return EXIT_FAILED;
+	}
+	defang(ans);
+	*ansp = ans;
+	return EXIT_DONE;
+}
+
+/* One command on its own connection, for the commands the client carries
+ * out itself: cmdline without its newline; *ansp as from parse_answer. */
+static int
+call(const char *path, const char *cmdline, struct json **ansp)
+{
+	struct jbuf b;
+	char *line = NULL;
+	size_t len = 0;
+	int fd = -1, rc;
+
+	jbuf_init(&b);
+	jbuf_raw(&b, cmdline);
+	jbuf_raw(&b, "\n");
+	if (b.oom) {
+		fprintf(stderr, "cutoverctl: out of memory\n");
+		rc = EXIT_FAILED;
+	} else if ((rc = connect_socket(path, &fd)) == EXIT_DONE &&
+	    (rc = send_line(fd, path, &b)) == EXIT_DONE &&
+	    (rc = read_answer(fd, path, ANSWER_TIMEOUT_MS, &line, &len)) ==
+	    EXIT_DONE)
+		rc = parse_answer(path, line, len, ansp);
+	if (fd != -1)
+		close(fd);
+	free(line);
+	jbuf_free(&b);
+	return rc;
+}
+
 /* The answer's strings end up on a terminal: control characters other than
  * newline (which multi-line errors use) become '?', so that a daemon bug or
  * a server's odd status line cannot send escape sequences. */
@@ -630,12 +781,38 @@ table_free(struct table *t)
 	t->nrows = 0;
 }
 
+/* What the safety window's end said about the release, in words. */
+static const char *
+verdict_text(const char *verdict)
+{
+	static const struct {
+		const char *verdict, *text;
+	} texts[] = {
+		{"passed", "passed"},
+		{"insufficient-traffic", "not judged: too little traffic"},
+		{"rolled-back", "rolled back automatically"},
+		{"rollback-failed", "FAILED, but the automatic rollback could not "
+		    "be done"},
+		{"committed", "committed by hand before the window ended"},
+		{"unguarded", "not judged: auto_rollback is disabled"},
+	};
+	size_t i;
+
+	for (i = 0; i < NELEM(texts); i++)
+		if (strcmp(texts[i].verdict, verdict) == 0)
+			return texts[i].text;
+	return verdict;
+}
+
 static void
 fmt_status(const struct request *req, const struct json *ans)
 {
 	static const char *const colors[] = {"blue", "green"};
 	const struct json *pools = json_get(ans, "pools");
+	const struct json *guard = json_get(ans, "guard");
 	const char *state = json_get_str(ans, "state", "?");
+	const char *verdict = json_get_str(ans, "verdict", NULL);
+	const char *vreason = json_get_str(ans, "verdict_reason", NULL);
 	char n1[32], n2[32], n3[32];
 	size_t i;
 
@@ -650,16 +827,40 @@ fmt_status(const struct request *req, const struct json *ans)
 		    num_text(ans, "window_left_s", n1, sizeof(n1)));
 	else
 		printf("state:      %s\n", state);
+	if (json_get_bool(ans, "switching", false))
+		printf("switching:  a switch is in progress (smoke tests or "
+		    "pre_switch hook)\n");
+	if (guard != NULL && guard->type == JSON_OBJECT) {
+		if (!json_get_bool(guard, "enabled", true))
+			printf("guard:      off (auto_rollback is disabled)\n");
+		else
+			printf("guard:      %s requests seen, judges from %s\n",
+			    num_text(guard, "requests", n1, sizeof(n1)),
+			    num_text(guard, "min_requests", n2, sizeof(n2)));
+	}
+	if (verdict != NULL) {
+		printf("verdict:    %s", verdict_text(verdict));
+		if (vreason != NULL && *vreason != '\0')
+			printf(" (%s)", vreason);
+		printf("\n");
+	}
 	for (i = 0; i < NELEM(colors); i++) {
 		const struct json *p = json_get(pools, colors[i]);
+		const struct json *conf = json_get(p, "confirmed");
 
 		if (p == NULL)
 			continue;
-		printf("%-11s %s/%s healthy, %s in flight\n",
-		    i == 0 ? "blue:" : "green:",
+		printf("%-11s %s/%s healthy", i == 0 ? "blue:" : "green:",
 		    num_text(p, "healthy", n1, sizeof(n1)),
-		    num_text(p, "total", n2, sizeof(n2)),
-		    num_text(p, "inflight", n3, sizeof(n3)));
+		    num_text(p, "total", n2, sizeof(n2)));
+		/* Servers not checked yet count as up but not as confirmed
+		 * (rise passed); say so when that makes a difference. */
+		if (conf != NULL && conf->type == JSON_NUMBER &&
+		    conf->num != json_get_num(p, "healthy", conf->num))
+			printf(" (%s confirmed)", num_text(p, "confirmed", n3,
+			    sizeof(n3)));
+		printf(", %s in flight\n", num_text(p, "inflight", n3,
+		    sizeof(n3)));
 	}
 }
 
@@ -779,6 +980,441 @@ fmt_ok(const struct request *req, const struct json *ans)
 		printf("ok\n");
 }
 
+/* The smoke report: one row per test and server. */
+static void
+print_smoke(const struct json *smoke, FILE *fp)
+{
+	static const char *const head[] = {"TEST", "METHOD", "PATH", "SERVER",
+	    "RESULT"};
+	struct table t;
+	size_t i;
+
+	if (smoke == NULL || smoke->type != JSON_ARRAY)
+		return;
+	if (smoke->n == 0) {
+		fprintf(fp, "no smoke tests ran\n");
+		return;
+	}
+	table_init(&t, NELEM(head));
+	table_add(&t, head);
+	for (i = 0; i < smoke->n; i++) {
+		const struct json *e = smoke->items[i];
+		const char *row[NELEM(head)];
+		char test[32], status[32], result[600];
+
+		num_text(e, "test", test, sizeof(test));
+		num_text(e, "status", status, sizeof(status));
+		if (json_get_bool(e, "ok", false))
+			snprintf(result, sizeof(result), "ok (%s)", status);
+		else
+			snprintf(result, sizeof(result), "FAILED: %s",
+			    json_get_str(e, "error", "failed"));
+		row[0] = test;
+		row[1] = json_get_str(e, "method", "?");
+		row[2] = json_get_str(e, "path", "?");
+		row[3] = json_get_str(e, "server", "?");
+		row[4] = result;
+		table_add(&t, row);
+	}
+	table_print(&t, fp);
+	table_free(&t);
+}
+
+static void
+fmt_smoke(const struct request *req, const struct json *ans)
+{
+	const struct json *smoke = json_get(ans, "smoke");
+
+	print_smoke(smoke, stdout);
+	if (smoke != NULL && smoke->type == JSON_ARRAY && smoke->n > 0)
+		printf("smoke tests on %s passed\n", req->arg);
+}
+
+/* The report goes to stdout as on success, the summary to stderr. */
+static void
+refused_smoke(const struct request *req, const struct json *ans)
+{
+	print_smoke(json_get(ans, "smoke"), stdout);
+	fflush(stdout);
+	fprintf(stderr, "cutoverctl: smoke tests on %s failed: %s\n", req->arg,
+	    json_get_str(ans, "error", "smoke test failed"));
+}
+
+static void
+fmt_commit(const struct request *req, const struct json *ans)
+{
+	(void)req;
+	if (json_get_bool(ans, "changed", true))
+		printf("committed: %s\n", json_get_str(ans, "message",
+		    "safety window ended"));
+	else
+		printf("nothing to commit: %s\n", json_get_str(ans, "message",
+		    "no safety window is open"));
+}
+
+/* One configuration error per line, as cutoverd -t prints them. */
+static void
+refused_reload(const struct request *req, const struct json *ans)
+{
+	const struct json *errors = json_get(ans, "errors");
+	size_t i;
+
+	(void)req;
+	if (errors == NULL || errors->type != JSON_ARRAY || errors->n == 0) {
+		fprintf(stderr, "cutoverctl: %s\n", json_get_str(ans, "error",
+		    "reload rejected"));
+		return;
+	}
+	fprintf(stderr, "cutoverctl: reload rejected, running configuration "
+	    "kept:\n");
+	for (i = 0; i < errors->n; i++)
+		if (errors->items[i]->type == JSON_STRING)
+			fprintf(stderr, "  %s\n", errors->items[i]->str);
+}
+
+/*
+ * deploy --run CMD [--timeout T]: the whole blue/green flow, carried out by
+ * the client over the control socket (the daemon never runs CMD):
+ *
+ *   1. status: the active color; the other one is the target;
+ *   2. sh -c CMD with CUTOVER_TARGET=target (and CUTOVER_SOCKET);
+ *   3. status every 250 ms until pools.TARGET.confirmed >= min_healthy;
+ *   4. switch TARGET --if-gen G (the daemon runs the smoke tests and the
+ *      pre_switch hook; --if-gen: nobody else switched meanwhile);
+ *   5. status every 500 ms until the safety window ends (exit 0 with the
+ *      verdict) or the guard rolls back (exit 1).
+ *
+ * T bounds each wait (3 and 5) on its own; CMD runs as long as it takes.
+ * Progress goes to stdout, the reason for a failure to stderr.
+ */
+
+struct deploy {
+	const char *path;
+	const char *target, *from;
+	uint64_t timeout_ms;
+	char timeout_text[32];
+	uint64_t generation;    /* the current one; ours after the switch */
+};
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int deploy_fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+/* A progress line, flushed at once: deploy runs for minutes, often with
+ * stdout on a pipe to a CI log. */
+static void
+say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("deploy: ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+static int
+deploy_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("cutoverctl: deploy: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_FAILED;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* status, which must succeed and name a color. */
+static int
+deploy_status(const struct deploy *dp, struct json **stp)
+{
+	struct json *st = NULL;
+	int rc;
+
+	if ((rc = call(dp->path, "status", &st)) != EXIT_DONE)
+		return rc;
+	if (!json_get_bool(st, "ok", false)) {
+		rc = deploy_fail("status: %s", json_get_str(st, "error",
+		    "request failed"));
+		json_free(st);
+		return rc;
+	}
+	if (!color_ok(json_get_str(st, "active", "")) ||
+	    json_get(st, "generation") == NULL) {
+		json_free(st);
+		return deploy_fail("status: malformed answer from %s", dp->path);
+	}
+	*stp = st;
+	return EXIT_DONE;
+}
+
+/* Runs CMD with sh -c, CUTOVER_TARGET and CUTOVER_SOCKET set, its output
+ * passed through. */
+static int
+deploy_run_command(const struct deploy *dp, const char *cmd)
+{
+	pid_t pid, w;
+	int status;
+
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == -1)
+		return deploy_fail("cannot run the command: fork: %s",
+		    strerror(errno));
+	if (pid == 0) {
+		if (setenv("CUTOVER_TARGET", dp->target, 1) == -1 ||
+		    setenv("CUTOVER_SOCKET", dp->path, 1) == -1)
+			_exit(127);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		fprintf(stderr, "cutoverctl: deploy: /bin/sh: %s\n",
+		    strerror(errno));
+		_exit(127);
+	}
+	while ((w = waitpid(pid, &status, 0)) == -1 && errno == EINTR)
+		;
+	if (w == -1)
+		return deploy_fail("waiting for the command: %s",
+		    strerror(errno));
+	if (WIFSIGNALED(status))
+		return deploy_fail("CMD failed (killed by signal %d); nothing "
+		    "was switched", WTERMSIG(status));
+	if (WEXITSTATUS(status) != 0)
+		return deploy_fail("CMD failed (exit %d); nothing was switched",
+		    WEXITSTATUS(status));
+	return EXIT_DONE;
+}
+
+/* Step 3: until the target has min_healthy confirmed servers. */
+static int
+deploy_wait_healthy(struct deploy *dp)
+{
+	int64_t deadline = now_ms() + (int64_t)dp->timeout_ms;
+	long long last = -1;
+	int rc;
+
+	for (;;) {
+		struct json *st = NULL;
+		const struct json *p;
+		long long confirmed, total, need;
+
+		if ((rc = deploy_status(dp, &st)) != EXIT_DONE)
+			return rc;
+		p = json_get(json_get(st, "pools"), dp->target);
+		confirmed = (long long)json_get_num(p, "confirmed", 0);
+		total = (long long)json_get_num(p, "total", 0);
+		need = (long long)json_get_num(st, "min_healthy", 1);
+		/* The daemon's own rule: min_healthy 0 still needs one. */
+		if (need < 1)
+			need = 1;
+		json_free(st);
+		if (confirmed != last)
+			say("waiting for %s: %lld of %lld servers healthy, "
+			    "need %lld", dp->target, confirmed, total, need);
+		last = confirmed;
+		if (confirmed >= need)
+			return EXIT_DONE;
+		if (now_ms() >= deadline)
+			return deploy_fail("timed out waiting for %s to become "
+			    "healthy: %lld of %lld servers healthy after %s, "
+			    "need %lld; nothing was switched", dp->target,
+			    confirmed, total, dp->timeout_text, need);
+		sleep_ms(DEPLOY_HEALTH_POLL_MS);
+	}
+}
+
+/* Step 4. The daemon's refusal names the check that failed. */
+static int
+deploy_switch(struct deploy *dp)
+{
+	struct json *ans = NULL;
+	char line[96];
+	int rc;
+
+	snprintf(line, sizeof(line), "switch %s --if-gen %" PRIu64, dp->target,
+	    dp->generation);
+	say("switching to %s (the daemon runs the smoke tests and the "
+	    "pre_switch hook)", dp->target);
+	if ((rc = call(dp->path, line, &ans)) != EXIT_DONE)
+		return rc;
+	if (!json_get_bool(ans, "ok", false)) {
+		const struct json *smoke = json_get(ans, "smoke");
+
+		if (smoke != NULL && smoke->type == JSON_ARRAY && smoke->n > 0)
+			print_smoke(smoke, stdout);
+		rc = deploy_fail("%s; %s stays live", json_get_str(ans, "error",
+		    "switch refused"), dp->from);
+		json_free(ans);
+		return rc;
+	}
+	if (!json_get_bool(ans, "changed", true) ||
+	    strcmp(json_get_str(ans, "active", ""), dp->target) != 0) {
+		json_free(ans);
+		return deploy_fail("the switch to %s changed nothing", dp->target);
+	}
+	dp->generation = (uint64_t)json_get_num(ans, "generation", 0);
+	json_free(ans);
+	say("switched to %s (generation %" PRIu64 "); following the safety "
+	    "window", dp->target, dp->generation);
+	return EXIT_DONE;
+}
+
+/* Step 5. */
+static int
+deploy_follow(struct deploy *dp)
+{
+	int64_t deadline = now_ms() + (int64_t)dp->timeout_ms;
+	long long last_left = -1, last_seen = -1;
+	int rc;
+
+	for (;;) {
+		struct json *st = NULL;
+		const struct json *guard;
+		const char *active, *state, *verdict, *vreason;
+		uint64_t gen;
+		long long left;
+
+		if ((rc = deploy_status(dp, &st)) != EXIT_DONE)
+			return rc;
+		active = json_get_str(st, "active", "?");
+		state = json_get_str(st, "state", "?");
+		verdict = json_get_str(st, "verdict", "");
+		vreason = json_get_str(st, "verdict_reason", "");
+		gen = (uint64_t)json_get_num(st, "generation", 0);
+		left = (long long)json_get_num(st, "window_left_s", 0);
+		guard = json_get(st, "guard");
+		if (strcmp(active, dp->target) != 0) {
+			if (strcmp(verdict, "rolled-back") == 0)
+				rc = deploy_fail("rolled back: %s; traffic is "
+				    "on %s again (generation %" PRIu64 ")",
+				    vreason, active, gen);
+			else
+				rc = deploy_fail("%s is no longer live: %s is "
+				    "(generation %" PRIu64 "); see cutoverctl "
+				    "history", dp->target, active, gen);
+			json_free(st);
+			return rc;
+		}
+		if (gen != dp->generation) {
+			rc = deploy_fail("the generation moved from %" PRIu64
+			    " to %" PRIu64 " while following the safety window; "
+			    "see cutoverctl history", dp->generation, gen);
+			json_free(st);
+			return rc;
+		}
+		if (strcmp(verdict, "rollback-failed") == 0) {
+			rc = deploy_fail("the guard tripped but could not roll "
+			    "back: %s; %s is still live", vreason, dp->target);
+			json_free(st);
+			return rc;
+		}
+		if (strcmp(state, "stable") == 0) {
+			if (strcmp(verdict, "insufficient-traffic") == 0)
+				say("%s is live; the safety window ended "
+				    "WITHOUT A VERDICT: %s", dp->target, vreason);
+			else if (*verdict != '\0')
+				say("%s is live; safety window %s%s%s",
+				    dp->target, verdict_text(verdict),
+				    *vreason != '\0' ? ": " : "", vreason);
+			else
+				say("%s is live; no safety window", dp->target);
+			json_free(st);
+			return EXIT_DONE;
+		}
+		/* A line a second at most, and one when the guard's count
+		 * first reaches min_requests. */
+		if (left != last_left) {
+			long long seen = (long long)json_get_num(guard,
+			    "requests", 0);
+			long long need = (long long)json_get_num(guard,
+			    "min_requests", 0);
+
+			if (guard == NULL || !json_get_bool(guard, "enabled",
+			    true))
+				say("observing %s: %llds left (auto_rollback "
+				    "off)", dp->target, left);
+			else
+				say("observing %s: %llds left, guard saw %lld "
+				    "requests (judges from %lld)%s", dp->target,
+				    left, seen, need, last_seen >= 0 &&
+				    last_seen < need && seen >= need ?
+				    ", now judging" : "");
+			last_left = left;
+			last_seen = seen;
+		}
+		json_free(st);
+		if (now_ms() >= deadline)
+			return deploy_fail("timed out after %s following the "
+			    "safety window (%llds left); %s is live, the window "
+			    "is still open", dp->timeout_text, left, dp->target);
+		sleep_ms(DEPLOY_WINDOW_POLL_MS);
+	}
+}
+
+static int
+run_deploy(const struct request *req, const char *path)
+{
+	struct deploy dp;
+	struct json *st = NULL;
+	const char *state;
+	int rc;
+
+	memset(&dp, 0, sizeof(dp));
+	dp.path = path;
+	dp.timeout_ms = req->timeout_ms;
+	if (!(req->flags & F_TIMEOUT) &&
+	    duration_parse(DEPLOY_DEFAULT_TIMEOUT, &dp.timeout_ms) < 0)
+		return EXIT_FAILED;
+	duration_format(dp.timeout_ms, dp.timeout_text, sizeof(dp.timeout_text));
+
+	if ((rc = deploy_status(&dp, &st)) != EXIT_DONE)
+		return rc;
+	state = json_get_str(st, "state", "?");
+	dp.from = strcmp(json_get_str(st, "active", ""), "blue") == 0 ? "blue" :
+	    "green";
+	dp.target = strcmp(dp.from, "blue") == 0 ? "green" : "blue";
+	dp.generation = (uint64_t)json_get_num(st, "generation", 0);
+	/* The idle color is the rollback target while a window is open:
+	 * installing a release there now would take that away. */
+	if (strcmp(state, "observing") == 0) {
+		rc = deploy_fail("the safety window of generation %" PRIu64
+		    " is still open (%llds left) and %s is its rollback target; "
+		    "wait for it to end or run 'cutoverctl commit'",
+		    dp.generation, (long long)json_get_num(st, "window_left_s", 0),
+		    dp.target);
+		json_free(st);
+		return rc;
+	}
+	if (json_get_bool(st, "switching", false)) {
+		json_free(st);
+		return deploy_fail("another switch is in progress");
+	}
+	json_free(st);
+	say("%s is live (generation %" PRIu64 "); deploying to %s", dp.from,
+	    dp.generation, dp.target);
+	say("running: %s", req->run_cmd);
+	if ((rc = deploy_run_command(&dp, req->run_cmd)) != EXIT_DONE)
+		return rc;
+	if ((rc = deploy_wait_healthy(&dp)) != EXIT_DONE)
+		return rc;
+	if ((rc = deploy_switch(&dp)) != EXIT_DONE)
+		return rc;
+	return deploy_follow(&dp);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -791,8 +1427,7 @@ main(int argc, char **argv)
 	};
 	struct request req;
 	struct json *ans = NULL;
-	const char *path = NULL, *err;
-	const struct json *okv;
+	const char *path = NULL;
 	char *line = NULL;
 	size_t len = 0;
 	int ch, fd = -1, rc;
@@ -835,6 +1470,10 @@ main(int argc, char **argv)
 		path = DEFAULT_SOCKET;
 	if ((rc = parse_request(&req, argc - optind, argv + optind)) != 0)
 		goto out;
+	if (req.cmd->run != NULL) {
+		rc = req.cmd->run(&req, path);
+		goto out;
+	}
 	if ((rc = connect_socket(path, &fd)) != 0)
 		goto out;
 	if ((rc = send_line(fd, path, &req.line)) != 0)
@@ -844,16 +1483,15 @@ main(int argc, char **argv)
 		goto out;
 	if (req.json)
 		printf("%s\n", line);
-	rc = EXIT_FAILED;
-	if ((ans = json_parse(line, len)) == NULL ||
-	    (okv = json_get(ans, "ok")) == NULL || okv->type != JSON_BOOL) {
-		fprintf(stderr, "cutoverctl: malformed answer from %s\n", path);
+	if ((rc = parse_answer(path, line, len, &ans)) != EXIT_DONE)
 		goto out;
-	}
-	defang(ans);
-	if (!okv->b) {
-		err = json_get_str(ans, "error", "request failed");
-		fprintf(stderr, "cutoverctl: %s\n", err);
+	if (!json_get_bool(ans, "ok", false)) {
+		if (req.cmd->refused != NULL && !req.json)
+			req.cmd->refused(&req, ans);
+		else
+			fprintf(stderr, "cutoverctl: %s\n",
+			    json_get_str(ans, "error", "request failed"));
+		rc = EXIT_FAILED;
 		goto out;
 	}
 	if (!req.json)

@@ -1,6 +1,7 @@
 #include "autoconf.h"
 
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,5 +101,11 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level((enum log_level)cfg->log_level);
+	/*
+	 * Fixed malloc thresholds: glibc's sliding ones make per-thread arenas
+	 * trim and madvise() on the request path as buffers come and go.
+	 */
+	mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
 	return daemon_run(cfg);
 }

@@ -72,6 +72,8 @@ static void arm_ms(struct event *ev, uint64_t ms);
 static void on_usr1(evutil_socket_t sig, short what, void *arg);
 static void on_retire(evutil_socket_t fd, short what, void *arg);
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
+static void reload_answer(struct control_conn *c, int rc, const struct config_errors *errs);
+static void run_queued_reload(struct daemon *d);
 static int build_metric_servers(struct daemon *d);
 static struct tls_server **build_tls_servers(const struct config *cfg, struct config_errors *errs);
 static void free_tls_servers(struct tls_server **tls, size_t n);
@@ -365,6 +367,7 @@ daemon_free(struct daemon *d)
 	for (i = 0; i < COLOR_COUNT; i++)
 		pool_unref(d->pools[i]);
 	free(d->history);
+	free(d->reload_conns);
 	config_free(d->cfg);
 }
 
@@ -460,6 +463,11 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	log_info("SIGHUP: reloading %s", d->cfg->path);
+	if (d->retired.pending) {
+		/* The previous reload is still being handed to the workers. */
+		d->reload_queued = true;
+		return;
+	}
 	if (daemon_reload(d, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_err("reload rejected: %s", errs.msgs[i]);
@@ -1200,6 +1208,8 @@ on_retire(evutil_socket_t fd, short what, void *arg)
 	d->retired.routes = NULL;
 	d->retired.cfg = NULL;
 	d->retired.pending = false;
+	if (d->reload_queued)
+		run_queued_reload(d);
 }
 
 static void
@@ -1208,8 +1218,7 @@ cmd_reload(struct control_conn *c, const struct control_caller *who, int argc, c
 {
 	struct daemon *d = arg;
 	struct config_errors errs = {0};
-	struct jbuf b;
-	size_t i;
+	int rc;
 
 	(void)argv;
 	if (argc != 1) {
@@ -1217,34 +1226,73 @@ cmd_reload(struct control_conn *c, const struct control_caller *who, int argc, c
 		return;
 	}
 	log_info("reload requested by uid %ld pid %ld", (long)who->uid, (long)who->pid);
-	if (daemon_reload(d, &errs) == 0) {
-		control_reply(c, "{\"ok\":true,\"message\":\"configuration reloaded\"}");
-		config_errors_free(&errs);
+	if (d->retired.pending) {
+		struct control_conn **v = realloc(d->reload_conns, (d->nreload_conns + 1) * sizeof(*v));
+
+		if (v == NULL) {
+			control_reply_error(c, "out of memory");
+			return;
+		}
+		d->reload_conns = v;
+		d->reload_conns[d->nreload_conns++] = c;
+		d->reload_queued = true;
 		return;
 	}
-	for (i = 0; i < errs.n; i++)
-		log_err("reload rejected: %s", errs.msgs[i]);
-	jbuf_init(&b);
-	jbuf_raw(&b, "{\"ok\":false,\"error\":");
-	{
-		struct jbuf m;
+	rc = daemon_reload(d, &errs);
+	reload_answer(c, rc, &errs);
+	config_errors_free(&errs);
+}
 
-		jbuf_init(&m);
-		jbuf_printf(&m, "reload rejected, running configuration kept:");
-		for (i = 0; i < errs.n; i++)
-			jbuf_printf(&m, "\n%s", errs.msgs[i]);
-		jbuf_str(&b, m.oom ? "reload rejected" : m.s);
-		jbuf_free(&m);
+/* Answers a `reload` caller with the outcome (every error when rejected). */
+static void
+reload_answer(struct control_conn *c, int rc, const struct config_errors *errs)
+{
+	struct jbuf b, m;
+	size_t i;
+
+	if (rc == 0) {
+		control_reply(c, "{\"ok\":true,\"message\":\"configuration reloaded\"}");
+		return;
 	}
+	jbuf_init(&b);
+	jbuf_init(&m);
+	jbuf_printf(&m, "reload rejected, running configuration kept:");
+	for (i = 0; i < errs->n; i++)
+		jbuf_printf(&m, "\n%s", errs->msgs[i]);
+	jbuf_raw(&b, "{\"ok\":false,\"error\":");
+	jbuf_str(&b, m.oom ? "reload rejected" : m.s);
 	jbuf_raw(&b, ",\"errors\":[");
-	for (i = 0; i < errs.n; i++) {
+	for (i = 0; i < errs->n; i++) {
 		if (i > 0)
 			jbuf_raw(&b, ",");
-		jbuf_str(&b, errs.msgs[i]);
+		jbuf_str(&b, errs->msgs[i]);
 	}
 	jbuf_raw(&b, "]}");
 	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"reload rejected\"}" : b.s);
+	jbuf_free(&m);
 	jbuf_free(&b);
+}
+
+/* Runs the reload that was asked for while another was being applied. */
+static void
+run_queued_reload(struct daemon *d)
+{
+	struct config_errors errs = {0};
+	size_t i, n = d->nreload_conns;
+	struct control_conn **conns = d->reload_conns;
+	int rc;
+
+	d->reload_queued = false;
+	d->reload_conns = NULL;
+	d->nreload_conns = 0;
+	rc = daemon_reload(d, &errs);
+	if (rc < 0) {
+		for (i = 0; i < errs.n; i++)
+			log_err("reload rejected: %s", errs.msgs[i]);
+	}
+	for (i = 0; i < n; i++)
+		reload_answer(conns[i], rc, &errs);
+	free(conns);
 	config_errors_free(&errs);
 }
 

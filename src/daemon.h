@@ -72,6 +72,11 @@ struct daemon {
 	} retired;
 	unsigned epoch;
 	struct event *retire_timer;
+	/* A reload asked for while the previous one is still being applied
+	 * runs as soon as that one is done; its callers are answered then. */
+	bool reload_queued;
+	struct control_conn **reload_conns;
+	size_t nreload_conns;
 	struct event *watchdog_timer; /* systemd WatchdogSec=, when enabled */
 	uint64_t watchdog_usec;
 	uint64_t switches[TRIGGER_COUNT];

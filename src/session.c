@@ -179,8 +179,14 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
 	bufferevent_setwatermark(s->cbev, EV_READ, 0, rhigh);
 	bufferevent_setwatermark(s->cbev, EV_WRITE, BUF_LOW, 0);
+	/* Whole bodies in one read/write where the kernel allows it (libevent
+	 * defaults to 16 KiB per call). */
+	bufferevent_set_max_single_read(s->cbev, BUF_HIGH);
+	bufferevent_set_max_single_write(s->cbev, BUF_HIGH);
 	bufferevent_setcb(s->cbev, client_readcb, client_writecb, client_eventcb, s);
-	bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+	/* Writing is enabled by default; enabling it on an empty output would
+	 * only cost a spurious wake-up. TLS needs both for its handshake. */
+	bufferevent_enable(s->cbev, s->tls ? EV_READ | EV_WRITE : EV_READ);
 	s->state = S_WAIT_HEAD;
 	TAILQ_INSERT_TAIL(&w->sessions, s, link);
 	w->nconns++;
@@ -402,7 +408,8 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 			respond_error(s, 408, "request body timeout");
 		else
 			session_kill(s);
-	} else if ((what & BEV_EVENT_EOF) && s->state == S_EXCHANGE && s->req_done) {
+	} else if ((what & BEV_EVENT_EOF) && (s->state == S_EXCHANGE || s->state == S_CONNECTING) &&
+	    s->req_done) {
 		/* A half-closed client still gets its answer. */
 		s->close_after = true;
 		bufferevent_disable(s->cbev, EV_READ);
@@ -486,8 +493,9 @@ read_head(struct session *s)
 	s->req_body_sent = false;
 	s->resp_started = false;
 	s->close_after = !req.keep_alive || w->stopping;
-	/* The request body stays in the kernel until the upstream is ready. */
-	bufferevent_disable(s->cbev, EV_READ);
+	/* Reading stays on (toggling it costs epoll_ctl calls on every request):
+	 * body bytes wait in the input buffer, capped by its watermark, until
+	 * the upstream is ready. */
 	s->state = S_CONNECTING;
 	if (preview) {
 		struct route *rt = route_current();
@@ -591,6 +599,8 @@ upstream_ready(struct session *s)
 	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
 	bufferevent_setwatermark(ub, EV_READ, 0, rhigh);
 	bufferevent_setwatermark(ub, EV_WRITE, BUF_LOW, 0);
+	bufferevent_set_max_single_read(ub, BUF_HIGH);
+	bufferevent_set_max_single_write(ub, BUF_HIGH);
 	set_timeouts(ub, w->cfg->timeouts.response_ms, w->cfg->timeouts.response_ms);
 	/* Copied, not moved: kept for a retry until the response starts. */
 	evbuffer_add(bufferevent_get_output(ub), evbuffer_pullup(s->req_head, -1),
@@ -652,7 +662,6 @@ pump_request(struct session *s)
 			s->req_done = true;
 	}
 	if (s->req_done) {
-		bufferevent_disable(s->cbev, EV_READ);
 		set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
 	} else if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
 		s->req_blocked = true;
@@ -1041,7 +1050,6 @@ drop_upstream(struct session *s, bool reusable)
 		return;
 	s->up = NULL;
 	if (reusable && !s->w->stopping) {
-		bufferevent_disable(c->bev, EV_WRITE);
 		upstream_release(c);
 	} else {
 		upstream_close(c);

@@ -91,6 +91,9 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	if ((ec = event_config_new()) == NULL)
 		goto fail;
 	event_config_set_flag(ec, EVENT_BASE_FLAG_NOLOCK);
+	/* Coalesce the add/delete churn of one loop turn into one epoll_ctl
+	 * per fd (safe: no fd is ever dup()ed here). */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	w->base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	if (w->base == NULL)
