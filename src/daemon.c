@@ -33,7 +33,7 @@
 #include "worker.h"
 
 #define WAIT_POLL_MS 20
-#define GUARD_TICK_MS 250
+#define GUARD_TICK_MS 100
 
 /* A notification hook still running. */
 struct hook_slot {
@@ -532,7 +532,11 @@ on_window(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	seen = guard_requests_seen(&d->guards[d->sw.active]);
-	if (!d->cfg->auto_rollback.enabled) {
+	if (d->guard_tripped && d->verdict != NULL) {
+		/* The guard already judged this release (a rollback it could not
+		 * do): the window's end does not absolve it. */
+		snprintf(reason, sizeof(reason), "%.250s", d->verdict_reason);
+	} else if (!d->cfg->auto_rollback.enabled) {
 		d->verdict = "unguarded";
 		snprintf(reason, sizeof(reason), "auto_rollback is disabled");
 	} else if (seen < d->cfg->auto_rollback.min_requests) {

@@ -26,6 +26,8 @@ static size_t guard_window_base(const struct guard *, uint64_t);
 static uint64_t sub_sat(uint64_t, uint64_t);
 static void fmt_span(char *, size_t, uint64_t);
 static void fmt_ms(char *, size_t, double);
+static double baseline_floor(double us);
+static uint64_t latency_min_span(const struct guard *g);
 
 void
 guard_init(struct guard *g, const struct guard_config *cfg)
@@ -34,13 +36,35 @@ guard_init(struct guard *g, const struct guard_config *cfg)
 	g->cfg = *cfg;
 }
 
+/*
+ * The histogram cannot tell latencies apart within a bucket, so a baseline
+ * counts as its bucket's upper bound: otherwise a 0.4 ms baseline times 3
+ * would trip on any request that lands in the next bucket.
+ */
+static double
+baseline_floor(double us)
+{
+	unsigned b = metrics_latency_bucket((uint64_t)us);
+
+	if (b < METRICS_LATENCY_BUCKETS - 1 && us < (double)metrics_latency_bounds_us[b])
+		return (double)metrics_latency_bounds_us[b];
+	return us;
+}
+
+/* The shortest span a latency verdict may rest on: 1 s, or the window. */
+static uint64_t
+latency_min_span(const struct guard *g)
+{
+	return g->cfg.window_ms < GUARD_LATENCY_MIN_SPAN_MS ? g->cfg.window_ms : GUARD_LATENCY_MIN_SPAN_MS;
+}
+
 void
 guard_start(struct guard *g, uint64_t now_ms, const struct guard_sample *start, double baseline_p99_us)
 {
 	g->head = 0;
 	g->count = 0;
 	g->start = *start;
-	g->baseline_p99_us = baseline_p99_us > 0 ? baseline_p99_us : 0;
+	g->baseline_p99_us = baseline_p99_us > 0 ? baseline_floor(baseline_p99_us) : 0;
 	g->seen_requests = 0;
 	g->started = true;
 	guard_push(g, now_ms, start);
@@ -120,7 +144,13 @@ guard_check(const struct guard *g, unsigned healthy, enum guard_trigger *trigger
 		return GUARD_ROLLBACK;
 	}
 
-	if (g->cfg.latency_factor > 0 && g->baseline_p99_us > 0) {
+	/*
+	 * A p99 needs enough samples over enough time to mean anything: right
+	 * after a switch, a few dozen requests over a few ms would let one
+	 * scheduling hiccup roll back a good release.
+	 */
+	if (g->cfg.latency_factor > 0 && g->baseline_p99_us > 0 && reqs >= GUARD_LATENCY_MIN_REQUESTS &&
+	    now_ms - g->ring[b].t_ms >= latency_min_span(g)) {
 		p99 = guard_p99_us(now->latency, base->latency);
 		if (p99 > g->cfg.latency_factor * g->baseline_p99_us) {
 			if (trigger != NULL)

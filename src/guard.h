@@ -23,6 +23,11 @@
 #include "metrics.h"
 
 #define GUARD_MAX_SLOTS 512
+/* The latency trigger judges only on at least this many requests over at
+ * least this long (or the whole window when it is shorter), and counts a
+ * baseline as the upper bound of its histogram bucket. */
+#define GUARD_LATENCY_MIN_REQUESTS 100
+#define GUARD_LATENCY_MIN_SPAN_MS 1000
 
 /* Cumulative counters of one color at one instant. */
 struct guard_sample {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -138,6 +139,8 @@ static void set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t wri
 static void count_response(struct session *s, int status);
 static void release_pool(struct session *s);
 static uint64_t now_us(void);
+static void read_more(struct bufferevent *bev, size_t limit);
+static void read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit);
 static bool preview_color(struct session *s, struct http_head *req, enum color *color);
 static void set_req_line(struct session *s, const struct http_head *req);
 static void log_access(struct session *s, uint64_t us);
@@ -355,8 +358,11 @@ client_readcb(struct bufferevent *bev, void *arg)
 		read_head(s);
 		break;
 	case S_EXCHANGE:
-		if (!s->req_done)
+		if (!s->req_done) {
+			if (!s->tls)
+				read_more(bev, BUF_HIGH);
 			pump_request(s);
+		}
 		break;
 	case S_TUNNEL:
 		pump_tunnel(s, true);
@@ -676,8 +682,9 @@ up_readcb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	(void)bev;
 	session_enter(s);
+	if (s->up != NULL && s->up->server->pool->tls == NULL)
+		read_more(bev, BUF_HIGH);
 	if (s->state == S_EXCHANGE) {
 		if (s->resp_state == R_WAIT_HEAD)
 			read_response_head(s);
@@ -1133,6 +1140,68 @@ log_access(struct session *s, uint64_t us)
 	    (unsigned long long)s->resp_bytes);
 	if (n > 0)
 		accesslog_write(s->w->accesslog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/*
+ * libevent 2.1's evbuffer_read() takes at most 4096 bytes per call
+ * (EVBUFFER_MAX_READ), so a 64 KiB body would cost sixteen loop turns, each
+ * with an epoll_wait, a FIONREAD and a 4 KiB readv. Called from a read
+ * callback of a plain socket: reads what the socket holds, up to limit
+ * buffered bytes, straight into the input buffer. EOF and errors are left
+ * for libevent's own next read to report.
+ */
+static void
+read_more(struct bufferevent *bev, size_t limit)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	size_t have = evbuffer_get_length(in);
+
+	/* A bufferevent keeps the end of its input frozen except while it
+	 * reads itself; thaw it for the duration of this read. */
+	evbuffer_unfreeze(in, 0);
+	read_into(in, fd, have, limit);
+	evbuffer_freeze(in, 0);
+}
+
+static void
+read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit)
+{
+	while (fd >= 0 && have < limit) {
+		struct evbuffer_iovec v[2];
+		struct iovec iov[2];
+		size_t want = limit - have, got;
+		ssize_t r;
+		int nv, i;
+
+		if (want > 128 * 1024)
+			want = 128 * 1024;
+		nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+		if (nv <= 0)
+			return;
+		for (i = 0; i < nv; i++) {
+			iov[i].iov_base = v[i].iov_base;
+			iov[i].iov_len = v[i].iov_len;
+		}
+		do
+			r = readv(fd, iov, nv);
+		while (r < 0 && errno == EINTR);
+		if (r <= 0) {
+			evbuffer_commit_space(in, v, 0);
+			return;
+		}
+		got = (size_t)r;
+		for (i = 0; i < nv; i++) {
+			size_t take = got < v[i].iov_len ? got : v[i].iov_len;
+
+			v[i].iov_len = take;
+			got -= take;
+		}
+		evbuffer_commit_space(in, v, nv);
+		have += (size_t)r;
+		if ((size_t)r < want)
+			return; /* the socket is drained */
+	}
 }
 
 /* The request is over: let go of its color (and count it out of flight). */

@@ -136,10 +136,6 @@ def first_after(records, t, pred):
     return best
 
 
-def served_by(records, color, after):
-    return sum(1 for r in records if r[0] >= after and r[3] == color)
-
-
 def report(trigger, **times):
     """Prints the measured times in one '# detection' line for the note."""
     parts = ["%s %.2fs" % (k.replace("_", " "), v) for k, v in times.items() if v is not None]

@@ -1,8 +1,9 @@
 """The safety net through the real binaries (issue 4): smoke tests that block
 a switch, auto-rollback on errors, health and latency (each with its
 measured detection time, printed as "# detection ..." lines for the note),
-no rollback after the window, no false verdict on too little traffic, no
-rollback to an unhealthy color, the pre_switch veto and the notify hooks
+no false latency rollback of an equally fast color, no rollback after the
+window, no false verdict on too little traffic or after a failed rollback,
+no rollback to an unhealthy color, the pre_switch veto and the notify hooks
 with their environment, `cutoverctl deploy` succeeding and rolled back, and
 preview routing from an allowed and a refused address.
 
@@ -356,6 +357,29 @@ def test_no_rollback_to_unhealthy_previous_color(env):
     check_hook_env(runs[0], "rollback", EVENT="rollback", FROM="green", TO="blue",
                    REASON=re.compile("error rate.*not rolled back"))
     stays(lambda: ctl.status()["active"] == "green", 0.6, "switched to the unhealthy blue")
+
+
+def test_failed_rollback_not_called_passed_at_window_end(env):
+    """After the guard tripped but could not roll back, the end of the window
+    must not turn the verdict into "passed"."""
+    blue = env.backend("blue1", "blue")
+    green = env.backend("green1", "green")
+    d, ctl = start(env, [blue], [green],
+                   extra=health_conf() + switch_conf("3s")
+                   + guard_conf(error_rate=0.2, min_requests=20, window="5s"),
+                   expect_errors=[r"auto-rollback"])
+    ctl.wait_confirmed("green")
+    check(ctl.switch("green").rc == 0, "switch to green failed")
+    blue.ctl("/_ctl/health?fail=1")
+    ctl.wait_down("blue")
+    green.ctl("/_ctl/fail?status=500")
+    for _ in range(40):
+        served(d)
+    wait_history(ctl, 10, "history to show the failed auto-rollback", event="rollback-failed")
+    st = wait_state(ctl, "stable", 10)
+    check(st["active"] == "green" and st["verdict"] != "passed",
+          "a window whose guard tripped (rollback failed) ended with verdict passed: %s (%s)"
+          % (st["verdict"], st["verdict_reason"]))
 
 
 # --------------------------------------------------------------------------

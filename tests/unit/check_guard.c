@@ -73,7 +73,7 @@ static const struct scenario scenarios[] = {
 	{"latency above factor x baseline", CFG(0.05, 50, 30000, 3, 0), 2000, {
 		{STEP_START, 0, 0, 0, 0, 2, OK, NULL},
 		{STEP_ADD, 10000, 100, 0, 100, 2, GUARD_TRIGGER_LATENCY,
-		    "p99 latency 995.0ms over the last 10s exceeds 3.0x the baseline 2.0ms"},
+		    "p99 latency 995.0ms over the last 10s exceeds 3.0x the baseline 2.5ms"},
 	}},
 	{"latency below factor x baseline", CFG(0.05, 50, 30000, 3, 0), 2000, {
 		{STEP_START, 0, 0, 0, 0, 2, OK, NULL},
@@ -81,6 +81,23 @@ static const struct scenario scenarios[] = {
 		{STEP_ADD, 10000, 1000, 0, 0, 2, OK, NULL},
 		/* 1.5 % slow: the p99 lands in the slow bucket */
 		{STEP_ADD, 20000, 2000, 0, 30, 2, GUARD_TRIGGER_LATENCY, NULL},
+	}},
+	{"latency needs 100 requests, whatever min_requests", CFG(0.05, 20, 30000, 3, 0), 2000, {
+		{STEP_START, 0, 0, 0, 0, 2, OK, NULL},
+		{STEP_ADD, 10000, 99, 0, 99, 2, OK, NULL},
+		{STEP_ADD, 10250, 100, 0, 100, 2, GUARD_TRIGGER_LATENCY, NULL},
+	}},
+	{"latency needs a 1s span", CFG(0.05, 20, 30000, 3, 0), 2000, {
+		{STEP_START, 0, 0, 0, 0, 2, OK, NULL},
+		{STEP_ADD, 250, 150, 0, 150, 2, OK, NULL},
+		{STEP_ADD, 750, 300, 0, 300, 2, OK, NULL},
+		{STEP_ADD, 1000, 400, 0, 400, 2, GUARD_TRIGGER_LATENCY, NULL},
+	}},
+	{"a baseline counts as its bucket's upper bound", CFG(0.05, 50, 30000, 3, 0), 400, {
+		/* 3 x 400us would be 1.2ms, below every request in the 1..2.5ms
+		 * bucket; the bound (1ms) makes it 3ms, above their p99 (2.485ms). */
+		{STEP_START, 0, 0, 0, 0, 2, OK, NULL},
+		{STEP_ADD, 10000, 1000, 0, 0, 2, OK, NULL},
 	}},
 	{"latency without baseline: off", CFG(0.05, 50, 30000, 3, 0), 0, {
 		{STEP_START, 0, 0, 0, 0, 2, OK, NULL},
