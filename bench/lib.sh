@@ -10,8 +10,10 @@ REPO=$(cd "$BENCH_SRC/.." && pwd)
 : "${BENCH_PROXY_CPU:=1}"
 : "${BENCH_BACKEND_CPU:=$BENCH_PROXY_CPU}"
 : "${BENCH_START_TIMEOUT:=20}"
+: "${BENCH_TLS:=0}"            # 1: render the #TLS# template lines (run.sh sets it)
+: "${BENCH_TLS_CERT:=a}"       # a: ECDSA P-256, b: RSA 2048 (tests/tls/gen-certs.sh)
 
-declare -A PORT=() PID=() STARTED=()
+declare -A PORT=() PID=() STARTED=() TLS_NEGOTIATED=()
 ALL_PIDS=()
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -81,11 +83,17 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
 
-# render TEMPLATE OUT: substitute @DIR@, @PORT@, @BACKEND_PORT@ (from $1's name).
+# render NAME TEMPLATE OUT: substitute @DIR@, @NAME@, @PORT@ (NAME's port),
+# @TLS_PORT@ (NAME_tls's), @BACKEND_PORT@, @PORT_x@ (any PORT[x]) and
+# @TLS_CERT@. Lines starting with `#TLS#` are TLS-only: the marker is removed
+# when BENCH_TLS=1 (a TLS workload was asked for), else they stay comments.
 render() {
-    local name=$1 tmpl=$2 out=$3
-    sed -e "s|@DIR@|$TMP|g" -e "s|@PORT@|${PORT[$name]}|g" \
-        -e "s|@BACKEND_PORT@|${PORT[backend]}|g" "$tmpl" >"$out"
+    local name=$1 tmpl=$2 out=$3 k args=()
+    for k in "${!PORT[@]}"; do args+=(-e "s|@PORT_$k@|${PORT[$k]}|g"); done
+    ((BENCH_TLS)) && args+=(-e 's|^\([[:space:]]*\)#TLS#|\1|')
+    sed -e "s|@DIR@|$TMP|g" -e "s|@NAME@|$name|g" -e "s|@PORT@|${PORT[$name]}|g" \
+        -e "s|@TLS_PORT@|${PORT[${name}_tls]:-0}|g" -e "s|@TLS_CERT@|$BENCH_TLS_CERT|g" \
+        -e "s|@BACKEND_PORT@|${PORT[backend]:-0}|g" "${args[@]}" "$tmpl" >"$out"
 }
 
 # pids_of NAME: every process of that server (nginx: master and workers).
@@ -122,7 +130,21 @@ reset_hwm() {
     for p in "$@"; do echo 5 >"/proc/$p/clear_refs" 2>/dev/null || true; done
 }
 
-# wait_ready NAME: poll until the server answers GET /tiny with 200 "ok".
+# curl_tiny NAME [tls]: GET /tiny from NAME, over TLS on its NAME_tls port
+# with the certificate verified against the test CA.
+curl_tiny() {
+    local name=$1 port
+    if [[ ${2:-} == tls ]]; then
+        port=${PORT[${name}_tls]}
+        curl -s --max-time 1 --cacert "$TMP/tls/ca.pem" \
+            --resolve "$BENCH_TLS_CERT.test:$port:127.0.0.1" "https://$BENCH_TLS_CERT.test:$port/tiny"
+    else
+        curl -s --max-time 1 "http://127.0.0.1:${PORT[$name]}/tiny"
+    fi
+}
+
+# wait_ready NAME [tls]: poll until the server answers GET /tiny with 200 "ok"
+# (with tls: on its TLS listener, certificate verified).
 wait_ready() {
     local name=$1 deadline=$((SECONDS + BENCH_START_TIMEOUT)) body
     while ((SECONDS < deadline)); do
@@ -133,10 +155,10 @@ wait_ready() {
             tail -n 20 "$TMP/$name.log" >&2 2>/dev/null
             return 1
         fi
-        body=$(curl -s --max-time 1 "http://127.0.0.1:${PORT[$name]}/tiny" 2>/dev/null) && [[ $body == ok ]] && return 0
+        body=$(curl_tiny "$name" "${2:-}" 2>/dev/null) && [[ $body == ok ]] && return 0
         sleep 0.2
     done
-    FAIL_REASON="did not answer 200 \"ok\" on :${PORT[$name]} within ${BENCH_START_TIMEOUT}s (log: $TMP/$name.log)"
+    FAIL_REASON="did not answer 200 \"ok\" on :${PORT[$name${2:+_tls}]}${2:+ (TLS)} within ${BENCH_START_TIMEOUT}s (log: $TMP/$name.log)"
     say "bench: $name $FAIL_REASON; its log:"
     tail -n 20 "$TMP/$name.log" >&2 2>/dev/null
     return 1
@@ -171,11 +193,36 @@ start_backend() {
     wait_ready backend && verify backend
 }
 
-# start_proxy NAME (cutoverd|haproxy|nginx): 0 when it runs and proxies correctly.
+# tls_init: the test certificates (tests/tls/gen-certs.sh) in $TMP/tls, plus
+# combined.pem (certificate then key, as HAProxy's `crt` wants) for
+# BENCH_TLS_CERT. Every proxy serves that same certificate.
+tls_init() {
+    local c=$TMP/tls/$BENCH_TLS_CERT
+    sh "$REPO/tests/tls/gen-certs.sh" "$TMP/tls" >"$TMP/gen-certs.log" 2>&1 ||
+        die "tests/tls/gen-certs.sh failed: $(tail -n 3 "$TMP/gen-certs.log")"
+    [[ -r $c.pem && -r $c.key ]] || die "no certificate $c.pem/$c.key (BENCH_TLS_CERT=a or b)"
+    cat "$c.pem" "$c.key" >"$TMP/tls/combined.pem"
+    chmod 600 "$TMP/tls/combined.pem"
+}
+
+# tls_negotiated NAME: "PROTOCOL CIPHERSUITE GROUP" that `openssl s_client`
+# (default settings, like wrk's) gets from NAME's TLS listener.
+tls_negotiated() {
+    openssl s_client -connect "127.0.0.1:${PORT[${1}_tls]}" -servername "$BENCH_TLS_CERT.test" \
+        -brief </dev/null 2>&1 | awk -F': ' '
+        /^Protocol version/ { p = $2 } /^Ciphersuite/ { c = $2 }
+        /^(Server|Peer) Temp Key/ { split($2, k, ","); g = k[1] }
+        END { printf "%s %s %s\n", p ? p : "?", c ? c : "?", g ? g : "?" }'
+}
+
+# start_proxy NAME (cutoverd|haproxy|nginx): 0 when it runs and proxies
+# correctly (with BENCH_TLS=1 also on its TLS listener, port NAME_tls).
+# BENCH_CUTOVERD_CONF overrides cutoverd's template.
 start_proxy() {
     local name=$1 bin
     FAIL_REASON=""
     PORT[$name]=${PORT[$name]:-$(free_ports 1)}
+    ((BENCH_TLS)) && PORT[${name}_tls]=${PORT[${name}_tls]:-$(free_ports 1)}
     case $name in
     haproxy)
         command -v haproxy >/dev/null || { FAIL_REASON="haproxy not installed (apt-get install -y haproxy)"; return 1; }
@@ -189,7 +236,7 @@ start_proxy() {
         ;;
     cutoverd)
         bin=$(find_cutoverd) || { FAIL_REASON="no cutoverd binary (build it, or set CUTOVERD=/path/to/cutoverd)"; return 1; }
-        render cutoverd "$BENCH_SRC/cutoverd.conf.in" "$TMP/cutoverd/cutover.conf"
+        render cutoverd "${BENCH_CUTOVERD_CONF:-$BENCH_SRC/cutoverd.conf.in}" "$TMP/cutoverd/cutover.conf"
         if ! timeout 10 "$bin" -t -c "$TMP/cutoverd/cutover.conf" >"$TMP/cutoverd.check" 2>&1; then
             FAIL_REASON="$bin -t rejected the bench config: $(head -n 3 "$TMP/cutoverd.check" | tr '\n' ' ')"
             return 1
@@ -200,12 +247,24 @@ start_proxy() {
         ;;
     *) FAIL_REASON="unknown proxy (cutoverd, haproxy or nginx)"; return 1 ;;
     esac
-    wait_ready "$name" && verify "$name" && STARTED[$name]=1
+    wait_ready "$name" && verify "$name" || return 1
+    if ((BENCH_TLS)); then
+        wait_ready "$name" tls || return 1
+        TLS_NEGOTIATED[$name]=$(tls_negotiated "$name")
+    fi
+    STARTED[$name]=1
 }
 
 # workload URL path and extra wrk arguments.
-workload_path() { case $1 in ka_tiny | close) echo /tiny ;; ka_64k) echo /64k ;; esac; }
-workload_args() { case $1 in close) echo '-H Connection:close' ;; esac; }
+workload_path() { case $1 in ka_tiny | close | tls_ka | tls_new) echo /tiny ;; ka_64k) echo /64k ;; esac; }
+workload_args() { case $1 in close | tls_new) echo '-H Connection:close' ;; esac; }
+# workload_url NAME WORKLOAD: the URL wrk loads (tls_*: NAME's TLS listener).
+workload_url() {
+    case $2 in
+    tls_*) echo "https://127.0.0.1:${PORT[${1}_tls]}$(workload_path "$2")" ;;
+    *) echo "http://127.0.0.1:${PORT[$1]}$(workload_path "$2")" ;;
+    esac
+}
 
 # cpu_stat CPU...: "busy steal" clock ticks summed over those CPUs from
 # /proc/stat (busy = user+nice+system+irq+softirq, steal = taken by the

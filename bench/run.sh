@@ -18,7 +18,8 @@ Environment (defaults in brackets):
   BENCH_DURATION [10]  seconds per measured run     BENCH_WARMUP [2]  seconds of warm-up
   BENCH_ROUNDS [3]     interleaved rounds           BENCH_CONNS [50]  wrk connections
   BENCH_THREADS [1]    wrk threads                  BENCH_PROXIES ["cutoverd haproxy nginx"]
-  BENCH_WORKLOADS ["ka_tiny ka_64k close"]
+  BENCH_WORKLOADS ["ka_tiny ka_64k close"]; also tls_ka tls_new (TLS; "all" = all five)
+  BENCH_TLS_CERT [a]   a: ECDSA P-256, b: RSA 2048 (the certificate all three serve)
   BENCH_WRK_CPU [0]  BENCH_PROXY_CPU [1]  BENCH_BACKEND_CPU [=proxy CPU]   (-1: no pinning)
   CUTOVERD [src/cutoverd or build/src/cutoverd]     BENCH_KEEP=1 keeps the temp dir
 U
@@ -39,12 +40,18 @@ fi
 : "${BENCH_CONNS:=50}" "${BENCH_THREADS:=1}"
 : "${BENCH_PROXIES:=cutoverd haproxy nginx}"
 : "${BENCH_WORKLOADS:=ka_tiny ka_64k close}"
+[[ $BENCH_WORKLOADS == all ]] && BENCH_WORKLOADS="ka_tiny ka_64k close tls_ka tls_new"
+for wl in $BENCH_WORKLOADS; do
+    [[ -n $(workload_path "$wl") ]] || die "unknown workload $wl (ka_tiny ka_64k close tls_ka tls_new)"
+    [[ $wl == tls_* ]] && BENCH_TLS=1
+done
 
 for t in wrk nginx curl python3 taskset; do
     command -v "$t" >/dev/null || die "$t not found (apt-get install -y wrk nginx-light curl python3 util-linux)"
 done
 
 bench_tmp_init
+((BENCH_TLS)) && tls_init
 RESULTS=$BENCH_SRC/results
 mkdir -p "$RESULTS"
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -61,7 +68,7 @@ PROXIES=()
 for p in $BENCH_PROXIES; do
     if start_proxy "$p"; then
         PROXIES+=("$p")
-        say "bench: $p on :${PORT[$p]} (CPU ${BENCH_PROXY_CPU})"
+        say "bench: $p on :${PORT[$p]}${PORT[${p}_tls]:+, TLS on :${PORT[${p}_tls]} (${TLS_NEGOTIATED[$p]})} (CPU ${BENCH_PROXY_CPU})"
     else
         loud "$p did not start: ${FAIL_REASON:-see above}"
         FAILED[$p]=${FAIL_REASON:-see above}
@@ -89,10 +96,9 @@ print(round(sum(int(m) * 60 + float(s) for m, s in v) * int(sys.argv[1])))' "$CL
 # run_wrk NAME WORKLOAD SECONDS OUTFILE
 run_wrk() {
     local name=$1 wl=$2 secs=$3 out=$4 extra=()
-    [[ $wl == close ]] && extra=(-H "Connection: close")
+    [[ $wl == close || $wl == tls_new ]] && extra=(-H "Connection: close")
     "${WRKPIN[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNS" -d"${secs}s" --latency \
-        -s "$BENCH_SRC/report.lua" "${extra[@]}" \
-        "http://127.0.0.1:${PORT[$name]}$(workload_path "$wl")" >"$out" 2>&1
+        -s "$BENCH_SRC/report.lua" "${extra[@]}" "$(workload_url "$name" "$wl")" >"$out" 2>&1
 }
 
 printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\tother_cpu_pct\tsteal_pct\twrk_other_cpu_pct\twrk_steal_pct\twrk_cpu_us_per_req\n' >"$RAW"
@@ -174,6 +180,7 @@ PY
     done
 done
 
+TLSMETA=(); for p in "${!TLS_NEGOTIATED[@]}"; do TLSMETA+=("tls_negotiated_$p=${TLS_NEGOTIATED[$p]}"); done
 META=$(python3 -c 'import json,sys; print(json.dumps(dict(a.split("=",1) for a in sys.argv[1:])))' \
     "duration_s=$BENCH_DURATION" "warmup_s=$BENCH_WARMUP" "rounds=$BENCH_ROUNDS" \
     "conns=$BENCH_CONNS" "wrk_threads=$BENCH_THREADS" "wrk_cpu=$BENCH_WRK_CPU" \
@@ -182,6 +189,10 @@ META=$(python3 -c 'import json,sys; print(json.dumps(dict(a.split("=",1) for a i
     "started=$(date -Is)" "kernel=$(uname -r)" "cpu=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
     "haproxy=$(haproxy -v 2>/dev/null | awk 'NR==1 {print $3}')" \
     "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')" "cutoverd=${CUTOVERD_BIN:-}" \
+    "openssl=$(openssl version | awk '{print $2}')" \
+    "tls_cert=$( ((BENCH_TLS)) && openssl x509 -noout -text -in "$TMP/tls/$BENCH_TLS_CERT.pem" |
+        awk -F': ' '/Public Key Algorithm/ {a = $2} /(ASN1 OID|Public-Key)/ {b = b " " $2} END {print a b}')" \
+    "${TLSMETA[@]}" \
     "failed=$(for p in $BENCH_PROXIES; do [[ -n ${STARTED[$p]:-} ]] || printf '%s ' "$p"; done)")
 
 python3 "$BENCH_SRC/summarize.py" "$RAW" "$RESULTS/$STAMP.json" "$META" | tee "$RESULTS/$STAMP.txt"

@@ -11,7 +11,9 @@ import sys
 
 WORKLOADS = {"ka_tiny": "keep-alive, tiny body",
              "ka_64k": "keep-alive, 64 KiB body",
-             "close": "new connection per request"}
+             "close": "new connection per request",
+             "tls_ka": "TLS keep-alive, tiny body",
+             "tls_new": "TLS handshake per request"}
 ORDER = ["cutoverd", "haproxy", "nginx"]
 ERR = ["connect_err", "read_err", "write_err", "timeout_err", "non2xx"]
 
@@ -38,6 +40,7 @@ def main():
             "p50_ms": med(rs, "p50_ms"),
             "cpu_us_per_req": med(rs, "cpu_us_per_req"),
             "backend_cpu_us_per_req": med(rs, "backend_cpu_us_per_req"),
+            "wrk_cpu_us_per_req": med(rs, "wrk_cpu_us_per_req"),
             "peak_rss_kib": max(int(r["peak_rss_kib"]) for r in rs),
             "other_cpu_pct": max(float(r["other_cpu_pct"]) + float(r["steal_pct"]) for r in rs),
             "wrk_other_cpu_pct": max(float(r["wrk_other_cpu_pct"]) + float(r["wrk_steal_pct"]) for r in rs),
@@ -86,6 +89,16 @@ def main():
         for pair, v in ratios.get(wl, {}).items():
             f = lambda x: "n/a" if x is None else f"{x:.2f}"
             lines.append(f"{'':<28} {pair:<17} req/s x{f(v['rps'])}   CPU/req x{f(v['cpu_per_req'])}")
+    tls = {k[len("tls_negotiated_"):]: v for k, v in meta.items() if k.startswith("tls_negotiated_")}
+    if tls and any(w.startswith("tls_") for w in summary):
+        lines.append("")
+        lines.append(f"TLS: certificate {meta.get('tls_cert', '?').strip()}, OpenSSL {meta.get('openssl', '?')}; "
+                     "negotiated with openssl s_client defaults:")
+        for p in [p for p in ORDER if p in tls] + [p for p in tls if p not in ORDER]:
+            lines.append(f"  {p:<9} {tls[p]}")
+        wrk = [f"{wl}/{p} {s['wrk_cpu_us_per_req']:.1f}" for wl in summary if wl.startswith("tls_")
+               for p, s in summary[wl].items()]
+        lines.append(f"  wrk CPU us/req (client side of TLS, its own core): {', '.join(wrk)}")
     if noisy:
         lines.append("")
         lines.append(f"NOISY (spread > 20% or > 5% of a core used by others): {', '.join(noisy)}")

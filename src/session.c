@@ -120,6 +120,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void session_enter(struct session *s);
 static void session_leave(struct session *s);
 static void session_kill(struct session *s);
+static void flush_out(struct bufferevent *bev, bool plain, bool libevent_writes);
 static void session_free(struct session *s);
 static void close_after_flush(struct session *s);
 static void read_head(struct session *s);
@@ -189,7 +190,12 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	bufferevent_setcb(s->cbev, client_readcb, client_writecb, client_eventcb, s);
 	/* Writing is enabled by default; enabling it on an empty output would
 	 * only cost a spurious wake-up. TLS needs both for its handshake. */
-	bufferevent_enable(s->cbev, s->tls ? EV_READ | EV_WRITE : EV_READ);
+	if (s->tls)
+		bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
+	else {
+		bufferevent_enable(s->cbev, EV_READ);
+		bufferevent_disable(s->cbev, EV_WRITE); /* direct writes: see flush_out() */
+	}
 	s->state = S_WAIT_HEAD;
 	TAILQ_INSERT_TAIL(&w->sessions, s, link);
 	w->nconns++;
@@ -244,8 +250,44 @@ session_enter(struct session *s)
 static void
 session_leave(struct session *s)
 {
-	if (--s->busy == 0 && s->dead)
+	if (--s->busy > 0)
+		return;
+	if (s->dead) {
 		session_free(s);
+		return;
+	}
+	/* Everything this callback queued goes out now, in one writev per side. */
+	flush_out(s->cbev, !s->tls, s->resp_blocked || s->state == S_CLOSING);
+	if (s->up != NULL)
+		flush_out(s->up->bev, s->up->server->pool->tls == NULL, s->req_blocked || s->up_closing);
+}
+
+/*
+ * Writes bev's output now instead of on the next loop turn. libevent would
+ * arm EPOLLOUT, wait for it, write, and disarm it again: two epoll_ctl calls
+ * and a wake-up per response in each direction. Only when the kernel does
+ * not take everything (or for TLS, or while a writecb is awaited: a blocked
+ * pump, a closing flush) is writing left to libevent, which calls the
+ * writecb once drained; the writecbs then return to this direct mode.
+ */
+static void
+flush_out(struct bufferevent *bev, bool plain, bool libevent_writes)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	if (evbuffer_get_length(out) == 0)
+		return;
+	if (!plain || libevent_writes || (bufferevent_get_enabled(bev) & EV_WRITE)) {
+		if (!(bufferevent_get_enabled(bev) & EV_WRITE))
+			bufferevent_enable(bev, EV_WRITE);
+		return;
+	}
+	evbuffer_unfreeze(out, 1);
+	/* An error is left for libevent's own write to report. */
+	(void)evbuffer_write_atmost(out, bufferevent_getfd(bev), -1);
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(bev, EV_WRITE);
 }
 
 static void
@@ -359,7 +401,7 @@ client_readcb(struct bufferevent *bev, void *arg)
 		break;
 	case S_EXCHANGE:
 		if (!s->req_done) {
-			if (!s->tls)
+			if (!s->tls && evbuffer_get_length(bufferevent_get_input(bev)) >= 4096)
 				read_more(bev, BUF_HIGH);
 			pump_request(s);
 		}
@@ -393,6 +435,9 @@ client_writecb(struct bufferevent *bev, void *arg)
 		else
 			pump_response(s);
 	}
+	if (!s->dead && s->state != S_CLOSING && !s->tls &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
 	session_leave(s);
 }
 
@@ -611,7 +656,7 @@ upstream_ready(struct session *s)
 	/* Copied, not moved: kept for a retry until the response starts. */
 	evbuffer_add(bufferevent_get_output(ub), evbuffer_pullup(s->req_head, -1),
 	    evbuffer_get_length(s->req_head));
-	bufferevent_enable(ub, EV_READ | EV_WRITE);
+	bufferevent_enable(ub, EV_READ);
 	if (!s->req_done) {
 		set_timeouts(s->cbev, w->cfg->timeouts.client_idle_ms, w->cfg->timeouts.client_idle_ms);
 		bufferevent_enable(s->cbev, EV_READ);
@@ -683,7 +728,9 @@ up_readcb(struct bufferevent *bev, void *arg)
 	struct session *s = arg;
 
 	session_enter(s);
-	if (s->up != NULL && s->up->server->pool->tls == NULL)
+	/* libevent reads at most 4 KiB at a time; a full 4 KiB means more may wait. */
+	if (s->up != NULL && s->up->server->pool->tls == NULL &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) >= 4096)
 		read_more(bev, BUF_HIGH);
 	if (s->state == S_EXCHANGE) {
 		if (s->resp_state == R_WAIT_HEAD)
@@ -715,6 +762,9 @@ up_writecb(struct bufferevent *bev, void *arg)
 		bufferevent_enable(s->cbev, EV_READ);
 		pump_request(s);
 	}
+	if (!s->dead && s->up != NULL && s->up->bev == bev && !s->up_closing &&
+	    s->up->server->pool->tls == NULL && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
 	session_leave(s);
 }
 
@@ -955,7 +1005,8 @@ static void
 response_done(struct session *s)
 {
 	bool reusable = s->up_keepalive && s->req_done && s->up != NULL &&
-	    evbuffer_get_length(bufferevent_get_input(s->up->bev)) == 0;
+	    evbuffer_get_length(bufferevent_get_input(s->up->bev)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(s->up->bev)) == 0;
 
 	drop_upstream(s, reusable);
 	release_pool(s);

@@ -821,19 +821,20 @@ START_TEST(test_reload_check)
 	if (errs.n != 4)
 		dump_errors(&errs);
 	ck_assert_uint_eq(errs.n, 4);
-	ck_assert_int_ne(asprintf(&want, "%s: 'listen' cannot be changed by a "
+	/* Each error points at the key's line in the new file. */
+	ck_assert_int_ne(asprintf(&want, "%s:1: 'listen' cannot be changed by a "
 	    "reload; restart cutoverd", conf_path), -1);
 	ck_assert_str_eq(errs.msgs[0], want);
 	free(want);
-	ck_assert_int_ne(asprintf(&want, "%s: 'workers' cannot be changed by a "
+	ck_assert_int_ne(asprintf(&want, "%s:3: 'workers' cannot be changed by a "
 	    "reload; restart cutoverd", conf_path), -1);
 	ck_assert_str_eq(errs.msgs[1], want);
 	free(want);
-	ck_assert_int_ne(asprintf(&want, "%s: 'control.socket' cannot be "
+	ck_assert_int_ne(asprintf(&want, "%s:4: 'control.socket' cannot be "
 	    "changed by a reload; restart cutoverd", conf_path), -1);
 	ck_assert_str_eq(errs.msgs[2], want);
 	free(want);
-	ck_assert_int_ne(asprintf(&want, "%s: 'metrics' cannot be added or "
+	ck_assert_int_ne(asprintf(&want, "%s:3: 'metrics' cannot be added or "
 	    "removed by a reload; restart cutoverd", conf_path), -1);
 	ck_assert_str_eq(errs.msgs[3], want);
 	free(want);
