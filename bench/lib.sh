@@ -205,14 +205,20 @@ tls_init() {
     chmod 600 "$TMP/tls/combined.pem"
 }
 
-# tls_negotiated NAME: "PROTOCOL CIPHERSUITE GROUP" that `openssl s_client`
-# (default settings, like wrk's) gets from NAME's TLS listener.
+# tls_negotiated NAME: "PROTOCOL CIPHERSUITE GROUP resumption=yes|no" that
+# `openssl s_client` (default settings, like wrk's) gets from NAME's TLS
+# listener; resumption: a second connection offering the first one's session
+# (ticket) is resumed. wrk resumes too, so tls_new is a resumed handshake.
 tls_negotiated() {
-    openssl s_client -connect "127.0.0.1:${PORT[${1}_tls]}" -servername "$BENCH_TLS_CERT.test" \
-        -brief </dev/null 2>&1 | awk -F': ' '
+    local a=(openssl s_client -connect "127.0.0.1:${PORT[${1}_tls]}" -servername "$BENCH_TLS_CERT.test")
+    local sess=$TMP/tls/$1.session reused=no
+    # stdin held open a moment so that the TLS 1.3 ticket is read before EOF
+    { sleep 0.3; } | "${a[@]}" -sess_out "$sess" >/dev/null 2>&1
+    "${a[@]}" -sess_in "$sess" </dev/null 2>/dev/null | grep -q '^Reused,' && reused=yes
+    "${a[@]}" -brief </dev/null 2>&1 | awk -F': ' -v r="$reused" '
         /^Protocol version/ { p = $2 } /^Ciphersuite/ { c = $2 }
         /^(Server|Peer) Temp Key/ { split($2, k, ","); g = k[1] }
-        END { printf "%s %s %s\n", p ? p : "?", c ? c : "?", g ? g : "?" }'
+        END { printf "%s %s %s resumption=%s\n", p ? p : "?", c ? c : "?", g ? g : "?", r }'
 }
 
 # start_proxy NAME (cutoverd|haproxy|nginx): 0 when it runs and proxies

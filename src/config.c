@@ -347,7 +347,7 @@ static const struct key upstream_keys[] = {
 };
 
 static const struct key top_keys[] = {
-	{KEY("listen", KT_CUSTOM, 0, NULL), .parse = parse_listens,
+	{KEY("listen", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_listens,
 	    .free = free_listens, .eq = eq_listens},
 	{KEY("workers", KT_UINT, C(workers), "0"), RANGE(0, 256)},
 	{KEY("log_level", KT_LOGLEVEL, C(log_level), "info"), .reload = true},

@@ -1079,6 +1079,8 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	for (size_t k = 0; k < next->nlistens; k++)
 		if (next->listens[k].ncerts > 0)
 			(void)tls_check_listen(next, &next->listens[k], errs);
+	if (worker_probe_new_listeners(d->cfg, next, errs) < 0)
+		goto fail;
 	if (errs->n > 0)
 		goto fail;
 #ifdef HAVE_SYSTEMD

@@ -25,6 +25,9 @@ static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void *worker_main(void *arg);
 static void listeners_set(struct worker *w, bool on);
 static void listeners_free(struct worker *w);
+static struct worker_listener *listener_open(struct worker *w, unsigned index, const struct addr *a);
+static void listener_close(struct worker_listener *wl);
+static void listeners_rebuild(struct worker *w, const struct config *oc, const struct config *nc);
 static void maybe_exit(struct worker *w);
 static void post_peers(unsigned msg);
 static void apply_reload(struct worker *w);
@@ -43,32 +46,61 @@ static _Atomic bool all_paused;
 static struct worker *peers;
 static unsigned npeers;
 
+/*
+ * Binds addr with SO_REUSEADDR but not SO_REUSEPORT: that fails if anything
+ * already listens there, which SO_REUSEPORT would hide (two daemons sharing
+ * a port by accident). Returns 0, or an errno value.
+ */
+static int
+probe_addr(const struct addr *a)
+{
+	int fd, one = 1, err = 0;
+
+	fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return errno;
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+		err = errno;
+	close(fd);
+	return err;
+}
+
 int
 worker_probe_listeners(const struct config *cfg)
 {
 	size_t i;
+	int err;
 
 	for (i = 0; i < cfg->nlistens; i++) {
-		const struct addr *a = &cfg->listens[i].addr;
-		int fd, one = 1, rc;
-
-		fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0) {
-			log_err("listen %s: socket: %s", a->text, strerror(errno));
+		if ((err = probe_addr(&cfg->listens[i].addr)) != 0) {
+			log_err("listen %s: %s", cfg->listens[i].addr.text, strerror(err));
 			return -1;
 		}
-		/* SO_REUSEADDR but not SO_REUSEPORT: bind fails if anything
-		 * already listens there, which SO_REUSEPORT would hide. */
-		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
-		if (rc < 0) {
-			log_err("listen %s: %s", a->text, strerror(errno));
-			close(fd);
-			return -1;
-		}
-		close(fd);
 	}
 	return 0;
+}
+
+int
+worker_probe_new_listeners(const struct config *old, const struct config *next,
+    struct config_errors *errs)
+{
+	size_t i, j;
+	int err, rc = 0;
+
+	for (i = 0; i < next->nlistens; i++) {
+		for (j = 0; j < old->nlistens; j++)
+			if (strcmp(old->listens[j].addr.text, next->listens[i].addr.text) == 0)
+				break;
+		if (j < old->nlistens)
+			continue;
+		if ((err = probe_addr(&next->listens[i].addr)) != 0) {
+			config_errors_add(errs, "%s:%d: listen %s: %s", next->path, next->listens[i].line,
+			    next->listens[i].addr.text, strerror(err));
+			rc = -1;
+		}
+	}
+	return rc;
 }
 
 int
@@ -114,21 +146,9 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	if ((w->listeners = calloc(cfg->nlistens, sizeof(*w->listeners))) == NULL)
 		goto fail;
 	for (i = 0; i < cfg->nlistens; i++) {
-		const struct addr *a = &cfg->listens[i].addr;
-		struct worker_listener *wl = &w->listeners[i];
-
-		wl->w = w;
-		wl->index = (unsigned)i;
-		wl->lst = evconnlistener_new_bind(w->base, accept_cb, wl,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
-		        LEV_OPT_REUSEABLE_PORT,
-		    1024, (const struct sockaddr *)&a->ss, (int)a->len);
-		if (wl->lst == NULL) {
-			log_err("listen %s: %s", a->text, strerror(errno));
+		if ((w->listeners[i] = listener_open(w, (unsigned)i, &cfg->listens[i].addr)) == NULL)
 			goto fail;
-		}
 		w->nlisteners++;
-		evconnlistener_set_error_cb(wl->lst, accept_error_cb);
 	}
 	return 0;
 fail:
@@ -356,6 +376,8 @@ apply_reload(struct worker *w)
 	} else {
 		w->nhdrs = nc->limits.header_count;
 	}
+	if (!w->stopping)
+		listeners_rebuild(w, w->cfg, nc);
 	w->cfg = nc;
 	if (w->next_tls != NULL)
 		w->tls = w->next_tls;
@@ -398,9 +420,9 @@ listeners_set(struct worker *w, bool on)
 
 	for (i = 0; i < w->nlisteners; i++) {
 		if (on)
-			evconnlistener_enable(w->listeners[i].lst);
+			evconnlistener_enable(w->listeners[i]->lst);
 		else
-			evconnlistener_disable(w->listeners[i].lst);
+			evconnlistener_disable(w->listeners[i]->lst);
 	}
 	w->listeners_paused = !on;
 }
@@ -411,8 +433,83 @@ listeners_free(struct worker *w)
 	size_t i;
 
 	for (i = 0; i < w->nlisteners; i++)
-		evconnlistener_free(w->listeners[i].lst);
+		listener_close(w->listeners[i]);
 	free(w->listeners);
 	w->listeners = NULL;
 	w->nlisteners = 0;
+}
+
+/* One SO_REUSEPORT listening socket on this worker's loop, or NULL (logged). */
+static struct worker_listener *
+listener_open(struct worker *w, unsigned index, const struct addr *a)
+{
+	struct worker_listener *wl;
+
+	if ((wl = calloc(1, sizeof(*wl))) == NULL)
+		return NULL;
+	wl->w = w;
+	wl->index = index;
+	wl->lst = evconnlistener_new_bind(w->base, accept_cb, wl,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+	    1024, (const struct sockaddr *)&a->ss, (int)a->len);
+	if (wl->lst == NULL) {
+		log_err("listen %s: %s", a->text, strerror(errno));
+		free(wl);
+		return NULL;
+	}
+	evconnlistener_set_error_cb(wl->lst, accept_error_cb);
+	if (w->listeners_paused)
+		evconnlistener_disable(wl->lst);
+	return wl;
+}
+
+static void
+listener_close(struct worker_listener *wl)
+{
+	if (wl == NULL)
+		return;
+	evconnlistener_free(wl->lst);
+	free(wl);
+}
+
+/*
+ * Reload: keeps the sockets of addresses both configurations have (a client
+ * in their backlog is not dropped), opens the new ones, closes the rest. A
+ * new address that fails to bind here (the daemon probed it first) is
+ * logged and skipped rather than failing the whole reload half-way.
+ */
+static void
+listeners_rebuild(struct worker *w, const struct config *oc, const struct config *nc)
+{
+	struct worker_listener **nl;
+	size_t i, j, n = 0;
+
+	if ((nl = calloc(nc->nlistens + 1, sizeof(*nl))) == NULL) {
+		log_err("worker %u: reload: out of memory; listeners unchanged", w->id);
+		return;
+	}
+	for (i = 0; i < nc->nlistens; i++) {
+		for (j = 0; j < w->nlisteners; j++) {
+			if (w->listeners[j] != NULL &&
+			    strcmp(oc->listens[w->listeners[j]->index].addr.text, nc->listens[i].addr.text) == 0)
+				break;
+		}
+		if (j < w->nlisteners) {
+			nl[n] = w->listeners[j];
+			w->listeners[j] = NULL;
+		} else if ((nl[n] = listener_open(w, (unsigned)i, &nc->listens[i].addr)) == NULL) {
+			continue;
+		} else if (w->id == 0) {
+			log_info("listening on %s", nc->listens[i].addr.text);
+		}
+		nl[n++]->index = (unsigned)i;
+	}
+	for (j = 0; j < w->nlisteners; j++) {
+		if (w->listeners[j] != NULL && w->id == 0)
+			log_info("no longer listening on %s", oc->listens[w->listeners[j]->index].addr.text);
+		listener_close(w->listeners[j]);
+	}
+	free(w->listeners);
+	w->listeners = nl;
+	w->nlisteners = n;
 }

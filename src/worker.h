@@ -92,7 +92,7 @@ struct worker {
 	_Atomic bool done; /* set when the worker's loop has ended */
 	struct event_base *base;
 	const struct config *cfg;
-	struct worker_listener *listeners;
+	struct worker_listener **listeners; /* one per listen[] entry, in order */
 	size_t nlisteners;
 	/* TLS contexts per listen[] entry (NULL for plain HTTP), owned by the
 	 * daemon; replaced by a reload through next_tls. */
@@ -155,6 +155,14 @@ void worker_free(struct worker *w);
  * the port with it). Returns 0, or -1 after logging the address and cause.
  */
 int worker_probe_listeners(const struct config *cfg) __attribute__((warn_unused_result));
+
+/*
+ * The same check for a reload: only the addresses next has and old has not
+ * (the daemon already listens on the others). Problems are appended to errs
+ * as "FILE:LINE: listen ADDR: reason". Returns 0 or -1.
+ */
+int worker_probe_new_listeners(const struct config *old, const struct config *next,
+    struct config_errors *errs) __attribute__((warn_unused_result));
 
 /* Requests in flight on color, summed over workers; any thread. */
 uint64_t worker_inflight(const struct worker *workers, unsigned n, enum color color);

@@ -108,6 +108,53 @@ def test_reload_under_load_changes_server_list(env):
           "status after the reload: %s" % st["pools"])
 
 
+def _set_listeners(d, ports):
+    with open(d.conf_path) as f:
+        text = f.read()
+    entries = ", ".join('{ address = "127.0.0.1:%d"; }' % p for p in ports)
+    text = re.sub(r"^listen = .*$", "listen = ( %s );" % entries, text, count=1, flags=re.M)
+    with open(d.conf_path, "w") as f:
+        f.write(text)
+
+
+def _get_on(port):
+    with harness.Conn(port, timeout=5) as c:
+        c.send(harness.http_request("GET", "/"))
+        return c.read_response()
+
+
+def test_reload_changes_listeners(env):
+    b1, g1 = env.backend("b1", "blue"), env.backend("g1", "green")
+    d, ctl = start(env, [b1], [g1], expect_errors=REJECT)
+    a, b = d.port, free_port()
+    check(not port_accepts(b), "port %d is taken before the test" % b)
+    _set_listeners(d, [a, b])
+    r = ctl.run("reload")
+    check(r.rc == 0, "reload adding a listener failed: %r" % r)
+    wait_for(lambda: port_accepts(b), 5, "the new listener on %d" % b)
+    check(_get_on(b).status == 200 and _get_on(a).status == 200, "not served on both listeners")
+    # Drop the first one: it stops accepting, the second keeps serving.
+    _set_listeners(d, [b])
+    r = ctl.run("reload")
+    check(r.rc == 0, "reload removing a listener failed: %r" % r)
+    wait_for(lambda: not port_accepts(a), 5, "the removed listener on %d to close" % a)
+    check(_get_on(b).status == 200, "the kept listener stopped serving")
+    # A new address someone else listens on: the reload is refused, naming it.
+    taken = harness.socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    c = taken.getsockname()[1]
+    try:
+        _set_listeners(d, [b, c])
+        r = ctl.run("reload")
+        check(r.rc == 1, "reload onto a port in use was not refused: %r" % r)
+        check(re.search(r":\d+: listen 127\.0\.0\.1:%d: Address already in use" % c, r.err),
+              "refusal does not name the line and the address: %r" % r.err)
+        check(_get_on(b).status == 200, "the running listener stopped serving after a refused reload")
+    finally:
+        taken.close()
+
+
 def test_reload_keeps_active_color_generation_and_window(env):
     b1, b2 = env.backend("b1", "blue"), env.backend("b2", "blue")
     g1 = env.backend("g1", "green")
