@@ -1,1 +1,384 @@
 #include "autoconf.h"
+
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "deploy.h"
+#include "duration.h"
+#include "json.h"
+
+/*
+ * The deploy flow (see deploy.h), driving the daemon with one ctl_call per
+ * status or switch.
+ */
+
+/* How often to ask for status while waiting for the idle color to become
+ * healthy and while following the safety window. */
+#define DEPLOY_HEALTH_POLL_MS 250
+#define DEPLOY_WINDOW_POLL_MS 500
+
+struct deploy {
+	const char *path;
+	const struct deploy_printers *pr;
+	const char *target, *from;
+	uint64_t timeout_ms;
+	char timeout_text[32];
+	uint64_t generation;    /* the current one; ours after the switch */
+};
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int deploy_fail(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static int64_t now_ms(void);
+static void sleep_ms(unsigned ms);
+static bool color_ok(const char *s);
+static int deploy_status(const struct deploy *dp, struct json **stp);
+static int deploy_run_command(const struct deploy *dp, const char *cmd);
+static int deploy_wait_healthy(struct deploy *dp);
+static int deploy_switch(struct deploy *dp);
+static int deploy_follow(struct deploy *dp);
+
+int
+deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
+    const struct deploy_printers *pr)
+{
+	struct deploy dp;
+	struct json *st = NULL;
+	const char *state;
+	int rc;
+
+	memset(&dp, 0, sizeof(dp));
+	dp.path = path;
+	dp.pr = pr;
+	dp.timeout_ms = timeout_ms;
+	if (timeout_ms == 0 &&
+	    duration_parse(DEPLOY_DEFAULT_TIMEOUT, &dp.timeout_ms) < 0)
+		return CTL_EXIT_FAILED;
+	duration_format(dp.timeout_ms, dp.timeout_text, sizeof(dp.timeout_text));
+
+	if ((rc = deploy_status(&dp, &st)) != CTL_EXIT_DONE)
+		return rc;
+	state = json_get_str(st, "state", "?");
+	dp.from = strcmp(json_get_str(st, "active", ""), "blue") == 0 ? "blue" :
+	    "green";
+	dp.target = strcmp(dp.from, "blue") == 0 ? "green" : "blue";
+	dp.generation = (uint64_t)json_get_num(st, "generation", 0);
+	/* The idle color is the rollback target while a window is open:
+	 * installing a release there now would take that away. */
+	if (strcmp(state, "observing") == 0) {
+		rc = deploy_fail("the safety window of generation %" PRIu64
+		    " is still open (%llds left) and %s is its rollback target; "
+		    "wait for it to end or run 'cutoverctl commit'",
+		    dp.generation, (long long)json_get_num(st, "window_left_s", 0),
+		    dp.target);
+		json_free(st);
+		return rc;
+	}
+	if (json_get_bool(st, "switching", false)) {
+		json_free(st);
+		return deploy_fail("another switch is in progress");
+	}
+	json_free(st);
+	say("%s is live (generation %" PRIu64 "); deploying to %s", dp.from,
+	    dp.generation, dp.target);
+	say("running: %s", cmd);
+	if ((rc = deploy_run_command(&dp, cmd)) != CTL_EXIT_DONE)
+		return rc;
+	if ((rc = deploy_wait_healthy(&dp)) != CTL_EXIT_DONE)
+		return rc;
+	if ((rc = deploy_switch(&dp)) != CTL_EXIT_DONE)
+		return rc;
+	return deploy_follow(&dp);
+}
+
+/* A progress line, flushed at once: deploy runs for minutes, often with
+ * stdout on a pipe to a CI log. */
+static void
+say(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("deploy: ", stdout);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputc('\n', stdout);
+	fflush(stdout);
+}
+
+static int
+deploy_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fputs("cutoverctl: deploy: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return CTL_EXIT_FAILED;
+}
+
+static void
+sleep_ms(unsigned ms)
+{
+	struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* status, which must succeed and name a color. */
+static int
+deploy_status(const struct deploy *dp, struct json **stp)
+{
+	struct json *st = NULL;
+	int rc;
+
+	if ((rc = ctl_call(dp->path, "status", &st)) != CTL_EXIT_DONE)
+		return rc;
+	if (!json_get_bool(st, "ok", false)) {
+		rc = deploy_fail("status: %s", json_get_str(st, "error",
+		    "request failed"));
+		json_free(st);
+		return rc;
+	}
+	if (!color_ok(json_get_str(st, "active", "")) ||
+	    json_get(st, "generation") == NULL) {
+		json_free(st);
+		return deploy_fail("status: malformed answer from %s", dp->path);
+	}
+	*stp = st;
+	return CTL_EXIT_DONE;
+}
+
+/* Runs CMD with sh -c, CUTOVER_TARGET and CUTOVER_SOCKET set, its output
+ * passed through. */
+static int
+deploy_run_command(const struct deploy *dp, const char *cmd)
+{
+	pid_t pid, w;
+	int status;
+
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == -1)
+		return deploy_fail("cannot run the command: fork: %s",
+		    strerror(errno));
+	if (pid == 0) {
+		if (setenv("CUTOVER_TARGET", dp->target, 1) == -1 ||
+		    setenv("CUTOVER_SOCKET", dp->path, 1) == -1)
+			_exit(127);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		fprintf(stderr, "cutoverctl: deploy: /bin/sh: %s\n",
+		    strerror(errno));
+		_exit(127);
+	}
+	while ((w = waitpid(pid, &status, 0)) == -1 && errno == EINTR)
+		;
+	if (w == -1)
+		return deploy_fail("waiting for the command: %s",
+		    strerror(errno));
+	if (WIFSIGNALED(status))
+		return deploy_fail("CMD failed (killed by signal %d); nothing "
+		    "was switched", WTERMSIG(status));
+	if (WEXITSTATUS(status) != 0)
+		return deploy_fail("CMD failed (exit %d); nothing was switched",
+		    WEXITSTATUS(status));
+	return CTL_EXIT_DONE;
+}
+
+/* Step 3: until the target has min_healthy confirmed servers. */
+static int
+deploy_wait_healthy(struct deploy *dp)
+{
+	int64_t deadline = now_ms() + (int64_t)dp->timeout_ms;
+	long long last = -1;
+	int rc;
+
+	for (;;) {
+		struct json *st = NULL;
+		const struct json *p;
+		long long confirmed, total, need;
+
+		if ((rc = deploy_status(dp, &st)) != CTL_EXIT_DONE)
+			return rc;
+		p = json_get(json_get(st, "pools"), dp->target);
+		confirmed = (long long)json_get_num(p, "confirmed", 0);
+		total = (long long)json_get_num(p, "total", 0);
+		need = (long long)json_get_num(st, "min_healthy", 1);
+		/* The daemon's own rule: min_healthy 0 still needs one. */
+		if (need < 1)
+			need = 1;
+		json_free(st);
+		if (confirmed != last)
+			say("waiting for %s: %lld of %lld servers healthy, "
+			    "need %lld", dp->target, confirmed, total, need);
+		last = confirmed;
+		if (confirmed >= need)
+			return CTL_EXIT_DONE;
+		if (now_ms() >= deadline)
+			return deploy_fail("timed out waiting for %s to become "
+			    "healthy: %lld of %lld servers healthy after %s, "
+			    "need %lld; nothing was switched", dp->target,
+			    confirmed, total, dp->timeout_text, need);
+		sleep_ms(DEPLOY_HEALTH_POLL_MS);
+	}
+}
+
+/* Step 4. The daemon's refusal names the check that failed. */
+static int
+deploy_switch(struct deploy *dp)
+{
+	struct json *ans = NULL;
+	char line[96];
+	int rc;
+
+	snprintf(line, sizeof(line), "switch %s --if-gen %" PRIu64, dp->target,
+	    dp->generation);
+	say("switching to %s (the daemon runs the smoke tests and the "
+	    "pre_switch hook)", dp->target);
+	if ((rc = ctl_call(dp->path, line, &ans)) != CTL_EXIT_DONE)
+		return rc;
+	if (!json_get_bool(ans, "ok", false)) {
+		const struct json *smoke = json_get(ans, "smoke");
+
+		if (smoke != NULL && smoke->type == JSON_ARRAY && smoke->n > 0)
+			dp->pr->smoke(smoke, stdout);
+		rc = deploy_fail("%s; %s stays live", json_get_str(ans, "error",
+		    "switch refused"), dp->from);
+		json_free(ans);
+		return rc;
+	}
+	if (!json_get_bool(ans, "changed", true) ||
+	    strcmp(json_get_str(ans, "active", ""), dp->target) != 0) {
+		json_free(ans);
+		return deploy_fail("the switch to %s changed nothing", dp->target);
+	}
+	dp->generation = (uint64_t)json_get_num(ans, "generation", 0);
+	json_free(ans);
+	say("switched to %s (generation %" PRIu64 "); following the safety "
+	    "window", dp->target, dp->generation);
+	return CTL_EXIT_DONE;
+}
+
+/* Step 5. */
+static int
+deploy_follow(struct deploy *dp)
+{
+	int64_t deadline = now_ms() + (int64_t)dp->timeout_ms;
+	long long last_left = -1, last_seen = -1;
+	int rc;
+
+	for (;;) {
+		struct json *st = NULL;
+		const struct json *guard;
+		const char *active, *state, *verdict, *vreason;
+		uint64_t gen;
+		long long left;
+
+		if ((rc = deploy_status(dp, &st)) != CTL_EXIT_DONE)
+			return rc;
+		active = json_get_str(st, "active", "?");
+		state = json_get_str(st, "state", "?");
+		verdict = json_get_str(st, "verdict", "");
+		vreason = json_get_str(st, "verdict_reason", "");
+		gen = (uint64_t)json_get_num(st, "generation", 0);
+		left = (long long)json_get_num(st, "window_left_s", 0);
+		guard = json_get(st, "guard");
+		if (strcmp(active, dp->target) != 0) {
+			if (strcmp(verdict, "rolled-back") == 0)
+				rc = deploy_fail("rolled back: %s; traffic is "
+				    "on %s again (generation %" PRIu64 ")",
+				    vreason, active, gen);
+			else
+				rc = deploy_fail("%s is no longer live: %s is "
+				    "(generation %" PRIu64 "); see cutoverctl "
+				    "history", dp->target, active, gen);
+			json_free(st);
+			return rc;
+		}
+		if (gen != dp->generation) {
+			rc = deploy_fail("the generation moved from %" PRIu64
+			    " to %" PRIu64 " while following the safety window; "
+			    "see cutoverctl history", dp->generation, gen);
+			json_free(st);
+			return rc;
+		}
+		if (strcmp(verdict, "rollback-failed") == 0) {
+			rc = deploy_fail("the guard tripped but could not roll "
+			    "back: %s; %s is still live", vreason, dp->target);
+			json_free(st);
+			return rc;
+		}
+		if (strcmp(state, "stable") == 0) {
+			if (strcmp(verdict, "insufficient-traffic") == 0)
+				say("%s is live; the safety window ended "
+				    "WITHOUT A VERDICT: %s", dp->target, vreason);
+			else if (*verdict != '\0')
+				say("%s is live; safety window %s%s%s",
+				    dp->target, dp->pr->verdict(verdict),
+				    *vreason != '\0' ? ": " : "", vreason);
+			else
+				say("%s is live; no safety window", dp->target);
+			json_free(st);
+			return CTL_EXIT_DONE;
+		}
+		/* A line a second at most, and one when the guard's count
+		 * first reaches min_requests. */
+		if (left != last_left) {
+			long long seen = (long long)json_get_num(guard,
+			    "requests", 0);
+			long long need = (long long)json_get_num(guard,
+			    "min_requests", 0);
+
+			if (guard == NULL || !json_get_bool(guard, "enabled",
+			    true))
+				say("observing %s: %llds left (auto_rollback "
+				    "off)", dp->target, left);
+			else
+				say("observing %s: %llds left, guard saw %lld "
+				    "requests (judges from %lld)%s", dp->target,
+				    left, seen, need, last_seen >= 0 &&
+				    last_seen < need && seen >= need ?
+				    ", now judging" : "");
+			last_left = left;
+			last_seen = seen;
+		}
+		json_free(st);
+		if (now_ms() >= deadline)
+			return deploy_fail("timed out after %s following the "
+			    "safety window (%llds left); %s is live, the window "
+			    "is still open", dp->timeout_text, left, dp->target);
+		sleep_ms(DEPLOY_WINDOW_POLL_MS);
+	}
+}
+
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool
+color_ok(const char *s)
+{
+	return strcmp(s, "blue") == 0 || strcmp(s, "green") == 0;
+}

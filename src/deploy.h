@@ -1,0 +1,56 @@
+#ifndef CUTOVER_SRC_DEPLOY_H
+#define CUTOVER_SRC_DEPLOY_H
+
+/*
+ * The deploy flow, `cutoverctl deploy --run CMD [--timeout T]`: the whole
+ * blue/green release, carried out by the client over the control socket
+ * (the daemon never runs CMD):
+ *
+ *   1. status: the active color; the other one is the target;
+ *   2. sh -c CMD with CUTOVER_TARGET=target (and CUTOVER_SOCKET);
+ *   3. status every 250 ms until pools.TARGET.confirmed >= min_healthy;
+ *   4. switch TARGET --if-gen G (the daemon runs the smoke tests and the
+ *      pre_switch hook; --if-gen: nobody else switched meanwhile);
+ *   5. status every 500 ms until the safety window ends (exit 0 with the
+ *      verdict) or the guard rolls back (exit 1).
+ *
+ * T bounds each wait (3 and 5) on its own; CMD runs as long as it takes.
+ * Progress goes to stdout ("deploy: ..."), the reason for a failure to
+ * stderr.
+ */
+
+#include <stdint.h>
+#include <stdio.h>
+
+struct json;
+
+/* T when --timeout is not given. */
+#define DEPLOY_DEFAULT_TIMEOUT "10m"
+
+/*
+ * How deploy words what the daemon says, supplied by the program so that
+ * deploy prints exactly what the status and smoke commands print.
+ */
+struct deploy_printers {
+	/* Prints an answer's "smoke" member (any JSON value, NULL when
+	 * absent) as the smoke report on fp. */
+	void (*smoke)(const struct json *smoke, FILE *fp);
+	/* The safety window's verdict ("passed", "rolled-back", ...) in
+	 * words; returns a string that outlives the call. */
+	const char *(*verdict)(const char *verdict);
+};
+
+/*
+ * Runs the flow against the control socket at path: cmd is the shell
+ * command line (may hold blanks), timeout_ms bounds each wait (0:
+ * DEPLOY_DEFAULT_TIMEOUT). All arguments stay the caller's. Returns the
+ * exit status: CTL_EXIT_DONE once the new color is live and its safety
+ * window ended, CTL_EXIT_FAILED after printing why, or an exit status from
+ * ctl_call when the daemon cannot be asked. Blocks for as long as the
+ * flow takes; forks and waits for the command, so the caller must not
+ * reap children behind its back.
+ */
+int deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
+    const struct deploy_printers *pr) __attribute__((warn_unused_result));
+
+#endif
