@@ -59,7 +59,7 @@ read -r -a WRKPIN <<<"$(pin "$BENCH_WRK_CPU")"
 STATUS=0
 
 # The two colors' backends, then cutoverd with both pools.
-read -r PORT[blue] PORT[green] PORT[metrics] <<<"$(free_ports 3)"
+read -r 'PORT[blue]' 'PORT[green]' 'PORT[metrics]' <<<"$(free_ports 3)"
 for c in blue green; do
     mkdir -p "$TMP/nginx-$c"
     render "$c" "$BENCH_SRC/color-nginx.conf.in" "$TMP/nginx-$c/nginx.conf"
@@ -68,6 +68,7 @@ for c in blue green; do
     wait_ready "$c" || die "the $c backend did not start: $FAIL_REASON"
     [[ $(curl -s "http://127.0.0.1:${PORT[$c]}/color") == "$c" ]] || die "the $c backend does not answer /color with $c"
 done
+# shellcheck disable=SC2034  # read by start_proxy in lib.sh
 BENCH_CUTOVERD_CONF=$BENCH_SRC/cutoverd-switch.conf.in
 start_proxy cutoverd || die "cutoverd did not start: $FAIL_REASON"
 SOCK=$TMP/cutoverd/control.sock

@@ -278,6 +278,11 @@ flush_out(struct bufferevent *bev, bool plain, bool libevent_writes)
 	if (evbuffer_get_length(out) == 0)
 		return;
 	if (!plain || libevent_writes || (bufferevent_get_enabled(bev) & EV_WRITE)) {
+		/* libevent's TLS writer makes one record (one SSL_write) per
+		 * buffer chain: head and a small body become one record when
+		 * they sit in one chain. */
+		if (!plain && evbuffer_get_length(out) <= 16384)
+			(void)evbuffer_pullup(out, -1);
 		if (!(bufferevent_get_enabled(bev) & EV_WRITE))
 			bufferevent_enable(bev, EV_WRITE);
 		return;
