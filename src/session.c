@@ -151,14 +151,13 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
     struct tls_server *tls)
 {
 	struct session *s;
-	int one = 1;
 	size_t rhigh;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		goto fail;
 	s->w = w;
 	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	/* TCP_NODELAY comes from the listening socket (see listener_open). */
 	addr_ip_string(sa, s->client_ip, sizeof(s->client_ip));
 	if (tls != NULL) {
 		SSL *ssl = tls_server_ssl(tls);

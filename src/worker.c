@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -458,6 +460,13 @@ listener_open(struct worker *w, unsigned index, const struct addr *a)
 		return NULL;
 	}
 	evconnlistener_set_error_cb(wl->lst, accept_error_cb);
+	{
+		/* Accepted sockets inherit TCP_NODELAY from the listener on
+		 * Linux: one setsockopt here instead of one per connection. */
+		int one = 1;
+
+		(void)setsockopt(evconnlistener_get_fd(wl->lst), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	if (w->listeners_paused)
 		evconnlistener_disable(wl->lst);
 	return wl;
