@@ -144,6 +144,13 @@ control_reply(struct control_conn *c, const char *json)
 }
 
 void
+control_reply_jbuf(struct control_conn *c, struct jbuf *b)
+{
+	control_reply(c, b->oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b->s);
+	jbuf_free(b);
+}
+
+void
 control_reply_error(struct control_conn *c, const char *msg)
 {
 	struct jbuf b;
@@ -152,8 +159,7 @@ control_reply_error(struct control_conn *c, const char *msg)
 	jbuf_raw(&b, "{\"ok\":false,\"error\":");
 	jbuf_str(&b, msg);
 	jbuf_raw(&b, "}");
-	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-	jbuf_free(&b);
+	control_reply_jbuf(c, &b);
 }
 
 /*

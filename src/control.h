@@ -62,6 +62,11 @@ void control_free(struct control *ctl);
  */
 void control_reply(struct control_conn *c, const char *json);
 
+/* Sends the JSON object built in b (or an out-of-memory error if building
+ * it failed) and frees b. */
+struct jbuf;
+void control_reply_jbuf(struct control_conn *c, struct jbuf *b);
+
 /* Answers {"ok":false,"error":msg}. */
 void control_reply_error(struct control_conn *c, const char *msg);
 

@@ -776,8 +776,7 @@ cmd_status(struct control_conn *c, const struct control_caller *who, int argc, c
 		    p->nservers, worker_inflight(d->workers, d->nworkers, (enum color)col));
 	}
 	jbuf_raw(&b, "}}");
-	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-	jbuf_free(&b);
+	control_reply_jbuf(c, &b);
 }
 
 /*
@@ -891,8 +890,7 @@ smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg)
 	jbuf_raw(&b, ",\"smoke\":");
 	jbuf_raw(&b, report != NULL ? report : "[]");
 	jbuf_raw(&b, "}");
-	control_reply(sc->conn, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-	jbuf_free(&b);
+	control_reply_jbuf(sc->conn, &b);
 	free(sc);
 }
 
@@ -913,8 +911,7 @@ cmd_health(struct control_conn *c, const struct control_caller *who, int argc, c
 	jbuf_raw(&b, "{\"ok\":true,\"servers\":");
 	health_report(d->health, argc == 2 ? (int)only : -1, &b);
 	jbuf_raw(&b, "}");
-	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-	jbuf_free(&b);
+	control_reply_jbuf(c, &b);
 }
 
 static void
@@ -955,8 +952,7 @@ cmd_history(struct control_conn *c, const struct control_caller *who, int argc, 
 	}
 	jbuf_raw(&b, "]}");
 	history_lines_free(lines, n);
-	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-	jbuf_free(&b);
+	control_reply_jbuf(c, &b);
 }
 
 static void
@@ -1014,8 +1010,7 @@ cmd_help(struct control_conn *c, const struct control_caller *who, int argc, cha
 		jbuf_str(&b, cmd->help);
 	}
 	jbuf_raw(&b, "]}");
-	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-	jbuf_free(&b);
+	control_reply_jbuf(c, &b);
 }
 
 static void

@@ -318,8 +318,7 @@ refuse(struct transition *t, const char *reason)
 		jbuf_raw(&b, t->smoke_report);
 	}
 	jbuf_raw(&b, "}");
-	control_reply(t->conn, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-	jbuf_free(&b);
+	control_reply_jbuf(t->conn, &b);
 	finish(t);
 }
 
@@ -342,8 +341,7 @@ reply_unchanged(struct transition *t)
 		jbuf_raw(&b, t->smoke_report);
 	}
 	jbuf_raw(&b, "}");
-	control_reply(t->conn, b.oom ? "{\"ok\":false,\"error\":\"out of memory\"}" : b.s);
-	jbuf_free(&b);
+	control_reply_jbuf(t->conn, &b);
 }
 
 static void
