@@ -81,6 +81,7 @@ static int attach_pool_tls(struct pool *pools[COLOR_COUNT], const struct config 
     struct config_errors *errs);
 static void set_guard_config(struct daemon *d);
 static void on_guard_tick(evutil_socket_t fd, short what, void *arg);
+static void on_server_down(void *arg);
 static void hook_done(int status, bool timed_out, const char *output, void *arg);
 static void fill_metrics(struct metrics_snapshot *snap, void *arg);
 static void smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg);
@@ -212,6 +213,7 @@ daemon_start(struct daemon *d)
 		return -1;
 	if ((d->health = health_new(d->base, &cfg->health, d->pools)) == NULL)
 		goto oom;
+	health_set_down_cb(d->health, on_server_down, d);
 	if ((d->workers = calloc(d->nworkers, sizeof(*d->workers))) == NULL)
 		goto oom;
 	if (cfg->access_log != NULL && (d->accesslog = accesslog_open(cfg->access_log)) == NULL) {
@@ -580,6 +582,13 @@ on_guard_tick(evutil_socket_t fd, short what, void *arg)
 		log_err("auto-rollback (%s): %s", guard_trigger_name(trig), reason);
 		transition_auto_rollback(d, trig, reason);
 	}
+}
+
+/* A health check took a server down: judge the window now, not at the tick. */
+static void
+on_server_down(void *arg)
+{
+	on_guard_tick(-1, 0, arg);
 }
 
 void
@@ -1117,6 +1126,7 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	transition_cancel(d, "interrupted by a configuration reload");
 	health_free(d->health);
 	d->health = health;
+	health_set_down_cb(d->health, on_server_down, d);
 	d->retired.pending = true;
 	d->retired.epoch = ++d->epoch;
 	d->retired.cfg = d->cfg;

@@ -46,6 +46,8 @@ struct health {
 	struct check *checks;
 	size_t nchecks;
 	struct http_header hdrs[HEALTH_MAX_HEADERS];
+	health_down_cb on_down;
+	void *on_down_arg;
 };
 
 static void check_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -98,6 +100,13 @@ health_new(struct event_base *base, const struct config_health *cfg, struct pool
 fail:
 	health_free(h);
 	return NULL;
+}
+
+void
+health_set_down_cb(struct health *h, health_down_cb cb, void *arg)
+{
+	h->on_down = cb;
+	h->on_down_arg = arg;
 }
 
 void
@@ -295,6 +304,11 @@ check_done(struct check *c, bool pass, const char *fmt, ...)
 			up = false;
 			log_warn("health: %s server %s is down: %s", color_name(s->color), s->addr.text,
 			    c->last);
+			c->was_up = up;
+			schedule(c, elapsed_ms >= h->interval_ms ? 0 : h->interval_ms - elapsed_ms);
+			if (h->on_down != NULL)
+				h->on_down(h->on_down_arg);
+			return;
 		}
 	}
 	c->was_up = up;

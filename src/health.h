@@ -27,6 +27,13 @@ struct health;
 struct health *health_new(struct event_base *base, const struct config_health *cfg,
     struct pool *pools[COLOR_COUNT]);
 
+/*
+ * Called (main thread) right after a check took a server down, so the
+ * safety-window guard can act at once instead of at its next tick.
+ */
+typedef void (*health_down_cb)(void *arg);
+void health_set_down_cb(struct health *h, health_down_cb cb, void *arg);
+
 /* Stops all checks and frees h (drops the pool references). */
 void health_free(struct health *h);
 
