@@ -55,6 +55,8 @@ enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE };
 struct session {
 	struct worker *w;
 	TAILQ_ENTRY(session) link;
+	TAILQ_ENTRY(session) flink; /* in w->flushq while flush_queued */
+	bool flush_queued;
 	struct bufferevent *cbev;
 	struct upstream_conn *up;
 	struct pool *pool; /* reference held for the current request */
@@ -121,6 +123,7 @@ static void session_enter(struct session *s);
 static void session_leave(struct session *s);
 static void session_kill(struct session *s);
 static void flush_out(struct bufferevent *bev, bool plain, bool libevent_writes);
+static void write_now(struct bufferevent *bev);
 static void session_free(struct session *s);
 static void close_after_flush(struct session *s);
 static void read_head(struct session *s);
@@ -255,10 +258,42 @@ session_leave(struct session *s)
 		session_free(s);
 		return;
 	}
-	/* Everything this callback queued goes out now, in one writev per side. */
-	flush_out(s->cbev, !s->tls, s->resp_blocked || s->state == S_CLOSING);
-	if (s->up != NULL)
-		flush_out(s->up->bev, s->up->server->pool->tls == NULL, s->req_blocked || s->up_closing);
+	/*
+	 * What this callback queued goes out at the end of the loop turn, in
+	 * one writev per side, after every other ready callback ran: writes to
+	 * many connections are batched, which matters most when a peer shares
+	 * the CPU (each write may wake it).
+	 */
+	if (!s->flush_queued &&
+	    (evbuffer_get_length(bufferevent_get_output(s->cbev)) > 0 ||
+	        (s->up != NULL && evbuffer_get_length(bufferevent_get_output(s->up->bev)) > 0))) {
+		struct worker *w = s->w;
+
+		s->flush_queued = true;
+		TAILQ_INSERT_TAIL(&w->flushq, s, flink);
+		if (!event_pending(w->flush_ev, EV_TIMEOUT, NULL))
+			event_active(w->flush_ev, EV_TIMEOUT, 1);
+	}
+}
+
+void
+session_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	struct session *s;
+
+	(void)fd;
+	(void)what;
+	while ((s = TAILQ_FIRST(&w->flushq)) != NULL) {
+		TAILQ_REMOVE(&w->flushq, s, flink);
+		s->flush_queued = false;
+		if (s->dead)
+			continue;
+		flush_out(s->cbev, !s->tls, s->resp_blocked || s->state == S_CLOSING);
+		if (s->up != NULL)
+			flush_out(s->up->bev, s->up->server->pool->tls == NULL,
+			    s->req_blocked || s->up_closing);
+	}
 }
 
 /*
@@ -286,12 +321,22 @@ flush_out(struct bufferevent *bev, bool plain, bool libevent_writes)
 			bufferevent_enable(bev, EV_WRITE);
 		return;
 	}
-	evbuffer_unfreeze(out, 1);
-	/* An error is left for libevent's own write to report. */
-	(void)evbuffer_write_atmost(out, bufferevent_getfd(bev), -1);
-	evbuffer_freeze(out, 1);
+	write_now(bev);
 	if (evbuffer_get_length(out) > 0)
 		bufferevent_enable(bev, EV_WRITE);
+}
+
+/* Writes as much of a plain socket bufferevent's output as the kernel takes. */
+static void
+write_now(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	/* A bufferevent keeps the start of its output frozen except while it
+	 * writes itself. An error is left for libevent's own write to report. */
+	evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write_atmost(out, bufferevent_getfd(bev), -1);
+	evbuffer_freeze(out, 1);
 }
 
 static void
@@ -321,6 +366,8 @@ session_free(struct session *s)
 	evbuffer_free(s->req_head);
 	bufferevent_free(s->cbev);
 	free(s->req_line);
+	if (s->flush_queued)
+		TAILQ_REMOVE(&w->flushq, s, flink);
 	TAILQ_REMOVE(&w->sessions, s, link);
 	free(s);
 	worker_session_closed(w, NULL);
@@ -334,6 +381,10 @@ close_after_flush(struct session *s)
 	evtimer_del(s->timer);
 	drop_upstream(s, false);
 	bufferevent_disable(s->cbev, EV_READ);
+	/* The last answer usually fits the socket buffer: write it now and
+	 * close without another loop turn. */
+	if (!s->tls && !(bufferevent_get_enabled(s->cbev) & EV_WRITE))
+		write_now(s->cbev);
 	if (evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0) {
 		session_kill(s);
 		return;

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include <event2/util.h>
+
 #include "config.h"
 
 struct tls_server;
@@ -32,6 +34,12 @@ int session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t s
  * session is closed now.
  */
 void session_shutdown_all(struct worker *w, bool force);
+
+/*
+ * The worker's end-of-turn event: writes the output of every session that
+ * queued some during this loop turn. Worker thread.
+ */
+void session_flush_cb(evutil_socket_t fd, short what, void *arg);
 
 /* Closes every upgraded tunnel of this worker on color. */
 void session_close_tunnels(struct worker *w, enum color color);

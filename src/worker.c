@@ -116,6 +116,7 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	w->cfg = cfg;
 	w->wake_fd = -1;
 	TAILQ_INIT(&w->sessions);
+	TAILQ_INIT(&w->flushq);
 	atomic_init(&w->pending, 0);
 	(void)nworkers;
 	if ((w->hdrs = calloc(cfg->limits.header_count, sizeof(*w->hdrs))) == NULL)
@@ -138,6 +139,8 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	    event_add(w->wake_ev, NULL) < 0)
 		goto fail;
 	if ((w->heartbeat_ev = event_new(w->base, -1, EV_PERSIST, heartbeat_cb, w)) == NULL)
+		goto fail;
+	if ((w->flush_ev = event_new(w->base, -1, 0, session_flush_cb, w)) == NULL)
 		goto fail;
 	{
 		struct timeval sec = {1, 0};
@@ -194,6 +197,9 @@ worker_free(struct worker *w)
 	if (w->heartbeat_ev != NULL)
 		event_free(w->heartbeat_ev);
 	w->heartbeat_ev = NULL;
+	if (w->flush_ev != NULL)
+		event_free(w->flush_ev);
+	w->flush_ev = NULL;
 	if (w->wake_ev != NULL)
 		event_free(w->wake_ev);
 	w->wake_ev = NULL;

@@ -102,6 +102,10 @@ struct worker {
 	unsigned nconns;     /* client connections open on this worker */
 	bool stopping;
 	struct session_list sessions;
+	/* Sessions with output to write at the end of this loop turn: writes
+	 * are batched after every ready callback ran (see session.c). */
+	struct session_list flushq;
+	struct event *flush_ev;
 	unsigned rr_cursor[COLOR_COUNT];
 	int wake_fd;
 	struct event *wake_ev;
