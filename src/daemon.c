@@ -1166,14 +1166,6 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	log_info("reload: configuration %s applied (blue %zu servers, green %zu servers)", next->path,
 	    d->pools[COLOR_BLUE]->nservers, d->pools[COLOR_GREEN]->nservers);
 #ifdef HAVE_SYSTEMD
-	if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0) {
-		struct timeval tv = {(time_t)(d->watchdog_usec / 2 / 1000000),
-		    (suseconds_t)(d->watchdog_usec / 2 % 1000000)};
-
-		if ((d->watchdog_timer = event_new(d->base, -1, EV_PERSIST, on_watchdog, d)) == NULL)
-			goto oom;
-		event_add(d->watchdog_timer, &tv);
-	}
 	sd_notify(0, "READY=1");
 #endif
 	return 0;

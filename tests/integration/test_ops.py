@@ -480,3 +480,87 @@ def test_access_log_reopen_on_sigusr1(env):
     news = [re.search(r'"GET (\S+) ', l).group(1) if re.search(r'"GET (\S+) ', l) else l for l in new]
     check(olds == ["/before/0", "/before/1", "/before/2"], "access.log.1 after the reopen holds %s" % olds)
     check(news == ["/after/0", "/after/1", "/after/2"], "the reopened access.log holds %s" % news)
+
+
+# --------------------------------------------------------------------------
+# systemd notify protocol (Type=notify, WatchdogSec=)
+
+
+class NotifyListener:
+    """The NOTIFY_SOCKET end systemd would hold: collects every datagram
+    with the monotonic time it arrived."""
+
+    def __init__(self, path):
+        import socket as _socket
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        self.sock.bind(path)
+        self.sock.settimeout(0.2)
+        self.msgs = []
+        self.lock = threading.Lock()
+        self.running = True
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while self.running:
+            try:
+                data = self.sock.recv(4096)
+            except OSError:
+                continue
+            with self.lock:
+                self.msgs.append((time.monotonic(), data.decode("utf-8", "replace")))
+
+    def lines(self):
+        with self.lock:
+            return list(self.msgs)
+
+    def count(self, text, since=0.0):
+        return sum(1 for t, m in self.lines() if t >= since and text in m.split("\n"))
+
+    def close(self):
+        self.running = False
+        self.t.join(2)
+        self.sock.close()
+
+
+def test_sd_notify_ready_reloading_watchdog_stopping(env):
+    b1, g1 = env.backend("b1", "blue"), env.backend("g1", "green")
+    path = os.path.join(env.tmp, "notify.sock")
+    listener = NotifyListener(path)
+    saved = {k: os.environ.get(k) for k in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
+    os.environ["NOTIFY_SOCKET"] = path
+    os.environ["WATCHDOG_USEC"] = "400000"  # pinged every 200 ms
+    os.environ.pop("WATCHDOG_PID", None)
+    try:
+        d, ctl = start(env, [b1], [g1])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    try:
+        wait_for(lambda: listener.count("READY=1") >= 1, 5, "READY=1 once listening")
+        t0 = time.monotonic()
+        time.sleep(1.2)
+        before = listener.count("WATCHDOG=1", since=t0)
+        check(before >= 3, "only %d WATCHDOG=1 pings in 1.2s with WATCHDOG_USEC=400000" % before)
+        for i in range(3):
+            r = ctl.run("reload")
+            check(r.rc == 0, "reload %d failed: %r" % (i, r))
+        wait_for(lambda: listener.count("READY=1") >= 4, 5, "READY=1 after each of 3 reloads")
+        reloading = [m for _, m in listener.lines() if "RELOADING=1" in m.split("\n")]
+        check(len(reloading) == 3 and all("MONOTONIC_USEC=" in m for m in reloading),
+              "expected 3 RELOADING=1 messages with MONOTONIC_USEC, got %r" % reloading)
+        t1 = time.monotonic()
+        time.sleep(1.2)
+        after = listener.count("WATCHDOG=1", since=t1)
+        # A reload must not add pingers (or leak their timers).
+        check(after <= before + 2, "watchdog pings went from %d to %d per 1.2s after 3 reloads"
+              % (before, after))
+        d.proc.send_signal(signal.SIGTERM)
+        status, _ = reap(d, 15)
+        check(status == 0, "cutoverd exited %s after SIGTERM" % status)
+        check(listener.count("STOPPING=1") == 1, "no STOPPING=1 on SIGTERM: %r" % listener.lines()[-3:])
+    finally:
+        listener.close()
