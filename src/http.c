@@ -94,7 +94,7 @@ struct fieldscan {
 	bool conn_close;
 	bool conn_keep_alive;
 	bool conn_upgrade;
-	bool conn_other; /* Connection names other fields */
+	unsigned conn_other; /* options in Connection naming other fields */
 	bool expect_continue;
 	unsigned te_chunked; /* "chunked" codings seen */
 	unsigned te_other;   /* other codings seen */
@@ -130,6 +130,8 @@ static int scan_te(const char *v, size_t len, struct fieldscan *fs);
 static int scan_connection(const char *v, size_t len, struct fieldscan *fs);
 static void mark_connection_named(struct http_head *out);
 static enum http_parse_result parse_version(const char *p, size_t avail, int *minor);
+static enum http_parse_result parse_request_line(const char *buf, size_t len, size_t *posp,
+    struct http_head *out);
 static enum http_parse_result parse_fields(const char *buf, size_t len, size_t pos,
     struct http_header *headers, size_t max_headers, bool is_request, struct http_head *out,
     struct fieldscan *fs);
@@ -347,15 +349,17 @@ scan_connection(const char *v, size_t len, struct fieldscan *fs)
 			fs->conn_keep_alive = true;
 		else if (CI_IS(el, elen, "upgrade"))
 			fs->conn_upgrade = true;
-		else
-			fs->conn_other = true;
+		else if (++fs->conn_other > HTTP_MAX_CONNECTION_OPTIONS)
+			return -1;
 	}
 	return 0;
 }
 
 /*
  * Marks hop-by-hop every field named by a Connection option (RFC 9110
- * 7.6.1). Host is never marked: the upstream needs it, and dropping it on a
+ * 7.6.1). Runs last, once every cheaper check passed; scan_connection()
+ * bounds the options to HTTP_MAX_CONNECTION_OPTIONS, so the work is linear
+ * in the number of fields. Host is never marked: the upstream needs it, and dropping it on a
  * client's word would turn a valid request into an invalid one.
  */
 static void
@@ -510,8 +514,6 @@ parse_fields(const char *buf, size_t len, size_t pos, struct http_header *header
 		n++;
 	}
 	out->nheaders = n;
-	if (fs->conn_other)
-		mark_connection_named(out);
 	return HTTP_OK;
 }
 
@@ -603,28 +605,19 @@ http_head_length(const char *buf, size_t len, size_t *scanned)
 	return 0;
 }
 
-enum http_parse_result
-http_parse_request(const char *buf, size_t len, struct http_header *headers, size_t max_headers,
-    struct http_head *out)
+/*
+ * method SP request-target SP HTTP-version CRLF, after any empty lines (RFC
+ * 9112 2.2; http_head_length() skips them too). Sets the request-line fields
+ * of out and *pos past the CRLF.
+ */
+static enum http_parse_result
+parse_request_line(const char *buf, size_t len, size_t *posp, struct http_head *out)
 {
-	struct fieldscan fs;
-	struct hp_result hp;
 	enum http_parse_result rc;
-	const char *name;
 	size_t pos = 0, start;
 
-	memset(out, 0, sizeof(*out));
-	memset(&fs, 0, sizeof(fs));
-	out->headers = headers;
-	out->host = -1;
-	out->upgrade_hdr = -1;
-
-	/* RFC 9112 2.2: ignore empty lines (CRLF only) before the
-	 * request-line; http_head_length() skips them too. */
 	while (pos + 1 < len && buf[pos] == '\r' && buf[pos + 1] == '\n')
 		pos += 2;
-
-	/* method SP request-target SP HTTP-version CRLF */
 	start = pos;
 	while (pos < len && IS(buf[pos], C_TCHAR))
 		pos++;
@@ -646,7 +639,42 @@ http_parse_request(const char *buf, size_t len, struct http_header *headers, siz
 	pos += 8;
 	if (pos + 2 > len || buf[pos] != '\r' || buf[pos + 1] != '\n')
 		return HTTP_BAD_REQUEST;
-	pos += 2;
+	*posp = pos + 2;
+	return HTTP_OK;
+}
+
+enum http_parse_result
+http_check_request_line(const char *buf, size_t len)
+{
+	struct http_head line;
+	size_t pos = 0;
+	const char *lf;
+
+	while (pos + 1 < len && buf[pos] == '\r' && buf[pos + 1] == '\n')
+		pos += 2;
+	if ((lf = memchr(buf + pos, '\n', len - pos)) == NULL)
+		return HTTP_INCOMPLETE;
+	return parse_request_line(buf, (size_t)(lf - buf) + 1, &pos, &line);
+}
+
+enum http_parse_result
+http_parse_request(const char *buf, size_t len, struct http_header *headers, size_t max_headers,
+    struct http_head *out)
+{
+	struct fieldscan fs;
+	struct hp_result hp;
+	enum http_parse_result rc;
+	const char *name;
+	size_t pos = 0;
+
+	memset(out, 0, sizeof(*out));
+	memset(&fs, 0, sizeof(fs));
+	out->headers = headers;
+	out->host = -1;
+	out->upgrade_hdr = -1;
+
+	if ((rc = parse_request_line(buf, len, &pos, out)) != HTTP_OK)
+		return rc;
 
 	if (out->method_len == 7 && memcmp(out->method, "CONNECT", 7) == 0)
 		return HTTP_NOT_IMPLEMENTED;
@@ -696,6 +724,8 @@ http_parse_request(const char *buf, size_t len, struct http_header *headers, siz
 	if (strlen(name) != out->method_len || memcmp(name, out->method, out->method_len) != 0 ||
 	    hp.major != 1 || hp.minor != out->version_minor || !hp_agrees_framing(&hp, &fs))
 		return HTTP_BAD_REQUEST;
+	if (fs.conn_other)
+		mark_connection_named(out);
 	return HTTP_OK;
 }
 
@@ -780,6 +810,8 @@ http_parse_response(const char *buf, size_t len, struct http_header *headers, si
 	if (hp.major != 1 || hp.minor != out->version_minor || hp.status != (unsigned)status ||
 	    !hp_agrees_framing(&hp, &fs))
 		return HTTP_BAD_REQUEST;
+	if (fs.conn_other)
+		mark_connection_named(out);
 	return HTTP_OK;
 }
 

@@ -22,6 +22,13 @@
 
 struct evbuffer;
 
+/*
+ * Connection options naming other fields, across all Connection fields of a
+ * message: more is a 400 (real clients send one or two; each costs a pass
+ * over the fields).
+ */
+#define HTTP_MAX_CONNECTION_OPTIONS 32
+
 /* Flags on a header field. */
 #define HTTP_HDR_HOP 0x01 /* hop-by-hop: never forwarded */
 
@@ -89,6 +96,16 @@ enum http_parse_result {
 size_t http_head_length(const char *buf, size_t len, size_t *scanned);
 
 /*
+ * Checks the request-line of a head that is not complete yet (buf/len: what
+ * has arrived). HTTP_INCOMPLETE while the line has no LF yet; HTTP_OK when it
+ * is a valid request-line; otherwise the status to answer now (HTTP/0.9
+ * "GET /" CRLF is invalid the moment its line ends: 400), as
+ * http_parse_request would answer for the same line.
+ */
+enum http_parse_result http_check_request_line(const char *buf, size_t len)
+    __attribute__((warn_unused_result));
+
+/*
  * Parses and validates a complete request head (buf/len as found by
  * http_head_length). headers/max_headers is the caller's array; more fields
  * than max_headers is HTTP_TOO_LARGE. Rules enforced, each answering 400
@@ -113,7 +130,8 @@ size_t http_head_length(const char *buf, size_t len, size_t *scanned);
  *     hop fields (Connection, Keep-Alive, Proxy-Connection, TE, Trailer,
  *     Transfer-Encoding, Content-Length, Upgrade, and any field named in
  *     Connection) get HTTP_HDR_HOP. Framing headers are marked hop because
- *     the proxy writes its own.
+ *     the proxy writes its own. More than HTTP_MAX_CONNECTION_OPTIONS
+ *     options naming fields -> 400.
  *   - finally http-parser must accept the same bytes and agree on method,
  *     version and framing; a method it does not know -> 501.
  */

@@ -50,7 +50,15 @@ enum session_state {
 
 enum resp_state { R_WAIT_HEAD, R_BODY };
 
-enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE };
+enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE, T_RESPONSE };
+
+/*
+ * Interim (1xx) answers relayed per exchange: at most this many, and at most
+ * limits.header_size bytes of heads in all (a final head has the same
+ * bound). Past either, the exchange ends with 502. Like HAProxy and nginx,
+ * which relay a handful at most.
+ */
+#define MAX_INTERIM 8
 
 struct session {
 	struct worker *w;
@@ -77,6 +85,8 @@ struct session {
 	                              byte arrives so a stale reused connection can
 	                              be retried */
 	size_t head_scanned;
+	size_t line_scanned; /* bytes searched for the request-line's LF */
+	bool line_ok;        /* the request-line of the head in progress is valid */
 	bool head_method;
 	int client_minor;
 	bool client_keepalive;
@@ -98,6 +108,9 @@ struct session {
 	size_t resp_scanned;
 	bool resp_started; /* the response head went to the client */
 	bool resp_blocked; /* upstream reading paused: client output full */
+	bool out_blocked;  /* next request waits: client output above BUF_HIGH */
+	unsigned interim;       /* 1xx answers relayed in this exchange */
+	size_t interim_bytes;   /* and their head bytes */
 	enum http_framing resp_in;
 	enum http_framing resp_out;
 	uint64_t resp_remaining;
@@ -138,6 +151,7 @@ static void start_tunnel(struct session *s);
 static void pump_tunnel(struct session *s, bool from_client);
 static void respond_error(struct session *s, int status, const char *why);
 static void drop_upstream(struct session *s, bool reusable);
+static void response_head_failed(struct session *s, bool timeout);
 static void arm_timer(struct session *s, enum timer_kind kind);
 static void set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms);
 static void count_response(struct session *s, int status);
@@ -289,7 +303,7 @@ session_flush_cb(evutil_socket_t fd, short what, void *arg)
 		s->flush_queued = false;
 		if (s->dead)
 			continue;
-		flush_out(s->cbev, !s->tls, s->resp_blocked || s->state == S_CLOSING);
+		flush_out(s->cbev, !s->tls, s->resp_blocked || s->out_blocked || s->state == S_CLOSING);
 		if (s->up != NULL)
 			flush_out(s->up->bev, s->up->server->pool->tls == NULL,
 			    s->req_blocked || s->up_closing);
@@ -412,6 +426,7 @@ arm_timer(struct session *s, enum timer_kind kind)
 {
 	uint64_t ms = kind == T_IDLE        ? s->w->cfg->timeouts.client_idle_ms
 	            : kind == T_HANDSHAKE ? s->w->cfg->timeouts.handshake_ms
+	            : kind == T_RESPONSE  ? s->w->cfg->timeouts.response_ms
 	                                  : s->w->cfg->timeouts.client_header_ms;
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 
@@ -431,6 +446,10 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		log_debug("TLS handshake with %s timed out", s->client_ip);
 		s->tls_dirty = true;
 		session_kill(s);
+	} else if (s->timer_kind == T_RESPONSE) {
+		/* Interim answers kept coming, but no final one in time. */
+		if (s->state == S_EXCHANGE && s->resp_state == R_WAIT_HEAD && s->up != NULL)
+			response_head_failed(s, true);
 	} else if (s->state == S_WAIT_HEAD) {
 		/* An idle connection, or one that never sent a byte, just closes;
 		 * a request that started but did not finish gets 408. */
@@ -482,6 +501,15 @@ client_writecb(struct bufferevent *bev, void *arg)
 	if (s->state == S_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			session_kill(s);
+	} else if (s->out_blocked) {
+		/* The client took its backlog down to BUF_LOW: the next
+		 * pipelined request may start (from the loop, see
+		 * response_done). */
+		s->out_blocked = false;
+		arm_timer(s, T_IDLE);
+		bufferevent_enable(bev, EV_READ);
+		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+			bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 	} else if (s->resp_blocked && s->up != NULL) {
 		s->resp_blocked = false;
 		bufferevent_enable(s->up->bev, EV_READ);
@@ -551,6 +579,22 @@ read_head(struct session *s)
 
 	if (len == 0)
 		return;
+	/*
+	 * No new exchange while the client has not taken the previous answers:
+	 * a client that pipelines and never reads would otherwise have every
+	 * bodyless or error answer queued without bound. Reading stops; the
+	 * writecb resumes at BUF_LOW, and the write timeout (client_idle,
+	 * counted from the last byte the client took) ends a client that
+	 * never drains.
+	 */
+	if (evbuffer_get_length(bufferevent_get_output(s->cbev)) >= BUF_HIGH) {
+		s->out_blocked = true;
+		bufferevent_disable(s->cbev, EV_READ);
+		/* Not idle: a slow reader is judged by its progress alone. */
+		evtimer_del(s->timer);
+		s->timer_kind = T_NONE;
+		return;
+	}
 	if (!s->got_bytes) {
 		s->got_bytes = true;
 		if (s->timer_kind == T_IDLE || s->timer_kind == T_HANDSHAKE)
@@ -559,6 +603,18 @@ read_head(struct session *s)
 	n = len < cfg->limits.header_size ? len : cfg->limits.header_size;
 	data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
 	hl = http_head_length(data, n, &s->head_scanned);
+	if (hl == 0 && !s->line_ok && memchr(data + s->line_scanned, '\n', n - s->line_scanned) != NULL) {
+		/* A bad request-line (HTTP/0.9 among others) is answered as
+		 * soon as it ends, not after the header timeout. */
+		r = http_check_request_line(data, n);
+		if (r == HTTP_OK) {
+			s->line_ok = true;
+		} else if (r != HTTP_INCOMPLETE) {
+			respond_error(s, (int)r, "malformed request");
+			return;
+		}
+	}
+	s->line_scanned = n;
 	if (hl == 0) {
 		if (n >= cfg->limits.header_size)
 			respond_error(s, 431, "request header too large");
@@ -592,6 +648,8 @@ read_head(struct session *s)
 	}
 	evbuffer_drain(in, hl);
 	s->head_scanned = 0;
+	s->line_scanned = 0;
+	s->line_ok = false;
 	s->got_bytes = false;
 	s->attempts = 0;
 	s->reused = false;
@@ -687,6 +745,23 @@ connect_failed(struct session *s, bool timeout)
 	start_upstream(s, failed);
 }
 
+/*
+ * The upstream timed out or closed before its (final) response head: 504 or
+ * 502; a timeout counts as a passive health failure.
+ */
+static void
+response_head_failed(struct session *s, bool timeout)
+{
+	stat_inc(&s->w->stats.upstream_errors[s->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
+	log_warn("%s: upstream %s: %s before the response", __func__, s->server->addr.text,
+	    timeout ? "timed out" : "closed");
+	if (timeout && server_passive_failure(s->server, s->w->cfg->health.fall))
+		log_warn("%s server %s is down: %u timeouts in a row on live traffic",
+		    color_name(s->color), s->server->addr.text, s->w->cfg->health.fall);
+	drop_upstream(s, false);
+	respond_error(s, timeout ? 504 : 502, timeout ? "upstream timed out" : "upstream closed");
+}
+
 /* The upstream connection is usable: send the head and start the body. */
 static void
 upstream_ready(struct session *s)
@@ -700,6 +775,8 @@ upstream_ready(struct session *s)
 	s->resp_scanned = 0;
 	s->resp_blocked = false;
 	s->req_blocked = false;
+	s->interim = 0;
+	s->interim_bytes = 0;
 	s->up->connected = true;
 	s->up->requests++;
 	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
@@ -707,7 +784,9 @@ upstream_ready(struct session *s)
 	bufferevent_setwatermark(ub, EV_WRITE, BUF_LOW, 0);
 	bufferevent_set_max_single_read(ub, BUF_HIGH);
 	bufferevent_set_max_single_write(ub, BUF_HIGH);
-	set_timeouts(ub, w->cfg->timeouts.response_ms, w->cfg->timeouts.response_ms);
+	/* The response timeout runs once the request is sent; while its body
+	 * goes up, the upstream is judged by its progress in taking it. */
+	set_timeouts(ub, s->req_done ? w->cfg->timeouts.response_ms : 0, w->cfg->timeouts.response_ms);
 	/* Copied, not moved: kept for a retry until the response starts. */
 	evbuffer_add(bufferevent_get_output(ub), evbuffer_pullup(s->req_head, -1),
 	    evbuffer_get_length(s->req_head));
@@ -769,6 +848,7 @@ pump_request(struct session *s)
 	}
 	if (s->req_done) {
 		set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+		set_timeouts(s->up->bev, s->w->cfg->timeouts.response_ms, s->w->cfg->timeouts.response_ms);
 	} else if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
 		s->req_blocked = true;
 		bufferevent_disable(s->cbev, EV_READ);
@@ -851,18 +931,7 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 				start_upstream(s, NULL);
 				break;
 			}
-			stat_inc(&s->w->stats.upstream_errors[s->color]
-			    [(what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
-			log_warn("%s: upstream %s: %s before the response", __func__,
-			    s->server->addr.text,
-			    (what & BEV_EVENT_TIMEOUT) ? "timed out" : "closed");
-			if ((what & BEV_EVENT_TIMEOUT) &&
-			    server_passive_failure(s->server, s->w->cfg->health.fall))
-				log_warn("%s server %s is down: %u timeouts in a row on live traffic",
-				    color_name(s->color), s->server->addr.text, s->w->cfg->health.fall);
-			drop_upstream(s, false);
-			respond_error(s, (what & BEV_EVENT_TIMEOUT) ? 504 : 502,
-			    (what & BEV_EVENT_TIMEOUT) ? "upstream timed out" : "upstream closed");
+			response_head_failed(s, (what & BEV_EVENT_TIMEOUT) != 0);
 		} else if (s->resp_in == HTTP_BODY_UNTIL_CLOSE && (what & BEV_EVENT_EOF)) {
 			struct evbuffer *in = bufferevent_get_input(s->up->bev);
 
@@ -901,7 +970,7 @@ read_response_head(struct session *s)
 	struct evbuffer *in = bufferevent_get_input(s->up->bev);
 	struct evbuffer *out = bufferevent_get_output(s->cbev);
 	struct http_head resp;
-	const char *data;
+	const char *data, *why = "invalid response";
 	size_t len, n, hl;
 	bool keep;
 
@@ -922,7 +991,19 @@ read_response_head(struct session *s)
 			goto invalid;
 		s->resp_scanned = 0;
 		if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
-			/* Interim answers go to 1.1 clients as they come. */
+			/*
+			 * Interim answers go to 1.1 clients as they come, a
+			 * bounded number of them: each read of the upstream
+			 * restarts its read timeout, so the response timeout
+			 * runs on the session's timer from the first one.
+			 */
+			s->interim_bytes += hl;
+			if (++s->interim > MAX_INTERIM || s->interim_bytes > cfg->limits.header_size) {
+				why = "too many interim (1xx) answers";
+				goto invalid;
+			}
+			if (s->interim == 1)
+				arm_timer(s, T_RESPONSE);
 			if (s->client_minor >= 1 &&
 			    http_write_response(out, &resp, HTTP_BODY_NONE, 0, true, s->client_minor) < 0)
 				goto invalid;
@@ -930,6 +1011,10 @@ read_response_head(struct session *s)
 			continue;
 		}
 		break;
+	}
+	if (s->timer_kind == T_RESPONSE) {
+		evtimer_del(s->timer);
+		s->timer_kind = T_NONE;
 	}
 	if (resp.status == 101 && !s->want_upgrade)
 		goto invalid;
@@ -990,7 +1075,7 @@ invalid:
 	stat_inc(&w->stats.upstream_errors[s->color][UPSTREAM_ERR_INVALID]);
 	if (s->resp_started)
 		stat_inc(&w->stats.cut_short[s->color]);
-	log_warn("%s: upstream %s: invalid response", __func__, s->server->addr.text);
+	log_warn("%s: upstream %s: %s", __func__, s->server->addr.text, why);
 	drop_upstream(s, false);
 	if (s->resp_started)
 		close_after_flush(s);

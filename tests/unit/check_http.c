@@ -436,6 +436,61 @@ START_TEST(test_max_headers_exact)
 }
 END_TEST
 
+/* More Connection options than HTTP_MAX_CONNECTION_OPTIONS: 400. */
+START_TEST(test_connection_options_bounded)
+{
+	struct http_header hdrs[MAXH];
+	struct http_head h;
+	char raw[4096], *copy;
+	size_t n, i;
+
+	for (i = HTTP_MAX_CONNECTION_OPTIONS; i <= HTTP_MAX_CONNECTION_OPTIONS + 1; i++) {
+		size_t k;
+
+		n = (size_t)snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: a\r\nConnection: close");
+		for (k = 0; k < i; k++)
+			n += (size_t)snprintf(raw + n, sizeof(raw) - n, ", x-%zu", k);
+		n += (size_t)snprintf(raw + n, sizeof(raw) - n, "\r\nX-0: a\r\nX-Other: b\r\n\r\n");
+		ck_assert_int_eq(parse_req(raw, n, hdrs, MAXH, &h, &copy),
+		    i > HTTP_MAX_CONNECTION_OPTIONS ? HTTP_BAD_REQUEST : HTTP_OK);
+		if (i == HTTP_MAX_CONNECTION_OPTIONS) {
+			ck_assert(hdrs[2].flags & HTTP_HDR_HOP);     /* X-0 is named */
+			ck_assert(!(hdrs[3].flags & HTTP_HDR_HOP));  /* X-Other is not */
+		}
+		free(copy);
+	}
+}
+END_TEST
+
+/* A request-line is judged as soon as its line ends (HTTP/0.9 among others). */
+START_TEST(test_check_request_line)
+{
+	static const struct {
+		const char *in;
+		enum http_parse_result want;
+	} cases[] = {
+		{"", HTTP_INCOMPLETE},
+		{"GET / HTTP/1.1", HTTP_INCOMPLETE},
+		{"\r\n", HTTP_INCOMPLETE},
+		{"\r\n\r\nGET /", HTTP_INCOMPLETE},
+		{"GET / HTTP/1.1\r\n", HTTP_OK},
+		{"GET / HTTP/1.1\r\nHost: a", HTTP_OK},
+		{"\r\nGET /x HTTP/1.0\r\n", HTTP_OK},
+		{"GET /\r\n", HTTP_BAD_REQUEST},
+		{"GET /\n", HTTP_BAD_REQUEST},
+		{"GET / HTTP/1.1\n", HTTP_BAD_REQUEST},
+		{"GET / HTTP/1.1 x\r\n", HTTP_BAD_REQUEST},
+		{"GET / HTTP/2.0\r\n", HTTP_VERSION_UNSUPPORTED},
+		{"GET  / HTTP/1.1\r\n", HTTP_BAD_REQUEST},
+	};
+	size_t i;
+
+	for (i = 0; i < NELEM(cases); i++)
+		ck_assert_msg(http_check_request_line(cases[i].in, strlen(cases[i].in)) == cases[i].want,
+		    "case %zu: %s", i, cases[i].in);
+}
+END_TEST
+
 START_TEST(test_head_length)
 {
 	static const char two[] = "GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: b\r\n\r\nxyz";
@@ -782,6 +837,8 @@ http_suite(void)
 	tcase_add_loop_test(tc, test_response_table, 0, (int)NELEM(resp_cases));
 	tcase_add_test(tc, test_request_fields);
 	tcase_add_test(tc, test_max_headers_exact);
+	tcase_add_test(tc, test_connection_options_bounded);
+	tcase_add_test(tc, test_check_request_line);
 	tcase_add_test(tc, test_head_length);
 	suite_add_tcase(s, tc);
 
