@@ -313,16 +313,27 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	/*
 	 * n can pass max by a few connections: those another worker accepted in
 	 * the instant before the pause reached it. They are served rather than
-	 * dropped; from then on new connections wait in the backlog.
+	 * dropped; from then on new connections wait in the backlog. This
+	 * worker stops at once: libevent would otherwise go on accepting the
+	 * whole backlog in this callback.
 	 */
 	n = atomic_fetch_add(&total_conns, 1) + 1;
-	if (n >= max && !atomic_exchange(&all_paused, true)) {
-		/* Further connections wait in the kernel's backlog. */
-		log_info("%s: %s (%u) reached: new connections wait", __func__,
-		    max < w->cfg->limits.max_connections ? "the connection limit the descriptor limit allows"
-		                                         : "max_connections",
-		    max);
-		post_peers(WORKER_MSG_PAUSE);
+	if (n >= max) {
+		static struct log_rate rate;
+		unsigned long times;
+
+		if (!atomic_exchange(&all_paused, true)) {
+			/* Further connections wait in the kernel's backlog. */
+			if (log_rate_due(&rate, 10000, &times))
+				log_info("%s: %s (%u) reached: new connections wait (%lu time%s in 10s)",
+				    __func__,
+				    max < w->cfg->limits.max_connections
+				        ? "the connection limit the descriptor limit allows"
+				        : "max_connections",
+				    max, times, times == 1 ? "" : "s");
+			post_peers(WORKER_MSG_PAUSE);
+		}
+		listeners_set(w, false);
 	}
 	if (session_new(w, fd, sa, (socklen_t)salen, w->tls != NULL ? w->tls[wl->index] : NULL) < 0) {
 		/* session_new closed fd; nothing was counted on the worker. */

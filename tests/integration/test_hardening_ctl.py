@@ -107,7 +107,7 @@ def start_with_metrics(env, blue, green, **kw):
 
 
 def accept_lines(d):
-    return [l for l in d.log_text().splitlines() if "accept" in l]
+    return [l for l in d.log_text().splitlines() if "accept: " in l]
 
 
 def check_no_server_down(d, what):
