@@ -19,21 +19,34 @@
 
 #include "config.h"
 #include "control.h"
+#include "fdlimit.h"
 #include "json.h"
 #include "log.h"
 
 #define CONTROL_MAX_LINE 4096
 #define CONTROL_MAX_ARGS 32
 #define CONTROL_MAX_CONNS 64
-#define CONTROL_IDLE_S 60
+/* Slots only admin callers may take: a reading user cannot lock root out. */
+#define CONTROL_ADMIN_RESERVE 8
+/* A connection with no command for this long is closed (cutoverctl opens
+ * one per command); also how long its output may stay unread. */
+#define CONTROL_IDLE_S 10
+#define CONTROL_IDLE_TEXT "10s"
+/* Past this much unread output a connection's next commands wait: a client
+ * that pipelines without reading cannot grow the daemon. */
+#define CONTROL_MAX_OUTPUT (64 * 1024)
+/* A refusal (permission, no slot) is logged at most once per interval. */
+#define CONTROL_LOG_INTERVAL_MS 10000
 
 struct control_conn {
 	struct control *ctl;
 	TAILQ_ENTRY(control_conn) link;
 	struct bufferevent *bev;
 	struct control_caller who;
-	bool pending; /* a handler has not answered yet */
-	bool closing; /* close once the output is flushed */
+	struct event *idle;   /* no command for CONTROL_IDLE_S: close */
+	bool pending;         /* a handler has not answered yet */
+	bool closing;         /* close once the output is flushed */
+	bool out_full;        /* reading stopped until the output drains */
 };
 
 struct control {
@@ -44,12 +57,18 @@ struct control {
 	void *arg;
 	bool has_admin_gid;
 	gid_t admin_gid;
-	TAILQ_HEAD(, control_conn) conns;
-	unsigned nconns;
+	struct fdlimit_backoff *backoff; /* after a failed accept() */
+	TAILQ_HEAD(, control_conn) conns; /* oldest first */
+	unsigned nconns, nadmins;
+	struct log_rate refused_rate, busy_rate;
 };
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
     void *arg);
+static void accept_error_cb(struct evconnlistener *l, void *arg);
+static bool make_room(struct control *ctl, bool admin);
+static void conn_idle_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_resume(struct control_conn *c);
 static void conn_readcb(struct bufferevent *bev, void *arg);
 static void conn_writecb(struct bufferevent *bev, void *arg);
 static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
@@ -84,8 +103,17 @@ control_new(struct event_base *base, const struct config_control *cfg,
 		log_err("control socket %s: cannot listen", cfg->socket);
 		goto fail;
 	}
+	if ((ctl->backoff = fdlimit_backoff_new(base, ctl->lst, "control socket", NULL, NULL)) == NULL) {
+		log_err("%s: out of memory", __func__);
+		goto fail;
+	}
+	evconnlistener_set_error_cb(ctl->lst, accept_error_cb);
 	return ctl;
 fail:
+	if (ctl->lst != NULL) {
+		evconnlistener_free(ctl->lst);
+		unlink(ctl->path);
+	}
 	free(ctl->path);
 	free(ctl);
 	return NULL;
@@ -116,6 +144,7 @@ control_free(struct control *ctl)
 		return;
 	while ((c = TAILQ_FIRST(&ctl->conns)) != NULL)
 		conn_free(c);
+	fdlimit_backoff_free(ctl->backoff);
 	if (ctl->lst != NULL) {
 		evconnlistener_free(ctl->lst);
 		unlink(ctl->path);
@@ -137,6 +166,27 @@ control_reply(struct control_conn *c, const char *json)
 	c->pending = false;
 	evbuffer_add(out, json, strlen(json));
 	evbuffer_add(out, "\n", 1);
+	{
+		struct timeval idle = {CONTROL_IDLE_S, 0};
+
+		evtimer_add(c->idle, &idle);
+	}
+	conn_resume(c);
+}
+
+/*
+ * Reads the next command, unless the client has not read enough of its
+ * answers yet: then reading waits until the output drains (conn_writecb).
+ */
+static void
+conn_resume(struct control_conn *c)
+{
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > CONTROL_MAX_OUTPUT) {
+		c->out_full = true;
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	c->out_full = false;
 	bufferevent_enable(c->bev, EV_READ);
 	/* More commands may already be buffered: run them from the loop. */
 	if (evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
@@ -237,26 +287,37 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	struct ucred cred;
 	socklen_t len = sizeof(cred);
 	struct timeval idle = {CONTROL_IDLE_S, 0};
+	unsigned long n;
+	bool admin;
 
 	(void)l;
 	(void)sa;
 	(void)salen;
-	if (ctl->nconns >= CONTROL_MAX_CONNS) {
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+		log_warn("%s: SO_PEERCRED: %s", __func__, strerror(errno));
+		close(fd);
+		return;
+	}
+	admin = caller_is_admin(ctl, cred.uid, cred.gid);
+	if (!make_room(ctl, admin)) {
 		static const char busy[] = "{\"ok\":false,\"error\":\"too many control connections\"}\n";
 
 		if (write(fd, busy, sizeof(busy) - 1) < 0) {
 			/* The client is gone anyway. */
 		}
 		close(fd);
-		return;
-	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
-		log_warn("control: SO_PEERCRED: %s", strerror(errno));
-		close(fd);
+		if (log_rate_due(&ctl->busy_rate, CONTROL_LOG_INTERVAL_MS, &n))
+			log_warn("%s: uid %ld pid %ld: no free control connection slot (%u open, %u "
+			         "kept for admins); %lu refused in %us",
+			    __func__, (long)cred.uid, (long)cred.pid, ctl->nconns, CONTROL_ADMIN_RESERVE, n,
+			    CONTROL_LOG_INTERVAL_MS / 1000);
 		return;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->idle = evtimer_new(ctl->base, conn_idle_cb, c)) == NULL ||
 	    (c->bev = bufferevent_socket_new(ctl->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		if (c != NULL && c->idle != NULL)
+			event_free(c->idle);
 		free(c);
 		close(fd);
 		return;
@@ -265,13 +326,74 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	c->who.uid = cred.uid;
 	c->who.gid = cred.gid;
 	c->who.pid = cred.pid;
-	c->who.admin = caller_is_admin(ctl, cred.uid, cred.gid);
+	c->who.admin = admin;
 	TAILQ_INSERT_TAIL(&ctl->conns, c, link);
 	ctl->nconns++;
+	ctl->nadmins += admin;
 	bufferevent_setwatermark(c->bev, EV_READ, 0, CONTROL_MAX_LINE * 2);
+	/* conn_writecb runs once the output is down to half the bound. */
+	bufferevent_setwatermark(c->bev, EV_WRITE, CONTROL_MAX_OUTPUT / 2, 0);
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-	bufferevent_set_timeouts(c->bev, &idle, &idle);
+	/* Unread output for CONTROL_IDLE_S ends the connection; a client that
+	 * sends no command does so through the idle timer (blank lines or a
+	 * command dribbled byte by byte do not keep a slot). */
+	bufferevent_set_timeouts(c->bev, NULL, &idle);
+	evtimer_add(c->idle, &idle);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/*
+ * Whether a caller may have a connection: non-admin callers get at most
+ * CONTROL_MAX_CONNS - CONTROL_ADMIN_RESERVE slots; an admin caller gets one
+ * whenever there are fewer than CONTROL_MAX_CONNS, and otherwise takes the
+ * slot of the oldest non-admin connection that is not waiting on a command.
+ */
+static bool
+make_room(struct control *ctl, bool admin)
+{
+	struct control_conn *c;
+
+	if (!admin)
+		return ctl->nconns - ctl->nadmins < CONTROL_MAX_CONNS - CONTROL_ADMIN_RESERVE &&
+		    ctl->nconns < CONTROL_MAX_CONNS;
+	if (ctl->nconns < CONTROL_MAX_CONNS)
+		return true;
+	TAILQ_FOREACH(c, &ctl->conns, link) {
+		if (!c->who.admin && !c->pending) {
+			log_info("%s: control connections full: closing the oldest of uid %ld pid %ld "
+			         "for an admin caller",
+			    __func__, (long)c->who.uid, (long)c->who.pid);
+			conn_free(c);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct control *ctl = arg;
+
+	(void)l;
+	fdlimit_backoff_start(ctl->backoff, EVUTIL_SOCKET_ERROR());
+}
+
+/* No command for CONTROL_IDLE_S: say so (when the output is empty) and close. */
+static void
+conn_idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct control_conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->pending || c->closing)
+		return;
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0) {
+		conn_free(c);
+		return;
+	}
+	conn_close_after(c, "idle for " CONTROL_IDLE_TEXT ": closed");
 }
 
 /*
@@ -309,7 +431,7 @@ conn_readcb(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t n;
 
-	while (!c->pending && !c->closing) {
+	while (!c->pending && !c->closing && !c->out_full) {
 		line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF);
 		if (line == NULL) {
 			if (evbuffer_get_length(in) > CONTROL_MAX_LINE)
@@ -361,8 +483,9 @@ dispatch(struct control_conn *c, char *line, size_t len)
 	}
 	argv[argc] = NULL;
 	if (argc == 0)
-		return;
+		return; /* a blank line is not a command: the idle timer runs on */
 	c->pending = true;
+	evtimer_del(c->idle);
 	bufferevent_disable(c->bev, EV_READ);
 	for (cmd = c->ctl->table; cmd->name != NULL; cmd++)
 		if (strcmp(cmd->name, argv[0]) == 0)
@@ -373,9 +496,13 @@ dispatch(struct control_conn *c, char *line, size_t len)
 		return;
 	}
 	if (cmd->admin && !c->who.admin) {
+		unsigned long n;
+
 		snprintf(msg, sizeof(msg), "permission denied: '%s' needs uid 0 or the admin group",
 		    cmd->name);
-		log_warn("control: uid %ld pid %ld: %s", (long)c->who.uid, (long)c->who.pid, msg);
+		if (log_rate_due(&c->ctl->refused_rate, CONTROL_LOG_INTERVAL_MS, &n))
+			log_warn("%s: uid %ld pid %ld: %s (%lu refused in %us)", __func__, (long)c->who.uid,
+			    (long)c->who.pid, msg, n, CONTROL_LOG_INTERVAL_MS / 1000);
 		control_reply_error(c, msg);
 		return;
 	}
@@ -405,8 +532,13 @@ conn_writecb(struct bufferevent *bev, void *arg)
 {
 	struct control_conn *c = arg;
 
-	if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		conn_free(c);
+	if (c->closing) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			conn_free(c);
+		return;
+	}
+	if (c->out_full && !c->pending)
+		conn_resume(c);
 }
 
 static void
@@ -431,6 +563,8 @@ conn_free(struct control_conn *c)
 {
 	TAILQ_REMOVE(&c->ctl->conns, c, link);
 	c->ctl->nconns--;
+	c->ctl->nadmins -= c->who.admin;
+	event_free(c->idle);
 	bufferevent_free(c->bev);
 	free(c);
 }

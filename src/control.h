@@ -7,7 +7,10 @@
  * connection. The caller's uid/pid come from SO_PEERCRED at accept; commands
  * that change something need uid 0 or membership of control.admin_group.
  * Lines are bounded, garbage gets an error answer, a slow or hostile client
- * never blocks the daemon.
+ * never blocks the daemon: a connection's unread output is bounded (its next
+ * commands wait), a connection with no command for 10 s is closed, and
+ * admin callers always get a connection (reserved slots, else the oldest
+ * idle non-admin connection is closed).
  */
 
 #include <stdbool.h>

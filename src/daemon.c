@@ -18,6 +18,7 @@
 #include "accesslog.h"
 #include "control.h"
 #include "daemon.h"
+#include "fdlimit.h"
 #include "health.h"
 #include "history.h"
 #include "hooks.h"
@@ -144,6 +145,8 @@ daemon_start(struct daemon *d)
 	unsigned i;
 
 	d->nworkers = config_workers(cfg);
+	worker_set_conn_cap(fdlimit_conn_cap(fdlimit_raise(), cfg->limits.max_connections,
+	    cfg->pools[COLOR_BLUE].nservers + cfg->pools[COLOR_GREEN].nservers));
 	if ((d->history = history_path(cfg->state_file)) == NULL)
 		goto oom;
 	if (load_state(d) < 0)
@@ -1158,6 +1161,8 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	}
 	d->sw.min_healthy = next->sw.min_healthy;
 	d->sw.safety_window_ms = next->sw.safety_window_ms;
+	worker_set_conn_cap(fdlimit_conn_cap(fdlimit_raise(), next->limits.max_connections,
+	    next->pools[COLOR_BLUE].nservers + next->pools[COLOR_GREEN].nservers));
 	set_guard_config(d);
 	log_set_level((enum log_level)next->log_level);
 	control_set_admin_group(d->control, next->control.admin_group);

@@ -11,6 +11,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "fdlimit.h"
 #include "health.h"
 #include "http.h"
 #include "json.h"
@@ -20,6 +21,7 @@
 
 #define HEALTH_MAX_HEAD 16384
 #define HEALTH_MAX_HEADERS 100
+#define HEALTH_LOCAL_LOG_MS 10000
 
 struct check {
 	struct health *h;
@@ -56,6 +58,7 @@ static void check_eventcb(struct bufferevent *bev, short what, void *arg);
 static void check_start(struct check *c);
 static void check_done(struct check *c, bool pass, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+static void check_not_run(struct check *c, const char *why);
 static void schedule(struct check *c, uint64_t ms);
 static uint64_t now_us(void);
 
@@ -200,7 +203,7 @@ check_start(struct check *c)
 	c->started_us = now_us();
 	c->bev = upstream_bev_new(h->base, c->srv);
 	if (c->bev == NULL) {
-		check_done(c, false, "cannot create socket");
+		check_not_run(c, "out of memory");
 		return;
 	}
 	bufferevent_setcb(c->bev, check_readcb, NULL, check_eventcb, c);
@@ -211,7 +214,12 @@ check_start(struct check *c)
 	schedule(c, h->timeout_ms);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->srv->addr.ss,
 	        (int)c->srv->addr.len) < 0) {
-		check_done(c, false, "connect: %s", strerror(errno));
+		int err = errno;
+
+		if (fdlimit_local_error(err))
+			check_not_run(c, strerror(err));
+		else
+			check_done(c, false, "connect: %s", strerror(err));
 		return;
 	}
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
@@ -257,6 +265,30 @@ check_eventcb(struct bufferevent *bev, short what, void *arg)
 		check_done(c, false, "%s", err ? evutil_socket_error_to_string(err) : "connection error");
 	else
 		check_done(c, false, "connection closed before a response");
+}
+
+/*
+ * The check could not run for lack of a resource of ours (descriptors,
+ * memory): that says nothing about the server, so neither its counts nor its
+ * state change; the next check runs at the usual interval.
+ */
+static void
+check_not_run(struct check *c, const char *why)
+{
+	static struct log_rate rate;
+	unsigned long n;
+
+	if (c->bev != NULL) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+	}
+	evtimer_del(c->timer);
+	snprintf(c->last, sizeof(c->last), "not checked: %s", why);
+	if (log_rate_due(&rate, HEALTH_LOCAL_LOG_MS, &n))
+		log_warn("%s: %s server %s: %s; not counted against the server (%lu check%s skipped in %us)",
+		    __func__, color_name(c->srv->color), c->srv->addr.text, c->last, n, n == 1 ? "" : "s",
+		    HEALTH_LOCAL_LOG_MS / 1000);
+	schedule(c, c->h->interval_ms);
 }
 
 /* Records a result, moves the server up or down, schedules the next check. */

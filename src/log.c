@@ -58,3 +58,22 @@ log_msg(enum log_level level, const char *fmt, ...)
 	}
 	errno = saved;
 }
+
+bool
+log_rate_due(struct log_rate *r, unsigned interval_ms, unsigned long *n)
+{
+	struct timespec ts;
+	unsigned long long now, next;
+
+	atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
+	next = atomic_load_explicit(&r->next_ms, memory_order_relaxed);
+	if (now < next)
+		return false;
+	/* Of several threads that see the interval over, one logs. */
+	if (!atomic_compare_exchange_strong(&r->next_ms, &next, now + interval_ms))
+		return false;
+	*n = atomic_exchange(&r->count, 0);
+	return true;
+}

@@ -13,10 +13,12 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <event2/keyvalq_struct.h>
 
 #include "addr.h"
 #include "config.h"
+#include "fdlimit.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -28,6 +30,7 @@
 
 struct metrics {
 	struct evhttp *http;
+	struct fdlimit_backoff *backoff;
 	metrics_snapshot_cb fill;
 	void *arg;
 };
@@ -39,6 +42,13 @@ static int render_histogram(struct evbuffer *, const struct metrics_snapshot *, 
 static void metrics_request(struct evhttp_request *, void *);
 static void metrics_reply(struct evhttp_request *, int, const char *, const char *, struct evbuffer *);
 static int metrics_listen_socket(const struct addr *);
+static void metrics_accept_error(struct evconnlistener *, void *);
+
+/*
+ * evhttp hands its own struct evhttp to the listener's error callback, not
+ * ours: the daemon has one metrics listener, on the main thread, found here.
+ */
+static struct metrics *metrics_current;
 
 const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS - 1] = {
 	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
@@ -150,6 +160,9 @@ struct metrics *
 metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot_cb fill, void *arg)
 {
 	struct metrics *m;
+	struct evhttp_bound_socket *bound;
+	struct evconnlistener *lst;
+	char what[128];
 	int fd = -1;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
@@ -176,10 +189,21 @@ metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot
 	    EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(m->http, metrics_request, m);
 	/* evhttp owns fd from here on (closed by evhttp_free). */
-	if (evhttp_accept_socket_with_handle(m->http, fd) == NULL) {
+	if ((bound = evhttp_accept_socket_with_handle(m->http, fd)) == NULL) {
 		log_err("metrics listen %s: cannot accept", listen->text);
 		goto fail;
 	}
+	fd = -1;
+	/* evhttp sets no error callback: libevent would retry a failing
+	 * accept() (EMFILE) at once, forever. Back off instead. */
+	lst = evhttp_bound_socket_get_listener(bound);
+	snprintf(what, sizeof(what), "metrics listen %s", listen->text);
+	if ((m->backoff = fdlimit_backoff_new(base, lst, what, NULL, NULL)) == NULL) {
+		log_err("%s: out of memory", __func__);
+		goto fail;
+	}
+	evconnlistener_set_error_cb(lst, metrics_accept_error);
+	metrics_current = m;
 	log_info("metrics on http://%s/metrics", listen->text);
 	return m;
 fail:
@@ -196,8 +220,24 @@ metrics_free(struct metrics *m)
 {
 	if (m == NULL)
 		return;
+	if (metrics_current == m)
+		metrics_current = NULL;
+	fdlimit_backoff_free(m->backoff);
 	evhttp_free(m->http);
 	free(m);
+}
+
+static void
+metrics_accept_error(struct evconnlistener *lst, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (metrics_current != NULL && metrics_current->http == arg) {
+		fdlimit_backoff_start(metrics_current->backoff, err);
+		return;
+	}
+	evconnlistener_disable(lst);
+	log_err("%s: accept: %s; metrics listener disabled", __func__, evutil_socket_error_to_string(err));
 }
 
 /* Non-blocking, close-on-exec listening socket on a; -1 with errno set. */

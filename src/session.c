@@ -19,6 +19,7 @@
 
 #include "accesslog.h"
 #include "addr.h"
+#include "fdlimit.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -713,6 +714,11 @@ start_upstream(struct session *s, const struct server *skip)
 	c = upstream_connect(w, srv, up_readcb, up_writecb, up_eventcb, s);
 	if (c == NULL) {
 		log_debug("%s: connect %s: %s", __func__, srv->addr.text, strerror(errno));
+		if (fdlimit_local_error(errno)) {
+			/* Ours, not the server's: no passive failure, no retry. */
+			respond_error(s, 503, "out of local resources");
+			return;
+		}
 		connect_failed(s, false);
 		return;
 	}

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "fdlimit.h"
 #include "log.h"
 #include "pool.h"
 #include "tls.h"
@@ -22,6 +23,7 @@
 static void idle_readcb(struct bufferevent *bev, void *arg);
 static void idle_eventcb(struct bufferevent *bev, short what, void *arg);
 static void idle_unlink(struct upstream_conn *c);
+static void local_failure(const struct server *s);
 
 void
 upstream_idle_init(struct upstream_idle *idle)
@@ -50,7 +52,7 @@ upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
 	int one = 1;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL)
-		return NULL;
+		goto fail;
 	if ((c->bev = upstream_bev_new(w->base, s)) == NULL)
 		goto fail;
 	c->server = s;
@@ -62,6 +64,8 @@ upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
 		bufferevent_free(c->bev);
 		free(c);
 		errno = saved ? saved : ECONNREFUSED;
+		if (fdlimit_local_error(errno))
+			local_failure(s);
 		return NULL;
 	}
 	(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -69,7 +73,22 @@ upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
 	return c;
 fail:
 	free(c);
+	errno = ENOMEM;
+	local_failure(s);
 	return NULL;
+}
+
+/* Any worker thread: the rate limit is shared. errno is kept. */
+static void
+local_failure(const struct server *s)
+{
+	static struct log_rate rate;
+	unsigned long n;
+
+	if (log_rate_due(&rate, FDLIMIT_LOG_INTERVAL_MS, &n))
+		log_warn("%s: connect %s: %s; a local failure, not counted against the server "
+		         "(%lu in %us)",
+		    __func__, s->addr.text, strerror(errno), n, FDLIMIT_LOG_INTERVAL_MS / 1000);
 }
 
 struct bufferevent *

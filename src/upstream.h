@@ -47,7 +47,9 @@ struct upstream_conn *upstream_take_idle(struct worker *w, struct server *s);
 /*
  * Starts a non-blocking connect to s with the given callbacks; the event
  * callback sees BEV_EVENT_CONNECTED or an error. Returns NULL when the
- * connect failed at once (errno set).
+ * connect failed at once (errno set). A failure of ours (out of descriptors
+ * or memory: fdlimit_local_error(errno)) is logged here, rate-limited, and
+ * must not count against the server's health.
  */
 struct upstream_conn *upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
     bufferevent_data_cb writecb, bufferevent_event_cb eventcb, void *arg);

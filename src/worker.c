@@ -1,6 +1,8 @@
 #include "autoconf.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <netinet/in.h>
@@ -13,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "fdlimit.h"
 #include "http.h"
 #include "log.h"
 #include "pool.h"
@@ -26,6 +29,8 @@ static void accept_error_cb(struct evconnlistener *l, void *arg);
 static void wake_cb(evutil_socket_t fd, short what, void *arg);
 static void *worker_main(void *arg);
 static void listeners_set(struct worker *w, bool on);
+static void listener_resume(void *arg);
+static unsigned conn_limit(const struct worker *w);
 static void listeners_free(struct worker *w);
 static struct worker_listener *listener_open(struct worker *w, unsigned index, const struct addr *a);
 static void listener_close(struct worker_listener *wl);
@@ -45,6 +50,8 @@ static uint64_t mono_ms(void);
  */
 static _Atomic unsigned total_conns;
 static _Atomic bool all_paused;
+/* What the descriptor limit allows, below limits.max_connections. */
+static _Atomic unsigned conn_cap = UINT_MAX;
 static struct worker *peers;
 static unsigned npeers;
 
@@ -237,13 +244,27 @@ worker_set_peers(struct worker *workers, unsigned n)
 }
 
 void
+worker_set_conn_cap(unsigned cap)
+{
+	atomic_store(&conn_cap, cap);
+}
+
+static unsigned
+conn_limit(const struct worker *w)
+{
+	unsigned cap = atomic_load_explicit(&conn_cap, memory_order_relaxed);
+
+	return w->cfg->limits.max_connections < cap ? w->cfg->limits.max_connections : cap;
+}
+
+void
 worker_session_closed(struct worker *w, struct session *s)
 {
 	unsigned n = atomic_fetch_sub(&total_conns, 1) - 1;
 
 	(void)s;
 	w->nconns--;
-	if (n < w->cfg->limits.max_connections && atomic_load(&all_paused) &&
+	if (n < conn_limit(w) && atomic_load(&all_paused) &&
 	    atomic_exchange(&all_paused, false))
 		post_peers(WORKER_MSG_RESUME);
 	maybe_exit(w);
@@ -282,7 +303,7 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 {
 	struct worker_listener *wl = arg;
 	struct worker *w = wl->w;
-	unsigned max = w->cfg->limits.max_connections, n;
+	unsigned max = conn_limit(w), n;
 
 	(void)l;
 	if (w->stopping) {
@@ -292,13 +313,27 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	/*
 	 * n can pass max by a few connections: those another worker accepted in
 	 * the instant before the pause reached it. They are served rather than
-	 * dropped; from then on new connections wait in the backlog.
+	 * dropped; from then on new connections wait in the backlog. This
+	 * worker stops at once: libevent would otherwise go on accepting the
+	 * whole backlog in this callback.
 	 */
 	n = atomic_fetch_add(&total_conns, 1) + 1;
-	if (n >= max && !atomic_exchange(&all_paused, true)) {
-		/* Further connections wait in the kernel's backlog. */
-		log_info("max_connections (%u) reached: new connections wait", max);
-		post_peers(WORKER_MSG_PAUSE);
+	if (n >= max) {
+		static struct log_rate rate;
+		unsigned long times;
+
+		if (!atomic_exchange(&all_paused, true)) {
+			/* Further connections wait in the kernel's backlog. */
+			if (log_rate_due(&rate, 10000, &times))
+				log_info("%s: %s (%u) reached: new connections wait (%lu time%s in 10s)",
+				    __func__,
+				    max < w->cfg->limits.max_connections
+				        ? "the connection limit the descriptor limit allows"
+				        : "max_connections",
+				    max, times, times == 1 ? "" : "s");
+			post_peers(WORKER_MSG_PAUSE);
+		}
+		listeners_set(w, false);
 	}
 	if (session_new(w, fd, sa, (socklen_t)salen, w->tls != NULL ? w->tls[wl->index] : NULL) < 0) {
 		/* session_new closed fd; nothing was counted on the worker. */
@@ -310,12 +345,28 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 static void
 accept_error_cb(struct evconnlistener *l, void *arg)
 {
-	struct worker *w = ((struct worker_listener *)arg)->w;
+	struct worker_listener *wl = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)l;
-	/* EMFILE and friends: keep serving the connections we have. */
-	log_warn("worker %u: accept: %s", w->id, evutil_socket_error_to_string(err));
+	/* EMFILE and friends: keep serving the connections we have, and stop
+	 * trying for a moment rather than spin on a level-triggered listener. */
+	if (wl->backoff != NULL) {
+		fdlimit_backoff_start(wl->backoff, err);
+		return;
+	}
+	evconnlistener_disable(l);
+	log_err("%s: worker %u: accept: %s; out of memory for a back-off, listener stays disabled",
+	    __func__, wl->w->id, evutil_socket_error_to_string(err));
+}
+
+/* A back-off is over: accept again unless the listeners are paused. */
+static void
+listener_resume(void *arg)
+{
+	struct worker_listener *wl = arg;
+
+	if (!wl->w->listeners_paused && !wl->w->stopping)
+		evconnlistener_enable(wl->lst);
 }
 
 static void
@@ -427,7 +478,7 @@ listeners_set(struct worker *w, bool on)
 	size_t i;
 
 	for (i = 0; i < w->nlisteners; i++) {
-		if (on)
+		if (on && !fdlimit_backoff_active(w->listeners[i]->backoff))
 			evconnlistener_enable(w->listeners[i]->lst);
 		else
 			evconnlistener_disable(w->listeners[i]->lst);
@@ -467,6 +518,12 @@ listener_open(struct worker *w, unsigned index, const struct addr *a)
 	}
 	evconnlistener_set_error_cb(wl->lst, accept_error_cb);
 	{
+		char what[160];
+
+		snprintf(what, sizeof(what), "worker %u: listen %s", w->id, a->text);
+		wl->backoff = fdlimit_backoff_new(w->base, wl->lst, what, listener_resume, wl);
+	}
+	{
 		/* Accepted sockets inherit TCP_NODELAY from the listener on
 		 * Linux: one setsockopt here instead of one per connection. */
 		int one = 1;
@@ -483,6 +540,7 @@ listener_close(struct worker_listener *wl)
 {
 	if (wl == NULL)
 		return;
+	fdlimit_backoff_free(wl->backoff);
 	evconnlistener_free(wl->lst);
 	free(wl);
 }

@@ -20,6 +20,7 @@
 struct event;
 struct event_base;
 struct evconnlistener;
+struct fdlimit_backoff;
 struct session;
 struct tls_server;
 
@@ -27,6 +28,7 @@ struct tls_server;
 struct worker_listener {
 	struct worker *w;
 	struct evconnlistener *lst;
+	struct fdlimit_backoff *backoff; /* after a failed accept() */
 	unsigned index;
 };
 struct http_header;
@@ -143,6 +145,12 @@ int worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct c
  * Main thread, after every worker_init() and before any worker_start().
  */
 void worker_set_peers(struct worker *workers, unsigned n);
+
+/*
+ * Caps client connections below limits.max_connections when the descriptor
+ * limit cannot carry that many (see fdlimit_connections()). Any thread.
+ */
+void worker_set_conn_cap(unsigned cap);
 
 /* Starts the worker's thread. Returns 0 or -1. */
 int worker_start(struct worker *w) __attribute__((warn_unused_result));

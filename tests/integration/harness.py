@@ -665,7 +665,7 @@ def serve_requests(conn, rec, server):
 class Daemon:
     """A running cutoverd."""
 
-    def __init__(self, env, conf_path, port, expect_errors=(), asan_options=""):
+    def __init__(self, env, conf_path, port, expect_errors=(), asan_options="", preexec_fn=None):
         self.env = env
         self.conf_path = conf_path
         self.port = port
@@ -679,7 +679,7 @@ class Daemon:
             opts = penv.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
             penv["ASAN_OPTIONS"] = opts + (":" + asan_options if asan_options else "")
         self.proc = subprocess.Popen([self.binary, "-c", conf_path], stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=penv)
+                                     stdin=subprocess.DEVNULL, env=penv, preexec_fn=preexec_fn)
         self.stopped = False
         deadline = time.monotonic() + 15
         while not port_accepts(port):
@@ -825,11 +825,12 @@ class Env:
                                 tag=os.path.splitext(name)[0], **kw))
         return path, port
 
-    def cutoverd(self, blue=(), green=(), expect_errors=(), asan_options="", **kw):
+    def cutoverd(self, blue=(), green=(), expect_errors=(), asan_options="", preexec_fn=None, **kw):
         """Writes a config for these pools (backends or "ip:port" strings) and
-        starts cutoverd on a free port; returns the Daemon once it accepts."""
+        starts cutoverd on a free port; returns the Daemon once it accepts.
+        preexec_fn runs in the child before exec (e.g. to set a limit)."""
         path, port = self.write_config(blue, green, **kw)
-        d = Daemon(self, path, port, expect_errors, asan_options)
+        d = Daemon(self, path, port, expect_errors, asan_options, preexec_fn)
         self.daemons.append(d)
         return d
 
