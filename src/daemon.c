@@ -131,6 +131,15 @@ daemon_run(struct config *cfg)
 	if (daemon_start(&d) == 0) {
 		event_base_dispatch(d.base);
 		rc = 0;
+		if (d.state_unsaved) {
+			/* One last try; otherwise say what the next start will see. */
+			char err[512];
+
+			if (transition_save_state(&d, &d.sw, d.switched_at_ms, err, sizeof(err)) < 0)
+				log_err("stopping with the state file not saved (%s): the next start "
+				        "will not know generation %" PRIu64 " (%s active)",
+				    err, d.sw.generation, color_name(d.sw.active));
+		}
 		log_info("stopped");
 	}
 	daemon_free(&d);

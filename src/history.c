@@ -7,19 +7,21 @@
  * Torn writes: a crash (or a full disk) can leave a last line without its
  * '\n'. history_read never returns such a line, and history_append first
  * ends it with a '\n' so the new record stays on a line of its own. A line
- * that is not "{...}" (such a repaired torn record) is skipped by
- * history_read, so readers only ever see whole records.
+ * that is not "{...}" (such a repaired torn record) is skipped and
+ * counted by history_read, so readers only ever see whole records.
  *
  * Validity: whatever a reason holds (a hook's Latin-1, a cut character,
  * control characters), the line written is valid UTF-8 JSON on one line:
  * reasons are cut on a character boundary at HISTORY_REASON_MAX bytes and
- * invalid bytes become U+FFFD. A line that is nevertheless not a JSON
- * object (an older version's record, a hand edit, a repaired torn record)
- * is skipped and counted by history_read, never an error for the reader.
+ * invalid bytes become U+FFFD. When reading, invalid UTF-8 in a line (as
+ * older versions wrote a hook's raw bytes) is replaced by U+FFFD too; a
+ * line that is then not a JSON object (a hand edit, a repaired torn
+ * record) is skipped and counted, never an error for the reader.
  *
- * Links: both files are opened with O_NOFOLLOW (and O_NONBLOCK, so a FIFO
- * planted in their place cannot stall the main thread): a symbolic link
- * planted as STATE_FILE.history is refused, its target never touched.
+ * Links: the file is opened, for appending and for reading, with
+ * O_NOFOLLOW (and O_NONBLOCK, so that a FIFO planted in its place cannot
+ * stall the main thread): a symbolic link planted as STATE_FILE.history
+ * is refused, its target never touched.
  */
 
 #include <errno.h>
