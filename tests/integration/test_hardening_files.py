@@ -24,6 +24,8 @@ from safety import AUTO_ROLLBACK_OFF, guard_conf, health_conf, hooks_conf, scrip
 from switching import EXTRA_DEFAULT, history_path, read_state, restart, start, state_path, stop
 
 ESC = "\x1b"
+# A window long enough never to end by itself during a test.
+HEALTH_AND_LONG_WINDOW = health_conf() + switch_conf("120s") + AUTO_ROLLBACK_OFF
 
 
 def _history_file_records(env):
@@ -69,7 +71,9 @@ def test_hook_output_keeps_history_valid_and_one_row_per_record(env):
         b"d\xe9ploiement refus\xe9 \xff\xfe",
         # A newline that would look like another switch, and an escape
         # sequence that would clear the operator's terminal.
-        b"not ready\n2026-01-01T00:00:00.000Z  switch  blue -> green  manual  generation 9\x1b[2J\x1b]0;pwned\x07",
+        # A literal backslash sequence must not pass for an escaped byte.
+        b"not ready\n2026-01-01T00:00:00.000Z  switch  blue -> green  manual  generation 9\x1b[2J\x1b]0;pwned\x07"
+        b" literal \\x1b",
     ]
     # Long valid UTF-8 (three-byte euro signs) at three alignments: one of
     # them puts the reason buffer's end inside a character.
@@ -114,6 +118,8 @@ def test_hook_output_keeps_history_valid_and_one_row_per_record(env):
     row = [ln for ln in rows if "not ready" in ln]
     check(len(row) == 1 and "not ready\\n2026-01-01" in row[0] and "\\x1b[2J" in row[0]
           and "\\x07" in row[0], "the newline, ESC and BEL should print as \\n, \\x1b, \\x07: %r" % row)
+    check(row[0].endswith(" literal \\\\x1b"),
+          "a backslash in a reason should print as \\\\: %r" % row[0][-30:])
     check(any("d\ufffdploiement" in ln for ln in rows), "the Latin-1 reason row is missing: %r" % rows)
 
     # The refusal's answer on stderr was valid UTF-8 too (decoded with
@@ -336,5 +342,3 @@ def test_state_directory_writable_by_others_refused(env):
     env.daemons.append(dm)
     check(dm.proc.poll() is None, "cutoverd with a 0755 state directory did not start")
 
-
-HEALTH_AND_LONG_WINDOW = (health_conf() + switch_conf("120s") + AUTO_ROLLBACK_OFF)
