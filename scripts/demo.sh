@@ -30,6 +30,9 @@ CUTOVERD=$ROOT/build/src/cutoverd
 BACKEND=$ROOT/build/tests/backend/cutover-testbackend
 CONF=$ROOT/conf/demo.conf
 mkdir -p /tmp/cutover-demo
+# cutoverd refuses a state directory others may write to (a umask of 002
+# would make this one group-writable).
+chmod go-w /tmp/cutover-demo
 if [ ! -s "$CONF" ]; then
 	CONF=/tmp/cutover-demo/demo.conf
 	cat > "$CONF" <<'CONF'

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 
 static int64_t now_ms(void);
 static void defang(struct json *j);
+static void escape_text(char **sp, bool keep_newline);
 
 int
 ctl_usage_error(const char *fmt, ...)
@@ -213,25 +215,64 @@ ctl_call(const char *path, const char *cmdline, struct json **ansp)
 	return rc;
 }
 
-/* The answer's strings end up on a terminal: control characters other than
- * newline (which multi-line errors use) become '?', so that a daemon bug or
- * a server's odd status line cannot send escape sequences. */
+/* The answer's strings end up on a terminal: a backslash becomes "\\" and
+ * every control character other than newline (which multi-line errors use;
+ * table cells escape it themselves) and DEL becomes "\xHH", so that a hook's
+ * output, a daemon bug or a server's odd status line can neither send
+ * escape sequences nor pass one character off as another. Keys are escaped
+ * the same way, newline included. */
 static void
 defang(struct json *j)
 {
 	size_t i;
-	char *s;
 
 	if (j->type == JSON_STRING)
-		for (s = j->str; *s != '\0'; s++)
-			if (((unsigned char)*s < 0x20 && *s != '\n') ||
-			    *s == 0x7f)
-				*s = '?';
+		escape_text(&j->str, true);
 	for (i = 0; i < j->n; i++) {
 		defang(j->items[i]);
 		if (j->keys != NULL)
-			for (s = j->keys[i]; *s != '\0'; s++)
-				if ((unsigned char)*s < 0x20 || *s == 0x7f)
-					*s = '?';
+			escape_text(&j->keys[i], false);
 	}
+}
+
+/* Rewrites *sp escaped as defang says; without memory, each byte that
+ * needs escaping becomes '?' instead. */
+static void
+escape_text(char **sp, bool keep_newline)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char *u;
+	size_t extra = 0;
+	char *out, *o;
+
+	for (u = (unsigned char *)*sp; *u != '\0'; u++)
+		if (*u == '\\')
+			extra += 1;
+		else if ((*u < 0x20 && !(keep_newline && *u == '\n')) || *u == 0x7f)
+			extra += 3;
+	if (extra == 0)
+		return;
+	if ((out = malloc((size_t)((char *)u - *sp) + extra + 1)) == NULL) {
+		for (u = (unsigned char *)*sp; *u != '\0'; u++)
+			if (*u == '\\' || (*u < 0x20 && !(keep_newline && *u == '\n')) ||
+			    *u == 0x7f)
+				*u = '?';
+		return;
+	}
+	for (o = out, u = (unsigned char *)*sp; *u != '\0'; u++) {
+		if (*u == '\\') {
+			*o++ = '\\';
+			*o++ = '\\';
+		} else if ((*u < 0x20 && !(keep_newline && *u == '\n')) || *u == 0x7f) {
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[*u >> 4];
+			*o++ = hex[*u & 0xf];
+		} else {
+			*o++ = (char)*u;
+		}
+	}
+	*o = '\0';
+	free(*sp);
+	*sp = out;
 }

@@ -65,10 +65,11 @@ int ctl_read_answer(int fd, const char *path, int timeout_ms, char **linep,
 
 /*
  * Parses an answer line of len bytes: it must be a JSON object with a
- * boolean "ok" (either value), or it is CTL_EXIT_FAILED. Control
- * characters in its strings and keys become '?' (newline is kept in
- * strings), as they end up on a terminal. On CTL_EXIT_DONE *ansp is the
- * caller's, to free with json_free. line stays the caller's.
+ * boolean "ok" (either value), or it is CTL_EXIT_FAILED. As its strings
+ * and keys end up on a terminal, a backslash in them becomes "\\" and each
+ * control character and DEL "\xHH" (newline is kept in strings). On
+ * CTL_EXIT_DONE *ansp is the caller's, to free with json_free. line stays
+ * the caller's.
  */
 int ctl_parse_answer(const char *path, const char *line, size_t len,
     struct json **ansp) __attribute__((warn_unused_result));

@@ -462,7 +462,9 @@ table_init(struct table *t, size_t ncols)
 	t->ncols = ncols;
 }
 
-/* Copies one row of ncols strings (NULL prints as "-"). */
+/* Copies one row of ncols strings (NULL prints as "-"); a newline in a
+ * cell becomes "\n", so that a row is always one line (ctl_parse_answer
+ * has escaped every other control character). */
 static void
 table_add(struct table *t, const char *const *row)
 {
@@ -480,11 +482,26 @@ table_add(struct table *t, const char *const *row)
 	cells += t->nrows * t->ncols;
 	for (i = 0; i < t->ncols; i++) {
 		const char *s = row[i] != NULL ? row[i] : "-";
+		size_t len = strlen(s), nls = 0, k;
+		char *o;
 
-		if ((cells[i] = strdup(s)) == NULL)
+		for (k = 0; k < len; k++)
+			nls += s[k] == '\n';
+		if ((cells[i] = o = malloc(len + nls + 1)) == NULL) {
 			t->oom = true;
-		else if (strlen(s) > t->width[i])
-			t->width[i] = strlen(s);
+			continue;
+		}
+		for (k = 0; k < len; k++) {
+			if (s[k] == '\n') {
+				*o++ = '\\';
+				*o++ = 'n';
+			} else {
+				*o++ = s[k];
+			}
+		}
+		*o = '\0';
+		if (len + nls > t->width[i])
+			t->width[i] = len + nls;
 	}
 	t->nrows++;
 }
@@ -584,6 +601,10 @@ fmt_status(const struct request *req, const struct json *ans)
 			    num_text(guard, "requests", n1, sizeof(n1)),
 			    num_text(guard, "min_requests", n2, sizeof(n2)));
 	}
+	if (!json_get_bool(ans, "state_saved", true))
+		printf("state file: NOT SAVED, a restart would forget the last change "
+		    "(%s); cutoverd keeps retrying\n",
+		    json_get_str(ans, "state_error", "?"));
 	if (verdict != NULL) {
 		printf("verdict:    %s", verdict_text(verdict));
 		if (vreason != NULL && *vreason != '\0')
@@ -679,10 +700,18 @@ static void
 fmt_history(const struct request *req, const struct json *ans)
 {
 	const struct json *entries = json_get(ans, "entries");
+	const struct json *skipped = json_get(ans, "skipped");
 	struct table t;
+	char n0[32];
 	size_t i;
 
 	(void)req;
+	/* One unreadable line must not hide the others; but say it is there. */
+	if (skipped != NULL && skipped->type == JSON_NUMBER && skipped->num > 0)
+		fprintf(stderr, "cutoverctl: %s unreadable history line%s skipped "
+		    "(see the history file next to the state file)\n",
+		    num_text(ans, "skipped", n0, sizeof(n0)),
+		    skipped->num == 1 ? "" : "s");
 	if (entries == NULL || entries->type != JSON_ARRAY || entries->n == 0) {
 		printf("no history\n");
 		return;

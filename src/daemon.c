@@ -132,6 +132,15 @@ daemon_run(struct config *cfg)
 	if (daemon_start(&d) == 0) {
 		event_base_dispatch(d.base);
 		rc = 0;
+		if (d.state_unsaved) {
+			/* One last try; otherwise say what the next start will see. */
+			char err[512];
+
+			if (transition_save_state(&d, &d.sw, d.switched_at_ms, err, sizeof(err)) < 0)
+				log_err("stopping with the state file not saved (%s): the next start "
+				        "will not know generation %" PRIu64 " (%s active)",
+				    err, d.sw.generation, color_name(d.sw.active));
+		}
 		log_info("stopped");
 	}
 	daemon_free(&d);
@@ -264,7 +273,10 @@ fail:
 	return -1;
 }
 
-/* The state file wins over `initial`; a corrupt one stops startup. */
+/*
+ * The state file wins over `initial`; a corrupt one stops startup, and so
+ * does a state directory others could plant links in.
+ */
 static int
 load_state(struct daemon *d)
 {
@@ -273,6 +285,10 @@ load_state(struct daemon *d)
 	char err[512];
 	int rc;
 
+	if (state_check_dir(cfg->state_file, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		return -1;
+	}
 	memset(&st, 0, sizeof(st));
 	rc = state_load(cfg->state_file, &st, err, sizeof(err));
 	if (rc < 0) {
@@ -355,6 +371,8 @@ daemon_free(struct daemon *d)
 		event_free(d->retire_timer);
 	if (d->watchdog_timer != NULL)
 		event_free(d->watchdog_timer);
+	if (d->state_timer != NULL)
+		event_free(d->state_timer);
 	if (d->retired.pending) {
 		/* Workers are gone: nothing uses the old generation any more. */
 		for (i = 0; i < COLOR_COUNT; i++)
@@ -774,6 +792,11 @@ cmd_status(struct control_conn *c, const struct control_caller *who, int argc, c
 		jbuf_printf(&b, ",\"guard\":{\"enabled\":%s,\"requests\":%" PRIu64 ",\"min_requests\":%u}",
 		    d->cfg->auto_rollback.enabled ? "true" : "false",
 		    guard_requests_seen(&d->guards[d->sw.active]), d->cfg->auto_rollback.min_requests);
+	jbuf_printf(&b, ",\"state_saved\":%s", d->state_unsaved ? "false" : "true");
+	if (d->state_unsaved) {
+		jbuf_raw(&b, ",\"state_error\":");
+		jbuf_str(&b, d->state_error);
+	}
 	jbuf_raw(&b, ",\"verdict\":");
 	jbuf_str(&b, d->verdict);
 	jbuf_raw(&b, ",\"verdict_reason\":");
@@ -933,7 +956,7 @@ cmd_history(struct control_conn *c, const struct control_caller *who, int argc, 
 	struct daemon *d = arg;
 	unsigned long max = 0;
 	char **lines = NULL, err[512];
-	size_t n = 0, i;
+	size_t n = 0, skipped = 0, i;
 	struct jbuf b;
 
 	(void)who;
@@ -951,7 +974,7 @@ cmd_history(struct control_conn *c, const struct control_caller *who, int argc, 
 			return;
 		}
 	}
-	if (history_read(d->history, max, &lines, &n, err, sizeof(err)) < 0) {
+	if (history_read(d->history, max, &lines, &n, &skipped, err, sizeof(err)) < 0) {
 		control_reply_error(c, err);
 		return;
 	}
@@ -962,7 +985,8 @@ cmd_history(struct control_conn *c, const struct control_caller *who, int argc, 
 			jbuf_raw(&b, ",");
 		jbuf_raw(&b, lines[i]);
 	}
-	jbuf_raw(&b, "]}");
+	/* Lines history_read could not vouch for (see history.c). */
+	jbuf_printf(&b, "],\"skipped\":%zu}", skipped);
 	history_lines_free(lines, n);
 	control_reply_jbuf(c, &b);
 }
@@ -972,26 +996,30 @@ cmd_commit(struct control_conn *c, const struct control_caller *who, int argc, c
     void *arg)
 {
 	struct daemon *d = arg;
-	struct state st;
-	char err[512];
+	struct switcher next;
+	char err[512], msg[640];
 
 	(void)argv;
 	if (argc != 1) {
 		control_reply_error(c, "usage: commit");
 		return;
 	}
-	if (!switcher_end_window(&d->sw)) {
+	next = d->sw;
+	if (!switcher_end_window(&next)) {
 		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
 		return;
 	}
-	memset(&st, 0, sizeof(st));
-	st.active = d->sw.active;
-	st.has_previous = d->sw.has_previous;
-	st.previous = d->sw.previous;
-	st.generation = d->sw.generation;
-	st.switched_at_ms = d->switched_at_ms;
-	if (state_save(d->cfg->state_file, &st, err, sizeof(err)) < 0)
-		log_err("commit: %s", err);
+	/* Durable first: a restart must not reopen a window the operator
+	 * closed, nor let the guard roll back a release they committed. */
+	if (transition_save_state(d, &next, d->switched_at_ms, err, sizeof(err)) < 0) {
+		snprintf(msg, sizeof(msg), "commit refused: cannot write state: %s", err);
+		log_err("%s (uid %ld pid %ld); the safety window stays open", msg, (long)who->uid,
+		    (long)who->pid);
+		daemon_record(d, "refused", -1, (int)d->sw.active, "manual", msg, who);
+		control_reply_error(c, msg);
+		return;
+	}
+	d->sw = next;
 	evtimer_del(d->window_timer);
 	d->verdict = "committed";
 	snprintf(d->verdict_reason, sizeof(d->verdict_reason), "committed by uid %ld", (long)who->uid);

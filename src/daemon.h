@@ -79,6 +79,12 @@ struct daemon {
 	size_t nreload_conns;
 	struct event *watchdog_timer; /* systemd WatchdogSec=, when enabled */
 	uint64_t watchdog_usec;
+	/* The state file lags d->sw (an automatic change could not be saved):
+	 * retried by state_timer until it succeeds. See transition.h. */
+	bool state_unsaved;
+	char state_error[512];
+	uint64_t state_retry_ms;
+	struct event *state_timer;
 	uint64_t switches[TRIGGER_COUNT];
 	uint64_t switch_refused;
 	bool stopping;

@@ -7,14 +7,26 @@
  * Torn writes: a crash (or a full disk) can leave a last line without its
  * '\n'. history_read never returns such a line, and history_append first
  * ends it with a '\n' so the new record stays on a line of its own. A line
- * that is not "{...}" (such a repaired torn record) is skipped by
- * history_read, so readers only ever see whole records.
+ * that is not "{...}" (such a repaired torn record) is skipped and
+ * counted by history_read, so readers only ever see whole records.
+ *
+ * Validity: whatever a reason holds (a hook's Latin-1, a cut character,
+ * control characters), the line written is valid UTF-8 JSON on one line:
+ * reasons are cut on a character boundary at HISTORY_REASON_MAX bytes and
+ * invalid bytes become U+FFFD. When reading, invalid UTF-8 in a line (as
+ * older versions wrote a hook's raw bytes) is replaced by U+FFFD too; a
+ * line that is then not a JSON object (a hand edit, a repaired torn
+ * record) is skipped and counted, never an error for the reader.
+ *
+ * Links: the file is opened, for appending and for reading, with
+ * O_NOFOLLOW (and O_NONBLOCK, so that a FIFO planted in its place cannot
+ * stall the main thread): a symbolic link planted as STATE_FILE.history
+ * is refused, its target never touched.
  */
 
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,20 +36,15 @@
 #include <unistd.h>
 
 #include "history.h"
+#include "json.h"
 
 /* history_read looks at no more than this much of the end of the file. */
 #define HISTORY_READ_MAX (4 * 1024 * 1024)
 
-struct sbuf {
-	char *s;
-	size_t len, cap;
-	bool oom;
-};
+/* A reason longer than this is cut (on a character boundary). */
+#define HISTORY_REASON_MAX 1024
 
-static void sb_add(struct sbuf *b, const char *s, size_t n);
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sb_json_str(struct sbuf *b, const char *s);
+static void open_error(const char *path, char *err, size_t errlen);
 static int format_time(int64_t ms, char *out, size_t outlen);
 static bool is_record(const char *line, size_t len);
 
@@ -63,21 +70,23 @@ int
 history_append(const char *path, const struct history_entry *e, char *err,
     size_t errlen)
 {
-	struct sbuf b = {NULL, 0, 0, false};
+	struct jbuf b;
 	struct stat sb;
 	char when[40];
 	char last;
 	ssize_t w;
 	int fd = -1;
 
+	jbuf_init(&b);
 	if (format_time(e->time_ms, when, sizeof(when)) == -1) {
 		snprintf(err, errlen, "%s: time %" PRId64 " out of range", path,
 		    e->time_ms);
 		goto fail;
 	}
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+	fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY |
+	    O_NOFOLLOW | O_NONBLOCK, 0644);
 	if (fd == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		open_error(path, err, errlen);
 		goto fail;
 	}
 	if (fstat(fd, &sb) == -1) {
@@ -90,27 +99,27 @@ history_append(const char *path, const struct history_entry *e, char *err,
 	}
 	/* A torn last line from a crash: end it so ours stays whole. */
 	if (sb.st_size > 0) {
-		int rfd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-
-		if (rfd == -1 || pread(rfd, &last, 1, sb.st_size - 1) != 1)
+		if (pread(fd, &last, 1, sb.st_size - 1) != 1)
 			last = '\n'; /* cannot tell; do not add an empty line */
-		if (rfd != -1)
-			close(rfd);
 		if (last != '\n')
-			sb_add(&b, "\n", 1);
+			jbuf_raw(&b, "\n");
 	}
 
-	sb_printf(&b, "{\"time\":\"%s\",\"event\":", when);
-	sb_json_str(&b, e->event);
-	sb_add(&b, ",\"from\":", 8);
-	sb_json_str(&b, e->from);
-	sb_add(&b, ",\"to\":", 6);
-	sb_json_str(&b, e->to);
-	sb_add(&b, ",\"trigger\":", 11);
-	sb_json_str(&b, e->trigger);
-	sb_add(&b, ",\"reason\":", 10);
-	sb_json_str(&b, e->reason);
-	sb_printf(&b, ",\"uid\":%ld,\"pid\":%ld,\"generation\":%" PRIu64 "}\n",
+	jbuf_printf(&b, "{\"time\":\"%s\",\"event\":", when);
+	jbuf_str(&b, e->event);
+	jbuf_raw(&b, ",\"from\":");
+	jbuf_str(&b, e->from);
+	jbuf_raw(&b, ",\"to\":");
+	jbuf_str(&b, e->to);
+	jbuf_raw(&b, ",\"trigger\":");
+	jbuf_str(&b, e->trigger);
+	jbuf_raw(&b, ",\"reason\":");
+	if (e->reason == NULL)
+		jbuf_raw(&b, "null");
+	else
+		jbuf_strn(&b, e->reason, utf8_trim(e->reason,
+		    strnlen(e->reason, HISTORY_REASON_MAX)));
+	jbuf_printf(&b, ",\"uid\":%ld,\"pid\":%ld,\"generation\":%" PRIu64 "}\n",
 	    e->uid, e->pid, e->generation);
 	if (b.oom) {
 		snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
@@ -141,42 +150,45 @@ history_append(const char *path, const struct history_entry *e, char *err,
 		snprintf(err, errlen, "%s: close: %s", path, strerror(errno));
 		goto fail;
 	}
-	free(b.s);
+	jbuf_free(&b);
 	return 0;
 
 fail:
 	if (fd != -1)
 		close(fd);
-	free(b.s);
+	jbuf_free(&b);
 	return -1;
 }
 
 /*
  * Reads at most the last HISTORY_READ_MAX bytes of the file (older records
- * beyond that are not returned), drops a partial first line of that window,
- * a last line without '\n' (torn write) and any line that is not a whole
- * "{...}" record, and returns the last max of the rest, oldest first. With
- * no lines *lines is NULL.
+ * beyond that are not returned), drops a partial first line of that window
+ * and a last line without '\n' (torn write), skips and counts every other
+ * line that is not a JSON object, and returns the last max of the rest,
+ * oldest first. Invalid UTF-8 in a line is replaced by U+FFFD first, so an
+ * older version's record with a hook's Latin-1 still shows. With no lines
+ * *lines is NULL.
  */
 int
-history_read(const char *path, size_t max, char ***lines, size_t *n, char *err,
-    size_t errlen)
+history_read(const char *path, size_t max, char ***lines, size_t *n,
+    size_t *skipped, char *err, size_t errlen)
 {
 	struct stat sb;
-	char **out = NULL;
+	char **out = NULL, **grown;
 	char *buf = NULL, *p, *end, *nl;
-	size_t len = 0, want, total = 0, skip, i = 0;
+	size_t len = 0, want, cap = 0, i = 0, k;
 	off_t start;
 	ssize_t r;
 	int fd = -1;
 
 	*lines = NULL;
 	*n = 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	*skipped = 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
 	if (fd == -1) {
 		if (errno == ENOENT)
 			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		open_error(path, err, errlen);
 		goto fail;
 	}
 	if (fstat(fd, &sb) == -1) {
@@ -225,37 +237,58 @@ history_read(const char *path, size_t max, char ***lines, size_t *n, char *err,
 		p = nl + 1;
 	}
 
-	/* Two passes over the buffer: count whole records, then copy the last max. */
-	for (char *q = p; (nl = memchr(q, '\n', (size_t)(end - q))) != NULL; q = nl + 1)
-		if (is_record(q, (size_t)(nl - q)))
-			total++;
-	if (total == 0)
-		goto done;
-	skip = (max != 0 && total > max) ? total - max : 0;
-	if ((out = calloc(total - skip, sizeof(*out))) == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto fail;
-	}
 	for (char *q = p; (nl = memchr(q, '\n', (size_t)(end - q))) != NULL; q = nl + 1) {
 		size_t ll = (size_t)(nl - q);
+		struct json *j;
+		struct jbuf line;
 
-		if (!is_record(q, ll))
-			continue;
-		if (skip > 0) {
-			skip--;
+		if (!is_record(q, ll)) {
+			(*skipped)++;
 			continue;
 		}
-		if ((out[i] = malloc(ll + 1)) == NULL) {
-			snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		jbuf_init(&line);
+		jbuf_utf8(&line, q, ll);
+		if (line.oom) {
+			jbuf_free(&line);
+			snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
 			goto fail;
 		}
-		memcpy(out[i], q, ll);
-		out[i][ll] = '\0';
-		i++;
+		j = json_parse(line.s, line.len);
+		if (j == NULL || j->type != JSON_OBJECT) {
+			/* NULL is also ENOMEM, rare enough to count as bad. */
+			json_free(j);
+			jbuf_free(&line);
+			(*skipped)++;
+			continue;
+		}
+		json_free(j);
+		if (i == cap) {
+			k = cap ? cap * 2 : 64;
+			if ((grown = realloc(out, k * sizeof(*out))) == NULL) {
+				jbuf_free(&line);
+				snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
+				goto fail;
+			}
+			out = grown;
+			cap = k;
+		}
+		out[i++] = line.s; /* the jbuf's string is the caller's now */
+	}
+
+	if (max != 0 && i > max) {
+		/* Keep the last max. */
+		for (k = 0; k < i - max; k++)
+			free(out[k]);
+		memmove(out, out + (i - max), max * sizeof(*out));
+		i = max;
 	}
 
 done:
 	free(buf);
+	if (i == 0) {
+		free(out);
+		out = NULL;
+	}
 	*lines = out;
 	*n = i;
 	return 0;
@@ -280,84 +313,15 @@ history_lines_free(char **lines, size_t n)
 	free(lines);
 }
 
-/* Appends n bytes; on allocation failure sets oom and appends nothing more. */
+/* An open(2) failure; ELOOP is O_NOFOLLOW refusing a symbolic link. */
 static void
-sb_add(struct sbuf *b, const char *s, size_t n)
+open_error(const char *path, char *err, size_t errlen)
 {
-	size_t cap;
-	char *ns;
-
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((ns = realloc(b->s, cap)) == NULL) {
-			b->oom = true;
-			return;
-		}
-		b->s = ns;
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
-static void
-sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	int len;
-
-	va_start(ap, fmt);
-	len = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-	va_end(ap);
-	/* Only used for short, fixed-shape fields. */
-	if (len < 0 || (size_t)len >= sizeof(tmp)) {
-		b->oom = true;
-		return;
-	}
-	sb_add(b, tmp, (size_t)len);
-}
-
-/*
- * Appends s as a JSON string (null when NULL): '"' and '\\' escaped with a
- * backslash, control characters and DEL as \u00XX. Other bytes, UTF-8
- * included, pass through unchanged.
- */
-static void
-sb_json_str(struct sbuf *b, const char *s)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *u, *run;
-	char esc[6];
-
-	if (s == NULL) {
-		sb_add(b, "null", 4);
-		return;
-	}
-	sb_add(b, "\"", 1);
-	for (run = u = (const unsigned char *)s; *u != '\0'; u++) {
-		if (*u != '"' && *u != '\\' && *u >= 0x20 && *u != 0x7f)
-			continue;
-		sb_add(b, (const char *)run, (size_t)(u - run));
-		if (*u == '"' || *u == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)*u;
-			sb_add(b, esc, 2);
-		} else {
-			memcpy(esc, "\\u00", 4);
-			esc[4] = hex[*u >> 4];
-			esc[5] = hex[*u & 0xf];
-			sb_add(b, esc, 6);
-		}
-		run = u + 1;
-	}
-	sb_add(b, (const char *)run, (size_t)(u - run));
-	sb_add(b, "\"", 1);
+	if (errno == ELOOP)
+		snprintf(err, errlen, "%s: is a symbolic link; refusing to follow it",
+		    path);
+	else
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 }
 
 /* Unix ms -> "2026-11-26T06:30:00.123Z" (UTC). Returns 0, or -1 if out of range. */

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "hooks.h"
+#include "json.h"
 #include "log.h"
 
 #define HOOK_MAX_OUTPUT (64 * 1024)
@@ -469,11 +470,17 @@ log_lines(struct hook_run *run, bool flush)
 	}
 }
 
-/* Calls back once the child was reaped and the pipe is closed. */
+/*
+ * Calls back once the child was reaped and the pipe is closed. The output
+ * handed on is made valid UTF-8 (a hook may print Latin-1, or be cut off
+ * mid-character at HOOK_MAX_OUTPUT): it ends up in JSON answers and in the
+ * audit history.
+ */
 static void
 maybe_finish(struct hook_run *run)
 {
-	size_t n = run->outlen;
+	size_t n = run->outlen, k;
+	struct jbuf text;
 
 	if (run->phase != HP_EXITED || run->pipefd >= 0)
 		return;
@@ -486,10 +493,23 @@ maybe_finish(struct hook_run *run)
 		log_warn("hook %s: %s killed by signal %d", run->event, run->path, run->signo);
 	else
 		log_info("hook %s: %s exited with status %d", run->event, run->path, run->status);
+	/* The cap may have cut a character in half: drop that half. */
+	if (run->truncated)
+		n = utf8_trim(run->out, n);
 	while (n > 0 && isspace((unsigned char)run->out[n - 1]))
 		n--;
-	run->out[n] = '\0';
-	run->done(run->status, run->timed_out, run->out, run->arg);
+	jbuf_init(&text);
+	jbuf_utf8(&text, run->out, n);
+	if (text.oom || text.s == NULL) {
+		/* No memory for the copy: plain ASCII in place will do. */
+		for (k = 0; k < n; k++)
+			if ((unsigned char)run->out[k] >= 0x80 || run->out[k] == '\0')
+				run->out[k] = '?';
+		run->out[n] = '\0';
+	}
+	run->done(run->status, run->timed_out, text.oom || text.s == NULL ? run->out : text.s,
+	    run->arg);
+	jbuf_free(&text);
 	run_free(run);
 }
 

@@ -29,7 +29,8 @@ struct hook_env {
  * Called once when the hook ended: status is its exit code (0..255), or -1
  * when it could not start, was killed by a signal or timed out (timed_out
  * tells which). output is what it printed (NUL-terminated, trailing
- * whitespace trimmed), valid during the call only. The run frees itself after
+ * whitespace trimmed, valid UTF-8: bytes that are not, and NUL, became
+ * U+FFFD), valid during the call only. The run frees itself after
  * the callback returns.
  */
 typedef void (*hook_done_cb)(int status, bool timed_out, const char *output, void *arg);

@@ -38,7 +38,6 @@ static struct json *parse_array(struct parser *ps);
 static struct json *parse_object(struct parser *ps);
 static int parse_hex4(struct parser *ps);
 static size_t utf8_encode(char *out, unsigned long cp);
-static size_t utf8_valid(const unsigned char *s, const unsigned char *end);
 
 /* ---------------------------------------------------------------- builder */
 
@@ -141,9 +140,6 @@ jbuf_str(struct jbuf *b, const char *s)
 	jbuf_strn(b, s, strlen(s));
 }
 
-/* Escapes the two characters JSON requires plus every control character
- * (and DEL, so that an answer printed raw cannot drive a terminal); bytes
- * >= 0x80 pass through, the caller vouches that they are UTF-8. */
 /* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no
  * surrogates, at most U+10FFFF), or 0 when it is not one. */
 static size_t
@@ -177,6 +173,9 @@ utf8_seq_len(const unsigned char *p, size_t avail)
 	return len;
 }
 
+/* Escapes the two characters JSON requires plus every control character
+ * (and DEL, so that an answer printed raw cannot drive a terminal); valid
+ * UTF-8 passes, any other byte >= 0x80 becomes \ufffd. */
 void
 jbuf_strn(struct jbuf *b, const char *s, size_t n)
 {
@@ -220,6 +219,51 @@ jbuf_strn(struct jbuf *b, const char *s, size_t n)
 		}
 	}
 	jbuf_putc(b, '"');
+}
+
+void
+jbuf_utf8(struct jbuf *b, const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, run = 0, len;
+
+	while (i < n) {
+		if (u[i] != 0 && u[i] < 0x80) {
+			i++;
+			continue;
+		}
+		len = u[i] == 0 ? 0 : utf8_seq_len(u + i, n - i);
+		if (len > 0) {
+			i += len;
+			continue;
+		}
+		if (jbuf_reserve(b, i - run + 3)) {
+			memcpy(b->s + b->len, s + run, i - run);
+			memcpy(b->s + b->len + (i - run), "\xef\xbf\xbd", 3);
+			b->len += i - run + 3;
+			b->s[b->len] = '\0';
+		}
+		run = ++i;
+	}
+	if (jbuf_reserve(b, n - run)) {
+		memcpy(b->s + b->len, s + run, n - run);
+		b->len += n - run;
+		b->s[b->len] = '\0';
+	}
+}
+
+size_t
+utf8_trim(const char *s, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t j = len, need;
+
+	while (j > 0 && len - j < 3 && (u[j - 1] & 0xc0) == 0x80)
+		j--;
+	if (j == 0 || u[j - 1] < 0xc0)
+		return len;
+	need = u[j - 1] >= 0xf0 ? 4 : u[j - 1] >= 0xe0 ? 3 : 2;
+	return len - (j - 1) < need ? j - 1 : len;
 }
 
 /* ----------------------------------------------------------------- parser */
@@ -498,40 +542,6 @@ utf8_encode(char *out, unsigned long cp)
 	return 4;
 }
 
-/* Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF), or 0 if it is not one. */
-static size_t
-utf8_valid(const unsigned char *s, const unsigned char *end)
-{
-	size_t n, i;
-	unsigned long cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1f;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0f;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07;
-	} else
-		return 0;
-	if ((size_t)(end - s) < n)
-		return 0;
-	for (i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-		return 0;
-	return n;
-}
-
 /* Returns the decoded string (malloc'd, NUL-terminated) and leaves ps after
  * the closing quote. The decoded form is never longer than the escaped one,
  * so one allocation of the raw length suffices. \u0000 is refused: the
@@ -561,8 +571,8 @@ parse_string(struct parser *ps)
 		if (c < 0x20)
 			goto fail;
 		if (c >= 0x80) {
-			if ((n = utf8_valid((const unsigned char *)ps->p,
-			    (const unsigned char *)ps->end)) == 0)
+			if ((n = utf8_seq_len((const unsigned char *)ps->p,
+			    (size_t)(ps->end - ps->p))) == 0)
 				goto fail;
 			memcpy(o, ps->p, n);
 			o += n;

@@ -24,6 +24,17 @@ void jbuf_raw(struct jbuf *b, const char *s);           /* appends s as is */
 void jbuf_printf(struct jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void jbuf_str(struct jbuf *b, const char *s);           /* appends a quoted, escaped string; NULL -> null */
 void jbuf_strn(struct jbuf *b, const char *s, size_t n);
+/* Appends s[0..n) as is (not quoted), except that every byte that does not
+ * start a well-formed UTF-8 sequence, and NUL, becomes U+FFFD: the result
+ * is valid UTF-8 whatever s holds. */
+void jbuf_utf8(struct jbuf *b, const char *s, size_t n);
+
+/*
+ * The length of s[0..len) without a UTF-8 character cut off at its end (a
+ * lead byte followed by fewer continuation bytes than it announces), for
+ * text that was truncated to fit a buffer: cut there, it stays valid.
+ */
+size_t utf8_trim(const char *s, size_t len);
 
 enum json_type { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT };
 

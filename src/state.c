@@ -22,6 +22,13 @@
  *
  * Only the main thread reads or writes the state file; two processes writing
  * the same path at once are not supported (cutoverd is the only writer).
+ *
+ * Links: the state file is read with O_NOFOLLOW, and the temporary file is
+ * created relative to the directory's descriptor with O_CREAT | O_EXCL |
+ * O_NOFOLLOW after removing a stale one, so a symbolic link planted as
+ * STATE_FILE or STATE_FILE.tmp is refused or replaced, its target never
+ * written. state_check_dir refuses a directory others could plant links
+ * in to begin with.
  */
 
 #include <errno.h>
@@ -60,7 +67,7 @@ static int parse_line(char *line, bool seen[SK_COUNT], struct state *st,
 static int parse_state(char *buf, size_t len, struct state *st, char *why,
     size_t whylen);
 static int write_all(int fd, const char *buf, size_t len);
-static int open_parent_dir(const char *path);
+static char *parent_dir(const char *path);
 
 /*
  * Reads path. Returns 0 when loaded, 1 when it does not exist, -1 otherwise
@@ -77,11 +84,15 @@ state_load(const char *path, struct state *st, char *err, size_t errlen)
 	ssize_t r;
 	int fd = -1;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
 	if (fd == -1) {
 		if (errno == ENOENT)
 			return 1;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (errno == ELOOP)
+			snprintf(err, errlen, "%s: is a symbolic link; refusing to "
+			    "follow it", path);
+		else
+			snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
 	if (fstat(fd, &sb) == -1) {
@@ -142,8 +153,9 @@ int
 state_save(const char *path, const struct state *st, char *err, size_t errlen)
 {
 	char buf[512];
-	char *tmp = NULL;
-	size_t plen;
+	char *tmp = NULL, *dir = NULL;
+	const char *base;
+	size_t blen;
 	int len, fd = -1, dirfd = -1;
 	bool created = false;
 
@@ -168,19 +180,37 @@ state_save(const char *path, const struct state *st, char *err, size_t errlen)
 		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
 		    "window_end %" PRId64 "\n", st->window_end_ms);
 
-	plen = strlen(path);
-	if ((tmp = malloc(plen + sizeof(".tmp"))) == NULL) {
+	if ((dir = parent_dir(path)) == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		goto fail;
 	}
-	memcpy(tmp, path, plen);
-	memcpy(tmp + plen, ".tmp", sizeof(".tmp"));
+	base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
+	blen = strlen(base);
+	if (blen == 0) {
+		snprintf(err, errlen, "%s: not a file name", path);
+		goto fail;
+	}
+	if ((tmp = malloc(blen + sizeof(".tmp"))) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto fail;
+	}
+	memcpy(tmp, base, blen);
+	memcpy(tmp + blen, ".tmp", sizeof(".tmp"));
 
-	if ((dirfd = open_parent_dir(path)) == -1) {
+	/* Everything below is relative to the directory opened here. */
+	if ((dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		snprintf(err, errlen, "%s: open directory: %s", path, strerror(errno));
 		goto fail;
 	}
-	fd = open(tmp, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC | O_NOCTTY, 0644);
+	/* A stale temporary (or something planted there) goes first: the
+	 * unlink removes a link, never its target. */
+	if (unlinkat(dirfd, tmp, 0) == -1 && errno != ENOENT) {
+		snprintf(err, errlen, "%s: remove stale %s: %s", path, tmp,
+		    strerror(errno));
+		goto fail;
+	}
+	fd = openat(dirfd, tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOCTTY |
+	    O_NOFOLLOW, 0644);
 	if (fd == -1) {
 		snprintf(err, errlen, "%s: create %s: %s", path, tmp, strerror(errno));
 		goto fail;
@@ -201,7 +231,7 @@ state_save(const char *path, const struct state *st, char *err, size_t errlen)
 		goto fail;
 	}
 	fd = -1;
-	if (rename(tmp, path) == -1) {
+	if (renameat(dirfd, tmp, dirfd, base) == -1) {
 		snprintf(err, errlen, "%s: rename %s: %s", path, tmp, strerror(errno));
 		goto fail;
 	}
@@ -216,17 +246,57 @@ state_save(const char *path, const struct state *st, char *err, size_t errlen)
 	}
 	close(dirfd);
 	free(tmp);
+	free(dir);
 	return 0;
 
 fail:
 	if (fd != -1)
 		close(fd);
 	if (created)
-		unlink(tmp);
+		unlinkat(dirfd, tmp, 0);
 	if (dirfd != -1)
 		close(dirfd);
 	free(tmp);
+	free(dir);
 	return -1;
+}
+
+int
+state_check_dir(const char *path, char *err, size_t errlen)
+{
+	struct stat sb;
+	char *dir;
+	int rc = -1;
+
+	if ((dir = parent_dir(path)) == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	/* The directory itself may be a link an administrator made. */
+	if (stat(dir, &sb) == -1) {
+		snprintf(err, errlen, "state directory %s: %s", dir, strerror(errno));
+		goto out;
+	}
+	if (!S_ISDIR(sb.st_mode)) {
+		snprintf(err, errlen, "state directory %s: not a directory", dir);
+		goto out;
+	}
+	if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "state directory %s is %s-writable (mode %04o): "
+		    "others could plant links there; make it private (chmod go-w %s)",
+		    dir, (sb.st_mode & S_IWOTH) ? "world" : "group",
+		    (unsigned)(sb.st_mode & 07777), dir);
+		goto out;
+	}
+	if (sb.st_uid != 0 && sb.st_uid != geteuid()) {
+		snprintf(err, errlen, "state directory %s belongs to uid %ld, neither "
+		    "root nor cutoverd's uid %ld", dir, (long)sb.st_uid, (long)geteuid());
+		goto out;
+	}
+	rc = 0;
+out:
+	free(dir);
+	return rc;
 }
 
 /* Parses an unsigned decimal without sign, spaces or leading zeros. */
@@ -441,25 +511,20 @@ fail:
 	return -1;
 }
 
-/* Opens the directory holding path, for fsync. Returns the fd or -1/errno. */
-static int
-open_parent_dir(const char *path)
+/* The directory holding path, malloc'd ("." for a bare name), or NULL/errno. */
+static char *
+parent_dir(const char *path)
 {
 	const char *slash = strrchr(path, '/');
-	char *dir = NULL;
 	size_t n;
-	int fd, saved;
+	char *dir;
 
 	if (slash == NULL)
-		return open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		return strdup(".");
 	n = slash == path ? 1 : (size_t)(slash - path);
 	if ((dir = malloc(n + 1)) == NULL)
-		return -1;
+		return NULL;
 	memcpy(dir, path, n);
 	dir[n] = '\0';
-	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	saved = errno;
-	free(dir);
-	errno = saved;
-	return fd;
+	return dir;
 }

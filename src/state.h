@@ -25,18 +25,30 @@ struct state {
 
 /*
  * Reads path. Returns 0 when loaded, 1 when the file does not exist (*st
- * untouched), -1 when it cannot be read or is not a valid state file, with
- * "PATH: reason" in err.
+ * untouched), -1 when it cannot be read, is a symbolic link (not followed)
+ * or is not a valid state file, with "PATH: reason" in err.
  */
 int state_load(const char *path, struct state *st, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 /*
- * Writes st to path atomically and durably: path.tmp in the same directory,
- * write, fsync, rename over path, fsync the directory. Returns 0, or -1 with
- * "PATH: reason" in err (path is then unchanged).
+ * Writes st to path atomically and durably: path.tmp in the same directory
+ * (a stale one removed, then created with O_EXCL | O_NOFOLLOW, so a planted
+ * link is never followed), write, fsync, rename over path, fsync the
+ * directory. Returns 0, or -1 with "PATH: reason" in err (path is then
+ * unchanged, except after a failed directory fsync: see state.c).
  */
 int state_save(const char *path, const struct state *st, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * Checks the directory that holds path, where the state file, its
+ * temporary and the history live: it must exist, be a directory, be
+ * writable by its owner only (not group or others: they could plant links
+ * or files) and belong to root or to the calling user. Returns 0, or -1
+ * with a message naming the directory in err.
+ */
+int state_check_dir(const char *path, char *err, size_t errlen)
     __attribute__((warn_unused_result));
 
 #endif

@@ -42,6 +42,8 @@ static int commit_switch(struct daemon *d, enum color target, enum switch_trigge
     const char *reason, const struct control_caller *who, char *err, size_t errlen);
 static enum switch_verdict decide(struct transition *t, char *reason, size_t len);
 static const char *verb(const struct transition *t);
+static void trim_utf8(char *s);
+static void on_state_retry(evutil_socket_t fd, short what, void *arg);
 
 void
 transition_begin(struct daemon *d, struct control_conn *c, const struct control_caller *who,
@@ -179,6 +181,7 @@ smoke_done(bool ok, const char *report, const char *failure, void *arg)
 	t->smoke_report = report != NULL ? strdup(report) : NULL;
 	if (!ok) {
 		snprintf(reason, sizeof(reason), "smoke test failed: %s", failure != NULL ? failure : "?");
+		trim_utf8(reason);
 		refuse(t, reason);
 		return;
 	}
@@ -233,6 +236,8 @@ pre_hook_done(int status, bool timed_out, const char *output, void *arg)
 		else
 			snprintf(reason, sizeof(reason), "vetoed by the pre_switch hook (exit %d)%s%s",
 			    status, output && *output ? ": " : "", output ? output : "");
+		/* A long output was cut to fit: not in the middle of a character. */
+		trim_utf8(reason);
 		refuse(t, reason);
 		return;
 	}
@@ -304,6 +309,7 @@ refuse(struct transition *t, const char *reason)
 
 	snprintf(msg, sizeof(msg), "%s to %s refused: %s", verb(t),
 	    t->rq.rollback && !d->sw.has_previous ? "previous color" : color_name(t->target), reason);
+	trim_utf8(msg);
 	log_warn("%s (uid %ld pid %ld)", msg, (long)t->who.uid, (long)t->who.pid);
 	if (!t->rq.dry_run) {
 		d->switch_refused++;
@@ -359,6 +365,13 @@ verb(const struct transition *t)
 	return t->rq.rollback ? "rollback" : "switch";
 }
 
+/* After snprintf cut s to fit its buffer: drop a character cut in half. */
+static void
+trim_utf8(char *s)
+{
+	s[utf8_trim(s, strlen(s))] = '\0';
+}
+
 /*
  * The switch itself, shared by manual switches and the guard's rollback:
  * state file first (a restart must never forget an acknowledged switch),
@@ -373,7 +386,9 @@ commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, 
 	struct switcher next = d->sw;
 	struct guard_sample sample;
 	double baseline;
-	struct state st;
+	int64_t switched_at;
+	bool unsaved = false;
+	char why[768];
 
 	switcher_commit(&next, target, now);
 	if (trigger == TRIGGER_AUTO_ROLLBACK) {
@@ -381,21 +396,22 @@ commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, 
 		next.state = SWITCHER_STABLE;
 		next.window_end_ms = 0;
 	}
-	memset(&st, 0, sizeof(st));
-	st.active = next.active;
-	st.has_previous = true;
-	st.previous = next.previous;
-	st.generation = next.generation;
-	st.switched_at_ms = daemon_wall_ms();
-	st.window_end_ms = next.state == SWITCHER_OBSERVING
-	    ? st.switched_at_ms + (int64_t)(next.window_end_ms - now) : 0;
-	if (state_save(d->cfg->state_file, &st, err, errlen) < 0) {
-		log_err("switch to %s not done: %s", color_name(target), err);
-		return -1;
+	switched_at = daemon_wall_ms();
+	if (transition_save_state(d, &next, switched_at, err, errlen) < 0) {
+		if (trigger != TRIGGER_AUTO_ROLLBACK) {
+			log_err("switch to %s not done: %s", color_name(target), err);
+			return -1;
+		}
+		/* Back to the known-good color all the same: serving a release
+		 * the guard condemned is worse than a state file that lags. */
+		unsaved = true;
+		snprintf(why, sizeof(why), "%s; state file not saved: %s", reason ? reason : "", err);
+		trim_utf8(why);
+		reason = why;
 	}
 	baseline = guard_window_p99(&d->guards[from], now);
 	d->sw = next;
-	d->switched_at_ms = st.switched_at_ms;
+	d->switched_at_ms = switched_at;
 	/* The switch: one atomic store. */
 	route_publish(&d->routes[d->sw.active]);
 	d->switches[trigger]++;
@@ -422,5 +438,84 @@ commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, 
 		d->verdict_reason[0] = '\0';
 	}
 	daemon_arm_window(d);
+	if (unsaved)
+		transition_state_unsaved(d, err);
 	return 0;
+}
+
+int
+transition_save_state(struct daemon *d, const struct switcher *sw, int64_t switched_at_ms,
+    char *err, size_t errlen)
+{
+	uint64_t now = daemon_mono_ms();
+	struct state st;
+
+	memset(&st, 0, sizeof(st));
+	st.active = sw->active;
+	st.has_previous = sw->has_previous;
+	st.previous = sw->previous;
+	st.generation = sw->generation;
+	st.switched_at_ms = switched_at_ms;
+	/* The window's end as wall clock, so that it survives a restart. */
+	st.window_end_ms = sw->state == SWITCHER_OBSERVING
+	    ? daemon_wall_ms() + (int64_t)switcher_window_left(sw, now) : 0;
+	if (state_save(d->cfg->state_file, &st, err, errlen) < 0)
+		return -1;
+	if (d->state_unsaved) {
+		d->state_unsaved = false;
+		d->state_error[0] = '\0';
+		d->state_retry_ms = 0;
+		if (d->state_timer != NULL)
+			evtimer_del(d->state_timer);
+		log_info("%s: state file %s saved again (generation %" PRIu64 ")", __func__,
+		    d->cfg->state_file, sw->generation);
+	}
+	return 0;
+}
+
+void
+transition_state_unsaved(struct daemon *d, const char *err)
+{
+	if (d->state_timer == NULL &&
+	    (d->state_timer = evtimer_new(d->base, on_state_retry, d)) == NULL) {
+		log_err("%s: STATE FILE NOT SAVED and no memory to retry: %s; a restart would "
+		        "forget generation %" PRIu64, __func__, err, d->sw.generation);
+		return;
+	}
+	snprintf(d->state_error, sizeof(d->state_error), "%s", err);
+	trim_utf8(d->state_error);
+	if (!d->state_unsaved) {
+		d->state_unsaved = true;
+		d->state_retry_ms = 1000;
+		log_err("%s: STATE FILE NOT SAVED: %s; %s is active (generation %" PRIu64 ") but a "
+		        "restart would forget it until a save succeeds; retrying",
+		    __func__, err, color_name(d->sw.active), d->sw.generation);
+	}
+	evtimer_del(d->state_timer);
+	{
+		struct timeval tv = {(time_t)(d->state_retry_ms / 1000),
+		    (suseconds_t)((d->state_retry_ms % 1000) * 1000)};
+
+		evtimer_add(d->state_timer, &tv);
+	}
+}
+
+/* Tries again to save the state in memory; backs off up to 30 s. */
+static void
+on_state_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+	char err[512];
+
+	(void)fd;
+	(void)what;
+	if (!d->state_unsaved)
+		return;
+	if (transition_save_state(d, &d->sw, d->switched_at_ms, err, sizeof(err)) == 0)
+		return;
+	if (d->state_retry_ms < 30000)
+		d->state_retry_ms = d->state_retry_ms * 2 > 30000 ? 30000 : d->state_retry_ms * 2;
+	log_err("%s: state file still not saved: %s; retrying in %" PRIu64 "ms", __func__, err,
+	    d->state_retry_ms);
+	transition_state_unsaved(d, err);
 }

@@ -45,4 +45,23 @@ void transition_cancel(struct daemon *d, const char *why);
  */
 void transition_auto_rollback(struct daemon *d, enum guard_trigger trigger, const char *reason);
 
+/*
+ * Durability. Every change the state file records (switch, rollback,
+ * commit, automatic rollback) is saved before it takes effect; a change
+ * asked for by a caller is refused when it cannot be saved.
+ *
+ * transition_save_state writes the state sw describes (switched_at_ms: the
+ * wall clock of its last switch). On success it also ends a pending retry
+ * (see below). Returns 0, or -1 with "PATH: reason" in err; it logs
+ * nothing, the caller decides what the failure means.
+ *
+ * transition_state_unsaved is for a change made with no caller to refuse:
+ * the guard's rollback, which happens anyway since safety comes first. It
+ * logs an error, marks the state unsaved (status says so) and keeps trying
+ * to save d->sw, backing off from 1 s to 30 s, until a save succeeds.
+ */
+int transition_save_state(struct daemon *d, const struct switcher *sw, int64_t switched_at_ms,
+    char *err, size_t errlen) __attribute__((warn_unused_result));
+void transition_state_unsaved(struct daemon *d, const char *err);
+
 #endif

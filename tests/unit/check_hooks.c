@@ -202,6 +202,34 @@ START_TEST(test_output_capped)
 }
 END_TEST
 
+/* Latin-1, stray bytes and NUL come out as U+FFFD; valid UTF-8, newlines
+ * and escape characters pass (the audit history and cutoverctl escape them). */
+START_TEST(test_output_made_utf8)
+{
+	run_hook(script("latin1.sh", "printf 'caf\\351 \\303\\251 \\377\\376 x\\000y\\na\\033[2Jb'; exit 1",
+	    0755), 5000);
+	ck_assert_int_eq(res.status, 1);
+	ck_assert_str_eq(res.output,
+	    "caf\xef\xbf\xbd \xc3\xa9 \xef\xbf\xbd\xef\xbf\xbd x\xef\xbf\xbdy\na\033[2Jb");
+}
+END_TEST
+
+/* The 64 KiB cap falls inside a character: the half character is dropped. */
+START_TEST(test_output_cap_on_character)
+{
+	size_t i, n;
+
+	run_hook(script("cut.sh", "head -c 65535 /dev/zero | tr '\\0' a; "
+	    "i=0; while [ $i -lt 100 ]; do printf '\\342\\202\\254'; i=$((i+1)); done; exit 2",
+	    0755), 5000);
+	ck_assert_int_eq(res.status, 2);
+	n = strlen(res.output);
+	ck_assert_uint_eq(n, 65535);
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(res.output[i], 'a');
+}
+END_TEST
+
 START_TEST(test_timeout_kills)
 {
 	double secs = run_hook(script("sleep.sh", "sleep 30", 0755), 300);
@@ -330,6 +358,8 @@ hooks_suite(void)
 	tcase_add_test(tc, test_output_captured_and_trimmed);
 	tcase_add_test(tc, test_stdin_is_dev_null);
 	tcase_add_test(tc, test_output_capped);
+	tcase_add_test(tc, test_output_made_utf8);
+	tcase_add_test(tc, test_output_cap_on_character);
 	tcase_add_test(tc, test_timeout_kills);
 	tcase_add_test(tc, test_timeout_escalates_to_sigkill);
 	tcase_add_test(tc, test_killed_by_signal);

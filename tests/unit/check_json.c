@@ -362,6 +362,66 @@ START_TEST(test_builder_invalid_utf8)
 }
 END_TEST
 
+/* jbuf_utf8: the same rules as jbuf_str's, raw: U+FFFD as its three bytes. */
+START_TEST(test_jbuf_utf8)
+{
+	static const struct {
+		const char *in;
+		size_t len;
+		const char *out;
+	} cases[] = {
+	    {"plain \n\033 ascii", 14, "plain \n\033 ascii"},
+	    {"caf\xc3\xa9", 5, "caf\xc3\xa9"},
+	    {"caf\xe9!", 5, "caf\xef\xbf\xbd!"},
+	    {"\xc3(", 2, "\xef\xbf\xbd("},
+	    {"a\0b", 3, "a\xef\xbf\xbd" "b"},
+	    {"\xed\xa0\x80", 3, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+	    {"\xe2\x82", 2, "\xef\xbf\xbd\xef\xbf\xbd"},
+	    {"", 0, ""},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct jbuf b;
+
+		jbuf_init(&b);
+		jbuf_raw(&b, "");
+		jbuf_utf8(&b, cases[i].in, cases[i].len);
+		ck_assert_msg(!b.oom, "case %zu: oom", i);
+		ck_assert_msg(strcmp(b.s, cases[i].out) == 0, "case %zu: got %s", i, b.s);
+		jbuf_free(&b);
+	}
+}
+END_TEST
+
+/* utf8_trim drops a character cut in half at the end, nothing else. */
+START_TEST(test_utf8_trim)
+{
+	static const struct {
+		const char *s;
+		size_t want;
+	} cases[] = {
+	    {"", 0},
+	    {"abc", 3},
+	    {"ab\xc3", 2},
+	    {"ab\xc3\xa9", 4},
+	    {"a\xe2\x82", 1},
+	    {"a\xe2", 1},
+	    {"a\xe2\x82\xac", 4},
+	    {"a\xf0\x9f\x98", 1},
+	    {"a\xf0\x9f\x98\x80", 5},
+	    {"a\x80", 2},          /* a stray continuation byte: not a cut */
+	    {"\x80\x80\x80\x80", 4},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		ck_assert_msg(utf8_trim(cases[i].s, strlen(cases[i].s)) == cases[i].want,
+		    "case %zu: %zu, want %zu", i, utf8_trim(cases[i].s, strlen(cases[i].s)),
+		    cases[i].want);
+}
+END_TEST
+
 START_TEST(test_numbers)
 {
 	static const struct {
@@ -406,6 +466,8 @@ json_suite(void)
 	tcase_add_test(tb, test_builder);
 	tcase_add_test(tb, test_round_trip);
 	tcase_add_test(tb, test_builder_invalid_utf8);
+	tcase_add_test(tb, test_jbuf_utf8);
+	tcase_add_test(tb, test_utf8_trim);
 	suite_add_tcase(s, tb);
 	return s;
 }

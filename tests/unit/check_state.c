@@ -490,6 +490,108 @@ START_TEST(test_save_relative)
 }
 END_TEST
 
+/*
+ * A symbolic link planted as PATH.tmp: the save replaces the link, never
+ * writes its target; one planted as PATH is replaced by the rename too,
+ * but refused by state_load.
+ */
+START_TEST(test_save_tmp_symlink_not_followed)
+{
+	char *dir = test_dir(), *path = join(dir, "state");
+	char *tmp = join(dir, "state.tmp"), *target = join(dir, "precious");
+	struct state in = {COLOR_GREEN, true, COLOR_BLUE, 3, 10, 0};
+	struct state out;
+	struct stat sb;
+	char err[512] = "", *text;
+
+	write_file(target, "precious\n", 9);
+	ck_assert_int_eq(symlink(target, tmp), 0);
+	ck_assert_msg(state_save(path, &in, err, sizeof(err)) == 0, "%s", err);
+	text = read_file(target);
+	ck_assert_str_eq(text, "precious\n");
+	ck_assert_int_eq(lstat(tmp, &sb), -1);
+	ck_assert_int_eq(lstat(path, &sb), 0);
+	ck_assert(S_ISREG(sb.st_mode));
+	ck_assert_msg(state_load(path, &out, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_uint_eq(out.generation, 3);
+
+	/* A dangling link: its target must not be created. */
+	ck_assert_int_eq(unlink(target), 0);
+	ck_assert_int_eq(symlink(target, tmp), 0);
+	ck_assert_msg(state_save(path, &in, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(lstat(target, &sb), -1);
+	free(target);
+	free(tmp);
+	free(path);
+	free(dir);
+}
+END_TEST
+
+START_TEST(test_load_symlink_refused)
+{
+	char *dir = test_dir(), *path = join(dir, "state");
+	char *target = join(dir, "elsewhere");
+	struct state in = {COLOR_GREEN, false, COLOR_BLUE, 9, 0, 0};
+	struct state out;
+	char err[512] = "";
+
+	ck_assert_msg(state_save(target, &in, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(symlink(target, path), 0);
+	ck_assert_int_eq(state_load(path, &out, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "symbolic link") != NULL, "%s", err);
+	free(target);
+	free(path);
+	free(dir);
+}
+END_TEST
+
+/* The state directory: private passes; group-, world-writable, missing,
+ * not a directory, or someone else's, refused with its name. */
+START_TEST(test_check_dir)
+{
+	char *dir = test_dir(), *path = join(dir, "state");
+	char *file = join(dir, "file"), *inside = join(file, "state");
+	char *gone = join(dir, "nope"), *gone_state = join(gone, "state");
+	char err[512] = "";
+
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+	ck_assert_msg(state_check_dir(path, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_int_eq(chmod(dir, 0755), 0);
+	ck_assert_msg(state_check_dir(path, err, sizeof(err)) == 0, "%s", err);
+
+	ck_assert_int_eq(chmod(dir, 0770), 0);
+	ck_assert_int_eq(state_check_dir(path, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, dir) != NULL && strstr(err, "group-writable") != NULL, "%s",
+	    err);
+	ck_assert_int_eq(chmod(dir, 01777), 0);
+	ck_assert_int_eq(state_check_dir(path, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, dir) != NULL && strstr(err, "world-writable") != NULL, "%s",
+	    err);
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+
+	ck_assert_int_eq(state_check_dir(gone_state, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, gone) != NULL && strstr(err, strerror(ENOENT)) != NULL, "%s",
+	    err);
+	write_file(file, "x", 1);
+	ck_assert_int_eq(state_check_dir(inside, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "not a directory") != NULL, "%s", err);
+
+	/* Owned by someone else (only root can hand a directory over). */
+	if (geteuid() == 0) {
+		ck_assert_int_eq(chown(dir, 4242, 4242), 0);
+		ck_assert_int_eq(state_check_dir(path, err, sizeof(err)), -1);
+		ck_assert_msg(strstr(err, "uid 4242") != NULL, "%s", err);
+		ck_assert_int_eq(chown(dir, 0, 0), 0);
+	}
+	free(gone_state);
+	free(gone);
+	free(inside);
+	free(file);
+	free(path);
+	free(dir);
+}
+END_TEST
+
 static Suite *
 state_suite(void)
 {
@@ -514,6 +616,9 @@ state_suite(void)
 	tcase_add_test(tc, test_save_rename_fails);
 	tcase_add_test(tc, test_save_invalid);
 	tcase_add_test(tc, test_save_relative);
+	tcase_add_test(tc, test_save_tmp_symlink_not_followed);
+	tcase_add_test(tc, test_load_symlink_refused);
+	tcase_add_test(tc, test_check_dir);
 	suite_add_tcase(s, tc);
 	return s;
 }
