@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "switcher.h"
+#include "watchdog.h"
 
 struct accesslog;
 struct control;
@@ -79,6 +80,7 @@ struct daemon {
 	size_t nreload_conns;
 	struct event *watchdog_timer; /* systemd WatchdogSec=, when enabled */
 	uint64_t watchdog_usec;
+	struct watchdog watchdog;
 	uint64_t switches[TRIGGER_COUNT];
 	uint64_t switch_refused;
 	bool stopping;
