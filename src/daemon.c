@@ -257,6 +257,7 @@ daemon_start(struct daemon *d)
 
 		if ((d->watchdog_timer = event_new(d->base, -1, EV_PERSIST, on_watchdog, d)) == NULL)
 			goto oom;
+		watchdog_init(&d->watchdog, d->watchdog_usec, daemon_mono_ms());
 		event_add(d->watchdog_timer, &tv);
 	}
 	sd_notify(0, "READY=1");
@@ -1390,27 +1391,37 @@ attach_pool_tls(struct pool *pools[COLOR_COUNT], const struct config *cfg, struc
 /*
  * systemd's watchdog: pinged at half its interval, but only while every
  * worker's loop is turning (heartbeats), so a wedged worker gets the daemon
- * restarted instead of hidden behind a healthy main thread.
+ * restarted instead of hidden behind a healthy main thread. What counts as
+ * wedged is watchdog.h's: far above a busy machine's scheduling noise. The
+ * first withheld ping and the recovery are logged once each.
  */
 static void
 on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
-	uint64_t now = daemon_mono_ms(), limit = d->watchdog_usec / 1000;
+	struct watchdog *wd = &d->watchdog;
+	uint64_t now = daemon_mono_ms();
 	unsigned i;
 
 	(void)fd;
 	(void)what;
+	watchdog_tick(wd, now);
 	/* Stopping workers no longer beat; the drain is bounded anyway. */
 	for (i = 0; i < d->nworkers && !d->stopping; i++) {
-		uint64_t hb = atomic_load(&d->workers[i].heartbeat_ms);
+		uint64_t silent = watchdog_silent_ms(wd, now, atomic_load(&d->workers[i].heartbeat_ms));
 
-		if (now > hb && now - hb > limit) {
-			log_err("watchdog: worker %u has not turned its loop for %llums", i,
-			    (unsigned long long)(now - hb));
+		if (silent > wd->stuck_ms) {
+			if (!wd->withholding)
+				log_err("%s: worker %u has not turned its loop for %llums: "
+				        "withholding WATCHDOG=1 so that systemd restarts the daemon",
+				    __func__, i, (unsigned long long)silent);
+			wd->withholding = true;
 			return;
 		}
 	}
+	if (wd->withholding)
+		log_warn("%s: every worker turns its loop again: WATCHDOG=1 resumed", __func__);
+	wd->withholding = false;
 #ifdef HAVE_SYSTEMD
 	sd_notify(0, "WATCHDOG=1");
 #endif

@@ -17,6 +17,7 @@
 #include "metrics.h"
 #include "pool.h"
 #include "switcher.h"
+#include "watchdog.h"
 
 struct accesslog;
 struct control;
@@ -85,6 +86,7 @@ struct daemon {
 	char state_error[512];
 	uint64_t state_retry_ms;
 	struct event *state_timer;
+	struct watchdog watchdog;
 	uint64_t switches[TRIGGER_COUNT];
 	uint64_t switch_refused;
 	bool stopping;

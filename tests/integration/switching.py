@@ -239,12 +239,15 @@ class Load:
     (t_sent, t_done, status, color, detail) with monotonic times, t_sent
     taken just before the request was written. A failed exchange is
     recorded with status None and the error as detail, and the thread
-    reconnects."""
+    reconnects. new_conn: each request on a new connection instead
+    (Connection: close, so the proxy closes first and the client's
+    ephemeral ports are not held in TIME_WAIT)."""
 
-    def __init__(self, port, nthreads=4, path="/"):
+    def __init__(self, port, nthreads=4, path="/", new_conn=False):
         self.port = port
         self.path = path
         self.nthreads = nthreads
+        self.new_conn = new_conn
         self.stop_ev = threading.Event()
         self.lock = threading.Lock()
         self.records = []
@@ -268,7 +271,8 @@ class Load:
         return list(self.records)
 
     def _run(self, idx):
-        req = http_request("GET", self.path, host="test")
+        req = http_request("GET", self.path, host="test",
+                           headers=[("Connection", "close")] if self.new_conn else ())
         conn = None
         out = []
         while not self.stop_ev.is_set():
@@ -287,7 +291,7 @@ class Load:
                     detail = "body %r does not match X-Color %r" % (body, color)
                     color = "mismatch"
                 out.append((t_sent, t_done, r.status, color, detail))
-                if r.has_token("Connection", "close"):
+                if r.has_token("Connection", "close") or self.new_conn:
                     conn.close()
                     conn = None
             except (harness.ConnClosed, harness.TestFailure, OSError) as e:

@@ -240,9 +240,9 @@ def test_504_upstream_response_timeout(env):
     b1 = env.backend("blue1", "blue")
     d = env.cutoverd(blue=[b1], green=[], timeouts={"response": "1s"}, expect_errors=UPSTREAM_ERRORS)
     t0 = time.monotonic()
-    r = d.get("/delay?ms=4000")
+    r = d.get("/delay?ms=9000")
     check(r.status == 504, "upstream slower than timeouts.response answered %s, expected 504" % r.status)
-    check(time.monotonic() - t0 < 3.5, "the 504 came only after the upstream answered")
+    check(time.monotonic() - t0 < 7.0, "the 504 came only after the upstream answered")
     r = d.get("/")
     check(r.status == 200, "request after the 504 answered %s" % r.status)
 

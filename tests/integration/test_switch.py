@@ -366,7 +366,9 @@ def test_switch_wait_returns_after_old_color_drained(env):
     check(slow.get("resp", (None,))[:2] == (200, "blue"),
           "the in-flight request should finish on blue: %r" % (slow.get("resp"),))
     check(elapsed >= 1.0, "switch --wait returned after %.2fs, before the 1.5s request drained" % elapsed)
-    check(r.t_end >= slow["t_done"] - 0.05,
+    # t_done is taken by another Python thread, which a busy machine may
+    # schedule late; a --wait that did not wait returns about 1.5s early.
+    check(r.t_end >= slow["t_done"] - 0.3,
           "switch --wait returned %.2fs before the in-flight request finished" % (slow["t_done"] - r.t_end))
     check(("green", 1) in seen, "status during the wait never showed green active with 1 request "
           "in flight on blue: %s" % seen[:20])
@@ -397,8 +399,9 @@ def test_idle_upstream_to_old_color_closed_after_switch(env):
     ctl.wait_confirmed("green")
     ctl.ok("switch", "green")
     t0 = time.monotonic()
-    wait_for(lambda: rec.closed, 2.0, "the idle upstream connection to blue to be closed after the switch")
-    check(time.monotonic() - t0 < 2.0, "closing took too long")
+    # timeouts.upstream_idle is 10s: closed within 5s is closed by the switch.
+    wait_for(lambda: rec.closed, 5.0, "the idle upstream connection to blue to be closed after the switch")
+    check(time.monotonic() - t0 < 5.0, "closing took too long")
 
 
 def _slow_handler(conn, rec, server):
@@ -437,7 +440,7 @@ def test_upstream_conn_of_request_draining_across_switch_closed(env):
     ctl.ok("switch", "green")
     wait_for(lambda: "r" in out, 5, "the /slow response")
     check(out["r"] == (200, b"ok"), "/slow answered %r" % (out["r"],))
-    wait_for(lambda: rec.closed, 2.0, "the upstream connection to blue, idle after its request drained "
+    wait_for(lambda: rec.closed, 5.0, "the upstream connection to blue, idle after its request drained "
              "across the switch, to be closed (it stays open until timeouts.upstream_idle)")
     t.join(5)
 
