@@ -10,6 +10,7 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "duration.h"
 #include "hooks.h"
 #include "json.h"
 #include "log.h"
@@ -388,7 +389,7 @@ commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, 
 	st.generation = next.generation;
 	st.switched_at_ms = daemon_wall_ms();
 	st.window_end_ms = next.state == SWITCHER_OBSERVING
-	    ? st.switched_at_ms + (int64_t)(next.window_end_ms - now) : 0;
+	    ? duration_add_signed(st.switched_at_ms, next.window_end_ms - now) : 0;
 	if (state_save(d->cfg->state_file, &st, err, errlen) < 0) {
 		log_err("switch to %s not done: %s", color_name(target), err);
 		return -1;
