@@ -169,6 +169,8 @@ static key_eq_fn eq_listens;
 static key_parse_fn parse_certs;
 static key_free_fn free_certs;
 static key_parse_fn parse_pools;
+static void pool_tls_warn(struct ctx *ctx, const config_setting_t *m,
+    const char *path, struct config *cfg, const struct config_pool *p);
 static key_free_fn free_pools;
 static key_parse_fn parse_servers;
 static key_free_fn free_servers;
@@ -1334,7 +1336,28 @@ parse_pools(struct ctx *ctx, const config_setting_t *s,
 			}
 		}
 		parse_group(ctx, m, cpath, pool_keys, &cfg->pools[i]);
+		pool_tls_warn(ctx, m, cpath, cfg, &cfg->pools[i]);
 	}
+}
+
+/* verify = false is allowed (a test setup, a private network) but never
+ * silently: -t says what it costs. */
+static void
+pool_tls_warn(struct ctx *ctx, const config_setting_t *m, const char *path,
+    struct config *cfg, const struct config_pool *p)
+{
+	const config_setting_t *t, *v;
+	struct config_errors *errs = ctx->errs;
+
+	if (m == NULL || !p->tls.enabled || p->tls.verify ||
+	    (t = config_setting_get_member(m, "tls")) == NULL ||
+	    (v = config_setting_get_member(t, "verify")) == NULL)
+		return;
+	ctx->errs = &cfg->warnings;
+	cerr(ctx, v, "warning: '%s.tls.verify' is false: the servers' "
+	    "certificates are not checked, so anyone on the path to them can "
+	    "read and change the traffic", path);
+	ctx->errs = errs;
 }
 
 static void
@@ -1845,6 +1868,7 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	keys_free(top_keys, cfg);
+	config_errors_free(&cfg->warnings);
 	free(cfg->path);
 	free(cfg);
 }

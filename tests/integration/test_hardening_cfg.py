@@ -7,7 +7,8 @@ import re
 
 import harness
 from harness import check, cutoverd_path, wait_for
-from switching import EXTRA_DEFAULT, start
+from ops import TLSBackend, certs, pair, start_pool_tls, wait_log
+from switching import AUTO_ROLLBACK_OFF, EXTRA_DEFAULT, SWITCH_DEFAULT, start
 
 
 # --------------------------------------------------------------------------
@@ -135,3 +136,96 @@ def test_header_size_maximum_serves_an_80k_head(env):
             r = c.read_response()
         check(r.status == want, "a %d-byte request head with header_size = 81920 answered %s, expected %d"
               % (size, r.status, want))
+
+
+# --------------------------------------------------------------------------
+# Upstream TLS checks the server's name (item 6)
+
+# One health check at start, then none for an hour: what happens to the
+# server after that is up to live traffic (passive health).
+HEALTH_ONCE = ('health: { path = "/healthz"; interval = "1h"; timeout = "2s"; '
+               'rise = 1; fall = 2; expect_status = 200; };\n')
+
+
+def _tls_upstream(env, leaf, tls, health=HEALTH_ONCE, expect_errors=()):
+    cd = certs(env)
+    up = TLSBackend(env, *pair(cd, leaf))
+    d, ctl = start_pool_tls(env, [up.addr], ["127.0.0.1:9"], tls % {"ca": os.path.join(cd, "ca.pem")},
+                            extra=health + SWITCH_DEFAULT + AUTO_ROLLBACK_OFF, expect_errors=expect_errors)
+    return d, ctl, up
+
+
+def test_upstream_tls_without_sni_checks_the_server_ip(env):
+    """verify and no sni: a certificate for the server's IP (up.pem has IP
+    127.0.0.1) is accepted, and no SNI is sent for an IP."""
+    d, ctl, up = _tls_upstream(env, "up", 'tls = { verify = true; ca = "%(ca)s"; };')
+    wait_for(lambda: up.health_checks >= 1, 10, "a health check on the TLS upstream")
+    for i in range(3):
+        r = d.get("/ip/%d" % i)
+        check(r.status == 200 and r.body == b"tls1 blue\n", "request %d answered %s %r" % (i, r.status, r.body))
+    check(up.handshake_errors == [], "handshakes failed: %s" % up.handshake_errors[:3])
+    check(up.requests == ["/ip/0", "/ip/1", "/ip/2"], "the upstream saw %r" % up.requests)
+    check(all(n is None for n in up.snis), "SNI sent to an IP address: %r" % up.snis)
+
+
+def test_upstream_tls_certificate_for_another_name_refused(env):
+    """verify, no sni, a certificate from the configured CA but for
+    evil.example: every connection fails (502), the log names the server,
+    the expected name and the certificate, health says why, and live
+    failures take the server down (503 after that)."""
+    d, ctl, up = _tls_upstream(env, "evil", 'tls = { verify = true; ca = "%(ca)s"; };')
+    wait_for(lambda: len(up.handshake_errors) >= 1, 10, "the start-up health check's failed handshake")
+    m = wait_log(d, r"upstream (\S+): certificate rejected: IP address mismatch \(expected name 127\.0\.0\.1; "
+                    r"certificate /CN=evil\.example")
+    check(m.group(1) == up.addr, "the rejection log line names %s, not the server %s" % (m.group(1), up.addr))
+    h = wait_for(lambda: (lambda h: h if h.get("last", "").startswith("certificate rejected") else None)(
+        ctl.health("blue")[0]), 10, "health to report the rejected certificate")
+    check("IP address mismatch" in h["last"] and "127.0.0.1" in h["last"],
+          "health reports %r for a certificate with the wrong name" % h["last"])
+    statuses = []
+    for i in range(6):
+        statuses.append(d.get("/evil/%d" % i).status)
+        if statuses[-1] == 503:
+            break
+    check(statuses[0] == 502, "a request to a server with a certificate for another name answered %s, "
+          "expected 502 (all: %s)" % (statuses[0], statuses))
+    check(statuses[-1] == 503 and set(statuses[:-1]) == {502},
+          "live failures did not take the server down: answers %s (fall = 2)" % statuses)
+    wait_log(d, r"blue server %s is down: 2 connect failures in a row on live traffic" % re.escape(up.addr))
+    check(up.requests == [], "requests reached the server despite its certificate: %r" % up.requests)
+
+
+def test_upstream_tls_sni_is_the_name_checked(env):
+    """With sni set, the certificate must be for sni: evil.example's is
+    refused for sni = "up.test" (health reports it), accepted for
+    sni = "evil.example"."""
+    d, ctl, up = _tls_upstream(env, "evil", 'tls = { verify = true; ca = "%(ca)s"; sni = "up.test"; };')
+    wait_log(d, r"certificate rejected: hostname mismatch \(expected name up\.test; certificate /CN=evil\.example")
+    check(d.get("/x").status == 502, "a certificate for evil.example was accepted for sni up.test")
+    d.stop()
+    env.daemons.remove(d)
+    d, ctl, up = _tls_upstream(env, "evil", 'tls = { verify = true; ca = "%(ca)s"; sni = "evil.example"; };')
+    r = d.get("/y")
+    check(r.status == 200, "a certificate for evil.example with sni evil.example answered %s" % r.status)
+    check(up.snis and set(up.snis) == {"evil.example"}, "SNI sent: %r" % up.snis)
+
+
+def test_check_warns_when_verify_is_false(env):
+    path = os.path.join(env.tmp, "noverify.conf")
+    with open(path, "w") as f:
+        f.write('listen = ( { address = "127.0.0.1:18080"; } );\n'
+                'pools: { blue: { servers = ( "127.0.0.1:9001" ); };\n'
+                '  green: { servers = ( "127.0.0.1:9002" );\n'
+                '    tls = { verify = false; }; }; };\n')
+    rc, lines = _run_check(env, path)
+    check(rc == 0, "cutoverd -t refused verify = false (a warning, not an error): %s" % lines)
+    warn = [l for l in lines if "warning" in l]
+    check(len(warn) == 1 and warn[0].startswith(path + ":4: warning: 'pools.green.tls.verify' is false"),
+          "cutoverd -t did not warn at %s:4 about verify = false: %s" % (path, lines))
+    with open(path, "w") as f:
+        f.write('listen = ( { address = "127.0.0.1:18080"; } );\n'
+                'pools: { blue: { servers = ( "127.0.0.1:9001" ); tls = { }; };\n'
+                '  green: { servers = ( ); }; };\n')
+    rc, lines = _run_check(env, path)
+    check(rc == 0 and not any("warning" in l for l in lines),
+          "cutoverd -t with verify at its default (true): exit %d, %s" % (rc, lines))
