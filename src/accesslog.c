@@ -440,3 +440,31 @@ count_lines(const char *buf, size_t len)
 	}
 	return n;
 }
+
+size_t
+accesslog_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i, n = 0;
+
+	if (dstlen == 0)
+		return 0;
+	for (i = 0; i < srclen; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+			if (n + 1 >= dstlen)
+				break;
+			dst[n++] = (char)c;
+			continue;
+		}
+		if (n + 4 >= dstlen)
+			break;
+		dst[n++] = '\\';
+		dst[n++] = 'x';
+		dst[n++] = hex[c >> 4];
+		dst[n++] = hex[c & 0x0f];
+	}
+	dst[n] = '\0';
+	return n;
+}

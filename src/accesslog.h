@@ -28,6 +28,17 @@ void accesslog_reopen(struct accesslog *al);
 /* Flushes what is queued, stops the writer and closes the file. */
 void accesslog_close(struct accesslog *al);
 
+/*
+ * Copies srclen bytes of src (client input: the request line, a header) into
+ * dst as text that is safe inside a quoted access log field: '"', '\\' and
+ * every byte outside printable ASCII (0x20..0x7e) become "\\xHH" (upper
+ * case hex), as nginx writes them. dst is always NUL-terminated when dstlen
+ * > 0; when it is too small the output stops before the first byte (or
+ * escape) that does not fit, never in the middle of an escape. Returns the
+ * length written, without the NUL. Any thread; touches no shared state.
+ */
+size_t accesslog_escape(char *dst, size_t dstlen, const char *src, size_t srclen);
+
 /* Lines dropped because the writer fell behind. */
 uint64_t accesslog_dropped(const struct accesslog *al);
 

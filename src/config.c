@@ -13,10 +13,12 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include <http_parser.h>
 #include <libconfig.h>
 
 #include "addr.h"
 #include "config.h"
+#include "config_scan.h"
 #include "duration.h"
 #include "log.h"
 
@@ -38,6 +40,9 @@ struct ctx {
 	char *dir;           /* its directory, for relative certificate paths */
 	bool oom;
 	const config_t *lc;  /* config_reload_check: the new file, for lines */
+	/* Lines holding an integer libconfig wrapped (already reported). */
+	struct scan_flag { const char *file; int line; long long wrapped; } *flags;
+	size_t nflags;
 };
 
 /*
@@ -91,7 +96,18 @@ struct key {
 	key_eq_fn *eq;       /* KT_CUSTOM, when !reload */
 };
 
-#define DUR_ANY 1.9e19 /* above UINT64_MAX: no upper bound */
+/*
+ * Every number has an upper bound, documented in cutover.conf(5): a value
+ * past it would overflow or wrap somewhere at run time (a clock plus a
+ * window, a count narrowed to 32 bits) rather than fail here. Durations in
+ * milliseconds.
+ */
+#define MS_HOUR (3600.0 * 1000)
+#define MS_DAY (24 * MS_HOUR)
+#define MS_MAX_TIMEOUT MS_DAY        /* timeouts.*, drain, hooks, windows */
+#define MS_MAX_SAFETY_WINDOW (30 * MS_DAY)
+#define MS_MAX_CHECK MS_HOUR         /* health interval/timeout, smoke timeout */
+#define LATENCY_FACTOR_MAX 1000.0
 
 static void cerr(struct ctx *ctx, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -126,6 +142,13 @@ static void group_list_free(const struct key *keys, size_t size, void *arrp,
     size_t *np);
 static int cidr_parse(const char *v, struct config_cidr *out, char *why,
     size_t whylen);
+static void scan_literals(struct ctx *ctx, const config_t *lc, FILE *main);
+static void scan_files(const config_setting_t *s, const char ***files,
+    size_t *n, bool *oom);
+static char *read_all(FILE *fp, size_t *len);
+static config_scan_fn scan_hit;
+static bool scan_flagged(const struct ctx *ctx, const config_setting_t *s,
+    long long v);
 
 static key_check_fn check_abs_path;
 static key_check_fn check_http_path;
@@ -146,6 +169,8 @@ static key_eq_fn eq_listens;
 static key_parse_fn parse_certs;
 static key_free_fn free_certs;
 static key_parse_fn parse_pools;
+static void pool_tls_warn(struct ctx *ctx, const config_setting_t *m,
+    const char *path, struct config *cfg, const struct config_pool *p);
 static key_free_fn free_pools;
 static key_parse_fn parse_servers;
 static key_free_fn free_servers;
@@ -217,9 +242,9 @@ static const struct key health_keys[] = {
 	{KEY("path", KT_STRING, C(health.path), "/healthz"),
 	    .check = check_http_path, .reload = true},
 	{KEY("interval", KT_DURATION, C(health.interval_ms), "2s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_CHECK), .reload = true},
 	{KEY("timeout", KT_DURATION, C(health.timeout_ms), "1s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_CHECK), .reload = true},
 	{KEY("rise", KT_UINT, C(health.rise), "2"), RANGE(1, 1000),
 	    .reload = true},
 	{KEY("fall", KT_UINT, C(health.fall), "3"), RANGE(1, 1000),
@@ -233,9 +258,9 @@ static const struct key switch_keys[] = {
 	{KEY("min_healthy", KT_UINT, C(sw.min_healthy), "1"), RANGE(0, 100000),
 	    .reload = true},
 	{KEY("drain_timeout", KT_DURATION, C(sw.drain_timeout_ms), "30s"),
-	    RANGE(0, DUR_ANY), .reload = true},
+	    RANGE(0, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("safety_window", KT_DURATION, C(sw.safety_window_ms), "5m"),
-	    RANGE(0, DUR_ANY), .reload = true},
+	    RANGE(0, MS_MAX_SAFETY_WINDOW), .reload = true},
 	{.name = NULL},
 };
 
@@ -247,7 +272,7 @@ static const struct key auto_rollback_keys[] = {
 	{KEY("min_requests", KT_UINT, C(auto_rollback.min_requests), "50"),
 	    RANGE(1, 1e9), .reload = true},
 	{KEY("window", KT_DURATION, C(auto_rollback.window_ms), "30s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("latency_factor", KT_REAL, C(auto_rollback.latency_factor), "0"),
 	    .check = check_latency_factor, .reload = true},
 	{.name = NULL},
@@ -272,7 +297,7 @@ static const struct key smoke_keys[] = {
 	    RANGE(100, 599)},
 	{KEY("expect_body", KT_STRING, SMOKE(expect_body), NULL)},
 	{KEY("timeout", KT_DURATION, SMOKE(timeout_ms), "2s"),
-	    RANGE(1, DUR_ANY)},
+	    RANGE(1, MS_MAX_CHECK)},
 	{.name = NULL},
 };
 
@@ -294,7 +319,7 @@ static const struct key hooks_keys[] = {
 	{KEY("window_end", KT_STRING, C(hooks.window_end), NULL),
 	    .check = check_executable, .reload = true},
 	{KEY("timeout", KT_DURATION, C(hooks.timeout_ms), "30s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_TIMEOUT), .reload = true},
 	{.name = NULL},
 };
 
@@ -315,8 +340,10 @@ static const struct key metrics_keys[] = {
 };
 
 static const struct key limits_keys[] = {
+	/* http-parser refuses a head past HTTP_MAX_HEADER_SIZE (80 KiB as
+	 * Debian builds it): a larger limit would answer valid heads 400. */
 	{KEY("header_size", KT_SIZE, C(limits.header_size), "16384"),
-	    RANGE(1024, 1048576), .reload = true},
+	    RANGE(1024, HTTP_MAX_HEADER_SIZE), .reload = true},
 	{KEY("header_count", KT_UINT, C(limits.header_count), "100"),
 	    RANGE(1, 10000), .reload = true},
 	{KEY("max_connections", KT_UINT, C(limits.max_connections), "10000"),
@@ -326,17 +353,17 @@ static const struct key limits_keys[] = {
 
 static const struct key timeouts_keys[] = {
 	{KEY("client_header", KT_DURATION, C(timeouts.client_header_ms), "10s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("client_idle", KT_DURATION, C(timeouts.client_idle_ms), "60s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("connect", KT_DURATION, C(timeouts.connect_ms), "5s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("response", KT_DURATION, C(timeouts.response_ms), "60s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("upstream_idle", KT_DURATION, C(timeouts.upstream_idle_ms), "30s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("handshake", KT_DURATION, C(timeouts.handshake_ms), "10s"),
-	    RANGE(1, DUR_ANY), .reload = true},
+	    RANGE(1, MS_MAX_TIMEOUT), .reload = true},
 	{.name = NULL},
 };
 
@@ -714,8 +741,8 @@ parse_value(struct ctx *ctx, const struct key *k, const config_setting_t *s,
 		enum color color;
 		struct addr addr;
 	} tmp;
-	char why[512];
-	double v;
+	char why[512], maxs[32];
+	long long iv;
 
 	switch (k->type) {
 	case KT_UINT:
@@ -725,18 +752,24 @@ parse_value(struct ctx *ctx, const struct key *k, const config_setting_t *s,
 			cerr(ctx, s, "'%s' must be an integer", path);
 			return -1;
 		}
-		v = (double)config_setting_get_int64(s);
-		if (v < k->min || v > k->max) {
+		/* Read as 64 bits and checked against the range (every
+		 * range fits the narrowest field) before narrowing. A plain
+		 * literal past 32 bits was already wrapped by libconfig 1.5:
+		 * config_scan_ints() reported its line, say nothing more. */
+		iv = config_setting_get_int64(s);
+		if (type == CONFIG_TYPE_INT && scan_flagged(ctx, s, iv))
+			return -1;
+		if (iv < (long long)k->min || iv > (long long)k->max) {
 			cerr(ctx, s, "'%s' must be from %.0f to %.0f, not %lld", path,
-			    k->min, k->max, config_setting_get_int64(s));
+			    k->min, k->max, iv);
 			return -1;
 		}
 		if (k->type == KT_UINT)
-			*(unsigned *)field = (unsigned)config_setting_get_int64(s);
+			*(unsigned *)field = (unsigned)iv;
 		else if (k->type == KT_INT)
-			*(int *)field = (int)config_setting_get_int64(s);
+			*(int *)field = (int)iv;
 		else
-			*(size_t *)field = (size_t)config_setting_get_int64(s);
+			*(size_t *)field = (size_t)iv;
 		return 0;
 	case KT_REAL:
 		if (type == CONFIG_TYPE_FLOAT) {
@@ -782,6 +815,12 @@ parse_value(struct ctx *ctx, const struct key *k, const config_setting_t *s,
 	}
 	if (k->type == KT_DURATION && (double)tmp.ms < k->min) {
 		cerr(ctx, s, "'%s' must be greater than 0", path);
+		return -1;
+	}
+	if (k->type == KT_DURATION && (double)tmp.ms > k->max) {
+		duration_format((uint64_t)k->max, maxs, sizeof(maxs));
+		cerr(ctx, s, "'%s' must be at most %s, not \"%s\"", path, maxs,
+		    config_setting_get_string(s));
 		return -1;
 	}
 	switch (k->type) {
@@ -1100,8 +1139,9 @@ check_latency_factor(struct ctx *ctx, const config_setting_t *s,
 {
 	double v = *(double *)field;
 
-	if (!(v == 0 || v >= 1))
-		cerr(ctx, s, "'%s' must be 0 (off) or at least 1, not %g", path, v);
+	if (!(v == 0 || (v >= 1 && v <= LATENCY_FACTOR_MAX)))
+		cerr(ctx, s, "'%s' must be 0 (off) or from 1 to %.0f, not %g", path,
+		    LATENCY_FACTOR_MAX, v);
 }
 
 /* ---- lists -------------------------------------------------------------- */
@@ -1296,7 +1336,28 @@ parse_pools(struct ctx *ctx, const config_setting_t *s,
 			}
 		}
 		parse_group(ctx, m, cpath, pool_keys, &cfg->pools[i]);
+		pool_tls_warn(ctx, m, cpath, cfg, &cfg->pools[i]);
 	}
+}
+
+/* verify = false is allowed (a test setup, a private network) but never
+ * silently: -t says what it costs. */
+static void
+pool_tls_warn(struct ctx *ctx, const config_setting_t *m, const char *path,
+    struct config *cfg, const struct config_pool *p)
+{
+	const config_setting_t *t, *v;
+	struct config_errors *errs = ctx->errs;
+
+	if (m == NULL || !p->tls.enabled || p->tls.verify ||
+	    (t = config_setting_get_member(m, "tls")) == NULL ||
+	    (v = config_setting_get_member(t, "verify")) == NULL)
+		return;
+	ctx->errs = &cfg->warnings;
+	cerr(ctx, v, "warning: '%s.tls.verify' is false: the servers' "
+	    "certificates are not checked, so anyone on the path to them can "
+	    "read and change the traffic", path);
+	ctx->errs = errs;
 }
 
 static void
@@ -1577,6 +1638,156 @@ validate_whole(struct ctx *ctx, const config_t *lc, struct config *cfg)
 	}
 }
 
+/* ---- integers libconfig wraps -------------------------------------------- */
+
+struct scan_arg {
+	struct ctx *ctx;
+	const char *file; /* as libconfig names it; NULL: the main file */
+};
+
+/*
+ * Reports every plain integer literal past 32 bits in the main file and in
+ * each @include'd file that holds settings (libconfig names them; an
+ * included file without settings cannot hold a number), and remembers its
+ * line so that the key's own range check stays quiet about the wrapped
+ * value.
+ */
+static void
+scan_literals(struct ctx *ctx, const config_t *lc, FILE *main)
+{
+	const char **files = NULL;
+	size_t nfiles = 0, i, len;
+	struct scan_arg sa = {.ctx = ctx};
+	char *text, *p;
+	FILE *fp;
+
+	scan_files(config_root_setting(lc), &files, &nfiles, &ctx->oom);
+	for (i = 0; i <= nfiles; i++) {
+		sa.file = i < nfiles ? files[i] : NULL;
+		if (sa.file == NULL) {
+			rewind(main);
+			fp = main;
+		} else {
+			if (sa.file[0] == '/' || ctx->dir == NULL)
+				p = strdup(sa.file);
+			else if (asprintf(&p, "%s/%s", ctx->dir, sa.file) == -1)
+				p = NULL;
+			if (p == NULL) {
+				ctx->oom = true;
+				continue;
+			}
+			fp = fopen(p, "re");
+			free(p);
+			if (fp == NULL)
+				continue; /* libconfig read it; gone since: no matter */
+		}
+		if ((text = read_all(fp, &len)) == NULL)
+			ctx->oom = true;
+		else
+			config_scan_ints(text, len, scan_hit, &sa);
+		free(text);
+		if (fp != main)
+			fclose(fp);
+	}
+	free(files);
+}
+
+/* Collects the distinct included files (not the main one, NULL) that
+ * settings under s come from. */
+static void
+scan_files(const config_setting_t *s, const char ***files, size_t *n,
+    bool *oom)
+{
+	const char *f = config_setting_source_file(s);
+	const char **more;
+	int i, len;
+	size_t j;
+
+	if (f != NULL) {
+		for (j = 0; j < *n && strcmp((*files)[j], f) != 0; j++)
+			;
+		if (j == *n) {
+			if ((more = realloc(*files, (*n + 1) * sizeof(*more))) == NULL) {
+				*oom = true;
+				return;
+			}
+			more[(*n)++] = f;
+			*files = more;
+		}
+	}
+	len = config_setting_is_aggregate(s) ? config_setting_length(s) : 0;
+	for (i = 0; i < len; i++)
+		scan_files(config_setting_get_elem(s, (unsigned)i), files, n, oom);
+}
+
+static char *
+read_all(FILE *fp, size_t *len)
+{
+	size_t cap = 4096, n = 0, r;
+	char *buf = malloc(cap), *more;
+
+	while (buf != NULL && (r = fread(buf + n, 1, cap - n, fp)) > 0) {
+		n += r;
+		if (n == cap) {
+			if ((more = realloc(buf, cap * 2)) == NULL) {
+				free(buf);
+				return NULL;
+			}
+			buf = more;
+			cap *= 2;
+		}
+	}
+	*len = n;
+	return buf;
+}
+
+static void
+scan_hit(void *arg, int line, const char *lit, size_t len)
+{
+	struct scan_arg *sa = arg;
+	struct ctx *ctx = sa->ctx;
+	struct scan_flag *more;
+	char msg[256], num[48];
+	unsigned long long v;
+
+	/* What libconfig made of it: strtoll/strtoull (saturating), then the
+	 * low 32 bits as an int. */
+	snprintf(num, sizeof(num), "%.*s", (int)(len < sizeof(num) ? len : sizeof(num) - 1), lit);
+	v = strpbrk(num, "xX") != NULL ? strtoull(num, NULL, 16) :
+	    (unsigned long long)strtoll(num, NULL, 10);
+	snprintf(msg, sizeof(msg), "integer %.*s is out of range: libconfig reads "
+	    "an integer without the L suffix as 32 bits and would silently wrap it",
+	    (int)(len > 40 ? 40 : len), lit);
+	err_push(ctx, sa->file, line, msg);
+	if ((more = realloc(ctx->flags, (ctx->nflags + 1) * sizeof(*more))) == NULL) {
+		ctx->oom = true;
+		return;
+	}
+	more[ctx->nflags].file = sa->file;
+	more[ctx->nflags].line = line;
+	more[ctx->nflags].wrapped = (int32_t)(uint32_t)v;
+	ctx->flags = more;
+	ctx->nflags++;
+}
+
+/* Whether s (read as v) is a wrapped integer scan_hit() reported: one on
+ * its line that libconfig turned into v. */
+static bool
+scan_flagged(const struct ctx *ctx, const config_setting_t *s, long long v)
+{
+	const char *f = config_setting_source_file(s);
+	int line = (int)config_setting_source_line(s);
+	size_t i;
+
+	for (i = 0; i < ctx->nflags; i++)
+		if (ctx->flags[i].line == line && ctx->flags[i].wrapped == v &&
+		    (f == NULL ?
+		    ctx->flags[i].file == NULL : ctx->flags[i].file != NULL &&
+		    strcmp(ctx->flags[i].file, f) == 0))
+			return true;
+	return false;
+}
+
 /* ---- public ------------------------------------------------------------- */
 
 int
@@ -1623,6 +1834,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 		    config_error_text(&lc));
 		goto fail;
 	}
+	scan_literals(&ctx, &lc, fp);
 	cfg = ctx_calloc(&ctx, 1, sizeof(*cfg));
 	if (cfg == NULL)
 		goto fail;
@@ -1636,6 +1848,7 @@ config_load(const char *path, struct config **out, struct config_errors *errs)
 	config_destroy(&lc);
 	fclose(fp);
 	free(ctx.dir);
+	free(ctx.flags);
 	*out = cfg;
 	return 0;
 fail:
@@ -1645,6 +1858,7 @@ fail:
 	config_destroy(&lc);
 	fclose(fp);
 	free(ctx.dir);
+	free(ctx.flags);
 	return -1;
 }
 
@@ -1654,6 +1868,7 @@ config_free(struct config *cfg)
 	if (cfg == NULL)
 		return;
 	keys_free(top_keys, cfg);
+	config_errors_free(&cfg->warnings);
 	free(cfg->path);
 	free(cfg);
 }

@@ -144,8 +144,17 @@ struct config_upstream {
 	unsigned keepalive; /* idle connections kept per server per worker, default 32; 0 disables reuse */
 };
 
+/* Collected errors, each already formatted as "FILE:LINE: message". */
+struct config_errors {
+	char **msgs;
+	size_t n;
+};
+
 struct config {
 	char *path;
+	/* Accepted but unsafe settings, "FILE:LINE: warning: ...": cutoverd -t
+	 * prints them, the daemon logs them at start. */
+	struct config_errors warnings;
 	struct config_listen *listens;
 	size_t nlistens;
 	unsigned workers;  /* as written; 0 means one per CPU (see config_workers()) */
@@ -166,12 +175,6 @@ struct config {
 	struct config_limits limits;
 	struct config_timeouts timeouts;
 	struct config_upstream upstream;
-};
-
-/* Collected errors, each already formatted as "FILE:LINE: message". */
-struct config_errors {
-	char **msgs;
-	size_t n;
 };
 
 /*

@@ -96,11 +96,14 @@ main(int argc, char **argv)
 	}
 	config_errors_free(&errs);
 	if (test) {
+		config_errors_print(&cfg->warnings, stderr);
 		fprintf(stderr, "%s: configuration is valid\n", path);
 		config_free(cfg);
 		return 0;
 	}
 	log_set_level((enum log_level)cfg->log_level);
+	for (size_t i = 0; i < cfg->warnings.n; i++)
+		log_warn("%s", cfg->warnings.msgs[i]);
 	/*
 	 * Fixed malloc thresholds: glibc's sliding ones make per-thread arenas
 	 * trim and madvise() on the request path as buffers come and go.

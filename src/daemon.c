@@ -18,6 +18,7 @@
 #include "accesslog.h"
 #include "control.h"
 #include "daemon.h"
+#include "duration.h"
 #include "fdlimit.h"
 #include "health.h"
 #include "history.h"
@@ -308,7 +309,7 @@ load_state(struct daemon *d)
 	if (st.window_end_ms > daemon_wall_ms()) {
 		/* The safety window survives a restart. */
 		d->sw.state = SWITCHER_OBSERVING;
-		d->sw.window_end_ms = daemon_mono_ms() + (uint64_t)(st.window_end_ms - daemon_wall_ms());
+		d->sw.window_end_ms = duration_add(daemon_mono_ms(), (uint64_t)st.window_end_ms - (uint64_t)daemon_wall_ms());
 	}
 	log_info("state file %s: active color %s, generation %" PRIu64, cfg->state_file,
 	    color_name(st.active), st.generation);
@@ -875,7 +876,7 @@ daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char
 		return -1;
 	wt->conn = c;
 	wt->old = old;
-	wt->deadline_ms = daemon_mono_ms() + d->cfg->sw.drain_timeout_ms;
+	wt->deadline_ms = duration_add(daemon_mono_ms(), d->cfg->sw.drain_timeout_ms);
 	wt->answer_prefix = answer_prefix;
 	TAILQ_INSERT_TAIL(&d->waiters, wt, link);
 	if (!event_pending(d->wait_timer, EV_TIMEOUT, NULL)) {

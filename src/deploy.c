@@ -205,7 +205,7 @@ deploy_run_command(const struct deploy *dp, const char *cmd)
 static int
 deploy_wait_healthy(struct deploy *dp)
 {
-	int64_t deadline = now_ms() + (int64_t)dp->timeout_ms;
+	int64_t deadline = duration_add_signed(now_ms(), dp->timeout_ms);
 	long long last = -1;
 	int rc;
 
@@ -279,7 +279,7 @@ deploy_switch(struct deploy *dp)
 static int
 deploy_follow(struct deploy *dp)
 {
-	int64_t deadline = now_ms() + (int64_t)dp->timeout_ms;
+	int64_t deadline = duration_add_signed(now_ms(), dp->timeout_ms);
 	long long last_left = -1, last_seen = -1;
 	int rc;
 

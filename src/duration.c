@@ -69,3 +69,21 @@ duration_format(uint64_t ms, char *buf, size_t len)
 		}
 	}
 }
+
+uint64_t
+duration_add(uint64_t a, uint64_t b)
+{
+	return b > UINT64_MAX - a ? UINT64_MAX : a + b;
+}
+
+int64_t
+duration_add_signed(int64_t t, uint64_t ms)
+{
+	/* INT64_MAX - t cannot overflow for t >= 0; for t < 0 the sum of a
+	 * negative and a value <= INT64_MAX always fits. */
+	if (t >= 0 && ms > (uint64_t)(INT64_MAX - t))
+		return INT64_MAX;
+	if (t < 0 && ms > (uint64_t)INT64_MAX)
+		return duration_add_signed(t + INT64_MAX, ms - (uint64_t)INT64_MAX);
+	return t + (int64_t)ms;
+}

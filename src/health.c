@@ -9,6 +9,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
 #include "fdlimit.h"
@@ -17,6 +18,7 @@
 #include "json.h"
 #include "log.h"
 #include "pool.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define HEALTH_MAX_HEAD 16384
@@ -34,7 +36,7 @@ struct check {
 	unsigned failures; /* consecutive */
 	bool checked;
 	bool was_up;
-	char last[96];
+	char last[192];
 	double latency_ms;
 };
 
@@ -258,10 +260,18 @@ check_eventcb(struct bufferevent *bev, short what, void *arg)
 	struct check *c = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 
-	(void)bev;
+	char why[160];
+	const char *tls_why = NULL;
+
 	if (what & BEV_EVENT_CONNECTED)
 		return;
-	if (what & BEV_EVENT_ERROR)
+	/* A certificate for the wrong name (or from the wrong CA) says so in
+	 * the server's health, not just "connection error". */
+	if ((what & BEV_EVENT_ERROR) && c->srv->pool->tls != NULL)
+		tls_why = tls_client_verify_failure(bufferevent_openssl_get_ssl(bev), why, sizeof(why));
+	if (tls_why != NULL)
+		check_done(c, false, "%s", tls_why);
+	else if (what & BEV_EVENT_ERROR)
 		check_done(c, false, "%s", err ? evutil_socket_error_to_string(err) : "connection error");
 	else
 		check_done(c, false, "connection closed before a response");

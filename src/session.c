@@ -1305,24 +1305,27 @@ preview_color(struct session *s, struct http_head *req, enum color *color)
 static void
 set_req_line(struct session *s, const struct http_head *req)
 {
-	char buf[512];
+	char buf[4 * 400 + 64], target[4 * 400 + 1];
 	int n;
 
-	n = snprintf(buf, sizeof(buf), "%.*s %.*s HTTP/1.%d", (int)(req->method_len > 32 ? 32 : req->method_len),
-	    req->method, (int)(req->target_len > 400 ? 400 : req->target_len), req->target, req->version_minor);
+	/* The target may hold '"' and '\' (VCHAR): escaped, so the quoted
+	 * access log field stays one field. A method is a token: no need. */
+	accesslog_escape(target, sizeof(target), req->target, req->target_len > 400 ? 400 : req->target_len);
+	n = snprintf(buf, sizeof(buf), "%.*s %s HTTP/1.%d", (int)(req->method_len > 32 ? 32 : req->method_len),
+	    req->method, target, req->version_minor);
 	free(s->req_line);
 	s->req_line = n > 0 ? strdup(buf) : NULL;
 }
 
 /*
  * One access log line: time, client, request line, status, color, server,
- * duration in ms, response body bytes. Control characters in the request
- * line cannot occur (the parser refused them); quotes are escaped.
+ * duration in ms, response body bytes. The request line was escaped by
+ * set_req_line() (accesslog_escape: '"', '\', non-printable as \xHH).
  */
 static void
 log_access(struct session *s, uint64_t us)
 {
-	char line[1024], when[32];
+	char line[2048], when[32];
 	struct timespec ts;
 	struct tm tm;
 	int n;

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "pool.h"
 #include "smoke.h"
+#include "tls.h"
 #include "upstream.h"
 
 #define SMOKE_MAX_HEAD 16384
@@ -322,7 +323,13 @@ exch_eventcb(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_ERROR) {
 		unsigned long tls_err = bufferevent_get_openssl_error(bev);
 		const char *msg = err ? evutil_socket_error_to_string(err) : "connection error";
+		char why[160];
 
+		if (tls_err != 0 && tls_client_verify_failure(bufferevent_openssl_get_ssl(bev),
+		    why, sizeof(why)) != NULL) {
+			exch_finish(ex, false, "TLS: %s", why);
+			return;
+		}
 		if (tls_err != 0) {
 			const char *reason = ERR_reason_error_string(tls_err);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "duration.h"
 #include "switcher.h"
 
 void
@@ -53,7 +54,7 @@ switcher_commit(struct switcher *sw, enum color target, uint64_t now_ms)
 	sw->generation++;
 	if (sw->safety_window_ms > 0) {
 		sw->state = SWITCHER_OBSERVING;
-		sw->window_end_ms = now_ms + sw->safety_window_ms;
+		sw->window_end_ms = duration_add(now_ms, sw->safety_window_ms);
 	} else {
 		sw->state = SWITCHER_STABLE;
 		sw->window_end_ms = 0;

@@ -21,7 +21,9 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "addr.h"
 #include "config.h"
+#include "log.h"
 #include "tls.h"
 
 /*
@@ -68,10 +70,25 @@ struct tls_server {
 struct tls_client {
 	atomic_uint refs;
 	SSL_CTX *ctx;
-	char *sni;     /* NULL: no SNI, no name check */
+	char *sni;     /* NULL: no SNI; the server's IP is the name checked */
 	bool sni_ip;   /* sni is an IP literal: checked, not sent */
 	bool verify;
+	/* Rejected certificates are logged at most once per VERIFY_LOG_MS per
+	 * pool (health checks would repeat the line every interval), with a
+	 * count of the ones left out. Any thread. */
+	_Atomic uint64_t verify_logged_ms;
+	atomic_uint verify_unlogged;
 };
+
+/* What the verify callback of an upstream SSL reports with: held in the
+ * SSL's ex_data, freed with it; holds a reference to its tls_client. */
+struct tls_peer {
+	struct tls_client *c;
+	char addr[64];  /* the server, "ip:port" */
+	char name[256]; /* the name its certificate must be for */
+};
+
+#define VERIFY_LOG_MS 10000
 
 static int min_version_parse(const char *s, int *out);
 static int ctx_settings(SSL_CTX *ctx, const struct config_listen *l,
@@ -101,8 +118,16 @@ static void sni_table_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
     int idx, long argl, void *argp);
 static void sni_index_init(void);
 
+static int verify_cb(int ok, X509_STORE_CTX *xs);
+static bool verify_log_allowed(struct tls_client *c, unsigned *unlogged);
+static void peer_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
+    int idx, long argl, void *argp);
+static void peer_index_init(void);
+
 static pthread_once_t sni_index_once = PTHREAD_ONCE_INIT;
 static int sni_index = -1;
+static pthread_once_t peer_index_once = PTHREAD_ONCE_INIT;
+static int peer_index = -1;
 
 /* ---- checks -------------------------------------------------------------- */
 
@@ -754,36 +779,158 @@ tls_client_unref(struct tls_client *c)
 }
 
 /*
- * SNI is sent for a host name only (RFC 6066 forbids IP literals); the
- * peer's certificate is checked against sni, as a DNS name or an IP SAN,
- * when verify is on. The SSL holds its own reference to the context and
- * copies sni: it may outlive c.
+ * SNI is sent for a host name only (RFC 6066 forbids IP literals). With
+ * verify, the certificate must be for sni (a DNS name, or an IP SAN when
+ * sni is an IP literal) or, without sni, for the server's own IP address:
+ * a chain check alone would take any certificate the CA ever issued. The
+ * SSL holds its own references to the context and to c: it may outlive
+ * the caller's.
  */
 SSL *
-tls_client_ssl(struct tls_client *c)
+tls_client_ssl(struct tls_client *c, const struct addr *peer)
 {
-	SSL *ssl = SSL_new(c->ctx);
+	char ip[INET6_ADDRSTRLEN];
+	struct tls_peer *p = NULL;
+	const char *name = c->sni;
+	bool name_ip = c->sni_ip;
+	SSL *ssl;
 
-	if (ssl == NULL)
+	if (c->verify && (pthread_once(&peer_index_once, peer_index_init) != 0 ||
+	    peer_index == -1))
+		return NULL;
+	if ((ssl = SSL_new(c->ctx)) == NULL)
 		return NULL;
 	if (c->sni != NULL && !c->sni_ip &&
 	    SSL_set_tlsext_host_name(ssl, c->sni) != 1)
 		goto fail;
-	if (c->verify && c->sni != NULL) {
+	if (name == NULL && peer != NULL) {
+		addr_ip_string((const struct sockaddr *)&peer->ss, ip, sizeof(ip));
+		name = ip;
+		name_ip = true;
+	}
+	if (c->verify) {
 		X509_VERIFY_PARAM *param = SSL_get0_param(ssl);
 
+		if (name == NULL || name[0] == '\0')
+			goto fail; /* nothing to check the certificate against */
 		X509_VERIFY_PARAM_set_hostflags(param,
 		    X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-		if (c->sni_ip ?
-		    X509_VERIFY_PARAM_set1_ip_asc(param, c->sni) != 1 :
-		    SSL_set1_host(ssl, c->sni) != 1)
+		if (name_ip ?
+		    X509_VERIFY_PARAM_set1_ip_asc(param, name) != 1 :
+		    SSL_set1_host(ssl, name) != 1)
 			goto fail;
+		if ((p = calloc(1, sizeof(*p))) == NULL)
+			goto fail;
+		snprintf(p->addr, sizeof(p->addr), "%s",
+		    peer != NULL ? peer->text : "(unknown)");
+		snprintf(p->name, sizeof(p->name), "%s", name);
+		if (SSL_set_ex_data(ssl, peer_index, p) != 1)
+			goto fail;
+		tls_client_ref(c);
+		p->c = c; /* from here on freed with the SSL */
+		p = NULL;
+		SSL_set_verify(ssl, SSL_VERIFY_PEER, verify_cb);
 	}
 	SSL_set_connect_state(ssl);
 	return ssl;
 fail:
+	free(p);
 	SSL_free(ssl);
+	ERR_clear_error();
 	return NULL;
+}
+
+/*
+ * OpenSSL's verdict on one certificate of the chain: a refusal is logged
+ * (naming the server, the name expected and what the certificate is for)
+ * and stands. Runs in the thread of the handshake.
+ */
+static int
+verify_cb(int ok, X509_STORE_CTX *xs)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(xs,
+	    SSL_get_ex_data_X509_STORE_CTX_idx());
+	const struct tls_peer *p = ssl != NULL ?
+	    SSL_get_ex_data(ssl, peer_index) : NULL;
+	X509 *cert = X509_STORE_CTX_get_current_cert(xs);
+	char subject[256] = "(none)", more[64] = "";
+	unsigned unlogged;
+
+	if (ok || p == NULL || !verify_log_allowed(p->c, &unlogged))
+		return ok;
+	if (cert != NULL)
+		X509_NAME_oneline(X509_get_subject_name(cert), subject,
+		    sizeof(subject));
+	if (unlogged > 0)
+		snprintf(more, sizeof(more), "; %u more rejections not logged",
+		    unlogged);
+	log_warn("%s: upstream %s: certificate rejected: %s (expected name %s; "
+	    "certificate %s at depth %d%s)", __func__, p->addr,
+	    X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)), p->name,
+	    subject, X509_STORE_CTX_get_error_depth(xs), more);
+	return 0;
+}
+
+/* One line per VERIFY_LOG_MS per client context; *unlogged gets the number
+ * left out since the last one. */
+static bool
+verify_log_allowed(struct tls_client *c, unsigned *unlogged)
+{
+	struct timespec ts;
+	uint64_t now, last;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	last = atomic_load_explicit(&c->verify_logged_ms, memory_order_relaxed);
+	if ((last != 0 && now - last < VERIFY_LOG_MS) ||
+	    !atomic_compare_exchange_strong(&c->verify_logged_ms, &last,
+	    now == 0 ? 1 : now)) {
+		atomic_fetch_add_explicit(&c->verify_unlogged, 1,
+		    memory_order_relaxed);
+		return false;
+	}
+	*unlogged = atomic_exchange(&c->verify_unlogged, 0);
+	return true;
+}
+
+static void
+peer_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
+{
+	struct tls_peer *p = ptr;
+
+	(void)parent;
+	(void)ad;
+	(void)idx;
+	(void)argl;
+	(void)argp;
+	if (p == NULL)
+		return;
+	tls_client_unref(p->c);
+	free(p);
+}
+
+static void
+peer_index_init(void)
+{
+	peer_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, peer_ex_free);
+}
+
+const char *
+tls_client_verify_failure(SSL *ssl, char *buf, size_t len)
+{
+	const struct tls_peer *p;
+	long v;
+
+	/* Without verify OpenSSL still records a result, but nothing failed
+	 * for it: only SSLs that verify carry a tls_peer. */
+	if (ssl == NULL || peer_index == -1 ||
+	    (p = SSL_get_ex_data(ssl, peer_index)) == NULL ||
+	    (v = SSL_get_verify_result(ssl)) == X509_V_OK)
+		return NULL;
+	snprintf(buf, len, "certificate rejected: %s (expected name %s)",
+	    X509_verify_cert_error_string(v), p->name);
+	return buf;
 }
 
 /* ---- errors -------------------------------------------------------------- */

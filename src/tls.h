@@ -49,19 +49,32 @@ SSL *tls_server_ssl(struct tls_server *t);
 
 /*
  * Builds an upstream client context from a pool's tls settings: verify peer
- * against ca (or the system store when ca is NULL) when verify is true,
- * SNI/hostname check against sni when set. Returns NULL with a reason in err.
+ * against ca (or the system store when ca is NULL) when verify is true, and
+ * the name it is for (see tls_client_ssl). Returns NULL with a reason in err.
  */
 struct tls_client *tls_client_new(const struct config_pool_tls *t, char *err, size_t errlen);
 void tls_client_ref(struct tls_client *c);
 void tls_client_unref(struct tls_client *c);
 /*
- * A new SSL for an upstream connection (client mode, SNI and host check set),
- * or NULL. SNI is sent only when sni is a host name; an IP literal is checked
- * against the certificate's IP SANs instead. Without sni only the chain is
- * verified. Valid after the last tls_client_unref(c).
+ * A new SSL for an upstream connection to peer (client mode), or NULL. SNI
+ * is sent only when sni is a host name. With verify, the certificate must
+ * also be for a name: sni when set (a DNS name, or an IP literal checked
+ * against the IP SANs), else peer's IP address (IP SAN); no name to check
+ * (no sni, peer NULL) gives NULL. A rejected certificate fails the
+ * handshake and is logged (rate-limited per c) with the server, the
+ * expected name and the certificate's subject. The SSL holds references to
+ * everything it uses and stays valid after the last tls_client_unref(c).
+ * Any thread.
  */
-SSL *tls_client_ssl(struct tls_client *c);
+struct addr;
+SSL *tls_client_ssl(struct tls_client *c, const struct addr *peer);
+
+/*
+ * After a failed handshake of an SSL from tls_client_ssl: "certificate
+ * rejected: REASON (expected name NAME)" in buf, or NULL when the
+ * certificate was not what failed. For health and smoke reports.
+ */
+const char *tls_client_verify_failure(SSL *ssl, char *buf, size_t len);
 
 /* Oldest queued OpenSSL error of this thread as text (for logs), in a
  * thread-local buffer valid until the next call; clears the queue. */

@@ -10,6 +10,7 @@
 
 #include "control.h"
 #include "daemon.h"
+#include "duration.h"
 #include "hooks.h"
 #include "json.h"
 #include "log.h"
@@ -458,7 +459,7 @@ transition_save_state(struct daemon *d, const struct switcher *sw, int64_t switc
 	st.switched_at_ms = switched_at_ms;
 	/* The window's end as wall clock, so that it survives a restart. */
 	st.window_end_ms = sw->state == SWITCHER_OBSERVING
-	    ? daemon_wall_ms() + (int64_t)switcher_window_left(sw, now) : 0;
+	    ? duration_add_signed(daemon_wall_ms(), switcher_window_left(sw, now)) : 0;
 	if (state_save(d->cfg->state_file, &st, err, errlen) < 0)
 		return -1;
 	if (d->state_unsaved) {

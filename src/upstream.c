@@ -99,7 +99,7 @@ upstream_bev_new(struct event_base *base, const struct server *s)
 
 	if (s->pool->tls == NULL)
 		return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if ((ssl = tls_client_ssl(s->pool->tls)) == NULL)
+	if ((ssl = tls_client_ssl(s->pool->tls, &s->addr)) == NULL)
 		return NULL;
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)

@@ -15,6 +15,8 @@
 #   expired.pem expired.key   valid 2020-01-01 .. 2024-01-01 00:00:00 UTC
 #   notyet.pem notyet.key     valid from 2090-01-01 00:00:00 UTC
 #   up.pem up.key          upstream server: IP 127.0.0.1, DNS up.test
+#   evil.pem evil.key      leaf for DNS evil.example only (no IP), signed by
+#                          ca: trusted chain, wrong name for any test server
 #
 # Usage: gen-certs.sh OUTDIR
 # Needs only a POSIX shell and the openssl(1) command (1.1.1 or 3.x).
@@ -86,6 +88,13 @@ extendedKeyUsage = serverAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 subjectAltName = IP:127.0.0.1, DNS:up.test
+[ evil_ext ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = DNS:evil.example
 [ dated_ext ]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
@@ -175,6 +184,9 @@ rsakey "$work/mismatch.key"
 
 eckey up.key
 sign up up.test up_ext ca 15
+
+eckey evil.key
+sign evil evil.example evil_ext ca 16
 
 dated expired 20200101000000Z 20240101000000Z
 dated notyet 20900101000000Z 20910101000000Z

@@ -544,11 +544,67 @@ START_TEST(test_drops_when_writer_blocked)
 }
 END_TEST
 
+/* ---- escaping ------------------------------------------------------------ */
+
+struct escape_case {
+	const char *in;
+	size_t inlen; /* 0: strlen(in) */
+	const char *want;
+};
+
+static const struct escape_case escape_cases[] = {
+	{"GET /a/b?c=d HTTP/1.1", 0, "GET /a/b?c=d HTTP/1.1"},
+	{"GET /\"x\" HTTP/1.1", 0, "GET /\\x22x\\x22 HTTP/1.1"},
+	{"/a\\b", 0, "/a\\x5Cb"},
+	{"/caf\xc3\xa9", 0, "/caf\\xC3\\xA9"},
+	{"\x7f\x80\xff", 0, "\\x7F\\x80\\xFF"},
+	{"a\r\nb\tc\x1b[0m", 0, "a\\x0D\\x0Ab\\x09c\\x1B[0m"},
+	{"a\0b", 3, "a\\x00b"},
+	{" ~!", 0, " ~!"},
+	{"", 0, ""},
+};
+
+START_TEST(test_escape)
+{
+	const struct escape_case *c = &escape_cases[_i];
+	size_t len = c->inlen != 0 ? c->inlen : strlen(c->in);
+	char out[256];
+	size_t n;
+
+	memset(out, 'Z', sizeof(out));
+	n = accesslog_escape(out, sizeof(out), c->in, len);
+	ck_assert_str_eq(out, c->want);
+	ck_assert_uint_eq(n, strlen(c->want));
+}
+END_TEST
+
+/* A short buffer ends the output before an escape it cannot hold whole,
+ * and is always terminated. */
+START_TEST(test_escape_truncates_whole)
+{
+	char out[8];
+
+	memset(out, 'Z', sizeof(out));
+	ck_assert_uint_eq(accesslog_escape(out, sizeof(out), "abcdefghij", 10), 7);
+	ck_assert_str_eq(out, "abcdefg");
+	ck_assert_uint_eq(accesslog_escape(out, sizeof(out), "abcd\"ef", 7), 4);
+	ck_assert_str_eq(out, "abcd");
+	ck_assert_uint_eq(accesslog_escape(out, sizeof(out), "abc\"ef", 6), 7);
+	ck_assert_str_eq(out, "abc\\x22");
+	ck_assert_uint_eq(accesslog_escape(out, 1, "abc", 3), 0);
+	ck_assert_str_eq(out, "");
+	out[0] = 'Z';
+	ck_assert_uint_eq(accesslog_escape(out, 0, "abc", 3), 0);
+	ck_assert_int_eq(out[0], 'Z');
+}
+END_TEST
+
 static Suite *
 accesslog_suite(void)
 {
 	Suite *s = suite_create("accesslog");
 	TCase *tc = tcase_create("accesslog");
+	TCase *te;
 
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_set_timeout(tc, 30);
@@ -562,6 +618,11 @@ accesslog_suite(void)
 	tcase_add_test(tc, test_reopen_fails_keeps_old);
 	tcase_add_test(tc, test_drops_when_writer_blocked);
 	suite_add_tcase(s, tc);
+	te = tcase_create("escape");
+	tcase_add_loop_test(te, test_escape, 0,
+	    (int)(sizeof(escape_cases) / sizeof(escape_cases[0])));
+	tcase_add_test(te, test_escape_truncates_whole);
+	suite_add_tcase(s, te);
 	return s;
 }
 

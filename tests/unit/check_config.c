@@ -16,6 +16,7 @@
 #include <check.h>
 
 #include "config.h"
+#include "config_scan.h"
 #include "log.h"
 
 /*
@@ -463,8 +464,13 @@ static const struct bad_case bad_cases[] = {
 	{BASE "auto_rollback = { enabled = 1; };\n",
 	    "3: 'auto_rollback.enabled' must be true or false"},
 	{BASE "auto_rollback = { latency_factor = 0.5; };\n",
-	    "3: 'auto_rollback.latency_factor' must be 0 (off) or at least 1, "
+	    "3: 'auto_rollback.latency_factor' must be 0 (off) or from 1 to 1000, "
 	    "not 0.5"},
+	{BASE "auto_rollback = { latency_factor = 1e400; };\n",
+	    "3: 'auto_rollback.latency_factor' must be 0 (off) or from 1 to 1000, "
+	    "not inf"},
+	{BASE "auto_rollback = { window = \"25h\"; };\n",
+	    "3: 'auto_rollback.window' must be at most 24h, not \"25h\""},
 	{BASE "auto_rollback = { min_requests = 0; };\n",
 	    "3: 'auto_rollback.min_requests' must be from 1 to 1000000000, not 0"},
 	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
@@ -603,7 +609,59 @@ static const struct bad_case bad_cases[] = {
 	{BASE "metrics = {\n listen = \"127.0.0.1:8080\"; };\n",
 	    "4: 'metrics.listen': 127.0.0.1:8080 is also a proxy listener (line 1)"},
 	{BASE "limits = { header_size = 100; };\n",
-	    "3: 'limits.header_size' must be from 1024 to 1048576, not 100"},
+	    "3: 'limits.header_size' must be from 1024 to 81920, not 100"},
+	/* Past http-parser's HTTP_MAX_HEADER_SIZE heads would get 400. */
+	{BASE "limits = { header_size = 81921; };\n",
+	    "3: 'limits.header_size' must be from 1024 to 81920, not 81921"},
+	/* libconfig 1.5 reads this as 1: the text is checked. */
+	{BASE "limits = { max_connections = 4294967297; };\n",
+	    "3: integer 4294967297 is out of range: libconfig reads an integer "
+	    "without the L suffix as 32 bits and would silently wrap it"},
+	/* ...and this as -2147483648: one error, not a second one about it. */
+	{BASE "limits = {\n max_connections = 2147483648; };\n",
+	    "4: integer 2147483648 is out of range: libconfig reads an integer "
+	    "without the L suffix as 32 bits and would silently wrap it"},
+	{BASE "health = { rise = 0x100000002; };\n",
+	    "3: integer 0x100000002 is out of range: libconfig reads an integer "
+	    "without the L suffix as 32 bits and would silently wrap it"},
+	{BASE "limits = { max_connections = 4294967297L; };\n",
+	    "3: 'limits.max_connections' must be from 1 to 1000000, not 4294967297"},
+	{BASE "limits = { max_connections = 1000001; };\n",
+	    "3: 'limits.max_connections' must be from 1 to 1000000, not 1000001"},
+	{BASE "upstream = { keepalive = 100001; };\n",
+	    "3: 'upstream.keepalive' must be from 0 to 100000, not 100001"},
+	{BASE "switch = { min_healthy = 100001; };\n",
+	    "3: 'switch.min_healthy' must be from 0 to 100000, not 100001"},
+	{BASE "switch = { safety_window = \"2562047788015h\"; };\n",
+	    "3: 'switch.safety_window' must be at most 720h, not \"2562047788015h\""},
+	{BASE "switch = { safety_window = \"18446744073709551615ms\"; };\n",
+	    "3: 'switch.safety_window' must be at most 720h, not "
+	    "\"18446744073709551615ms\""},
+	{BASE "switch = { safety_window = \"18446744073709551616ms\"; };\n",
+	    "3: 'switch.safety_window': invalid duration \"18446744073709551616ms\" "
+	    "(use e.g. \"250ms\", \"2s\", \"5m\")"},
+	{BASE "switch = { drain_timeout = \"1441m\"; };\n",
+	    "3: 'switch.drain_timeout' must be at most 24h, not \"1441m\""},
+	{BASE "health = { interval = \"61m\"; };\n",
+	    "3: 'health.interval' must be at most 1h, not \"61m\""},
+	{BASE "health = { timeout = \"3601s\"; };\n",
+	    "3: 'health.timeout' must be at most 1h, not \"3601s\""},
+	{BASE "smoke = ( { path = \"/\"; timeout = \"3600001ms\"; } );\n",
+	    "3: 'smoke[0].timeout' must be at most 1h, not \"3600001ms\""},
+	{BASE "hooks = { timeout = \"25h\"; };\n",
+	    "3: 'hooks.timeout' must be at most 24h, not \"25h\""},
+	{BASE "timeouts = { client_header = \"86400001ms\"; };\n",
+	    "3: 'timeouts.client_header' must be at most 24h, not \"86400001ms\""},
+	{BASE "timeouts = { client_idle = \"25h\"; };\n",
+	    "3: 'timeouts.client_idle' must be at most 24h, not \"25h\""},
+	{BASE "timeouts = { connect = \"25h\"; };\n",
+	    "3: 'timeouts.connect' must be at most 24h, not \"25h\""},
+	{BASE "timeouts = { response = \"25h\"; };\n",
+	    "3: 'timeouts.response' must be at most 24h, not \"25h\""},
+	{BASE "timeouts = { upstream_idle = \"25h\"; };\n",
+	    "3: 'timeouts.upstream_idle' must be at most 24h, not \"25h\""},
+	{BASE "timeouts = { handshake = \"25h\"; };\n",
+	    "3: 'timeouts.handshake' must be at most 24h, not \"25h\""},
 	{BASE "limits = { header_count = 10001; };\n",
 	    "3: 'limits.header_count' must be from 1 to 10000, not 10001"},
 	{BASE "limits = { max_connections = 0; };\n",
@@ -772,6 +830,120 @@ START_TEST(test_include)
 }
 END_TEST
 
+/* Every maximum is itself accepted; big numbers in comments, strings and
+ * 64-bit literals are not taken for wrapped integers. */
+START_TEST(test_maxima_accepted)
+{
+	struct config_errors errs = {0};
+	struct config *cfg = NULL;
+	int rc;
+
+	rc = load(BASE "# 99999999999 in a comment\n"
+	    "/* 4294967297\n 8589934592 */ // 4294967297\n"
+	    "limits = { header_size = 81920; header_count = 10000;\n"
+	    "  max_connections = 1000000; };\n"
+	    "switch = { safety_window = \"720h\"; drain_timeout = \"24h\";\n"
+	    "  min_healthy = 100000; };\n"
+	    "health = { interval = \"1h\"; timeout = \"59m\"; rise = 1000;\n"
+	    "  fall = 1000; path = \"/h99999999999\"; };\n"
+	    "auto_rollback = { window = \"24h\"; min_requests = 1000000000;\n"
+	    "  latency_factor = 1000; error_rate = 1.5e-1; };\n"
+	    "hooks = { timeout = \"24h\"; };\n"
+	    "smoke = ( { path = \"/s?n=4294967297\"; timeout = \"1h\"; } );\n"
+	    "timeouts = { client_header = \"24h\"; client_idle = \"24h\";\n"
+	    "  connect = \"24h\"; response = \"24h\"; upstream_idle = \"24h\";\n"
+	    "  handshake = \"86400000ms\"; };\n"
+	    "upstream = { keepalive = 100000; };\n"
+	    "workers = 256;\n", &cfg, &errs);
+	if (rc != 0)
+		dump_errors(&errs);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(cfg->limits.header_size, 81920);
+	ck_assert_uint_eq(cfg->limits.max_connections, 1000000);
+	ck_assert_uint_eq(cfg->sw.safety_window_ms, UINT64_C(720) * 3600 * 1000);
+	ck_assert_uint_eq(cfg->timeouts.handshake_ms, 86400000);
+	ck_assert_uint_eq(cfg->auto_rollback.min_requests, 1000000000);
+	config_free(cfg);
+}
+END_TEST
+
+/* A wrapped integer in an @include'd file is reported at its own line. */
+START_TEST(test_include_wrapped_integer)
+{
+	struct config_errors errs = {0};
+	struct config *cfg = NULL;
+	char *want;
+
+	write_file("limits.conf", "# limits\nlimits = {\n  max_connections = "
+	    "4294967297; };\n", 0644);
+	write_file("cutover.conf", "listen = ( { address = \"127.0.0.1:8080\"; "
+	    "} );\npools = { blue = { servers = ( ); }; green = { servers = ( ); "
+	    "}; };\n@include \"limits.conf\"\n", 0644);
+	ck_assert_int_eq(config_load(conf_path, &cfg, &errs), -1);
+	ck_assert_ptr_null(cfg);
+	if (errs.n != 1)
+		dump_errors(&errs);
+	ck_assert_uint_eq(errs.n, 1);
+	ck_assert_int_ne(asprintf(&want, "%s/limits.conf:3: integer 4294967297 "
+	    "is out of range", tmpdir), -1);
+	ck_assert_msg(strncmp(errs.msgs[0], want, strlen(want)) == 0, "got %s",
+	    errs.msgs[0]);
+	free(want);
+	config_errors_free(&errs);
+}
+END_TEST
+
+/* config_scan_ints on its own: which literals, at which lines. */
+struct scan_case {
+	const char *text;
+	const char *want; /* "LINE:LITERAL " for each, in order */
+};
+
+static const struct scan_case scan_cases[] = {
+	{"a = 2147483647; b = -2147483648; c = 0x7fffffff;", ""},
+	{"a = 2147483648;", "1:2147483648 "},
+	{"a = -2147483649;", "1:-2147483649 "},
+	{"a = +4294967297;", "1:+4294967297 "},
+	{"\n\na = 99999999999999999999999;", "3:99999999999999999999999 "},
+	{"a = 0x80000000; b = 0X1ffffffff;", "1:0x80000000 1:0X1ffffffff "},
+	{"a = 4294967297L; b = 0x1ffffffffL; c = 4294967297LL;", ""},
+	{"a = 4294967297.0; b = 1e20; c = 5000000000e-3; d = .5e99;", ""},
+	{"# 4294967297\n// 4294967297\n/* 4294967297\n*/ a = 4294967298;",
+	    "4:4294967298 "},
+	{"a = \"4294967297\"; b = \"x\\\" 4294967297\"; c = 4294967299;",
+	    "1:4294967299 "},
+	{"s = \"multi\nline\"; x = 5000000000;", "2:5000000000 "},
+	{"name4294967297 = 1; n-4294967297 = 2; *4294967297 = 3;", ""},
+	{"a = ( 4294967297, 1, [ -9999999999 ] );", "1:4294967297 1:-9999999999 "},
+	{"a = 4294967297", "1:4294967297 "},
+	{"/* unterminated 4294967297", ""},
+	{"\"unterminated 4294967297", ""},
+};
+
+static void
+scan_collect(void *arg, int line, const char *lit, size_t len)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 512 - n, "%d:%.*s ", line, (int)len, lit);
+}
+
+START_TEST(test_scan_ints)
+{
+	const struct scan_case *c = &scan_cases[_i];
+	char out[512] = "";
+	size_t n, spaces = 0;
+	const char *p;
+
+	n = config_scan_ints(c->text, strlen(c->text), scan_collect, out);
+	ck_assert_str_eq(out, c->want);
+	for (p = c->want; *p != '\0'; p++)
+		spaces += *p == ' ';
+	ck_assert_uint_eq(n, spaces);
+}
+END_TEST
+
 START_TEST(test_errors_print)
 {
 	struct config_errors errs = {0};
@@ -892,6 +1064,10 @@ config_suite(void)
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_syntax_error);
 	tcase_add_test(tc, test_include);
+	tcase_add_test(tc, test_include_wrapped_integer);
+	tcase_add_test(tc, test_maxima_accepted);
+	tcase_add_loop_test(tc, test_scan_ints, 0,
+	    (int)(sizeof(scan_cases) / sizeof(scan_cases[0])));
 	tcase_add_test(tc, test_errors_print);
 	tcase_add_test(tc, test_reload_check);
 	tcase_add_test(tc, test_colors);

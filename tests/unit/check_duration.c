@@ -71,6 +71,30 @@ START_TEST(test_duration_null)
 }
 END_TEST
 
+/* Saturating clock arithmetic: never wraps, never overflows (UBSan would
+ * abort on the signed case). */
+START_TEST(test_duration_add)
+{
+	ck_assert_uint_eq(duration_add(1, 2), 3);
+	ck_assert_uint_eq(duration_add(UINT64_MAX - 5, 5), UINT64_MAX);
+	ck_assert_uint_eq(duration_add(UINT64_MAX - 5, 6), UINT64_MAX);
+	ck_assert_uint_eq(duration_add(7, UINT64_MAX), UINT64_MAX);
+	ck_assert_uint_eq(duration_add(UINT64_MAX, UINT64_MAX), UINT64_MAX);
+	ck_assert_int_eq(duration_add_signed(1700000000000, 300000), 1700000300000);
+	ck_assert_int_eq(duration_add_signed(-5, 3), -2);
+	ck_assert_int_eq(duration_add_signed(0, (uint64_t)INT64_MAX), INT64_MAX);
+	ck_assert_int_eq(duration_add_signed(1, (uint64_t)INT64_MAX), INT64_MAX);
+	/* 2562047788015h, the window that overflowed a switch. */
+	ck_assert_int_eq(duration_add_signed(1700000000000,
+	    UINT64_C(2562047788015) * 3600000), INT64_MAX);
+	ck_assert_int_eq(duration_add_signed(1700000000000, UINT64_MAX), INT64_MAX);
+	ck_assert_int_eq(duration_add_signed(INT64_MAX, 1), INT64_MAX);
+	ck_assert_int_eq(duration_add_signed(INT64_MIN, UINT64_MAX), INT64_MAX);
+	ck_assert_int_eq(duration_add_signed(INT64_MIN, (uint64_t)INT64_MAX), -1);
+	ck_assert_int_eq(duration_add_signed(-1, UINT64_C(1) << 63), INT64_MAX);
+}
+END_TEST
+
 START_TEST(test_duration_format)
 {
 	static const struct {
@@ -207,6 +231,7 @@ duration_suite(void)
 	    (int)(sizeof(dur_cases) / sizeof(dur_cases[0])));
 	tcase_add_test(tc, test_duration_null);
 	tcase_add_test(tc, test_duration_format);
+	tcase_add_test(tc, test_duration_add);
 	suite_add_tcase(s, tc);
 	tcase_add_loop_test(ta, test_addr_parse, 0,
 	    (int)(sizeof(addr_cases) / sizeof(addr_cases[0])));

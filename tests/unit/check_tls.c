@@ -42,6 +42,9 @@ struct lsn {
 };
 
 static char certdir[] = "/tmp/check_tls.XXXXXX";
+/* The server address upstream SSLs are made for: its IP is the name
+ * checked when there is no sni. Set by main(). */
+static struct addr loopback;
 static char cfgpath[] = "/etc/cutover/cutover.conf";
 static const struct config cfg = {.path = cfgpath};
 
@@ -506,7 +509,7 @@ START_TEST(test_sni)
 	lsn_add(&s, "cn.pem", "cn.key");
 	srv = server_new(&s);
 	cli = client_new(false, NULL, c->sni);
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	ck_assert_ptr_nonnull(cl);
 	ck_assert_ptr_nonnull(sv);
@@ -536,7 +539,7 @@ START_TEST(test_alpn)
 	srv = server_new(&s);
 	cli = client_new(true, "ca.pem", "a.test");
 
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	ck_assert_int_eq(handshake(cl, sv, &who), 0);
 	SSL_get0_alpn_selected(cl, &p, &len);
@@ -549,7 +552,7 @@ START_TEST(test_alpn)
 	SSL_free(sv);
 
 	/* Offered among others. */
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	ck_assert_int_eq(SSL_set_alpn_protos(cl,
 	    (const unsigned char *)"\x02h2\x08http/1.1\x08http/1.0", 21), 0);
@@ -561,7 +564,7 @@ START_TEST(test_alpn)
 	SSL_free(sv);
 
 	/* Only something else: the handshake goes on without ALPN. */
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	ck_assert_int_eq(SSL_set_alpn_protos(cl,
 	    (const unsigned char *)"\x02h2", 3), 0);
@@ -589,7 +592,7 @@ START_TEST(test_min_version)
 	srv = server_new(&s);
 	cli = client_new(true, "ca.pem", "a.test");
 
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	ck_assert_int_eq(SSL_set_max_proto_version(cl, TLS1_2_VERSION), 1);
 	ck_assert_int_eq(handshake(cl, sv, &who), -1);
@@ -600,7 +603,7 @@ START_TEST(test_min_version)
 	SSL_free(cl);
 	SSL_free(sv);
 
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	ck_assert_int_eq(handshake(cl, sv, &who), 0);
 	ck_assert_int_eq(SSL_version(sv), TLS1_3_VERSION);
@@ -626,7 +629,7 @@ START_TEST(test_default_ciphers)
 	srv = server_new(&s);
 	cli = client_new(false, NULL, "b.test");
 
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	ck_assert_int_eq(SSL_set_max_proto_version(cl, TLS1_2_VERSION), 1);
 	ck_assert_int_eq(handshake(cl, sv, &who), 0);
@@ -636,7 +639,7 @@ START_TEST(test_default_ciphers)
 	SSL_free(cl);
 	SSL_free(sv);
 
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	ck_assert_int_eq(SSL_set_max_proto_version(cl, TLS1_2_VERSION), 1);
 	ck_assert_int_eq(SSL_set_cipher_list(cl, "AES128-SHA:AES256-GCM-SHA384"), 1);
@@ -670,7 +673,7 @@ START_TEST(test_ssl_outlives_server)
 	tls_server_ref(srv);
 	tls_server_unref(srv);
 	cli = client_new(true, "ca.pem", "x.wild.test");
-	cl = tls_client_ssl(cli);
+	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
 	tls_server_unref(srv);
 	tls_client_unref(cli);
@@ -705,7 +708,7 @@ START_TEST(test_resume)
 	cli = client_new(true, "ca.pem", "a.test");
 	sess = NULL;
 	for (round = 0; round < 2; round++) {
-		cl = tls_client_ssl(cli);
+		cl = tls_client_ssl(cli, &loopback);
 		sv = tls_server_ssl(srv);
 		if (mode != RESUME_TLS13)
 			ck_assert_int_eq(SSL_set_max_proto_version(cl,
@@ -748,27 +751,40 @@ struct verify_case {
 	const char *ca;
 	const char *sni;
 	long result; /* X509_V_OK: handshake succeeds */
+	const char *peer; /* the server's address; NULL: 127.0.0.1:443 */
 };
 
 static const struct verify_case verify_cases[] = {
-	{"a.pem", "a.key", true, "ca.pem", "a.test", X509_V_OK},
-	{"a.pem", "a.key", true, "ca.pem", "x.wild.test", X509_V_OK},
-	{"a.pem", "a.key", true, "ca.pem", NULL, X509_V_OK}, /* chain only */
-	{"a-chain.pem", "a.key", true, "ca.pem", "a.test", X509_V_OK},
+	{"a.pem", "a.key", true, "ca.pem", "a.test", X509_V_OK, NULL},
+	{"a.pem", "a.key", true, "ca.pem", "x.wild.test", X509_V_OK, NULL},
+	/* No sni: the certificate must be for the server's IP (issue 9). */
+	{"a.pem", "a.key", true, "ca.pem", NULL, X509_V_ERR_IP_ADDRESS_MISMATCH, NULL},
+	{"evil.pem", "evil.key", true, "ca.pem", NULL,
+	    X509_V_ERR_IP_ADDRESS_MISMATCH, NULL},
+	{"up.pem", "up.key", true, "ca.pem", NULL, X509_V_OK, NULL},
+	{"up.pem", "up.key", true, "ca.pem", NULL, X509_V_ERR_IP_ADDRESS_MISMATCH,
+	    "127.0.0.2:443"},
+	{"evil.pem", "evil.key", true, "ca.pem", "up.test",
+	    X509_V_ERR_HOSTNAME_MISMATCH, NULL},
+	{"evil.pem", "evil.key", true, "ca.pem", "evil.example", X509_V_OK, NULL},
+	/* sni wins over the address. */
+	{"up.pem", "up.key", true, "ca.pem", "up.test", X509_V_OK, "10.9.9.9:443"},
+	{"evil.pem", "evil.key", false, "ca.pem", NULL, X509_V_OK, NULL},
+	{"a-chain.pem", "a.key", true, "ca.pem", "a.test", X509_V_OK, NULL},
 	{"a.pem", "a.key", true, "ca2.pem", "a.test",
-	    X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY},
-	{"a.pem", "a.key", true, "ca.pem", "b.test", X509_V_ERR_HOSTNAME_MISMATCH},
+	    X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, NULL},
+	{"a.pem", "a.key", true, "ca.pem", "b.test", X509_V_ERR_HOSTNAME_MISMATCH, NULL},
 	{"a.pem", "a.key", true, "ca.pem", "wild.test",
-	    X509_V_ERR_HOSTNAME_MISMATCH},
-	{"up.pem", "up.key", true, "ca.pem", "127.0.0.1", X509_V_OK},
-	{"up.pem", "up.key", true, "ca.pem", "up.test", X509_V_OK},
+	    X509_V_ERR_HOSTNAME_MISMATCH, NULL},
+	{"up.pem", "up.key", true, "ca.pem", "127.0.0.1", X509_V_OK, NULL},
+	{"up.pem", "up.key", true, "ca.pem", "up.test", X509_V_OK, NULL},
 	{"up.pem", "up.key", true, "ca.pem", "127.0.0.2",
-	    X509_V_ERR_IP_ADDRESS_MISMATCH},
+	    X509_V_ERR_IP_ADDRESS_MISMATCH, NULL},
 	{"a.pem", "a.key", true, "ca.pem", "127.0.0.1",
-	    X509_V_ERR_IP_ADDRESS_MISMATCH},
+	    X509_V_ERR_IP_ADDRESS_MISMATCH, NULL},
 	{"expired.pem", "expired.key", true, "ca.pem", "a.test",
-	    X509_V_ERR_CERT_HAS_EXPIRED},
-	{"a.pem", "a.key", false, "ca2.pem", "b.test", X509_V_OK},
+	    X509_V_ERR_CERT_HAS_EXPIRED, NULL},
+	{"a.pem", "a.key", false, "ca2.pem", "b.test", X509_V_OK, NULL},
 };
 
 START_TEST(test_client_verify)
@@ -800,7 +816,15 @@ START_TEST(test_client_verify)
 		sv = tls_server_ssl(srv);
 	}
 	cli = client_new(c->verify, c->ca, c->sni);
-	cl = tls_client_ssl(cli);
+	if (c->peer != NULL) {
+		struct addr peer;
+		char err[128];
+
+		ck_assert_int_eq(addr_parse(c->peer, &peer, err, sizeof(err)), 0);
+		cl = tls_client_ssl(cli, &peer);
+	} else {
+		cl = tls_client_ssl(cli, &loopback);
+	}
 	ck_assert_ptr_nonnull(cl);
 	rc = handshake(cl, sv, &who);
 	if (c->result == X509_V_OK) {
@@ -813,6 +837,24 @@ START_TEST(test_client_verify)
 	ck_assert_msg(SSL_get_verify_result(cl) == c->result || !c->verify,
 	    "verify result %ld (%s), want %ld", SSL_get_verify_result(cl),
 	    X509_verify_cert_error_string(SSL_get_verify_result(cl)), c->result);
+	/* What health checks and smoke tests report. */
+	{
+		char why[256];
+		const char *w = tls_client_verify_failure(cl, why, sizeof(why));
+
+		if (c->result == X509_V_OK || !c->verify) {
+			ck_assert_ptr_null(w);
+		} else {
+			char want[256];
+
+			snprintf(want, sizeof(want), "certificate rejected: %s "
+			    "(expected name %s)", X509_verify_cert_error_string(
+			    c->result), c->sni != NULL ? c->sni : c->peer != NULL ?
+			    "127.0.0.2" : "127.0.0.1");
+			ck_assert_ptr_nonnull(w);
+			ck_assert_str_eq(w, want);
+		}
+	}
 	/* SNI goes out for names only, never for an IP literal. */
 	if (rc == 0) {
 		const char *name = SSL_get_servername(sv, TLSEXT_NAMETYPE_host_name);
@@ -849,6 +891,29 @@ START_TEST(test_client_bad_ca)
 	tls_client_unref(c);
 	tls_client_unref(NULL);
 	tls_server_unref(NULL);
+}
+END_TEST
+
+/* verify with nothing to check the certificate against: no SSL at all,
+ * rather than one that takes any certificate of the CA. */
+START_TEST(test_client_no_name_refused)
+{
+	struct tls_client *cli = client_new(true, "ca.pem", NULL);
+	SSL *cl;
+
+	ck_assert_ptr_null(tls_client_ssl(cli, NULL));
+	ERR_clear_error();
+	cl = tls_client_ssl(cli, &loopback);
+	ck_assert_ptr_nonnull(cl);
+	/* The SSL keeps the context alive past the last unref. */
+	tls_client_unref(cli);
+	ck_assert_ptr_null(tls_client_verify_failure(cl, NULL, 0));
+	SSL_free(cl);
+	cli = client_new(false, NULL, NULL);
+	cl = tls_client_ssl(cli, NULL);
+	ck_assert_ptr_nonnull(cl);
+	SSL_free(cl);
+	tls_client_unref(cli);
 }
 END_TEST
 
@@ -905,6 +970,7 @@ tls_suite(void)
 	tcase_add_loop_test(tv, test_client_verify, 0,
 	    (int)(sizeof(verify_cases) / sizeof(verify_cases[0])));
 	tcase_add_test(tv, test_client_bad_ca);
+	tcase_add_test(tv, test_client_no_name_refused);
 	tcase_add_test(tv, test_error_string);
 	suite_add_tcase(s, tv);
 	return s;
@@ -933,6 +999,8 @@ main(void)
 		failed = 1;
 		goto out;
 	}
+	if (addr_parse("127.0.0.1:443", &loopback, NULL, 0) != 0)
+		return EXIT_FAILURE;
 	sr = srunner_create(tls_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
