@@ -622,10 +622,16 @@ daemon_sample(const struct daemon *d, enum color c, struct guard_sample *s)
 	memset(s, 0, sizeof(*s));
 	for (i = 0; i < d->nworkers; i++) {
 		const struct worker_stats *st = &d->workers[i].stats;
+		uint64_t e, local;
 
 		s->requests += atomic_load_explicit(&st->finished[c], memory_order_relaxed);
-		s->errors += atomic_load_explicit(&st->requests[c][5], memory_order_relaxed) +
+		/* A 503 for want of local descriptors says nothing of the
+		 * color: not an error of its. The two counters are not read at
+		 * one instant, hence the clamp. */
+		e = atomic_load_explicit(&st->requests[c][5], memory_order_relaxed) +
 		    atomic_load_explicit(&st->cut_short[c], memory_order_relaxed);
+		local = atomic_load_explicit(&st->upstream_errors[c][UPSTREAM_ERR_LOCAL], memory_order_relaxed);
+		s->errors += e > local ? e - local : 0;
 		for (b = 0; b < METRICS_LATENCY_BUCKETS; b++)
 			s->latency[b] += atomic_load_explicit(&st->latency[c][b], memory_order_relaxed);
 	}

@@ -55,7 +55,7 @@ const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS - 1] = {
 };
 
 static const char *const upstream_error_names[UPSTREAM_ERR_KINDS] = {
-	"connect", "timeout", "invalid", "reset",
+	"connect", "timeout", "invalid", "reset", "local",
 };
 static const char *const trigger_names[TRIGGER_COUNT] = {"manual", "rollback", "auto-rollback"};
 /* requests[color][i]: index 0 is "no response", 1..5 the status classes */

@@ -34,6 +34,8 @@ enum upstream_error_kind {
 	UPSTREAM_ERR_TIMEOUT,     /* connect or response timeout */
 	UPSTREAM_ERR_INVALID,     /* invalid response */
 	UPSTREAM_ERR_RESET,       /* closed or reset mid-exchange */
+	UPSTREAM_ERR_LOCAL,       /* no connect tried: out of descriptors or
+	                             memory here (not the color's fault) */
 	UPSTREAM_ERR_KINDS
 };
 const char *metrics_upstream_error_name(enum upstream_error_kind k); /* "connect", ... */

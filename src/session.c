@@ -715,7 +715,10 @@ start_upstream(struct session *s, const struct server *skip)
 	if (c == NULL) {
 		log_debug("%s: connect %s: %s", __func__, srv->addr.text, strerror(errno));
 		if (fdlimit_local_error(errno)) {
-			/* Ours, not the server's: no passive failure, no retry. */
+			/* Ours, not the server's: no passive failure, no
+			 * retry, and the guard does not count it (see
+			 * daemon_sample). */
+			stat_inc(&w->stats.upstream_errors[s->color][UPSTREAM_ERR_LOCAL]);
 			respond_error(s, 503, "out of local resources");
 			return;
 		}

@@ -230,6 +230,18 @@ def test_descriptors_exhausted_at_run_time_back_off_and_stay_local(env):
         pass
     check(b"200 OK" in data[:64] and b"cutover_server_up" in data,
           "the metrics request made while out of descriptors was not answered afterwards: %r" % data[:100])
+    # Those 503s are counted as local, not as the color's upstream errors.
+    with socket.create_connection(("127.0.0.1", mport), timeout=10) as ms:
+        ms.sendall(http_request("GET", "/metrics", host="127.0.0.1", headers=[("Connection", "close")]))
+        text = b""
+        while True:
+            chunk = ms.recv(65536)
+            if not chunk:
+                break
+            text += chunk
+    check(b'cutover_upstream_errors_total{color="blue",kind="local"} 4' in text,
+          "the 503s for want of descriptors are not counted as kind=\"local\": %r"
+          % [l for l in text.splitlines() if b"upstream_errors" in l])
     ans = b""
     try:
         while not ans.endswith(b"\n"):
