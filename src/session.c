@@ -245,8 +245,10 @@ session_shutdown_all(struct worker *w, bool force)
 		if (s->dead)
 			continue;
 		session_enter(s);
-		if (force || (s->state == S_WAIT_HEAD && !s->got_bytes))
+		if (force || (s->state == S_WAIT_HEAD && !s->got_bytes && !s->out_blocked))
 			session_kill(s);
+		else if (s->out_blocked)
+			close_after_flush(s); /* its answers still go out */
 		else
 			s->close_after = true;
 		session_leave(s);

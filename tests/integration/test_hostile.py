@@ -11,10 +11,13 @@ ends; Connection options are bounded.
 """
 
 import os
+import signal
 import socket
+import threading
 import time
 
-from harness import Conn, ConnClosed, check, http_request, respond, wait_for
+from harness import Conn, ConnClosed, check, http_request, wait_for
+from ops import check_log_clean, reap
 
 # cutoverd logs these at [error]/[warn] when a test breaks an upstream on purpose.
 UPSTREAM_ERRORS = [r"(?i)upstream|interim|timed out|invalid"]
@@ -147,7 +150,7 @@ def test_slow_reader_of_pipelined_answers_gets_them_all(env):
     n = 2000
     with d.conn(timeout=30) as c:
         payload = b"".join(http_request("GET", "/n%d" % i) for i in range(n))
-        t = __import__("threading").Thread(target=c.sock.sendall, args=(payload,), daemon=True)
+        t = threading.Thread(target=c.sock.sendall, args=(payload,), daemon=True)
         t.start()
         time.sleep(1.0)  # let the daemon hit its bound first
         for i in range(n):
@@ -258,3 +261,33 @@ def test_connection_options_are_bounded(env):
     check(r.status == 400, "4,000 Connection options: expected 400, got %s" % r.status)
     check(len(up.all_requests()) == before, "a request over the Connection bound reached the upstream")
     check(d.get("/after").status == 200, "not serving after the bounded requests")
+
+
+def test_graceful_stop_with_a_blocked_client(env):
+    """SIGTERM while a client that does not read has its answers queued: the
+    daemon flushes what it can and exits 0 within the drain time, instead of
+    waiting for the client or dropping the answers unsent."""
+    dead = "127.0.0.1:%d" % env.port()
+    d = env.cutoverd(blue=[dead], green=[dead], timeouts={"client_idle": "30s"},
+                     extra='switch: { drain_timeout = "5s"; };\n', expect_errors=UPSTREAM_ERRORS)
+    wait_for(lambda: d.get("/").status == 503, 15, "blue to answer 503")
+    s, sent, stuck = pipeline_until_stuck(d.port, http_request("GET", "/"), stuck_for=1.0)
+    try:
+        check(stuck, "cutoverd kept taking requests from a client that never reads")
+        d.proc.send_signal(signal.SIGTERM)
+        s.setblocking(True)
+        c = Conn(sock=s, timeout=20)
+        answers = 0
+        try:
+            while True:
+                r = c.read_response()
+                check(r.status == 503, "expected 503 answers, got %s" % r.status)
+                answers += 1
+        except ConnClosed:
+            pass
+        check(answers > 0, "no queued answer reached the client before the close")
+        rc, _ = reap(d, 20)
+        check(rc == 0, "cutoverd exited %s after SIGTERM" % rc)
+        check_log_clean(d)
+    finally:
+        s.close()
