@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "command.h"
 #include "config.h"
 #include "control.h"
 #include "fdlimit.h"
@@ -53,7 +54,7 @@ struct control {
 	struct event_base *base;
 	struct evconnlistener *lst;
 	char *path;
-	const struct control_command *table;
+	const control_handler *handlers; /* COMMAND_COUNT, by enum command_id */
 	void *arg;
 	bool has_admin_gid;
 	gid_t admin_gid;
@@ -80,7 +81,7 @@ static int make_socket(const struct config_control *cfg);
 
 struct control *
 control_new(struct event_base *base, const struct config_control *cfg,
-    const struct control_command *table, void *arg)
+    const control_handler *handlers, void *arg)
 {
 	struct control *ctl;
 	int fd;
@@ -88,7 +89,7 @@ control_new(struct event_base *base, const struct config_control *cfg,
 	if ((ctl = calloc(1, sizeof(*ctl))) == NULL)
 		return NULL;
 	ctl->base = base;
-	ctl->table = table;
+	ctl->handlers = handlers;
 	ctl->arg = arg;
 	TAILQ_INIT(&ctl->conns);
 	control_set_admin_group(ctl, cfg->admin_group);
@@ -448,15 +449,22 @@ conn_readcb(struct bufferevent *bev, void *arg)
 	}
 }
 
-/* Parses one command line and runs its handler. */
+/*
+ * Splits one command line into words, finds its row in the command table,
+ * checks the caller's privilege, parses the words into a request and runs
+ * its handler. The privilege is checked before the words, so a caller
+ * without it learns nothing more than "permission denied".
+ */
 static void
 dispatch(struct control_conn *c, char *line, size_t len)
 {
-	const struct control_command *cmd;
+	const struct command *cmd;
+	struct command_request rq;
+	control_handler handler;
 	char *argv[CONTROL_MAX_ARGS + 1], *p, *save = NULL;
 	int argc = 0;
 	size_t i;
-	char msg[256];
+	char msg[512], err[192], syn[128];
 
 	if (len > 0 && line[len - 1] == '\r')
 		line[--len] = '\0';
@@ -487,10 +495,8 @@ dispatch(struct control_conn *c, char *line, size_t len)
 	c->pending = true;
 	evtimer_del(c->idle);
 	bufferevent_disable(c->bev, EV_READ);
-	for (cmd = c->ctl->table; cmd->name != NULL; cmd++)
-		if (strcmp(cmd->name, argv[0]) == 0)
-			break;
-	if (cmd->name == NULL) {
+	cmd = command_find(argv[0], COMMAND_DAEMON);
+	if (cmd == NULL || (handler = c->ctl->handlers[cmd->id]) == NULL) {
 		snprintf(msg, sizeof(msg), "unknown command '%.64s'", argv[0]);
 		control_reply_error(c, msg);
 		return;
@@ -506,7 +512,13 @@ dispatch(struct control_conn *c, char *line, size_t len)
 		control_reply_error(c, msg);
 		return;
 	}
-	cmd->handler(c, &c->who, argc, argv, c->ctl->arg);
+	if (command_parse(&rq, argc, argv, COMMAND_DAEMON, err, sizeof(err)) < 0) {
+		command_synopsis(cmd, syn, sizeof(syn));
+		snprintf(msg, sizeof(msg), "%s; usage: %s", err, syn);
+		control_reply_error(c, msg);
+		return;
+	}
+	handler(c, &c->who, &rq, c->ctl->arg);
 }
 
 /* Answers error, then closes once it is written. */

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+struct command_request;
 struct event_base;
 struct config_control;
 struct control;
@@ -29,28 +30,25 @@ struct control_caller {
 };
 
 /*
- * A command handler: argv[0] is the command name. It must answer exactly
- * once, now or later, with control_reply(). Until it does, the connection
- * reads no further command.
+ * A command handler: rq is the command line, parsed and checked against the
+ * command table (command.h), valid for the call only. It must answer
+ * exactly once, now or later, with control_reply(). Until it does, the
+ * connection reads no further command.
  */
-typedef void (*control_handler)(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
-
-struct control_command {
-	const char *name;
-	bool admin; /* changes something: needs uid 0 or the admin group */
-	control_handler handler;
-	const char *help;
-};
+typedef void (*control_handler)(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
 
 /*
  * Creates the socket at cfg->socket (a stale socket file is replaced; a live
  * one is an error), applies cfg->mode and cfg->group, and starts serving
- * commands from table (terminated by a NULL name). Returns NULL after
- * logging the cause.
+ * the daemon's commands of the command table: each line is parsed into a
+ * command_request, the caller's privilege checked against the row's, and
+ * handlers[rq->cmd->id] called (handlers has COMMAND_COUNT entries; NULL
+ * for a command the daemon does not serve). Returns NULL after logging
+ * the cause.
  */
 struct control *control_new(struct event_base *base, const struct config_control *cfg,
-    const struct control_command *table, void *arg);
+    const control_handler *handlers, void *arg);
 
 /* Changes control.admin_group (reload). */
 void control_set_admin_group(struct control *ctl, const char *group);

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "command.h"
 #include "ctl.h"
 #include "deploy.h"
-#include "duration.h"
 #include "json.h"
 
 /*
@@ -26,8 +26,9 @@
  * operator's command, then drives the daemon with status and switch and
  * follows the safety window (deploy.c). The daemon never runs CMD.
  *
- * This file holds the command table, the argument parsing, the formatters
- * that turn answers into text, and main(); the socket side is ctl.c.
+ * This file holds --help, the formatters that turn answers into text, and
+ * main(); the grammar is the command table shared with cutoverd
+ * (command.c), the socket side is ctl.c.
  */
 
 #ifndef RUNSTATEDIR
@@ -37,44 +38,10 @@
 
 #define TABLE_MAX_COLS 8
 
-enum arg_kind {
-	ARG_NONE,       /* takes no positional argument */
-	ARG_COLOR,      /* blue or green */
-	ARG_COUNT,      /* a positive integer */
-};
-
-enum {
-	F_FORCE = 1u << 0,
-	F_IF_GEN = 1u << 1,
-	F_DRY_RUN = 1u << 2,
-	F_WAIT = 1u << 3,
-	F_RUN = 1u << 4,
-	F_TIMEOUT = 1u << 5,
-};
-
-enum flag_value {
-	FV_NONE,        /* a switch, no value */
-	FV_NUMBER,      /* a generation number, sent to the daemon */
-	FV_COMMAND,     /* a shell command line (may hold blanks), kept local */
-	FV_DURATION,    /* "30s", "10m": kept local */
-};
-
-struct flag {
-	const char *name;
-	unsigned bit;
-	enum flag_value value;
-	const char *metavar;    /* the value's name in --help, or NULL */
-	const char *help;
-};
-
 struct request;
 
-struct command {
-	const char *name;
-	int min_args, max_args;
-	enum arg_kind arg;
-	unsigned flags;         /* F_* the command accepts */
-	unsigned required;      /* F_* the command cannot do without */
+/* How the client presents a command of the table (command.c). */
+struct presenter {
 	/* Prints an ok:true answer on stdout. */
 	void (*format)(const struct request *, const struct json *);
 	/* Prints an ok:false answer: the reason on stderr and, for some
@@ -83,17 +50,12 @@ struct command {
 	/* Commands the client carries out itself (deploy) have run instead
 	 * of a wire form; it returns the exit status. */
 	int (*run)(const struct request *, const char *path);
-	const char *help;
 };
 
 /* One checked command line, ready to send. */
 struct request {
-	const struct command *cmd;
-	const char *arg;        /* the positional argument, or NULL */
-	unsigned flags;
-	bool json;
-	const char *run_cmd;    /* --run CMD */
-	uint64_t timeout_ms;    /* --timeout T */
+	struct command_request rq;
+	const struct presenter *pr;
 	struct jbuf line;       /* the wire form, newline included */
 };
 
@@ -105,11 +67,6 @@ struct table {
 };
 
 static void usage(FILE *fp);
-static const struct command *find_command(const char *name);
-static const struct flag *find_flag(const char *word, size_t len);
-static bool word_ok(const char *w);
-static bool number_ok(const char *s, bool positive);
-static bool color_ok(const char *s);
 static int parse_request(struct request *req, int argc, char **argv);
 static const char *num_text(const struct json *obj, const char *key,
     char *buf, size_t size);
@@ -130,41 +87,18 @@ static void refused_smoke(const struct request *req, const struct json *ans);
 static void refused_reload(const struct request *req, const struct json *ans);
 static int run_deploy(const struct request *req, const char *path);
 
-static const struct flag flags[] = {
-	{"--force", F_FORCE, FV_NONE, NULL,
-	    "skip the health and smoke-test checks"},
-	{"--if-gen", F_IF_GEN, FV_NUMBER, "N",
-	    "refuse unless the switch generation is N"},
-	{"--dry-run", F_DRY_RUN, FV_NONE, NULL,
-	    "run every check, change nothing"},
-	{"--wait", F_WAIT, FV_NONE, NULL,
-	    "return once the old color has drained"},
-	{"--run", F_RUN, FV_COMMAND, "CMD",
-	    "install the release (sh -c CMD, CUTOVER_TARGET=idle color)"},
-	{"--timeout", F_TIMEOUT, FV_DURATION, "T",
-	    "give up waiting after T (each wait; default " DEPLOY_DEFAULT_TIMEOUT ")"},
-};
-
-/* The commands the client knows; all but deploy are sent to the daemon. */
-static const struct command commands[] = {
-	{"status", 0, 0, ARG_NONE, 0, 0, fmt_status, NULL, NULL,
-	    "active and previous color, state, verdict, pools"},
-	{"switch", 1, 1, ARG_COLOR, F_FORCE | F_IF_GEN | F_DRY_RUN | F_WAIT, 0,
-	    fmt_switch, NULL, NULL, "send new requests to that color"},
-	{"rollback", 0, 0, ARG_NONE, F_FORCE | F_IF_GEN, 0, fmt_switch, NULL,
-	    NULL, "switch back to the previous color"},
-	{"health", 0, 1, ARG_COLOR, 0, 0, fmt_health, NULL, NULL,
-	    "each server's state, last check and latency"},
-	{"history", 0, 1, ARG_COUNT, 0, 0, fmt_history, NULL, NULL,
-	    "the switch audit log (the last N entries)"},
-	{"smoke", 1, 1, ARG_COLOR, 0, 0, fmt_smoke, refused_smoke, NULL,
-	    "run the smoke tests against that color now"},
-	{"commit", 0, 0, ARG_NONE, 0, 0, fmt_commit, NULL, NULL,
-	    "end the safety window now"},
-	{"reload", 0, 0, ARG_NONE, 0, 0, fmt_ok, refused_reload, NULL,
-	    "reload the configuration (like SIGHUP)"},
-	{"deploy", 0, 0, ARG_NONE, F_RUN | F_TIMEOUT, F_RUN, NULL, NULL,
-	    run_deploy, "install on the idle color, switch, follow the window"},
+/* Indexed by enum command_id; a command with no format is not cutoverctl's
+ * (help: cutoverctl --help lists the commands). */
+static const struct presenter presenters[COMMAND_COUNT] = {
+	[COMMAND_STATUS] = {fmt_status, NULL, NULL},
+	[COMMAND_SWITCH] = {fmt_switch, NULL, NULL},
+	[COMMAND_ROLLBACK] = {fmt_switch, NULL, NULL},
+	[COMMAND_HEALTH] = {fmt_health, NULL, NULL},
+	[COMMAND_HISTORY] = {fmt_history, NULL, NULL},
+	[COMMAND_SMOKE] = {fmt_smoke, refused_smoke, NULL},
+	[COMMAND_COMMIT] = {fmt_commit, NULL, NULL},
+	[COMMAND_RELOAD] = {fmt_ok, refused_reload, NULL},
+	[COMMAND_DEPLOY] = {NULL, NULL, run_deploy},
 };
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -186,30 +120,36 @@ usage(FILE *fp)
 	    "  -h, --help           print this help and exit\n"
 	    "\n"
 	    "Commands:\n", DEFAULT_SOCKET);
-	for (i = 0; i < NELEM(commands); i++) {
-		const struct command *c = &commands[i];
-		const char *arg = c->arg == ARG_COLOR ? "blue|green" :
-		    c->arg == ARG_COUNT ? "N" : NULL;
+	for (i = 0; i < COMMAND_COUNT; i++) {
+		const struct command *c = &command_table[i];
+		const char *arg = c->arg == COMMAND_ARG_COLOR ? "blue|green" :
+		    c->arg == COMMAND_ARG_COUNT ? "N" : NULL;
 		char syn[128];
 
+		if (!(c->sides & COMMAND_CLIENT))
+			continue;
+		/* The command, its argument and required flags; the optional
+		 * flags each on a line of their own below. */
 		if (arg == NULL)
 			snprintf(syn, sizeof(syn), "%s", c->name);
 		else
-			snprintf(syn, sizeof(syn), c->min_args > 0 ? "%s %s" :
+			snprintf(syn, sizeof(syn), c->arg_required ? "%s %s" :
 			    "%s [%s]", c->name, arg);
-		for (k = 0; k < NELEM(flags); k++)
-			if (c->required & flags[k].bit)
+		for (k = 0; k < command_nflags; k++)
+			if (c->required & command_flags[k].bit)
 				snprintf(syn + strlen(syn), sizeof(syn) -
-				    strlen(syn), " %s %s", flags[k].name,
-				    flags[k].metavar);
+				    strlen(syn), " %s %s", command_flags[k].name,
+				    command_flags[k].metavar);
 		fprintf(fp, "  %-24s %s\n", syn, c->help);
-		for (k = 0; k < NELEM(flags); k++) {
-			if (!(c->flags & flags[k].bit))
+		for (k = 0; k < command_nflags; k++) {
+			const struct command_flag *f = &command_flags[k];
+
+			if (!(c->flags & f->bit))
 				continue;
-			snprintf(syn, sizeof(syn), "%s%s%s", flags[k].name,
-			    flags[k].metavar != NULL ? " " : "",
-			    flags[k].metavar != NULL ? flags[k].metavar : "");
-			fprintf(fp, "      %-20s %s\n", syn, flags[k].help);
+			snprintf(syn, sizeof(syn), "%s%s%s", f->name,
+			    f->metavar != NULL ? " " : "",
+			    f->metavar != NULL ? f->metavar : "");
+			fprintf(fp, "      %-20s %s\n", syn, f->help);
 		}
 	}
 	fprintf(fp,
@@ -218,224 +158,41 @@ usage(FILE *fp)
 	    "2 usage error, 3 daemon unreachable.\n");
 }
 
-static const struct command *
-find_command(const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < NELEM(commands); i++)
-		if (strcmp(commands[i].name, name) == 0)
-			return &commands[i];
-	return NULL;
-}
-
-/* Looks a flag up by the first len bytes of word (len stops before an
- * "=value" part). */
-static const struct flag *
-find_flag(const char *word, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < NELEM(flags); i++)
-		if (strlen(flags[i].name) == len &&
-		    strncmp(flags[i].name, word, len) == 0)
-			return &flags[i];
-	return NULL;
-}
-
-/* The wire protocol separates words with single spaces and ends a command
- * with a newline, so a word must be non-empty and free of both; other
- * control characters are refused too, as nothing legitimate holds them. */
-static bool
-word_ok(const char *w)
-{
-	if (*w == '\0')
-		return false;
-	for (; *w != '\0'; w++)
-		if ((unsigned char)*w <= 0x20 || *w == 0x7f)
-			return false;
-	return true;
-}
-
-/* Decimal digits only (no sign, no blanks, which strtoull would allow),
- * fitting in 63 bits so that every daemon-side integer type holds it. */
-static bool
-number_ok(const char *s, bool positive)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return false;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*end != '\0' || errno == ERANGE || v > (unsigned long long)INT64_MAX)
-		return false;
-	return !positive || v > 0;
-}
-
-static bool
-color_ok(const char *s)
-{
-	return strcmp(s, "blue") == 0 || strcmp(s, "green") == 0;
-}
-
 /* Checks argv (the command and its words, global options already consumed)
- * and builds req->line: the command, its positional argument, then its
- * flags in the order given, each word separated by one space. A command the
- * client carries out itself gets no line; its flags' values (--run CMD, which
- * may hold blanks, and --timeout T) are kept in req. Returns CTL_EXIT_DONE, or
- * CTL_EXIT_USAGE after printing why. */
+ * against the command table and builds req->line, the wire form and its
+ * newline. A command the client carries out itself gets no line; its
+ * flags' values (--run CMD, which may hold blanks, and --timeout T) are in
+ * req->rq. Returns CTL_EXIT_DONE, or CTL_EXIT_USAGE after printing why. */
 static int
 parse_request(struct request *req, int argc, char **argv)
 {
-	const char **flagw = NULL;
-	size_t nflagw = 0, i;
-	int nargs = 0, a, rc = CTL_EXIT_USAGE;
+	bool json = req->rq.json;
+	char err[256];
 
-	if (!word_ok(argv[0]))
-		return ctl_usage_error("argument 1 is empty or holds whitespace or "
-		    "a control character");
-	if ((req->cmd = find_command(argv[0])) == NULL)
-		return ctl_usage_error("unknown command '%s'", argv[0]);
-	if ((flagw = calloc((size_t)argc * 2, sizeof(*flagw))) == NULL) {
-		fprintf(stderr, "cutoverctl: out of memory\n");
-		return CTL_EXIT_FAILED;
-	}
-	for (a = 1; a < argc; a++) {
-		const char *w = argv[a], *eq, *value = NULL;
-		const struct flag *f;
-
-		eq = w[0] == '-' ? strchr(w, '=') : NULL;
-		f = w[0] == '-' ? find_flag(w, eq != NULL ? (size_t)(eq - w) :
-		    strlen(w)) : NULL;
-		/* Only a command line to run may hold blanks: it is never
-		 * sent over the wire. */
-		if (!word_ok(eq != NULL && f != NULL && f->value == FV_COMMAND ?
-		    "-" : w)) {
-			ctl_usage_error("argument %d is empty or holds whitespace or "
-			    "a control character", a + 1);
-			goto out;
-		}
-		/* --json may follow the command too, as in "status --json";
-		 * it concerns the client only and is never sent. */
-		if (strcmp(w, "--json") == 0) {
-			req->json = true;
-			continue;
-		}
-		if (w[0] != '-') {
-			if (++nargs > req->cmd->max_args) {
-				ctl_usage_error("%s: too many arguments",
-				    req->cmd->name);
-				goto out;
-			}
-			if (req->cmd->arg == ARG_COLOR && !color_ok(w)) {
-				ctl_usage_error("%s: '%s' is not a color (blue or "
-				    "green)", req->cmd->name, w);
-				goto out;
-			}
-			if (req->cmd->arg == ARG_COUNT && !number_ok(w, true)) {
-				ctl_usage_error("%s: '%s' is not a positive number",
-				    req->cmd->name, w);
-				goto out;
-			}
-			req->arg = w;
-			continue;
-		}
-		if (f == NULL || !(req->cmd->flags & f->bit)) {
-			ctl_usage_error("%s: unknown option '%s'", req->cmd->name, w);
-			goto out;
-		}
-		if (req->flags & f->bit) {
-			ctl_usage_error("%s: %s given twice", req->cmd->name, f->name);
-			goto out;
-		}
-		req->flags |= f->bit;
-		if (f->value == FV_NONE) {
-			if (eq != NULL) {
-				ctl_usage_error("%s: %s takes no value",
-				    req->cmd->name, f->name);
-				goto out;
-			}
-			flagw[nflagw++] = f->name;
-			continue;
-		}
-		if (eq != NULL)
-			value = eq + 1;
-		else if (a + 1 < argc)
-			value = argv[++a];
-		switch (f->value) {
-		case FV_NUMBER:
-			if (value == NULL || !number_ok(value, false)) {
-				ctl_usage_error("%s: %s needs a generation number",
-				    req->cmd->name, f->name);
-				goto out;
-			}
-			flagw[nflagw++] = f->name;
-			flagw[nflagw++] = value;
-			break;
-		case FV_COMMAND:
-			if (value == NULL || value[strspn(value, " \t\n")] ==
-			    '\0') {
-				ctl_usage_error("%s: %s needs a command", req->cmd->name,
-				    f->name);
-				goto out;
-			}
-			req->run_cmd = value;
-			break;
-		case FV_DURATION:
-			if (value == NULL || duration_parse(value,
-			    &req->timeout_ms) < 0 || req->timeout_ms == 0) {
-				ctl_usage_error("%s: %s needs a duration such as "
-				    "\"90s\" or \"10m\"", req->cmd->name, f->name);
-				goto out;
-			}
-			break;
-		case FV_NONE:
-			break;
-		}
-	}
-	if (nargs < req->cmd->min_args) {
-		ctl_usage_error("%s: missing argument (%s)", req->cmd->name,
-		    req->cmd->arg == ARG_COLOR ? "blue or green" : "a number");
-		goto out;
-	}
-	for (i = 0; i < NELEM(flags); i++)
-		if ((req->cmd->required & flags[i].bit) &&
-		    !(req->flags & flags[i].bit)) {
-			ctl_usage_error("%s: %s %s is required", req->cmd->name,
-			    flags[i].name, flags[i].metavar);
-			goto out;
-		}
-	if (req->cmd->run != NULL) {
+	if (command_parse(&req->rq, argc, argv, COMMAND_CLIENT, err,
+	    sizeof(err)) < 0)
+		return ctl_usage_error("%s", err);
+	req->rq.json |= json;
+	req->pr = &presenters[req->rq.cmd->id];
+	if (req->pr->run != NULL) {
 		/* Carried out here, printing text as it goes. */
-		if (req->json) {
-			ctl_usage_error("%s: --json is not supported: %s prints its "
-			    "progress as text", req->cmd->name, req->cmd->name);
-			goto out;
-		}
-		rc = CTL_EXIT_DONE;
-		goto out;
+		if (req->rq.json)
+			return ctl_usage_error("%s: --json is not supported: %s "
+			    "prints its progress as text", req->rq.cmd->name,
+			    req->rq.cmd->name);
+		return CTL_EXIT_DONE;
 	}
-	jbuf_raw(&req->line, req->cmd->name);
-	if (req->arg != NULL) {
-		jbuf_raw(&req->line, " ");
-		jbuf_raw(&req->line, req->arg);
-	}
-	for (i = 0; i < nflagw; i++) {
-		jbuf_raw(&req->line, " ");
-		jbuf_raw(&req->line, flagw[i]);
+	if (command_format(&req->rq, &req->line) < 0) {
+		fprintf(stderr, "cutoverctl: %s: not a daemon command\n",
+		    req->rq.cmd->name);
+		return CTL_EXIT_FAILED;
 	}
 	jbuf_raw(&req->line, "\n");
 	if (req->line.oom) {
 		fprintf(stderr, "cutoverctl: out of memory\n");
-		rc = CTL_EXIT_FAILED;
-		goto out;
+		return CTL_EXIT_FAILED;
 	}
-	rc = CTL_EXIT_DONE;
-out:
-	free(flagw);
-	return rc;
+	return CTL_EXIT_DONE;
 }
 
 /* A numeric member as text: integers without a fraction, "?" when the
@@ -642,8 +399,9 @@ fmt_switch(const struct request *req, const struct json *ans)
 	if (json_get_bool(ans, "dry_run", false)) {
 		/* The daemon reports the color that is active now; the
 		 * target is what was asked for. */
-		printf("dry run: %s to %s would be allowed\n", req->cmd->name,
-		    req->arg != NULL ? req->arg : previous != NULL ? previous :
+		printf("dry run: %s to %s would be allowed\n", req->rq.cmd->name,
+		    req->rq.has_arg ? color_name(req->rq.color) :
+		    previous != NULL ? previous :
 		    "the previous color");
 		return;
 	}
@@ -802,7 +560,8 @@ fmt_smoke(const struct request *req, const struct json *ans)
 
 	print_smoke(smoke, stdout);
 	if (smoke != NULL && smoke->type == JSON_ARRAY && smoke->n > 0)
-		printf("smoke tests on %s passed\n", req->arg);
+		printf("smoke tests on %s passed\n",
+		    color_name(req->rq.color));
 }
 
 /* The report goes to stdout as on success, the summary to stderr. */
@@ -811,7 +570,8 @@ refused_smoke(const struct request *req, const struct json *ans)
 {
 	print_smoke(json_get(ans, "smoke"), stdout);
 	fflush(stdout);
-	fprintf(stderr, "cutoverctl: smoke tests on %s failed: %s\n", req->arg,
+	fprintf(stderr, "cutoverctl: smoke tests on %s failed: %s\n",
+	    color_name(req->rq.color),
 	    json_get_str(ans, "error", "smoke test failed"));
 }
 
@@ -855,7 +615,7 @@ run_deploy(const struct request *req, const char *path)
 {
 	static const struct deploy_printers pr = {print_smoke, verdict_text};
 
-	return deploy_run(path, req->run_cmd, req->timeout_ms, &pr);
+	return deploy_run(path, req->rq.run, req->rq.timeout_ms, &pr);
 }
 
 int
@@ -886,7 +646,7 @@ main(int argc, char **argv)
 			path = optarg;
 			break;
 		case 'j':
-			req.json = true;
+			req.rq.json = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -913,32 +673,32 @@ main(int argc, char **argv)
 		path = DEFAULT_SOCKET;
 	if ((rc = parse_request(&req, argc - optind, argv + optind)) != 0)
 		goto out;
-	if (req.cmd->run != NULL) {
-		rc = req.cmd->run(&req, path);
+	if (req.pr->run != NULL) {
+		rc = req.pr->run(&req, path);
 		goto out;
 	}
 	if ((rc = ctl_connect(path, &fd)) != 0)
 		goto out;
 	if ((rc = ctl_send(fd, path, &req.line)) != 0)
 		goto out;
-	if ((rc = ctl_read_answer(fd, path, (req.flags & F_WAIT) ? -1 :
+	if ((rc = ctl_read_answer(fd, path, (req.rq.flags & COMMAND_F_WAIT) ? -1 :
 	    CTL_ANSWER_TIMEOUT_MS, &line, &len)) != 0)
 		goto out;
-	if (req.json)
+	if (req.rq.json)
 		printf("%s\n", line);
 	if ((rc = ctl_parse_answer(path, line, len, &ans)) != CTL_EXIT_DONE)
 		goto out;
 	if (!json_get_bool(ans, "ok", false)) {
-		if (req.cmd->refused != NULL && !req.json)
-			req.cmd->refused(&req, ans);
+		if (req.pr->refused != NULL && !req.rq.json)
+			req.pr->refused(&req, ans);
 		else
 			fprintf(stderr, "cutoverctl: %s\n",
 			    json_get_str(ans, "error", "request failed"));
 		rc = CTL_EXIT_FAILED;
 		goto out;
 	}
-	if (!req.json)
-		req.cmd->format(&req, ans);
+	if (!req.rq.json)
+		req.pr->format(&req, ans);
 	rc = CTL_EXIT_DONE;
 out:
 	/* A full disk or a closed pipe on stdout must not pass for success. */

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #endif
 
 #include "accesslog.h"
+#include "command.h"
 #include "control.h"
 #include "daemon.h"
 #include "duration.h"
@@ -88,35 +90,34 @@ static void hook_done(int status, bool timed_out, const char *output, void *arg)
 static void fill_metrics(struct metrics_snapshot *snap, void *arg);
 static void smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg);
 
-static void cmd_status(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
-static void cmd_switch(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
-static void cmd_health(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
-static void cmd_history(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
-static void cmd_commit(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
-static void cmd_help(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
-static void cmd_smoke(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
-static void cmd_reload(struct control_conn *c, const struct control_caller *who, int argc,
-    char **argv, void *arg);
+static void cmd_status(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
+static void cmd_switch(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
+static void cmd_health(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
+static void cmd_history(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
+static void cmd_commit(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
+static void cmd_help(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
+static void cmd_smoke(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
+static void cmd_reload(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg);
 
-static const struct control_command commands[] = {
-    {"status", false, cmd_status, "status: active and previous color, state, pools"},
-    {"health", false, cmd_health, "health [blue|green]: each server's state"},
-    {"history", false, cmd_history, "history [N]: the switch audit log"},
-    {"help", false, cmd_help, "help: list commands"},
-    {"switch", true, cmd_switch,
-        "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]"},
-    {"rollback", true, cmd_switch, "rollback [--force] [--if-gen N] [--dry-run] [--wait]"},
-    {"commit", true, cmd_commit, "commit: end the safety window now"},
-    {"smoke", true, cmd_smoke, "smoke blue|green: run the smoke tests against that color now"},
-    {"reload", true, cmd_reload, "reload: re-read the configuration file"},
-    {NULL, false, NULL, NULL},
+/* The daemon's side of the command table (command.c), by command id. */
+static const control_handler handlers[COMMAND_COUNT] = {
+	[COMMAND_STATUS] = cmd_status,
+	[COMMAND_SWITCH] = cmd_switch,
+	[COMMAND_ROLLBACK] = cmd_switch,
+	[COMMAND_HEALTH] = cmd_health,
+	[COMMAND_HISTORY] = cmd_history,
+	[COMMAND_SMOKE] = cmd_smoke,
+	[COMMAND_COMMIT] = cmd_commit,
+	[COMMAND_RELOAD] = cmd_reload,
+	[COMMAND_HELP] = cmd_help,
 };
 
 int
@@ -222,7 +223,7 @@ daemon_start(struct daemon *d)
 		if ((d->metrics = metrics_new(d->base, &cfg->metrics.listen, fill_metrics, d)) == NULL)
 			return -1;
 	}
-	if ((d->control = control_new(d->base, &cfg->control, commands, d)) == NULL)
+	if ((d->control = control_new(d->base, &cfg->control, handlers, d)) == NULL)
 		return -1;
 	if ((d->health = health_new(d->base, &cfg->health, d->pools)) == NULL)
 		goto oom;
@@ -773,8 +774,8 @@ on_tunnel_drain(evutil_socket_t fd, short what, void *arg)
 /* Control commands. */
 
 static void
-cmd_status(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
-    void *arg)
+cmd_status(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
 	uint64_t left = switcher_window_left(&d->sw, daemon_mono_ms());
@@ -782,11 +783,7 @@ cmd_status(struct control_conn *c, const struct control_caller *who, int argc, c
 	int col;
 
 	(void)who;
-	(void)argv;
-	if (argc != 1) {
-		control_reply_error(c, "usage: status");
-		return;
-	}
+	(void)rq;
 	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"active\":");
 	jbuf_str(&b, color_name(d->sw.active));
@@ -824,53 +821,25 @@ cmd_status(struct control_conn *c, const struct control_caller *who, int argc, c
 
 /*
  * switch COLOR [--force] [--if-gen N] [--dry-run] [--wait], and rollback
- * with the same flags (its target is the previous color). See transition.c.
+ * [--force] [--if-gen N] (its target is the previous color). See
+ * transition.c.
  */
 static void
-cmd_switch(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
-    void *arg)
+cmd_switch(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
-	struct transition_request rq;
-	bool have_target = false;
-	char msg[256];
-	int i;
+	struct transition_request tr;
 
-	memset(&rq, 0, sizeof(rq));
-	rq.rollback = strcmp(argv[0], "rollback") == 0;
-	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--force") == 0)
-			rq.force = true;
-		else if (strcmp(argv[i], "--dry-run") == 0)
-			rq.dry_run = true;
-		else if (strcmp(argv[i], "--wait") == 0)
-			rq.wait = true;
-		else if (strcmp(argv[i], "--if-gen") == 0 && i + 1 < argc) {
-			char *end;
-
-			errno = 0;
-			rq.if_gen = strtoull(argv[++i], &end, 10);
-			if (errno != 0 || *end != '\0' || argv[i][0] == '-' || argv[i][0] == '\0') {
-				control_reply_error(c, "--if-gen needs a generation number");
-				return;
-			}
-			rq.has_if_gen = true;
-		} else if (!rq.rollback && !have_target && color_parse(argv[i], &rq.target) == 0)
-			have_target = true;
-		else {
-			snprintf(msg, sizeof(msg), "usage: %s; unexpected '%.64s'",
-			    rq.rollback ? "rollback [--force] [--if-gen N] [--dry-run] [--wait]"
-			                : "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]",
-			    argv[i]);
-			control_reply_error(c, msg);
-			return;
-		}
-	}
-	if (!rq.rollback && !have_target) {
-		control_reply_error(c, "usage: switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]");
-		return;
-	}
-	transition_begin(d, c, who, &rq);
+	memset(&tr, 0, sizeof(tr));
+	tr.rollback = rq->cmd->id == COMMAND_ROLLBACK;
+	tr.target = rq->color;
+	tr.force = (rq->flags & COMMAND_F_FORCE) != 0;
+	tr.dry_run = (rq->flags & COMMAND_F_DRY_RUN) != 0;
+	tr.wait = (rq->flags & COMMAND_F_WAIT) != 0;
+	tr.has_if_gen = (rq->flags & COMMAND_F_IF_GEN) != 0;
+	tr.if_gen = rq->if_gen;
+	transition_begin(d, c, who, &tr);
 }
 
 int
@@ -894,24 +863,19 @@ daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char
 }
 
 static void
-cmd_smoke(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
-    void *arg)
+cmd_smoke(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
 	struct smoke_cmd *sc;
-	enum color col;
 
 	(void)who;
-	if (argc != 2 || color_parse(argv[1], &col) < 0) {
-		control_reply_error(c, "usage: smoke blue|green");
-		return;
-	}
 	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
 		control_reply_error(c, "out of memory");
 		return;
 	}
 	sc->conn = c;
-	sc->run = smoke_start(d->base, d->cfg, d->pools[col], smoke_cmd_done, sc);
+	sc->run = smoke_start(d->base, d->cfg, d->pools[rq->color], smoke_cmd_done, sc);
 	if (sc->run == NULL) {
 		free(sc);
 		control_reply_error(c, "cannot start the smoke tests: out of memory");
@@ -938,50 +902,32 @@ smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg)
 }
 
 static void
-cmd_health(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
-    void *arg)
+cmd_health(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
-	enum color only;
 	struct jbuf b;
 
 	(void)who;
-	if (argc > 2 || (argc == 2 && color_parse(argv[1], &only) < 0)) {
-		control_reply_error(c, "usage: health [blue|green]");
-		return;
-	}
 	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"servers\":");
-	health_report(d->health, argc == 2 ? (int)only : -1, &b);
+	health_report(d->health, rq->has_arg ? (int)rq->color : -1, &b);
 	jbuf_raw(&b, "}");
 	control_reply_jbuf(c, &b);
 }
 
 static void
-cmd_history(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
-    void *arg)
+cmd_history(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
-	unsigned long max = 0;
+	/* history N: the last N entries; without N, all of them. */
+	size_t max = rq->has_arg && rq->count <= SIZE_MAX ? (size_t)rq->count : 0;
 	char **lines = NULL, err[512];
 	size_t n = 0, skipped = 0, i;
 	struct jbuf b;
 
 	(void)who;
-	if (argc > 2) {
-		control_reply_error(c, "usage: history [N]");
-		return;
-	}
-	if (argc == 2) {
-		char *end;
-
-		errno = 0;
-		max = strtoul(argv[1], &end, 10);
-		if (errno != 0 || *end != '\0' || argv[1][0] == '-') {
-			control_reply_error(c, "usage: history [N]");
-			return;
-		}
-	}
 	if (history_read(d->history, max, &lines, &n, &skipped, err, sizeof(err)) < 0) {
 		control_reply_error(c, err);
 		return;
@@ -1000,18 +946,14 @@ cmd_history(struct control_conn *c, const struct control_caller *who, int argc, 
 }
 
 static void
-cmd_commit(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
-    void *arg)
+cmd_commit(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
 	struct switcher next;
 	char err[512], msg[640];
 
-	(void)argv;
-	if (argc != 1) {
-		control_reply_error(c, "usage: commit");
-		return;
-	}
+	(void)rq;
 	next = d->sw;
 	if (!switcher_end_window(&next)) {
 		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
@@ -1040,22 +982,30 @@ cmd_commit(struct control_conn *c, const struct control_caller *who, int argc, c
 }
 
 static void
-cmd_help(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
-    void *arg)
+cmd_help(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
 {
-	const struct control_command *cmd;
 	struct jbuf b;
+	char syn[128], line[256];
+	size_t i;
+	bool first = true;
 
 	(void)who;
-	(void)argc;
-	(void)argv;
+	(void)rq;
 	(void)arg;
 	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"commands\":[");
-	for (cmd = commands; cmd->name != NULL; cmd++) {
-		if (cmd != commands)
+	for (i = 0; i < COMMAND_COUNT; i++) {
+		const struct command *cmd = &command_table[i];
+
+		if (!(cmd->sides & COMMAND_DAEMON))
+			continue;
+		command_synopsis(cmd, syn, sizeof(syn));
+		snprintf(line, sizeof(line), "%s: %s", syn, cmd->help);
+		if (!first)
 			jbuf_raw(&b, ",");
-		jbuf_str(&b, cmd->help);
+		jbuf_str(&b, line);
+		first = false;
 	}
 	jbuf_raw(&b, "]}");
 	control_reply_jbuf(c, &b);
@@ -1257,18 +1207,14 @@ on_retire(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-cmd_reload(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
-    void *arg)
+cmd_reload(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
 	struct config_errors errs = {0};
 	int rc;
 
-	(void)argv;
-	if (argc != 1) {
-		control_reply_error(c, "usage: reload");
-		return;
-	}
+	(void)rq;
 	log_info("reload requested by uid %ld pid %ld", (long)who->uid, (long)who->pid);
 	if (d->retired.pending) {
 		struct control_conn **v = realloc(d->reload_conns, (d->nreload_conns + 1) * sizeof(*v));

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "command.h"
 #include "ctl.h"
 #include "deploy.h"
 #include "duration.h"
@@ -244,14 +245,27 @@ static int
 deploy_switch(struct deploy *dp)
 {
 	struct json *ans = NULL;
-	char line[96];
+	struct command_request rq;
+	struct jbuf line;
 	int rc;
 
-	snprintf(line, sizeof(line), "switch %s --if-gen %" PRIu64, dp->target,
-	    dp->generation);
+	/* "switch TARGET --if-gen G", worded by the command table. */
+	memset(&rq, 0, sizeof(rq));
+	rq.cmd = &command_table[COMMAND_SWITCH];
+	rq.has_arg = true;
+	rq.flags = COMMAND_F_IF_GEN;
+	rq.if_gen = dp->generation;
+	jbuf_init(&line);
+	if (color_parse(dp->target, &rq.color) < 0 ||
+	    command_format(&rq, &line) < 0 || line.oom) {
+		jbuf_free(&line);
+		return deploy_fail("cannot word the switch to %s", dp->target);
+	}
 	say("switching to %s (the daemon runs the smoke tests and the "
 	    "pre_switch hook)", dp->target);
-	if ((rc = ctl_call(dp->path, line, &ans)) != CTL_EXIT_DONE)
+	rc = ctl_call(dp->path, line.s, &ans);
+	jbuf_free(&line);
+	if (rc != CTL_EXIT_DONE)
 		return rc;
 	if (!json_get_bool(ans, "ok", false)) {
 		const struct json *smoke = json_get(ans, "smoke");

@@ -160,6 +160,43 @@ def test_control_unknown_command_and_pipelined_commands(env):
     c.close()
 
 
+def test_control_grammar_is_the_command_table(env):
+    """The daemon parses with the same table as cutoverctl: rollback takes
+    only --force and --if-gen (DESIGN.md), bad flags and arguments get an
+    error answer naming the usage, and help lists the table."""
+    d, ctl = start(env, [env.backend("blue1", "blue")], [env.backend("green1", "green")])
+    c = RawCtl(sock_path(env))
+    gen = c.command("status").get("generation")
+    check(isinstance(gen, int), "status has no generation")
+    for line, word in (("rollback --dry-run", "--dry-run"), ("rollback --wait", "--wait"),
+                       ("rollback blue", "too many"), ("switch green --bogus", "--bogus"),
+                       ("switch green --force --force", "twice"),
+                       ("switch green --if-gen seven", "--if-gen"), ("switch red", "red"),
+                       ("history ten", "ten"), ("status --json", "--json"), ("deploy --run x", "deploy")):
+        a = c.command(line)
+        check(a.get("ok") is False and word in (a.get("error") or ""),
+              "%r answered %s (want an error naming %r)" % (line, a, word))
+    a = c.command("rollback --dry-run")
+    check("usage: rollback [--force] [--if-gen N]" in a.get("error", ""),
+          "rollback's error does not give its usage: %s" % a)
+    st = c.command("status")
+    check(st.get("active") == "blue" and st.get("generation") == gen,
+          "a refused command changed something: %s" % st)
+    h = c.command("help")
+    cmds = h.get("commands") or []
+    check(h.get("ok") is True and any(x.startswith("rollback [--force] [--if-gen N]:") for x in cmds)
+          and any(x.startswith("switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]:")
+                  for x in cmds)
+          and not any(x.startswith("deploy") for x in cmds),
+          "help does not list the command table: %s" % h)
+    # The wire text acceptance suites send still works, --if-gen=N too.
+    a = c.command("switch green --force --if-gen %d" % gen)
+    check(a.get("ok") is True and a.get("active") == "green", "switch green --force --if-gen %d: %s" % (gen, a))
+    a = c.command("rollback --if-gen=%d --force" % (gen + 1))
+    check(a.get("ok") is True and a.get("active") == "blue", "rollback --if-gen=%d --force: %s" % (gen + 1, a))
+    c.close()
+
+
 def test_control_oversized_line_answered_and_closed(env):
     d, ctl = start(env, [env.backend("blue1", "blue")], [env.backend("green1", "green")])
     sock = sock_path(env)
