@@ -405,28 +405,7 @@ static const struct key top_keys[] = {
 	{.name = NULL},
 };
 
-static const char *const color_names[COLOR_COUNT] = {"blue", "green"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
-
-const char *
-color_name(enum color c)
-{
-	return (unsigned)c < COLOR_COUNT ? color_names[c] : "?";
-}
-
-int
-color_parse(const char *s, enum color *out)
-{
-	int i;
-
-	for (i = 0; i < COLOR_COUNT; i++) {
-		if (strcmp(s, color_names[i]) == 0) {
-			*out = (enum color)i;
-			return 0;
-		}
-	}
-	return -1;
-}
 
 /* ---- errors and allocation ---------------------------------------------- */
 
@@ -1324,11 +1303,11 @@ parse_pools(struct ctx *ctx, const config_setting_t *s,
 	for (i = 0; i < COLOR_COUNT; i++) {
 		const config_setting_t *m = NULL;
 
-		keypath(cpath, path, color_names[i]);
+		keypath(cpath, path, color_name((enum color)i));
 		if (s != NULL) {
-			m = config_setting_get_member(s, color_names[i]);
+			m = config_setting_get_member(s, color_name((enum color)i));
 			if (m == NULL) {
-				cerr(ctx, s, "pools: missing pool '%s'", color_names[i]);
+				cerr(ctx, s, "pools: missing pool '%s'", color_name((enum color)i));
 			} else if (!config_setting_is_group(m)) {
 				cerr(ctx, m, "'%s' must be a group { servers = ( ... ); }",
 				    cpath);

@@ -15,14 +15,7 @@
 #include <stdio.h>
 
 #include "addr.h"
-
-enum color { COLOR_BLUE = 0, COLOR_GREEN = 1 };
-#define COLOR_COUNT 2
-
-/* "blue" / "green". */
-const char *color_name(enum color c);
-/* Parses "blue" or "green". Returns 0 or -1. */
-int color_parse(const char *s, enum color *out) __attribute__((warn_unused_result));
+#include "color.h"
 
 struct config_tls_cert {
 	char *cert; /* PEM path, chain included */

@@ -16,6 +16,7 @@
 #endif
 
 #include "accesslog.h"
+#include "clock.h"
 #include "control.h"
 #include "daemon.h"
 #include "duration.h"
@@ -258,7 +259,7 @@ daemon_start(struct daemon *d)
 
 		if ((d->watchdog_timer = event_new(d->base, -1, EV_PERSIST, on_watchdog, d)) == NULL)
 			goto oom;
-		watchdog_init(&d->watchdog, d->watchdog_usec, daemon_mono_ms());
+		watchdog_init(&d->watchdog, d->watchdog_usec, clock_mono_ms());
 		event_add(d->watchdog_timer, &tv);
 	}
 	sd_notify(0, "READY=1");
@@ -306,10 +307,10 @@ load_state(struct daemon *d)
 	switcher_init(&d->sw, st.active, st.generation, cfg->sw.min_healthy, cfg->sw.safety_window_ms);
 	d->sw.has_previous = st.has_previous;
 	d->sw.previous = st.previous;
-	if (st.window_end_ms > daemon_wall_ms()) {
+	if (st.window_end_ms > clock_wall_ms()) {
 		/* The safety window survives a restart. */
 		d->sw.state = SWITCHER_OBSERVING;
-		d->sw.window_end_ms = duration_add(daemon_mono_ms(), (uint64_t)st.window_end_ms - (uint64_t)daemon_wall_ms());
+		d->sw.window_end_ms = duration_add(clock_mono_ms(), (uint64_t)st.window_end_ms - (uint64_t)clock_wall_ms());
 	}
 	log_info("state file %s: active color %s, generation %" PRIu64, cfg->state_file,
 	    color_name(st.active), st.generation);
@@ -396,24 +397,6 @@ daemon_free(struct daemon *d)
 	config_free(d->cfg);
 }
 
-uint64_t
-daemon_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-int64_t
-daemon_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 arm_ms(struct event *ev, uint64_t ms)
 {
@@ -439,7 +422,7 @@ daemon_record(struct daemon *d, const char *event, int from, int to, const char 
 	char err[512];
 
 	memset(&e, 0, sizeof(e));
-	e.time_ms = daemon_wall_ms();
+	e.time_ms = clock_wall_ms();
 	e.event = event;
 	e.from = from < 0 ? NULL : color_name((enum color)from);
 	e.to = to < 0 ? NULL : color_name((enum color)to);
@@ -532,7 +515,7 @@ on_reap(evutil_socket_t fd, short what, void *arg)
 void
 daemon_arm_window(struct daemon *d)
 {
-	uint64_t left = switcher_window_left(&d->sw, daemon_mono_ms());
+	uint64_t left = switcher_window_left(&d->sw, clock_mono_ms());
 
 	evtimer_del(d->window_timer);
 	if (d->sw.state == SWITCHER_OBSERVING)
@@ -552,7 +535,7 @@ on_window(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!switcher_tick(&d->sw, daemon_mono_ms())) {
+	if (!switcher_tick(&d->sw, clock_mono_ms())) {
 		daemon_arm_window(d);
 		return;
 	}
@@ -588,7 +571,7 @@ on_guard_tick(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 	struct guard_sample smp;
 	enum guard_trigger trig;
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 	char reason[512];
 	int col;
 
@@ -632,7 +615,7 @@ daemon_sample(const struct daemon *d, enum color c, struct guard_sample *s)
 		    atomic_load_explicit(&st->cut_short[c], memory_order_relaxed);
 		local = atomic_load_explicit(&st->upstream_errors[c][UPSTREAM_ERR_LOCAL], memory_order_relaxed);
 		s->errors += e > local ? e - local : 0;
-		for (b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+		for (b = 0; b < HISTOGRAM_BUCKETS; b++)
 			s->latency[b] += atomic_load_explicit(&st->latency[c][b], memory_order_relaxed);
 	}
 }
@@ -652,7 +635,7 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 
 			for (k = 0; k < 6; k++)
 				snap->requests[col][k] += atomic_load_explicit(&st->requests[col][k], memory_order_relaxed);
-			for (k = 0; k < METRICS_LATENCY_BUCKETS; k++)
+			for (k = 0; k < HISTOGRAM_BUCKETS; k++)
 				snap->latency[col][k] += atomic_load_explicit(&st->latency[col][k], memory_order_relaxed);
 			snap->latency_sum_us[col] += atomic_load_explicit(&st->latency_sum_us[col], memory_order_relaxed);
 			for (k = 0; k < UPSTREAM_ERR_KINDS; k++)
@@ -736,7 +719,7 @@ on_wait_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct waiter *wt, *next;
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 
 	(void)fd;
 	(void)what;
@@ -777,7 +760,7 @@ cmd_status(struct control_conn *c, const struct control_caller *who, int argc, c
     void *arg)
 {
 	struct daemon *d = arg;
-	uint64_t left = switcher_window_left(&d->sw, daemon_mono_ms());
+	uint64_t left = switcher_window_left(&d->sw, clock_mono_ms());
 	struct jbuf b;
 	int col;
 
@@ -882,7 +865,7 @@ daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char
 		return -1;
 	wt->conn = c;
 	wt->old = old;
-	wt->deadline_ms = duration_add(daemon_mono_ms(), d->cfg->sw.drain_timeout_ms);
+	wt->deadline_ms = duration_add(clock_mono_ms(), d->cfg->sw.drain_timeout_ms);
 	wt->answer_prefix = answer_prefix;
 	TAILQ_INSERT_TAIL(&d->waiters, wt, link);
 	if (!event_pending(d->wait_timer, EV_TIMEOUT, NULL)) {
@@ -1127,7 +1110,7 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	if (errs->n > 0)
 		goto fail;
 #ifdef HAVE_SYSTEMD
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)daemon_mono_ms() * 1000ull);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_mono_ms() * 1000ull);
 #endif
 	for (c = 0; c < COLOR_COUNT; c++) {
 		if ((pools[c] = pool_new((enum color)c, &next->pools[c], d->nworkers)) == NULL)
@@ -1407,7 +1390,7 @@ on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct watchdog *wd = &d->watchdog;
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 	unsigned i;
 
 	(void)fd;

@@ -99,10 +99,6 @@ struct daemon {
  */
 int daemon_run(struct config *cfg);
 
-/* Wall clock and monotonic milliseconds. */
-int64_t daemon_wall_ms(void);
-uint64_t daemon_mono_ms(void);
-
 /* Appends an entry to the audit history (errors are logged). */
 void daemon_record(struct daemon *d, const char *event, int from, int to, const char *trigger,
     const char *reason, const struct control_caller *who);

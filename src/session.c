@@ -19,6 +19,7 @@
 
 #include "accesslog.h"
 #include "addr.h"
+#include "clock.h"
 #include "fdlimit.h"
 #include "http.h"
 #include "log.h"
@@ -157,7 +158,6 @@ static void arm_timer(struct session *s, enum timer_kind kind);
 static void set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms);
 static void count_response(struct session *s, int status);
 static void release_pool(struct session *s);
-static uint64_t now_us(void);
 static void read_more(struct bufferevent *bev, size_t limit);
 static void read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit);
 static bool preview_color(struct session *s, struct http_head *req, enum color *color);
@@ -676,7 +676,7 @@ read_head(struct session *s)
 		respond_error(s, 503, "no route");
 		return;
 	}
-	s->t_start_us = now_us();
+	s->t_start_us = clock_mono_us();
 	atomic_store_explicit(&w->stats.started[s->color],
 	    atomic_load_explicit(&w->stats.started[s->color], memory_order_relaxed) + 1,
 	    memory_order_release);
@@ -1263,15 +1263,6 @@ drop_upstream(struct session *s, bool reusable)
 	}
 }
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /*
  * Preview routing: the preview header is never forwarded; from an address in
  * preview.from, its value (blue or green) picks the color for this request.
@@ -1417,10 +1408,10 @@ release_pool(struct session *s)
 
 	if (s->pool == NULL)
 		return;
-	us = now_us() - s->t_start_us;
+	us = clock_mono_us() - s->t_start_us;
 	if (w->accesslog != NULL)
 		log_access(s, us);
-	stat_inc(&w->stats.latency[s->color][metrics_latency_bucket(us)]);
+	stat_inc(&w->stats.latency[s->color][histogram_bucket(us)]);
 	stat_add(&w->stats.latency_sum_us[s->color], us);
 	atomic_store_explicit(&w->stats.finished[s->color],
 	    atomic_load_explicit(&w->stats.finished[s->color], memory_order_relaxed) + 1,

@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "control.h"
 #include "daemon.h"
 #include "duration.h"
@@ -383,7 +384,7 @@ commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, 
     const struct control_caller *who, char *err, size_t errlen)
 {
 	enum color from = d->sw.active;
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 	struct switcher next = d->sw;
 	struct guard_sample sample;
 	double baseline;
@@ -397,7 +398,7 @@ commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, 
 		next.state = SWITCHER_STABLE;
 		next.window_end_ms = 0;
 	}
-	switched_at = daemon_wall_ms();
+	switched_at = clock_wall_ms();
 	if (transition_save_state(d, &next, switched_at, err, errlen) < 0) {
 		if (trigger != TRIGGER_AUTO_ROLLBACK) {
 			log_err("switch to %s not done: %s", color_name(target), err);
@@ -448,7 +449,7 @@ int
 transition_save_state(struct daemon *d, const struct switcher *sw, int64_t switched_at_ms,
     char *err, size_t errlen)
 {
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 	struct state st;
 
 	memset(&st, 0, sizeof(st));
@@ -459,7 +460,7 @@ transition_save_state(struct daemon *d, const struct switcher *sw, int64_t switc
 	st.switched_at_ms = switched_at_ms;
 	/* The window's end as wall clock, so that it survives a restart. */
 	st.window_end_ms = sw->state == SWITCHER_OBSERVING
-	    ? duration_add_signed(daemon_wall_ms(), switcher_window_left(sw, now)) : 0;
+	    ? duration_add_signed(clock_wall_ms(), switcher_window_left(sw, now)) : 0;
 	if (state_save(d->cfg->state_file, &st, err, errlen) < 0)
 		return -1;
 	if (d->state_unsaved) {

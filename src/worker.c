@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "clock.h"
 #include "fdlimit.h"
 #include "http.h"
 #include "log.h"
@@ -39,7 +40,6 @@ static void maybe_exit(struct worker *w);
 static void post_peers(unsigned msg);
 static void apply_reload(struct worker *w);
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg);
-static uint64_t mono_ms(void);
 
 /*
  * limits.max_connections holds for the whole daemon, not per worker: the
@@ -152,7 +152,7 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	{
 		struct timeval sec = {1, 0};
 
-		atomic_store(&w->heartbeat_ms, mono_ms());
+		atomic_store(&w->heartbeat_ms, clock_mono_ms());
 		event_add(w->heartbeat_ev, &sec);
 	}
 	if ((w->listeners = calloc(cfg->nlistens, sizeof(*w->listeners))) == NULL)
@@ -446,15 +446,6 @@ apply_reload(struct worker *w)
 	atomic_store(&w->cfg_epoch, w->next_epoch);
 }
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void
 heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -462,7 +453,7 @@ heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	atomic_store(&w->heartbeat_ms, mono_ms());
+	atomic_store(&w->heartbeat_ms, clock_mono_ms());
 }
 
 static void

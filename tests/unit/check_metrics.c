@@ -209,7 +209,7 @@ START_TEST(test_render_structure)
 	crafted(&snap, servers);
 	/* fill the histograms to make cumulation visible */
 	for (c = 0; c < COLOR_COUNT; c++)
-		for (b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+		for (b = 0; b < HISTOGRAM_BUCKETS; b++)
 			snap.latency[c][b] = 10 * c + b + 1;
 	ck_assert_int_eq(regcomp(&sample,
 	    "^([a-zA-Z_:][a-zA-Z0-9_:]*)(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"([^\"\\\\\n]|\\\\[\\\\\"n])*\""
@@ -256,7 +256,7 @@ START_TEST(test_render_structure)
 			nhist++;
 		}
 	}
-	ck_assert_uint_eq(nbuckets, COLOR_COUNT * METRICS_LATENCY_BUCKETS);
+	ck_assert_uint_eq(nbuckets, COLOR_COUNT * HISTOGRAM_BUCKETS);
 	ck_assert_uint_eq(nhist, COLOR_COUNT);
 	/* green's +Inf is the sum of its buckets: 14 * 11 + (0 + ... + 13) */
 	ck_assert_uint_eq(inf, 14 * 11 + 91);
@@ -291,16 +291,16 @@ START_TEST(test_latency_bucket)
 {
 	unsigned i;
 
-	ck_assert_uint_eq(metrics_latency_bucket(0), 0);
-	for (i = 0; i < METRICS_LATENCY_BUCKETS - 1; i++) {
-		ck_assert_uint_eq(metrics_latency_bucket(metrics_latency_bounds_us[i]), i);
-		ck_assert_uint_eq(metrics_latency_bucket(metrics_latency_bounds_us[i] - 1),
-		    i == 0 || metrics_latency_bounds_us[i] - 1 > metrics_latency_bounds_us[i - 1] ? i : i - 1);
-		ck_assert_uint_eq(metrics_latency_bucket(metrics_latency_bounds_us[i] + 1), i + 1);
+	ck_assert_uint_eq(histogram_bucket(0), 0);
+	for (i = 0; i < HISTOGRAM_BUCKETS - 1; i++) {
+		ck_assert_uint_eq(histogram_bucket(histogram_bounds_us[i]), i);
+		ck_assert_uint_eq(histogram_bucket(histogram_bounds_us[i] - 1),
+		    i == 0 || histogram_bounds_us[i] - 1 > histogram_bounds_us[i - 1] ? i : i - 1);
+		ck_assert_uint_eq(histogram_bucket(histogram_bounds_us[i] + 1), i + 1);
 	}
-	ck_assert_uint_eq(metrics_latency_bounds_us[0], 1000);
-	ck_assert_uint_eq(metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS - 2], 10000000);
-	ck_assert_uint_eq(metrics_latency_bucket(UINT64_MAX), METRICS_LATENCY_BUCKETS - 1);
+	ck_assert_uint_eq(histogram_bounds_us[0], 1000);
+	ck_assert_uint_eq(histogram_bounds_us[HISTOGRAM_BUCKETS - 2], 10000000);
+	ck_assert_uint_eq(histogram_bucket(UINT64_MAX), HISTOGRAM_BUCKETS - 1);
 }
 END_TEST
 
