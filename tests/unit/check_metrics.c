@@ -143,10 +143,12 @@ static const char expected_text[] =
     "cutover_upstream_errors_total{color=\"blue\",kind=\"timeout\"} 2\n"
     "cutover_upstream_errors_total{color=\"blue\",kind=\"invalid\"} 3\n"
     "cutover_upstream_errors_total{color=\"blue\",kind=\"reset\"} 4\n"
+    "cutover_upstream_errors_total{color=\"blue\",kind=\"local\"} 0\n"
     "cutover_upstream_errors_total{color=\"green\",kind=\"connect\"} 0\n"
     "cutover_upstream_errors_total{color=\"green\",kind=\"timeout\"} 0\n"
     "cutover_upstream_errors_total{color=\"green\",kind=\"invalid\"} 0\n"
-    "cutover_upstream_errors_total{color=\"green\",kind=\"reset\"} 0\n";
+    "cutover_upstream_errors_total{color=\"green\",kind=\"reset\"} 0\n"
+    "cutover_upstream_errors_total{color=\"green\",kind=\"local\"} 0\n";
 
 /* Renders snap into a NUL-terminated string the caller frees. */
 static char *
