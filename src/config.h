@@ -83,14 +83,9 @@ struct config_smoke {
 	uint64_t timeout_ms; /* default 2s */
 };
 
-struct config_cidr {
-	struct sockaddr_storage net;
-	unsigned prefix;
-};
-
 struct config_preview {
 	char *header; /* NULL: preview routing off */
-	struct config_cidr *from;
+	struct addr_cidr *from;
 	size_t nfrom;
 };
 

@@ -1287,7 +1287,7 @@ preview_color(struct session *s, struct http_head *req, enum color *color)
 	if (found == NULL || found->value_len >= sizeof(value))
 		return false;
 	for (i = 0; i < pv->nfrom; i++)
-		if (addr_in_prefix((const struct sockaddr *)&s->peer, &pv->from[i].net, pv->from[i].prefix))
+		if (addr_cidr_match(&pv->from[i], (const struct sockaddr *)&s->peer))
 			break;
 	if (i == pv->nfrom)
 		return false;
