@@ -1,6 +1,10 @@
 #ifndef CUTOVER_SRC_CONFIG_H
 #define CUTOVER_SRC_CONFIG_H
 
+#ifdef CUTOVER_PURE
+#error "config.h is not for the pure modules (see libpure.la in Makefile.am)"
+#endif
+
 /*
  * The configuration: parsed from a libconfig file into a fresh struct config,
  * validated whole, and only then handed to the daemon. A running daemon never

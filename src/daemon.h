@@ -1,6 +1,10 @@
 #ifndef CUTOVER_SRC_DAEMON_H
 #define CUTOVER_SRC_DAEMON_H
 
+#ifdef CUTOVER_PURE
+#error "daemon.h is not for the pure modules (see libpure.la in Makefile.am)"
+#endif
+
 /*
  * The running daemon: workers, pools and the active route, health checks,
  * the switch state machine with its state file and audit history, the

@@ -1,6 +1,10 @@
 #ifndef CUTOVER_SRC_METRICS_H
 #define CUTOVER_SRC_METRICS_H
 
+#ifdef CUTOVER_PURE
+#error "metrics.h is not for the pure modules (see libpure.la in Makefile.am)"
+#endif
+
 /*
  * Prometheus metrics: an HTTP endpoint (GET /metrics on metrics.listen, main
  * thread) that renders a snapshot the daemon assembles from per-worker

@@ -289,23 +289,6 @@ START_TEST(test_render_empty)
 }
 END_TEST
 
-START_TEST(test_latency_bucket)
-{
-	unsigned i;
-
-	ck_assert_uint_eq(histogram_bucket(0), 0);
-	for (i = 0; i < HISTOGRAM_BUCKETS - 1; i++) {
-		ck_assert_uint_eq(histogram_bucket(histogram_bounds_us[i]), i);
-		ck_assert_uint_eq(histogram_bucket(histogram_bounds_us[i] - 1),
-		    i == 0 || histogram_bounds_us[i] - 1 > histogram_bounds_us[i - 1] ? i : i - 1);
-		ck_assert_uint_eq(histogram_bucket(histogram_bounds_us[i] + 1), i + 1);
-	}
-	ck_assert_uint_eq(histogram_bounds_us[0], 1000);
-	ck_assert_uint_eq(histogram_bounds_us[HISTOGRAM_BUCKETS - 2], 10000000);
-	ck_assert_uint_eq(histogram_bucket(UINT64_MAX), HISTOGRAM_BUCKETS - 1);
-}
-END_TEST
-
 START_TEST(test_names)
 {
 	ck_assert_str_eq(metrics_upstream_error_name(UPSTREAM_ERR_CONNECT), "connect");
@@ -546,7 +529,6 @@ metrics_suite(void)
 	tcase_add_test(tc, test_render_exact);
 	tcase_add_test(tc, test_render_structure);
 	tcase_add_test(tc, test_render_empty);
-	tcase_add_test(tc, test_latency_bucket);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(te, 30);
