@@ -139,8 +139,8 @@ daemon_run(struct config *cfg)
 			char err[512];
 
 			if (transition_save_state(&d, &d.sw, d.switched_at_ms, err, sizeof(err)) < 0)
-				log_err("stopping with the state file not saved (%s): the next start "
-				        "will not know generation %" PRIu64 " (%s active)",
+				log_err("%s: stopping with the state file not saved (%s): the next start "
+				        "will not know generation %" PRIu64 " (%s active)", __func__,
 				    err, d.sw.generation, color_name(d.sw.active));
 		}
 		log_info("stopped");
@@ -231,7 +231,7 @@ daemon_start(struct daemon *d)
 	if ((d->workers = calloc(d->nworkers, sizeof(*d->workers))) == NULL)
 		goto oom;
 	if (cfg->access_log != NULL && (d->accesslog = accesslog_open(cfg->access_log)) == NULL) {
-		log_err("access_log %s: %s", cfg->access_log, strerror(errno));
+		log_err("%s: access_log %s: %s", __func__, cfg->access_log, strerror(errno));
 		return -1;
 	}
 	for (i = 0; i < d->nworkers; i++) {
@@ -266,7 +266,7 @@ daemon_start(struct daemon *d)
 #endif
 	return 0;
 oom:
-	log_err("startup failed: out of memory");
+	log_err("%s: startup failed: out of memory", __func__);
 	return -1;
 fail:
 	/* Workers already running must stop before their memory goes. */
@@ -289,13 +289,13 @@ load_state(struct daemon *d)
 	int rc;
 
 	if (state_check_dir(cfg->state_file, err, sizeof(err)) < 0) {
-		log_err("%s", err);
+		log_err("%s: %s", __func__, err);
 		return -1;
 	}
 	memset(&st, 0, sizeof(st));
 	rc = state_load(cfg->state_file, &st, err, sizeof(err));
 	if (rc < 0) {
-		log_err("%s", err);
+		log_err("%s: %s", __func__, err);
 		return -1;
 	}
 	if (rc == 1) {
@@ -432,7 +432,7 @@ daemon_record(struct daemon *d, const char *event, int from, int to, const char 
 	e.pid = who != NULL ? (long)who->pid : -1;
 	e.generation = d->sw.generation;
 	if (history_append(d->history, &e, err, sizeof(err)) < 0)
-		log_err("history: %s", err);
+		log_err("%s: history: %s", __func__, err);
 }
 
 /* Signals. */
@@ -491,7 +491,7 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_warn("drain timeout: closing the connections still open");
+	log_warn("%s: drain timeout: closing the connections still open", __func__);
 	daemon_post(d, WORKER_MSG_FORCE);
 }
 
@@ -585,7 +585,7 @@ on_guard_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (guard_check(&d->guards[d->sw.active], (unsigned)pool_healthy(d->pools[d->sw.active]), &trig,
 	        reason, sizeof(reason)) == GUARD_ROLLBACK) {
-		log_err("auto-rollback (%s): %s", guard_trigger_name(trig), reason);
+		log_err("%s: auto-rollback (%s): %s", __func__, guard_trigger_name(trig), reason);
 		transition_auto_rollback(d, trig, reason);
 	}
 }
@@ -663,7 +663,7 @@ daemon_notify_hook(struct daemon *d, const char *event, const char *path, int fr
 	if (path == NULL)
 		return;
 	if ((hs = calloc(1, sizeof(*hs))) == NULL) {
-		log_err("hook %s: out of memory", event);
+		log_err("%s: hook %s: out of memory", __func__, event);
 		return;
 	}
 	memset(&env, 0, sizeof(env));
@@ -676,7 +676,7 @@ daemon_notify_hook(struct daemon *d, const char *event, const char *path, int fr
 	snprintf(hs->event, sizeof(hs->event), "%s", event);
 	hs->run = hook_start(d->base, path, d->cfg->hooks.timeout_ms, &env, hook_done, hs);
 	if (hs->run == NULL) {
-		log_err("hook %s: cannot run %s: %s", event, path, strerror(errno));
+		log_err("%s: hook %s: cannot run %s: %s", __func__, event, path, strerror(errno));
 		free(hs);
 		return;
 	}
@@ -688,13 +688,10 @@ hook_done(int status, bool timed_out, const char *output, void *arg)
 {
 	struct hook_slot *hs = arg;
 
+	/* hooks.c logged the outcome, with the path, the status or signal. */
+	(void)status;
+	(void)timed_out;
 	(void)output;
-	if (status == 0)
-		log_info("hook %s: done", hs->event);
-	else if (timed_out)
-		log_err("hook %s: timed out and was killed", hs->event);
-	else
-		log_err("hook %s: failed (exit %d)", hs->event, status);
 	TAILQ_REMOVE(&hs->d->hooks, hs, link);
 	free(hs);
 }
@@ -1004,7 +1001,7 @@ cmd_commit(struct control_conn *c, const struct control_caller *who, int argc, c
 	 * closed, nor let the guard roll back a release they committed. */
 	if (transition_save_state(d, &next, d->switched_at_ms, err, sizeof(err)) < 0) {
 		snprintf(msg, sizeof(msg), "commit refused: cannot write state: %s", err);
-		log_err("%s (uid %ld pid %ld); the safety window stays open", msg, (long)who->uid,
+		log_err("%s: %s (uid %ld pid %ld); the safety window stays open", __func__, msg, (long)who->uid,
 		    (long)who->pid);
 		daemon_record(d, "refused", -1, (int)d->sw.active, "manual", msg, who);
 		control_reply_error(c, msg);
@@ -1186,7 +1183,7 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	log_set_level((enum log_level)next->log_level);
 	control_set_admin_group(d->control, next->control.admin_group);
 	if (d->metrics != NULL && build_metric_servers(d) < 0)
-		log_err("reload: out of memory for the metrics server list");
+		log_err("%s: reload: out of memory for the metrics server list", __func__);
 	log_info("reload: configuration %s applied (blue %zu servers, green %zu servers)", next->path,
 	    d->pools[COLOR_BLUE]->nservers, d->pools[COLOR_GREEN]->nservers);
 #ifdef HAVE_SYSTEMD

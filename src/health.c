@@ -335,7 +335,7 @@ check_done(struct check *c, bool pass, const char *fmt, ...)
 		if (c->failures >= h->fall && up) {
 			atomic_store(&s->up, false);
 			up = false;
-			log_warn("health: %s server %s is down: %s", color_name(s->color), s->addr.text,
+			log_warn("%s: health: %s server %s is down: %s", __func__, color_name(s->color), s->addr.text,
 			    c->last);
 			c->was_up = up;
 			schedule(c, elapsed_ms >= h->interval_ms ? 0 : h->interval_ms - elapsed_ms);

@@ -152,7 +152,7 @@ metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot
 	m->fill = fill;
 	m->arg = arg;
 	if ((fd = metrics_listen_socket(listen)) == -1) {
-		log_err("metrics listen %s: %s", listen->text, strerror(errno));
+		log_err("%s: metrics listen %s: %s", __func__, listen->text, strerror(errno));
 		goto fail;
 	}
 	if ((m->http = evhttp_new(base)) == NULL) {
@@ -170,7 +170,7 @@ metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot
 	evhttp_set_gencb(m->http, metrics_request, m);
 	/* evhttp owns fd from here on (closed by evhttp_free). */
 	if ((bound = evhttp_accept_socket_with_handle(m->http, fd)) == NULL) {
-		log_err("metrics listen %s: cannot accept", listen->text);
+		log_err("%s: metrics listen %s: cannot accept", __func__, listen->text);
 		goto fail;
 	}
 	fd = -1;

@@ -743,7 +743,7 @@ connect_failed(struct session *s, bool timeout)
 	log_warn("%s: upstream %s: %s", __func__, failed->addr.text,
 	    timeout ? "connect timed out" : "connect failed");
 	if (server_passive_failure(s->server, s->w->cfg->health.fall))
-		log_warn("%s server %s is down: %u connect failures in a row on live traffic",
+		log_warn("%s: %s server %s is down: %u connect failures in a row on live traffic", __func__,
 		    color_name(s->color), failed->addr.text, s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	s->timed_out = timeout;
@@ -765,7 +765,7 @@ response_head_failed(struct session *s, bool timeout)
 	log_warn("%s: upstream %s: %s before the response", __func__, s->server->addr.text,
 	    timeout ? "timed out" : "closed");
 	if (timeout && server_passive_failure(s->server, s->w->cfg->health.fall))
-		log_warn("%s server %s is down: %u timeouts in a row on live traffic",
+		log_warn("%s: %s server %s is down: %u timeouts in a row on live traffic", __func__,
 		    color_name(s->color), s->server->addr.text, s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	respond_error(s, timeout ? 504 : 502, timeout ? "upstream timed out" : "upstream closed");

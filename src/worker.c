@@ -83,7 +83,7 @@ worker_probe_listeners(const struct config *cfg)
 
 	for (i = 0; i < cfg->nlistens; i++) {
 		if ((err = probe_addr(&cfg->listens[i].addr)) != 0) {
-			log_err("listen %s: %s", cfg->listens[i].addr.text, strerror(err));
+			log_err("%s: listen %s: %s", __func__, cfg->listens[i].addr.text, strerror(err));
 			return -1;
 		}
 	}
@@ -426,7 +426,7 @@ apply_reload(struct worker *w)
 
 		if (h == NULL) {
 			/* Keep parsing with the old, smaller limit rather than overflow. */
-			log_err("worker %u: reload: out of memory; header_count stays %zu", w->id, w->nhdrs);
+			log_err("%s: worker %u: reload: out of memory; header_count stays %zu", __func__, w->id, w->nhdrs);
 		} else {
 			free(w->hdrs);
 			w->hdrs = h;
@@ -503,7 +503,7 @@ listener_open(struct worker *w, unsigned index, const struct addr *a)
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
 	    1024, (const struct sockaddr *)&a->ss, (int)a->len);
 	if (wl->lst == NULL) {
-		log_err("listen %s: %s", a->text, strerror(errno));
+		log_err("%s: listen %s: %s", __func__, a->text, strerror(errno));
 		free(wl);
 		return NULL;
 	}
@@ -549,7 +549,7 @@ listeners_rebuild(struct worker *w, const struct config *oc, const struct config
 	size_t i, j, n = 0;
 
 	if ((nl = calloc(nc->nlistens + 1, sizeof(*nl))) == NULL) {
-		log_err("worker %u: reload: out of memory; listeners unchanged", w->id);
+		log_err("%s: worker %u: reload: out of memory; listeners unchanged", __func__, w->id);
 		return;
 	}
 	for (i = 0; i < nc->nlistens; i++) {
