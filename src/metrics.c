@@ -59,12 +59,6 @@ static const char *const code_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5
 static const unsigned code_order[6] = {1, 2, 3, 4, 5, 0};
 
 const char *
-metrics_upstream_error_name(enum upstream_error_kind k)
-{
-	return (unsigned)k < UPSTREAM_ERR_KINDS ? upstream_error_names[k] : "?";
-}
-
-const char *
 metrics_trigger_name(enum switch_trigger t)
 {
 	return (unsigned)t < TRIGGER_COUNT ? trigger_names[t] : "?";

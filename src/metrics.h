@@ -36,7 +36,6 @@ enum upstream_error_kind {
 	                             memory here (not the color's fault) */
 	UPSTREAM_ERR_KINDS
 };
-const char *metrics_upstream_error_name(enum upstream_error_kind k); /* "connect", ... */
 
 enum switch_trigger { TRIGGER_MANUAL = 0, TRIGGER_ROLLBACK, TRIGGER_AUTO_ROLLBACK, TRIGGER_COUNT };
 const char *metrics_trigger_name(enum switch_trigger t); /* "manual", "rollback", "auto-rollback" */

@@ -443,12 +443,6 @@ fail:
 }
 
 void
-tls_server_ref(struct tls_server *t)
-{
-	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-}
-
-void
 tls_server_unref(struct tls_server *t)
 {
 	if (t == NULL)

@@ -291,10 +291,6 @@ END_TEST
 
 START_TEST(test_names)
 {
-	ck_assert_str_eq(metrics_upstream_error_name(UPSTREAM_ERR_CONNECT), "connect");
-	ck_assert_str_eq(metrics_upstream_error_name(UPSTREAM_ERR_TIMEOUT), "timeout");
-	ck_assert_str_eq(metrics_upstream_error_name(UPSTREAM_ERR_INVALID), "invalid");
-	ck_assert_str_eq(metrics_upstream_error_name(UPSTREAM_ERR_RESET), "reset");
 	ck_assert_str_eq(metrics_trigger_name(TRIGGER_MANUAL), "manual");
 	ck_assert_str_eq(metrics_trigger_name(TRIGGER_ROLLBACK), "rollback");
 	ck_assert_str_eq(metrics_trigger_name(TRIGGER_AUTO_ROLLBACK), "auto-rollback");
