@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "clock.h"
 #include "log.h"
 
 #define PENDING_CAP ((size_t)8 * 1024 * 1024)
@@ -84,7 +85,6 @@ struct accesslog {
 	_Atomic uint64_t dropped;
 };
 
-static int64_t now_ns(void);
 static void deadline_ts(int64_t ns, struct timespec *ts);
 static bool reserve(struct accesslog *al, size_t need);
 static void *writer_main(void *arg);
@@ -92,15 +92,6 @@ static void write_batch(struct accesslog *al, const char *buf, size_t len);
 static void do_reopen(struct accesslog *al);
 static int write_all(int fd, const char *buf, size_t len, size_t *done);
 static size_t count_lines(const char *buf, size_t len);
-
-static int64_t
-now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static void
 deadline_ts(int64_t ns, struct timespec *ts)
@@ -221,7 +212,7 @@ accesslog_write(struct accesslog *al, const char *line, size_t len)
 		return;
 	}
 	if (al->len == 0) {
-		al->first_ns = now_ns();
+		al->first_ns = (int64_t)clock_mono_ns();
 		wake = true;
 	} else if (al->len < FLUSH_BYTES && al->len + len + 1 >= FLUSH_BYTES) {
 		wake = true;

@@ -147,8 +147,10 @@ addr_ip_string(const struct sockaddr *sa, char *buf, size_t len)
 }
 
 bool
-addr_in_prefix(const struct sockaddr *sa, const struct sockaddr_storage *net, unsigned prefix)
+addr_cidr_match(const struct addr_cidr *c, const struct sockaddr *sa)
 {
+	const struct sockaddr_storage *net = &c->net;
+	unsigned prefix = c->prefix;
 	const unsigned char *a, *n;
 	unsigned char mapped[4];
 	size_t len, full, i;
@@ -188,4 +190,69 @@ addr_in_prefix(const struct sockaddr *sa, const struct sockaddr_storage *net, un
 			return false;
 	}
 	return true;
+}
+
+int
+addr_cidr_parse(const char *v, struct addr_cidr *out, char *why, size_t whylen)
+{
+	char buf[INET6_ADDRSTRLEN + 8];
+	unsigned char bytes[16];
+	const char *slash = strchr(v, '/');
+	unsigned prefix = 0, maxp, i;
+	size_t hostlen = slash != NULL ? (size_t)(slash - v) : strlen(v);
+	int af;
+
+	if (hostlen == 0 || hostlen >= sizeof(buf)) {
+		snprintf(why, whylen, "missing address");
+		return -1;
+	}
+	memcpy(buf, v, hostlen);
+	buf[hostlen] = '\0';
+	memset(out, 0, sizeof(*out));
+	if (inet_pton(AF_INET, buf, bytes) == 1) {
+		af = AF_INET;
+		maxp = 32;
+	} else if (inet_pton(AF_INET6, buf, bytes) == 1) {
+		af = AF_INET6;
+		maxp = 128;
+	} else {
+		snprintf(why, whylen, "not a numeric IP address");
+		return -1;
+	}
+	if (slash == NULL) {
+		prefix = maxp;
+	} else {
+		const char *p = slash + 1;
+
+		if (*p == '\0') {
+			snprintf(why, whylen, "missing prefix length after '/'");
+			return -1;
+		}
+		for (; *p >= '0' && *p <= '9' && prefix <= maxp; p++)
+			prefix = prefix * 10 + (unsigned)(*p - '0');
+		if (*p != '\0' || prefix > maxp) {
+			snprintf(why, whylen, "prefix length must be 0 to %u", maxp);
+			return -1;
+		}
+	}
+	for (i = prefix; i < maxp; i++) {
+		if (bytes[i / 8] & (0x80 >> (i % 8))) {
+			snprintf(why, whylen, "address has bits set beyond /%u",
+			    prefix);
+			return -1;
+		}
+	}
+	out->prefix = prefix;
+	if (af == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&out->net;
+
+		sin->sin_family = AF_INET;
+		memcpy(&sin->sin_addr, bytes, 4);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->net;
+
+		sin6->sin6_family = AF_INET6;
+		memcpy(&sin6->sin6_addr, bytes, 16);
+	}
+	return 0;
 }

@@ -19,7 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h" /* enum color */
+#include "color.h"
 
 struct jbuf;
 

@@ -140,8 +140,6 @@ static int group_list(struct ctx *ctx, const config_setting_t *s,
     void *arrp, size_t *np);
 static void group_list_free(const struct key *keys, size_t size, void *arrp,
     size_t *np);
-static int cidr_parse(const char *v, struct config_cidr *out, char *why,
-    size_t whylen);
 static void scan_literals(struct ctx *ctx, const config_t *lc, FILE *main);
 static void scan_files(const config_setting_t *s, const char ***files,
     size_t *n, bool *oom);
@@ -405,28 +403,7 @@ static const struct key top_keys[] = {
 	{.name = NULL},
 };
 
-static const char *const color_names[COLOR_COUNT] = {"blue", "green"};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
-
-const char *
-color_name(enum color c)
-{
-	return (unsigned)c < COLOR_COUNT ? color_names[c] : "?";
-}
-
-int
-color_parse(const char *s, enum color *out)
-{
-	int i;
-
-	for (i = 0; i < COLOR_COUNT; i++) {
-		if (strcmp(s, color_names[i]) == 0) {
-			*out = (enum color)i;
-			return 0;
-		}
-	}
-	return -1;
-}
 
 /* ---- errors and allocation ---------------------------------------------- */
 
@@ -1324,11 +1301,11 @@ parse_pools(struct ctx *ctx, const config_setting_t *s,
 	for (i = 0; i < COLOR_COUNT; i++) {
 		const config_setting_t *m = NULL;
 
-		keypath(cpath, path, color_names[i]);
+		keypath(cpath, path, color_name((enum color)i));
 		if (s != NULL) {
-			m = config_setting_get_member(s, color_names[i]);
+			m = config_setting_get_member(s, color_name((enum color)i));
 			if (m == NULL) {
-				cerr(ctx, s, "pools: missing pool '%s'", color_names[i]);
+				cerr(ctx, s, "pools: missing pool '%s'", color_name((enum color)i));
 			} else if (!config_setting_is_group(m)) {
 				cerr(ctx, m, "'%s' must be a group { servers = ( ... ); }",
 				    cpath);
@@ -1479,74 +1456,6 @@ free_headers(void *base)
 	    &sm->nheaders);
 }
 
-/* "10.0.0.0/8", "::1/128"; a bare address means that one host. Host bits
- * set under the prefix are refused: "10.0.0.1/8" is more likely a typo for
- * /32 than a way to write 10.0.0.0/8. Returns 0 or -1 with why filled. */
-static int
-cidr_parse(const char *v, struct config_cidr *out, char *why, size_t whylen)
-{
-	char buf[INET6_ADDRSTRLEN + 8];
-	unsigned char bytes[16];
-	const char *slash = strchr(v, '/');
-	unsigned prefix = 0, maxp, i;
-	size_t hostlen = slash != NULL ? (size_t)(slash - v) : strlen(v);
-	int af;
-
-	if (hostlen == 0 || hostlen >= sizeof(buf)) {
-		snprintf(why, whylen, "missing address");
-		return -1;
-	}
-	memcpy(buf, v, hostlen);
-	buf[hostlen] = '\0';
-	memset(out, 0, sizeof(*out));
-	if (inet_pton(AF_INET, buf, bytes) == 1) {
-		af = AF_INET;
-		maxp = 32;
-	} else if (inet_pton(AF_INET6, buf, bytes) == 1) {
-		af = AF_INET6;
-		maxp = 128;
-	} else {
-		snprintf(why, whylen, "not a numeric IP address");
-		return -1;
-	}
-	if (slash == NULL) {
-		prefix = maxp;
-	} else {
-		const char *p = slash + 1;
-
-		if (*p == '\0') {
-			snprintf(why, whylen, "missing prefix length after '/'");
-			return -1;
-		}
-		for (; *p >= '0' && *p <= '9' && prefix <= maxp; p++)
-			prefix = prefix * 10 + (unsigned)(*p - '0');
-		if (*p != '\0' || prefix > maxp) {
-			snprintf(why, whylen, "prefix length must be 0 to %u", maxp);
-			return -1;
-		}
-	}
-	for (i = prefix; i < maxp; i++) {
-		if (bytes[i / 8] & (0x80 >> (i % 8))) {
-			snprintf(why, whylen, "address has bits set beyond /%u",
-			    prefix);
-			return -1;
-		}
-	}
-	out->prefix = prefix;
-	if (af == AF_INET) {
-		struct sockaddr_in *sin = (struct sockaddr_in *)&out->net;
-
-		sin->sin_family = AF_INET;
-		memcpy(&sin->sin_addr, bytes, 4);
-	} else {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->net;
-
-		sin6->sin6_family = AF_INET6;
-		memcpy(&sin6->sin6_addr, bytes, 16);
-	}
-	return 0;
-}
-
 static void
 parse_cidrs(struct ctx *ctx, const config_setting_t *s,
     const config_setting_t *parent, const char *path, void *base)
@@ -1585,7 +1494,7 @@ parse_cidrs(struct ctx *ctx, const config_setting_t *s,
 			continue;
 		}
 		v = config_setting_get_string(e);
-		if (cidr_parse(v, &cfg->preview.from[cfg->preview.nfrom], why,
+		if (addr_cidr_parse(v, &cfg->preview.from[cfg->preview.nfrom], why,
 		    sizeof(why)) == -1) {
 			cerr(ctx, e, "'%s[%d]': invalid network \"%s\": %s", path, i,
 			    v, why);

@@ -1,6 +1,10 @@
 #ifndef CUTOVER_SRC_CONFIG_H
 #define CUTOVER_SRC_CONFIG_H
 
+#ifdef CUTOVER_PURE
+#error "config.h is not for the pure modules (see libpure.la in Makefile.am)"
+#endif
+
 /*
  * The configuration: parsed from a libconfig file into a fresh struct config,
  * validated whole, and only then handed to the daemon. A running daemon never
@@ -15,14 +19,7 @@
 #include <stdio.h>
 
 #include "addr.h"
-
-enum color { COLOR_BLUE = 0, COLOR_GREEN = 1 };
-#define COLOR_COUNT 2
-
-/* "blue" / "green". */
-const char *color_name(enum color c);
-/* Parses "blue" or "green". Returns 0 or -1. */
-int color_parse(const char *s, enum color *out) __attribute__((warn_unused_result));
+#include "color.h"
 
 struct config_tls_cert {
 	char *cert; /* PEM path, chain included */
@@ -90,14 +87,9 @@ struct config_smoke {
 	uint64_t timeout_ms; /* default 2s */
 };
 
-struct config_cidr {
-	struct sockaddr_storage net;
-	unsigned prefix;
-};
-
 struct config_preview {
 	char *header; /* NULL: preview routing off */
-	struct config_cidr *from;
+	struct addr_cidr *from;
 	size_t nfrom;
 };
 

@@ -101,7 +101,7 @@ control_new(struct event_base *base, const struct config_control *cfg,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 64, fd);
 	if (ctl->lst == NULL) {
 		close(fd);
-		log_err("control socket %s: cannot listen", cfg->socket);
+		log_err("%s: control socket %s: cannot listen", __func__, cfg->socket);
 		goto fail;
 	}
 	if ((ctl->backoff = fdlimit_backoff_new(base, ctl->lst, "control socket", NULL, NULL)) == NULL) {
@@ -129,7 +129,7 @@ control_set_admin_group(struct control *ctl, const char *group)
 	if (group == NULL)
 		return;
 	if ((gr = getgrnam(group)) == NULL) {
-		log_warn("control: admin_group '%s' does not exist: only root may change things", group);
+		log_warn("%s: control: admin_group '%s' does not exist: only root may change things", __func__, group);
 		return;
 	}
 	ctl->has_admin_gid = true;
@@ -228,7 +228,7 @@ make_socket(const struct config_control *cfg)
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (strlen(cfg->socket) >= sizeof(sun.sun_path)) {
-		log_err("control socket %s: path too long", cfg->socket);
+		log_err("%s: control socket %s: path too long", __func__, cfg->socket);
 		return -1;
 	}
 	memcpy(sun.sun_path, cfg->socket, strlen(cfg->socket) + 1);
@@ -236,13 +236,13 @@ make_socket(const struct config_control *cfg)
 		int probe;
 
 		if (!S_ISSOCK(st.st_mode)) {
-			log_err("control socket %s: exists and is not a socket", cfg->socket);
+			log_err("%s: control socket %s: exists and is not a socket", __func__, cfg->socket);
 			return -1;
 		}
 		probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (probe >= 0 && connect(probe, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
 			close(probe);
-			log_err("control socket %s: in use by another running cutoverd", cfg->socket);
+			log_err("%s: control socket %s: in use by another running cutoverd", __func__, cfg->socket);
 			return -1;
 		}
 		if (probe >= 0)
@@ -258,7 +258,7 @@ make_socket(const struct config_control *cfg)
 
 		if (gr == NULL) {
 			errno = ENOENT;
-			log_err("control socket %s: group '%s' does not exist", cfg->socket, cfg->group);
+			log_err("%s: control socket %s: group '%s' does not exist", __func__, cfg->socket, cfg->group);
 			unlink(cfg->socket);
 			close(fd);
 			return -1;
@@ -274,7 +274,7 @@ make_socket(const struct config_control *cfg)
 fail_unlink:
 	unlink(cfg->socket);
 fail:
-	log_err("control socket %s: %s", cfg->socket, strerror(errno));
+	log_err("%s: control socket %s: %s", __func__, cfg->socket, strerror(errno));
 	if (fd >= 0)
 		close(fd);
 	return -1;

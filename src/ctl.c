@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "json.h"
 
@@ -22,7 +23,6 @@
  * make the client allocate without bound. */
 #define ANSWER_MAX ((size_t)16 << 20)
 
-static int64_t now_ms(void);
 static void defang(struct json *j);
 static void escape_text(char **sp, bool keep_newline);
 
@@ -89,20 +89,11 @@ ctl_send(int fd, const char *path, const struct jbuf *line)
 	return CTL_EXIT_DONE;
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 ctl_read_answer(int fd, const char *path, int timeout_ms, char **linep,
     size_t *lenp)
 {
-	int64_t deadline = timeout_ms < 0 ? 0 : now_ms() + timeout_ms;
+	int64_t deadline = timeout_ms < 0 ? 0 : (int64_t)clock_mono_ms() + timeout_ms;
 	size_t len = 0, cap = 0, scanned = 0;
 	char *buf = NULL, *nl = NULL, *p;
 	struct pollfd pfd;
@@ -127,7 +118,7 @@ ctl_read_answer(int fd, const char *path, int timeout_ms, char **linep,
 		}
 		wait = -1;
 		if (timeout_ms >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - (int64_t)clock_mono_ms();
 
 			if (left <= 0) {
 				fprintf(stderr, "cutoverctl: %s: no answer "

@@ -17,6 +17,7 @@
 #endif
 
 #include "accesslog.h"
+#include "clock.h"
 #include "command.h"
 #include "control.h"
 #include "daemon.h"
@@ -139,8 +140,8 @@ daemon_run(struct config *cfg)
 			char err[512];
 
 			if (transition_save_state(&d, &d.sw, d.switched_at_ms, err, sizeof(err)) < 0)
-				log_err("stopping with the state file not saved (%s): the next start "
-				        "will not know generation %" PRIu64 " (%s active)",
+				log_err("%s: stopping with the state file not saved (%s): the next start "
+				        "will not know generation %" PRIu64 " (%s active)", __func__,
 				    err, d.sw.generation, color_name(d.sw.active));
 		}
 		log_info("stopped");
@@ -231,7 +232,7 @@ daemon_start(struct daemon *d)
 	if ((d->workers = calloc(d->nworkers, sizeof(*d->workers))) == NULL)
 		goto oom;
 	if (cfg->access_log != NULL && (d->accesslog = accesslog_open(cfg->access_log)) == NULL) {
-		log_err("access_log %s: %s", cfg->access_log, strerror(errno));
+		log_err("%s: access_log %s: %s", __func__, cfg->access_log, strerror(errno));
 		return -1;
 	}
 	for (i = 0; i < d->nworkers; i++) {
@@ -259,14 +260,14 @@ daemon_start(struct daemon *d)
 
 		if ((d->watchdog_timer = event_new(d->base, -1, EV_PERSIST, on_watchdog, d)) == NULL)
 			goto oom;
-		watchdog_init(&d->watchdog, d->watchdog_usec, daemon_mono_ms());
+		watchdog_init(&d->watchdog, d->watchdog_usec, clock_mono_ms());
 		event_add(d->watchdog_timer, &tv);
 	}
 	sd_notify(0, "READY=1");
 #endif
 	return 0;
 oom:
-	log_err("startup failed: out of memory");
+	log_err("%s: startup failed: out of memory", __func__);
 	return -1;
 fail:
 	/* Workers already running must stop before their memory goes. */
@@ -289,13 +290,13 @@ load_state(struct daemon *d)
 	int rc;
 
 	if (state_check_dir(cfg->state_file, err, sizeof(err)) < 0) {
-		log_err("%s", err);
+		log_err("%s: %s", __func__, err);
 		return -1;
 	}
 	memset(&st, 0, sizeof(st));
 	rc = state_load(cfg->state_file, &st, err, sizeof(err));
 	if (rc < 0) {
-		log_err("%s", err);
+		log_err("%s: %s", __func__, err);
 		return -1;
 	}
 	if (rc == 1) {
@@ -307,10 +308,10 @@ load_state(struct daemon *d)
 	switcher_init(&d->sw, st.active, st.generation, cfg->sw.min_healthy, cfg->sw.safety_window_ms);
 	d->sw.has_previous = st.has_previous;
 	d->sw.previous = st.previous;
-	if (st.window_end_ms > daemon_wall_ms()) {
+	if (st.window_end_ms > clock_wall_ms()) {
 		/* The safety window survives a restart. */
 		d->sw.state = SWITCHER_OBSERVING;
-		d->sw.window_end_ms = duration_add(daemon_mono_ms(), (uint64_t)st.window_end_ms - (uint64_t)daemon_wall_ms());
+		d->sw.window_end_ms = duration_add(clock_mono_ms(), (uint64_t)st.window_end_ms - (uint64_t)clock_wall_ms());
 	}
 	log_info("state file %s: active color %s, generation %" PRIu64, cfg->state_file,
 	    color_name(st.active), st.generation);
@@ -397,24 +398,6 @@ daemon_free(struct daemon *d)
 	config_free(d->cfg);
 }
 
-uint64_t
-daemon_mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-int64_t
-daemon_wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void
 arm_ms(struct event *ev, uint64_t ms)
 {
@@ -440,7 +423,7 @@ daemon_record(struct daemon *d, const char *event, int from, int to, const char 
 	char err[512];
 
 	memset(&e, 0, sizeof(e));
-	e.time_ms = daemon_wall_ms();
+	e.time_ms = clock_wall_ms();
 	e.event = event;
 	e.from = from < 0 ? NULL : color_name((enum color)from);
 	e.to = to < 0 ? NULL : color_name((enum color)to);
@@ -450,7 +433,7 @@ daemon_record(struct daemon *d, const char *event, int from, int to, const char 
 	e.pid = who != NULL ? (long)who->pid : -1;
 	e.generation = d->sw.generation;
 	if (history_append(d->history, &e, err, sizeof(err)) < 0)
-		log_err("history: %s", err);
+		log_err("%s: history: %s", __func__, err);
 }
 
 /* Signals. */
@@ -509,7 +492,7 @@ on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	log_warn("drain timeout: closing the connections still open");
+	log_warn("%s: drain timeout: closing the connections still open", __func__);
 	daemon_post(d, WORKER_MSG_FORCE);
 }
 
@@ -533,7 +516,7 @@ on_reap(evutil_socket_t fd, short what, void *arg)
 void
 daemon_arm_window(struct daemon *d)
 {
-	uint64_t left = switcher_window_left(&d->sw, daemon_mono_ms());
+	uint64_t left = switcher_window_left(&d->sw, clock_mono_ms());
 
 	evtimer_del(d->window_timer);
 	if (d->sw.state == SWITCHER_OBSERVING)
@@ -553,7 +536,7 @@ on_window(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (!switcher_tick(&d->sw, daemon_mono_ms())) {
+	if (!switcher_tick(&d->sw, clock_mono_ms())) {
 		daemon_arm_window(d);
 		return;
 	}
@@ -589,7 +572,7 @@ on_guard_tick(evutil_socket_t fd, short what, void *arg)
 	struct daemon *d = arg;
 	struct guard_sample smp;
 	enum guard_trigger trig;
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 	char reason[512];
 	int col;
 
@@ -603,7 +586,7 @@ on_guard_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	if (guard_check(&d->guards[d->sw.active], (unsigned)pool_healthy(d->pools[d->sw.active]), &trig,
 	        reason, sizeof(reason)) == GUARD_ROLLBACK) {
-		log_err("auto-rollback (%s): %s", guard_trigger_name(trig), reason);
+		log_err("%s: auto-rollback (%s): %s", __func__, guard_trigger_name(trig), reason);
 		transition_auto_rollback(d, trig, reason);
 	}
 }
@@ -633,7 +616,7 @@ daemon_sample(const struct daemon *d, enum color c, struct guard_sample *s)
 		    atomic_load_explicit(&st->cut_short[c], memory_order_relaxed);
 		local = atomic_load_explicit(&st->upstream_errors[c][UPSTREAM_ERR_LOCAL], memory_order_relaxed);
 		s->errors += e > local ? e - local : 0;
-		for (b = 0; b < METRICS_LATENCY_BUCKETS; b++)
+		for (b = 0; b < HISTOGRAM_BUCKETS; b++)
 			s->latency[b] += atomic_load_explicit(&st->latency[c][b], memory_order_relaxed);
 	}
 }
@@ -653,7 +636,7 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 
 			for (k = 0; k < 6; k++)
 				snap->requests[col][k] += atomic_load_explicit(&st->requests[col][k], memory_order_relaxed);
-			for (k = 0; k < METRICS_LATENCY_BUCKETS; k++)
+			for (k = 0; k < HISTOGRAM_BUCKETS; k++)
 				snap->latency[col][k] += atomic_load_explicit(&st->latency[col][k], memory_order_relaxed);
 			snap->latency_sum_us[col] += atomic_load_explicit(&st->latency_sum_us[col], memory_order_relaxed);
 			for (k = 0; k < UPSTREAM_ERR_KINDS; k++)
@@ -681,7 +664,7 @@ daemon_notify_hook(struct daemon *d, const char *event, const char *path, int fr
 	if (path == NULL)
 		return;
 	if ((hs = calloc(1, sizeof(*hs))) == NULL) {
-		log_err("hook %s: out of memory", event);
+		log_err("%s: hook %s: out of memory", __func__, event);
 		return;
 	}
 	memset(&env, 0, sizeof(env));
@@ -694,7 +677,7 @@ daemon_notify_hook(struct daemon *d, const char *event, const char *path, int fr
 	snprintf(hs->event, sizeof(hs->event), "%s", event);
 	hs->run = hook_start(d->base, path, d->cfg->hooks.timeout_ms, &env, hook_done, hs);
 	if (hs->run == NULL) {
-		log_err("hook %s: cannot run %s: %s", event, path, strerror(errno));
+		log_err("%s: hook %s: cannot run %s: %s", __func__, event, path, strerror(errno));
 		free(hs);
 		return;
 	}
@@ -706,13 +689,10 @@ hook_done(int status, bool timed_out, const char *output, void *arg)
 {
 	struct hook_slot *hs = arg;
 
+	/* hooks.c logged the outcome, with the path, the status or signal. */
+	(void)status;
+	(void)timed_out;
 	(void)output;
-	if (status == 0)
-		log_info("hook %s: done", hs->event);
-	else if (timed_out)
-		log_err("hook %s: timed out and was killed", hs->event);
-	else
-		log_err("hook %s: failed (exit %d)", hs->event, status);
 	TAILQ_REMOVE(&hs->d->hooks, hs, link);
 	free(hs);
 }
@@ -737,7 +717,7 @@ on_wait_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct waiter *wt, *next;
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 
 	(void)fd;
 	(void)what;
@@ -778,7 +758,7 @@ cmd_status(struct control_conn *c, const struct control_caller *who,
     const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
-	uint64_t left = switcher_window_left(&d->sw, daemon_mono_ms());
+	uint64_t left = switcher_window_left(&d->sw, clock_mono_ms());
 	struct jbuf b;
 	int col;
 
@@ -851,7 +831,7 @@ daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char
 		return -1;
 	wt->conn = c;
 	wt->old = old;
-	wt->deadline_ms = duration_add(daemon_mono_ms(), d->cfg->sw.drain_timeout_ms);
+	wt->deadline_ms = duration_add(clock_mono_ms(), d->cfg->sw.drain_timeout_ms);
 	wt->answer_prefix = answer_prefix;
 	TAILQ_INSERT_TAIL(&d->waiters, wt, link);
 	if (!event_pending(d->wait_timer, EV_TIMEOUT, NULL)) {
@@ -963,7 +943,7 @@ cmd_commit(struct control_conn *c, const struct control_caller *who,
 	 * closed, nor let the guard roll back a release they committed. */
 	if (transition_save_state(d, &next, d->switched_at_ms, err, sizeof(err)) < 0) {
 		snprintf(msg, sizeof(msg), "commit refused: cannot write state: %s", err);
-		log_err("%s (uid %ld pid %ld); the safety window stays open", msg, (long)who->uid,
+		log_err("%s: %s (uid %ld pid %ld); the safety window stays open", __func__, msg, (long)who->uid,
 		    (long)who->pid);
 		daemon_record(d, "refused", -1, (int)d->sw.active, "manual", msg, who);
 		control_reply_error(c, msg);
@@ -1077,7 +1057,7 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	if (errs->n > 0)
 		goto fail;
 #ifdef HAVE_SYSTEMD
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)daemon_mono_ms() * 1000ull);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_mono_ms() * 1000ull);
 #endif
 	for (c = 0; c < COLOR_COUNT; c++) {
 		if ((pools[c] = pool_new((enum color)c, &next->pools[c], d->nworkers)) == NULL)
@@ -1153,7 +1133,7 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	log_set_level((enum log_level)next->log_level);
 	control_set_admin_group(d->control, next->control.admin_group);
 	if (d->metrics != NULL && build_metric_servers(d) < 0)
-		log_err("reload: out of memory for the metrics server list");
+		log_err("%s: reload: out of memory for the metrics server list", __func__);
 	log_info("reload: configuration %s applied (blue %zu servers, green %zu servers)", next->path,
 	    d->pools[COLOR_BLUE]->nservers, d->pools[COLOR_GREEN]->nservers);
 #ifdef HAVE_SYSTEMD
@@ -1353,7 +1333,7 @@ on_watchdog(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct watchdog *wd = &d->watchdog;
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 	unsigned i;
 
 	(void)fd;

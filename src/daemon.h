@@ -1,6 +1,10 @@
 #ifndef CUTOVER_SRC_DAEMON_H
 #define CUTOVER_SRC_DAEMON_H
 
+#ifdef CUTOVER_PURE
+#error "daemon.h is not for the pure modules (see libpure.la in Makefile.am)"
+#endif
+
 /*
  * The running daemon: workers, pools and the active route, health checks,
  * the switch state machine with its state file and audit history, the
@@ -98,10 +102,6 @@ struct daemon {
  * startup failed (the cause was logged in one line).
  */
 int daemon_run(struct config *cfg);
-
-/* Wall clock and monotonic milliseconds. */
-int64_t daemon_wall_ms(void);
-uint64_t daemon_mono_ms(void);
 
 /* Appends an entry to the audit history (errors are logged). */
 void daemon_record(struct daemon *d, const char *event, int from, int to, const char *trigger,

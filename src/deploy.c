@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "command.h"
 #include "ctl.h"
 #include "deploy.h"
@@ -42,7 +43,6 @@ struct deploy {
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int deploy_fail(const char *fmt, ...)
     __attribute__((format(printf, 1, 2)));
-static int64_t now_ms(void);
 static void sleep_ms(unsigned ms);
 static bool color_ok(const char *s);
 static int deploy_status(const struct deploy *dp, struct json **stp);
@@ -206,7 +206,7 @@ deploy_run_command(const struct deploy *dp, const char *cmd)
 static int
 deploy_wait_healthy(struct deploy *dp)
 {
-	int64_t deadline = duration_add_signed(now_ms(), dp->timeout_ms);
+	int64_t deadline = duration_add_signed((int64_t)clock_mono_ms(), dp->timeout_ms);
 	long long last = -1;
 	int rc;
 
@@ -231,7 +231,7 @@ deploy_wait_healthy(struct deploy *dp)
 		last = confirmed;
 		if (confirmed >= need)
 			return CTL_EXIT_DONE;
-		if (now_ms() >= deadline)
+		if ((int64_t)clock_mono_ms() >= deadline)
 			return deploy_fail("timed out waiting for %s to become "
 			    "healthy: %lld of %lld servers healthy after %s, "
 			    "need %lld; nothing was switched", dp->target,
@@ -293,7 +293,7 @@ deploy_switch(struct deploy *dp)
 static int
 deploy_follow(struct deploy *dp)
 {
-	int64_t deadline = duration_add_signed(now_ms(), dp->timeout_ms);
+	int64_t deadline = duration_add_signed((int64_t)clock_mono_ms(), dp->timeout_ms);
 	long long last_left = -1, last_seen = -1;
 	int rc;
 
@@ -373,7 +373,7 @@ deploy_follow(struct deploy *dp)
 			last_seen = seen;
 		}
 		json_free(st);
-		if (now_ms() >= deadline)
+		if ((int64_t)clock_mono_ms() >= deadline)
 			return deploy_fail("timed out after %s following the "
 			    "safety window (%llds left); %s is live, the window "
 			    "is still open", dp->timeout_text, left, dp->target);
@@ -381,15 +381,6 @@ deploy_follow(struct deploy *dp)
 	}
 }
 
-
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static bool
 color_ok(const char *s)

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "guard.h"
-#include "metrics.h"
+#include "histogram.h"
 
 /*
  * The ring keeps (time, cumulative sample) points, oldest at head. Points are
@@ -44,10 +44,10 @@ guard_init(struct guard *g, const struct guard_config *cfg)
 static double
 baseline_floor(double us)
 {
-	unsigned b = metrics_latency_bucket((uint64_t)us);
+	unsigned b = histogram_bucket((uint64_t)us);
 
-	if (b < METRICS_LATENCY_BUCKETS - 1 && us < (double)metrics_latency_bounds_us[b])
-		return (double)metrics_latency_bounds_us[b];
+	if (b < HISTOGRAM_BUCKETS - 1 && us < (double)histogram_bounds_us[b])
+		return (double)histogram_bounds_us[b];
 	return us;
 }
 
@@ -182,30 +182,30 @@ guard_requests_seen(const struct guard *g)
  * means "beyond the histogram" and still trips any sane latency factor.
  */
 double
-guard_p99_us(const uint64_t later[METRICS_LATENCY_BUCKETS], const uint64_t earlier[METRICS_LATENCY_BUCKETS])
+guard_p99_us(const uint64_t later[HISTOGRAM_BUCKETS], const uint64_t earlier[HISTOGRAM_BUCKETS])
 {
-	uint64_t d[METRICS_LATENCY_BUCKETS];
+	uint64_t d[HISTOGRAM_BUCKETS];
 	uint64_t total = 0, cum = 0;
 	double rank, lower, upper;
 	unsigned i;
 
-	for (i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+	for (i = 0; i < HISTOGRAM_BUCKETS; i++) {
 		d[i] = sub_sat(later[i], earlier[i]);
 		total += d[i];
 	}
 	if (total == 0)
 		return 0;
 	rank = GUARD_P99 * (double)total;
-	for (i = 0; i < METRICS_LATENCY_BUCKETS - 1; i++) {
+	for (i = 0; i < HISTOGRAM_BUCKETS - 1; i++) {
 		if ((double)(cum + d[i]) >= rank) {
-			lower = i == 0 ? 0 : (double)metrics_latency_bounds_us[i - 1];
-			upper = (double)metrics_latency_bounds_us[i];
+			lower = i == 0 ? 0 : (double)histogram_bounds_us[i - 1];
+			upper = (double)histogram_bounds_us[i];
 			/* d[i] > 0: cum < rank <= cum + d[i] */
 			return lower + (upper - lower) * (rank - (double)cum) / (double)d[i];
 		}
 		cum += d[i];
 	}
-	return 2.0 * (double)metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS - 2];
+	return 2.0 * (double)histogram_bounds_us[HISTOGRAM_BUCKETS - 2];
 }
 
 /*

@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "metrics.h"
+#include "histogram.h"
 
 #define GUARD_MAX_SLOTS 512
 /* The latency trigger judges only on at least this many requests over at
@@ -33,7 +33,7 @@
 struct guard_sample {
 	uint64_t requests; /* finished requests */
 	uint64_t errors;   /* 5xx answers (including the proxy's own 502/503/504) */
-	uint64_t latency[METRICS_LATENCY_BUCKETS]; /* per bucket, cumulative over time */
+	uint64_t latency[HISTOGRAM_BUCKETS]; /* per bucket, cumulative over time */
 };
 
 struct guard_config {
@@ -91,7 +91,7 @@ uint64_t guard_requests_seen(const struct guard *g);
  * histograms (later - earlier), by linear interpolation inside the bucket;
  * 0 when there are no requests in between.
  */
-double guard_p99_us(const uint64_t later[METRICS_LATENCY_BUCKETS], const uint64_t earlier[METRICS_LATENCY_BUCKETS]);
+double guard_p99_us(const uint64_t later[HISTOGRAM_BUCKETS], const uint64_t earlier[HISTOGRAM_BUCKETS]);
 
 /* Pure helper for the baseline: the window's p99 from a ring of samples. */
 double guard_window_p99(const struct guard *g, uint64_t now_ms);

@@ -12,6 +12,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 
+#include "clock.h"
 #include "fdlimit.h"
 #include "health.h"
 #include "http.h"
@@ -62,7 +63,6 @@ static void check_done(struct check *c, bool pass, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void check_not_run(struct check *c, const char *why);
 static void schedule(struct check *c, uint64_t ms);
-static uint64_t now_us(void);
 
 struct health *
 health_new(struct event_base *base, const struct config_health *cfg, struct pool *pools[COLOR_COUNT])
@@ -164,15 +164,6 @@ health_report(const struct health *h, int only, struct jbuf *out)
 	jbuf_raw(out, "]");
 }
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void
 schedule(struct check *c, uint64_t ms)
 {
@@ -202,7 +193,7 @@ check_start(struct check *c)
 	struct evbuffer *out;
 
 	c->scanned = 0;
-	c->started_us = now_us();
+	c->started_us = clock_mono_us();
 	c->bev = upstream_bev_new(h->base, c->srv);
 	if (c->bev == NULL) {
 		check_not_run(c, "out of memory");
@@ -307,7 +298,7 @@ check_done(struct check *c, bool pass, const char *fmt, ...)
 {
 	struct health *h = c->h;
 	struct server *s = c->srv;
-	uint64_t elapsed_ms = (now_us() - c->started_us) / 1000;
+	uint64_t elapsed_ms = (clock_mono_us() - c->started_us) / 1000;
 	bool up = atomic_load(&s->up);
 	va_list ap;
 
@@ -319,7 +310,7 @@ check_done(struct check *c, bool pass, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(c->last, sizeof(c->last), fmt, ap);
 	va_end(ap);
-	c->latency_ms = (double)(now_us() - c->started_us) / 1000.0;
+	c->latency_ms = (double)(clock_mono_us() - c->started_us) / 1000.0;
 	c->checked = true;
 	/* Taken down by live traffic since we last looked: start over. */
 	if (!up && c->was_up)
@@ -344,7 +335,7 @@ check_done(struct check *c, bool pass, const char *fmt, ...)
 		if (c->failures >= h->fall && up) {
 			atomic_store(&s->up, false);
 			up = false;
-			log_warn("health: %s server %s is down: %s", color_name(s->color), s->addr.text,
+			log_warn("%s: health: %s server %s is down: %s", __func__, color_name(s->color), s->addr.text,
 			    c->last);
 			c->was_up = up;
 			schedule(c, elapsed_ms >= h->interval_ms ? 0 : h->interval_ms - elapsed_ms);

@@ -317,14 +317,14 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 	switch (run->phase) {
 	case HP_RUNNING:
 		run->timed_out = true;
-		log_warn("hook %s: %s timed out after %llums, sending SIGTERM", run->event, run->path,
+		log_warn("%s: hook %s: %s timed out after %llums, sending SIGTERM", __func__, run->event, run->path,
 		    (unsigned long long)run->timeout_ms);
 		signal_hook(run, SIGTERM);
 		run->phase = HP_TERM;
 		arm(run, HOOK_KILL_AFTER_MS);
 		break;
 	case HP_TERM:
-		log_warn("hook %s: %s still running, sending SIGKILL", run->event, run->path);
+		log_warn("%s: hook %s: %s still running, sending SIGKILL", __func__, run->event, run->path);
 		signal_hook(run, SIGKILL);
 		run->phase = HP_KILLED;
 		break;
@@ -488,11 +488,13 @@ maybe_finish(struct hook_run *run)
 	if (run->truncated)
 		log_info("hook %s: output over %d bytes, the rest was discarded", run->event, HOOK_MAX_OUTPUT);
 	if (run->timed_out)
-		log_warn("hook %s: %s timed out and was killed", run->event, run->path);
+		log_warn("%s: hook %s: %s timed out and was killed", __func__, run->event, run->path);
 	else if (run->signo != 0)
-		log_warn("hook %s: %s killed by signal %d", run->event, run->path, run->signo);
+		log_warn("%s: hook %s: %s killed by signal %d", __func__, run->event, run->path, run->signo);
+	else if (run->status != 0)
+		log_warn("%s: hook %s: %s exited with status %d", __func__, run->event, run->path, run->status);
 	else
-		log_info("hook %s: %s exited with status %d", run->event, run->path, run->status);
+		log_info("hook %s: %s exited with status 0", run->event, run->path);
 	/* The cap may have cut a character in half: drop that half. */
 	if (run->truncated)
 		n = utf8_trim(run->out, n);

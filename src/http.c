@@ -823,17 +823,6 @@ http_header_is(const struct http_header *h, const char *name)
 	return h->name_len == len && ci_eq2(h->name, name, len);
 }
 
-int
-http_find_header(const struct http_head *head, const char *name)
-{
-	size_t i;
-
-	for (i = 0; i < head->nheaders; i++)
-		if (http_header_is(&head->headers[i], name))
-			return (int)i;
-	return -1;
-}
-
 bool
 http_absolute_target(const struct http_head *req, const char **authority, size_t *authority_len,
     const char **path, size_t *path_len)

@@ -153,9 +153,6 @@ enum http_parse_result http_parse_response(const char *buf, size_t len, struct h
 /* Case-insensitive compare of a header name with a NUL-terminated name. */
 bool http_header_is(const struct http_header *h, const char *name);
 
-/* Index of the first field named name (case-insensitive), -1 if none. */
-int http_find_header(const struct http_head *head, const char *name);
-
 /*
  * For an absolute-form request target ("http://" or "https://", scheme
  * case-insensitive) sets the authority and the rest of the target (path and

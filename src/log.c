@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 static _Atomic int log_level = LOG_LVL_INFO;
@@ -62,12 +63,10 @@ log_msg(enum log_level level, const char *fmt, ...)
 bool
 log_rate_due(struct log_rate *r, unsigned interval_ms, unsigned long *n)
 {
-	struct timespec ts;
 	unsigned long long now, next;
 
 	atomic_fetch_add_explicit(&r->count, 1, memory_order_relaxed);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (unsigned long long)ts.tv_sec * 1000ull + (unsigned long long)ts.tv_nsec / 1000000ull;
+	now = clock_mono_ms();
 	next = atomic_load_explicit(&r->next_ms, memory_order_relaxed);
 	if (now < next)
 		return false;

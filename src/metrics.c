@@ -50,10 +50,6 @@ static void metrics_accept_error(struct evconnlistener *, void *);
  */
 static struct metrics *metrics_current;
 
-const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS - 1] = {
-	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
-};
-
 static const char *const upstream_error_names[UPSTREAM_ERR_KINDS] = {
 	"connect", "timeout", "invalid", "reset", "local",
 };
@@ -61,28 +57,6 @@ static const char *const trigger_names[TRIGGER_COUNT] = {"manual", "rollback", "
 /* requests[color][i]: index 0 is "no response", 1..5 the status classes */
 static const char *const code_names[6] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 static const unsigned code_order[6] = {1, 2, 3, 4, 5, 0};
-
-/*
- * The bounds are sorted, so the bucket index is the number of bounds below
- * us: a fixed 13 compares with no data-dependent branch, which the compiler
- * unrolls (and may vectorise). Faster in practice than a binary search whose
- * branches mispredict on mixed latencies.
- */
-unsigned
-metrics_latency_bucket(uint64_t us)
-{
-	unsigned i, n = 0;
-
-	for (i = 0; i < METRICS_LATENCY_BUCKETS - 1; i++)
-		n += us > metrics_latency_bounds_us[i];
-	return n;
-}
-
-const char *
-metrics_upstream_error_name(enum upstream_error_kind k)
-{
-	return (unsigned)k < UPSTREAM_ERR_KINDS ? upstream_error_names[k] : "?";
-}
 
 const char *
 metrics_trigger_name(enum switch_trigger t)
@@ -172,7 +146,7 @@ metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot
 	m->fill = fill;
 	m->arg = arg;
 	if ((fd = metrics_listen_socket(listen)) == -1) {
-		log_err("metrics listen %s: %s", listen->text, strerror(errno));
+		log_err("%s: metrics listen %s: %s", __func__, listen->text, strerror(errno));
 		goto fail;
 	}
 	if ((m->http = evhttp_new(base)) == NULL) {
@@ -190,7 +164,7 @@ metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot
 	evhttp_set_gencb(m->http, metrics_request, m);
 	/* evhttp owns fd from here on (closed by evhttp_free). */
 	if ((bound = evhttp_accept_socket_with_handle(m->http, fd)) == NULL) {
-		log_err("metrics listen %s: cannot accept", listen->text);
+		log_err("%s: metrics listen %s: cannot accept", __func__, listen->text);
 		goto fail;
 	}
 	fd = -1;
@@ -341,10 +315,10 @@ render_histogram(struct evbuffer *out, const struct metrics_snapshot *snap, enum
 	unsigned i;
 	int bad = 0;
 
-	for (i = 0; i < METRICS_LATENCY_BUCKETS; i++) {
+	for (i = 0; i < HISTOGRAM_BUCKETS; i++) {
 		cum += snap->latency[c][i];
-		if (i < METRICS_LATENCY_BUCKETS - 1)
-			bad |= fmt_seconds(le, sizeof(le), metrics_latency_bounds_us[i]);
+		if (i < HISTOGRAM_BUCKETS - 1)
+			bad |= fmt_seconds(le, sizeof(le), histogram_bounds_us[i]);
 		else
 			snprintf(le, sizeof(le), "+Inf");
 		bad |= evbuffer_add_printf(out,

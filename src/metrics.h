@@ -1,6 +1,10 @@
 #ifndef CUTOVER_SRC_METRICS_H
 #define CUTOVER_SRC_METRICS_H
 
+#ifdef CUTOVER_PURE
+#error "metrics.h is not for the pure modules (see libpure.la in Makefile.am)"
+#endif
+
 /*
  * Prometheus metrics: an HTTP endpoint (GET /metrics on metrics.listen, main
  * thread) that renders a snapshot the daemon assembles from per-worker
@@ -17,17 +21,11 @@
 #include <stdint.h>
 
 #include "addr.h"
-#include "config.h"
+#include "color.h"
+#include "histogram.h"
 
 struct evbuffer;
 struct event_base;
-
-/* Request duration histogram: upper bounds in microseconds, +Inf last. */
-#define METRICS_LATENCY_BUCKETS 14
-extern const uint64_t metrics_latency_bounds_us[METRICS_LATENCY_BUCKETS - 1];
-
-/* Index of the bucket for a duration (hot path: a few compares). */
-unsigned metrics_latency_bucket(uint64_t us);
 
 enum upstream_error_kind {
 	UPSTREAM_ERR_CONNECT = 0, /* connect refused/failed */
@@ -38,7 +36,6 @@ enum upstream_error_kind {
 	                             memory here (not the color's fault) */
 	UPSTREAM_ERR_KINDS
 };
-const char *metrics_upstream_error_name(enum upstream_error_kind k); /* "connect", ... */
 
 enum switch_trigger { TRIGGER_MANUAL = 0, TRIGGER_ROLLBACK, TRIGGER_AUTO_ROLLBACK, TRIGGER_COUNT };
 const char *metrics_trigger_name(enum switch_trigger t); /* "manual", "rollback", "auto-rollback" */
@@ -54,7 +51,7 @@ struct metrics_snapshot {
 	/* requests by status class: [color][0] = no response, [1..5] = 1xx..5xx */
 	uint64_t requests[COLOR_COUNT][6];
 	uint64_t inflight[COLOR_COUNT];
-	uint64_t latency[COLOR_COUNT][METRICS_LATENCY_BUCKETS]; /* per bucket, not cumulative */
+	uint64_t latency[COLOR_COUNT][HISTOGRAM_BUCKETS]; /* per bucket, not cumulative */
 	uint64_t latency_sum_us[COLOR_COUNT];
 	uint64_t upstream_errors[COLOR_COUNT][UPSTREAM_ERR_KINDS];
 	uint64_t switches[TRIGGER_COUNT];

@@ -19,6 +19,7 @@
 
 #include "accesslog.h"
 #include "addr.h"
+#include "clock.h"
 #include "fdlimit.h"
 #include "http.h"
 #include "log.h"
@@ -157,7 +158,6 @@ static void arm_timer(struct session *s, enum timer_kind kind);
 static void set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms);
 static void count_response(struct session *s, int status);
 static void release_pool(struct session *s);
-static uint64_t now_us(void);
 static void read_more(struct bufferevent *bev, size_t limit);
 static void read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit);
 static bool preview_color(struct session *s, struct http_head *req, enum color *color);
@@ -678,7 +678,7 @@ read_head(struct session *s)
 		respond_error(s, 503, "no route");
 		return;
 	}
-	s->t_start_us = now_us();
+	s->t_start_us = clock_mono_us();
 	atomic_store_explicit(&w->stats.started[s->color],
 	    atomic_load_explicit(&w->stats.started[s->color], memory_order_relaxed) + 1,
 	    memory_order_release);
@@ -745,7 +745,7 @@ connect_failed(struct session *s, bool timeout)
 	log_warn("%s: upstream %s: %s", __func__, failed->addr.text,
 	    timeout ? "connect timed out" : "connect failed");
 	if (server_passive_failure(s->server, s->w->cfg->health.fall))
-		log_warn("%s server %s is down: %u connect failures in a row on live traffic",
+		log_warn("%s: %s server %s is down: %u connect failures in a row on live traffic", __func__,
 		    color_name(s->color), failed->addr.text, s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	s->timed_out = timeout;
@@ -767,7 +767,7 @@ response_head_failed(struct session *s, bool timeout)
 	log_warn("%s: upstream %s: %s before the response", __func__, s->server->addr.text,
 	    timeout ? "timed out" : "closed");
 	if (timeout && server_passive_failure(s->server, s->w->cfg->health.fall))
-		log_warn("%s server %s is down: %u timeouts in a row on live traffic",
+		log_warn("%s: %s server %s is down: %u timeouts in a row on live traffic", __func__,
 		    color_name(s->color), s->server->addr.text, s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	respond_error(s, timeout ? 504 : 502, timeout ? "upstream timed out" : "upstream closed");
@@ -1265,15 +1265,6 @@ drop_upstream(struct session *s, bool reusable)
 	}
 }
 
-static uint64_t
-now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /*
  * Preview routing: the preview header is never forwarded; from an address in
  * preview.from, its value (blue or green) picks the color for this request.
@@ -1298,7 +1289,7 @@ preview_color(struct session *s, struct http_head *req, enum color *color)
 	if (found == NULL || found->value_len >= sizeof(value))
 		return false;
 	for (i = 0; i < pv->nfrom; i++)
-		if (addr_in_prefix((const struct sockaddr *)&s->peer, &pv->from[i].net, pv->from[i].prefix))
+		if (addr_cidr_match(&pv->from[i], (const struct sockaddr *)&s->peer))
 			break;
 	if (i == pv->nfrom)
 		return false;
@@ -1419,10 +1410,10 @@ release_pool(struct session *s)
 
 	if (s->pool == NULL)
 		return;
-	us = now_us() - s->t_start_us;
+	us = clock_mono_us() - s->t_start_us;
 	if (w->accesslog != NULL)
 		log_access(s, us);
-	stat_inc(&w->stats.latency[s->color][metrics_latency_bucket(us)]);
+	stat_inc(&w->stats.latency[s->color][histogram_bucket(us)]);
 	stat_add(&w->stats.latency_sum_us[s->color], us);
 	atomic_store_explicit(&w->stats.finished[s->color],
 	    atomic_load_explicit(&w->stats.finished[s->color], memory_order_relaxed) + 1,

@@ -15,7 +15,7 @@
 
 #include <event2/util.h>
 
-#include "config.h"
+#include "color.h"
 
 struct tls_server;
 struct worker;

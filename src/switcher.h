@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "color.h"
 
 enum switcher_state { SWITCHER_STABLE, SWITCHER_OBSERVING };
 

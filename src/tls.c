@@ -22,6 +22,7 @@
 #include <openssl/x509v3.h>
 
 #include "addr.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "tls.h"
@@ -439,12 +440,6 @@ fail:
 		SSL_CTX_free(t->ctx); /* frees tab when owned */
 	free(t);
 	return NULL;
-}
-
-void
-tls_server_ref(struct tls_server *t)
-{
-	atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
 }
 
 void
@@ -876,11 +871,8 @@ verify_cb(int ok, X509_STORE_CTX *xs)
 static bool
 verify_log_allowed(struct tls_client *c, unsigned *unlogged)
 {
-	struct timespec ts;
-	uint64_t now, last;
+	uint64_t now = clock_mono_ms(), last;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	last = atomic_load_explicit(&c->verify_logged_ms, memory_order_relaxed);
 	if ((last != 0 && now - last < VERIFY_LOG_MS) ||
 	    !atomic_compare_exchange_strong(&c->verify_logged_ms, &last,

@@ -35,7 +35,6 @@ int tls_check_listen(const struct config *cfg, const struct config_listen *l, st
  * "http/1.1", session cache and tickets on. Returns NULL with a reason in err.
  */
 struct tls_server *tls_server_new(const struct config_listen *l, char *err, size_t errlen);
-void tls_server_ref(struct tls_server *t);
 void tls_server_unref(struct tls_server *t);
 /*
  * A new SSL for an accepted connection (server mode), or NULL. The SSL holds

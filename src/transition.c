@@ -8,6 +8,7 @@
 
 #include <event2/event.h>
 
+#include "clock.h"
 #include "control.h"
 #include "daemon.h"
 #include "duration.h"
@@ -112,7 +113,7 @@ transition_auto_rollback(struct daemon *d, enum guard_trigger trigger, const cha
 		snprintf(why, sizeof(why), "%s; not rolled back: previous color %s has %zu healthy servers, needs %u",
 		    reason, d->sw.has_previous ? color_name(to) : "(none)",
 		    d->sw.has_previous ? pool_confirmed(d->pools[to]) : (size_t)0, need);
-		log_err("auto-rollback: %s: staying on %s", why, color_name(from));
+		log_err("%s: auto-rollback: %s: staying on %s", __func__, why, color_name(from));
 		daemon_record(d, "rollback-failed", (int)from, d->sw.has_previous ? (int)to : -1,
 		    "auto-rollback", why, NULL);
 		d->verdict = "rollback-failed";
@@ -122,7 +123,7 @@ transition_auto_rollback(struct daemon *d, enum guard_trigger trigger, const cha
 	}
 	if (commit_switch(d, to, TRIGGER_AUTO_ROLLBACK, reason, NULL, err, sizeof(err)) < 0) {
 		snprintf(why, sizeof(why), "%s; not rolled back: %s", reason, err);
-		log_err("auto-rollback: %s", why);
+		log_err("%s: auto-rollback: %s", __func__, why);
 		daemon_record(d, "rollback-failed", (int)from, (int)to, "auto-rollback", why, NULL);
 		d->verdict = "rollback-failed";
 		snprintf(d->verdict_reason, sizeof(d->verdict_reason), "%.500s", why);
@@ -311,7 +312,7 @@ refuse(struct transition *t, const char *reason)
 	snprintf(msg, sizeof(msg), "%s to %s refused: %s", verb(t),
 	    t->rq.rollback && !d->sw.has_previous ? "previous color" : color_name(t->target), reason);
 	trim_utf8(msg);
-	log_warn("%s (uid %ld pid %ld)", msg, (long)t->who.uid, (long)t->who.pid);
+	log_warn("%s: %s (uid %ld pid %ld)", __func__, msg, (long)t->who.uid, (long)t->who.pid);
 	if (!t->rq.dry_run) {
 		d->switch_refused++;
 		daemon_record(d, "refused", (int)t->from,
@@ -383,7 +384,7 @@ commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, 
     const struct control_caller *who, char *err, size_t errlen)
 {
 	enum color from = d->sw.active;
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 	struct switcher next = d->sw;
 	struct guard_sample sample;
 	double baseline;
@@ -397,10 +398,10 @@ commit_switch(struct daemon *d, enum color target, enum switch_trigger trigger, 
 		next.state = SWITCHER_STABLE;
 		next.window_end_ms = 0;
 	}
-	switched_at = daemon_wall_ms();
+	switched_at = clock_wall_ms();
 	if (transition_save_state(d, &next, switched_at, err, errlen) < 0) {
 		if (trigger != TRIGGER_AUTO_ROLLBACK) {
-			log_err("switch to %s not done: %s", color_name(target), err);
+			log_err("%s: switch to %s not done: %s", __func__, color_name(target), err);
 			return -1;
 		}
 		/* Back to the known-good color all the same: serving a release
@@ -448,7 +449,7 @@ int
 transition_save_state(struct daemon *d, const struct switcher *sw, int64_t switched_at_ms,
     char *err, size_t errlen)
 {
-	uint64_t now = daemon_mono_ms();
+	uint64_t now = clock_mono_ms();
 	struct state st;
 
 	memset(&st, 0, sizeof(st));
@@ -459,7 +460,7 @@ transition_save_state(struct daemon *d, const struct switcher *sw, int64_t switc
 	st.switched_at_ms = switched_at_ms;
 	/* The window's end as wall clock, so that it survives a restart. */
 	st.window_end_ms = sw->state == SWITCHER_OBSERVING
-	    ? duration_add_signed(daemon_wall_ms(), switcher_window_left(sw, now)) : 0;
+	    ? duration_add_signed(clock_wall_ms(), switcher_window_left(sw, now)) : 0;
 	if (state_save(d->cfg->state_file, &st, err, errlen) < 0)
 		return -1;
 	if (d->state_unsaved) {

@@ -15,7 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "color.h"
 #include "guard.h"
 
 struct control_caller;

@@ -15,6 +15,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "clock.h"
 #include "fdlimit.h"
 #include "http.h"
 #include "log.h"
@@ -39,7 +40,6 @@ static void maybe_exit(struct worker *w);
 static void post_peers(unsigned msg);
 static void apply_reload(struct worker *w);
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg);
-static uint64_t mono_ms(void);
 
 /*
  * limits.max_connections holds for the whole daemon, not per worker: the
@@ -83,7 +83,7 @@ worker_probe_listeners(const struct config *cfg)
 
 	for (i = 0; i < cfg->nlistens; i++) {
 		if ((err = probe_addr(&cfg->listens[i].addr)) != 0) {
-			log_err("listen %s: %s", cfg->listens[i].addr.text, strerror(err));
+			log_err("%s: listen %s: %s", __func__, cfg->listens[i].addr.text, strerror(err));
 			return -1;
 		}
 	}
@@ -152,7 +152,7 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	{
 		struct timeval sec = {1, 0};
 
-		atomic_store(&w->heartbeat_ms, mono_ms());
+		atomic_store(&w->heartbeat_ms, clock_mono_ms());
 		event_add(w->heartbeat_ev, &sec);
 	}
 	if ((w->listeners = calloc(cfg->nlistens, sizeof(*w->listeners))) == NULL)
@@ -426,7 +426,7 @@ apply_reload(struct worker *w)
 
 		if (h == NULL) {
 			/* Keep parsing with the old, smaller limit rather than overflow. */
-			log_err("worker %u: reload: out of memory; header_count stays %zu", w->id, w->nhdrs);
+			log_err("%s: worker %u: reload: out of memory; header_count stays %zu", __func__, w->id, w->nhdrs);
 		} else {
 			free(w->hdrs);
 			w->hdrs = h;
@@ -446,15 +446,6 @@ apply_reload(struct worker *w)
 	atomic_store(&w->cfg_epoch, w->next_epoch);
 }
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static void
 heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -462,7 +453,7 @@ heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	atomic_store(&w->heartbeat_ms, mono_ms());
+	atomic_store(&w->heartbeat_ms, clock_mono_ms());
 }
 
 static void
@@ -512,7 +503,7 @@ listener_open(struct worker *w, unsigned index, const struct addr *a)
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
 	    1024, (const struct sockaddr *)&a->ss, (int)a->len);
 	if (wl->lst == NULL) {
-		log_err("listen %s: %s", a->text, strerror(errno));
+		log_err("%s: listen %s: %s", __func__, a->text, strerror(errno));
 		free(wl);
 		return NULL;
 	}
@@ -558,7 +549,7 @@ listeners_rebuild(struct worker *w, const struct config *oc, const struct config
 	size_t i, j, n = 0;
 
 	if ((nl = calloc(nc->nlistens + 1, sizeof(*nl))) == NULL) {
-		log_err("worker %u: reload: out of memory; listeners unchanged", w->id);
+		log_err("%s: worker %u: reload: out of memory; listeners unchanged", __func__, w->id);
 		return;
 	}
 	for (i = 0; i < nc->nlistens; i++) {

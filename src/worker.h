@@ -48,7 +48,7 @@ struct worker_stats {
 	/* Responses that failed after their head was sent (cut short). */
 	_Atomic uint64_t cut_short[COLOR_COUNT];
 	/* Request duration histogram (per bucket) and sum. */
-	_Atomic uint64_t latency[COLOR_COUNT][METRICS_LATENCY_BUCKETS];
+	_Atomic uint64_t latency[COLOR_COUNT][HISTOGRAM_BUCKETS];
 	_Atomic uint64_t latency_sum_us[COLOR_COUNT];
 	/* Requests that took a color (started) and let it go (finished):
 	 * in flight = started - finished, read finished first. */

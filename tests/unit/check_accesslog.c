@@ -16,6 +16,7 @@
 #include <check.h>
 
 #include "accesslog.h"
+#include "clock.h"
 
 /*
  * Each test works in its own mkdtemp directory under one scratch base that
@@ -55,7 +56,6 @@ static int seq_line(char *buf, size_t size, const char *prefix, int i,
     const char *suffix);
 static void put(struct accesslog *al, const char *prefix, int i,
     const char *suffix);
-static int64_t mono_ms(void);
 static void nap(void);
 static int producer_line(char *buf, size_t size, int id, int seq);
 static void *producer_main(void *arg);
@@ -148,15 +148,6 @@ put(struct accesslog *al, const char *prefix, int i, const char *suffix)
 
 	ck_assert(n > 0 && (size_t)n < sizeof(line));
 	accesslog_write(al, line, (size_t)n);
-}
-
-static int64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* One polling step (used only where there is no event to wait for). */
@@ -261,7 +252,7 @@ START_TEST(test_flushes_without_close)
 	int64_t start;
 
 	ck_assert_ptr_nonnull(al = accesslog_open(path));
-	start = mono_ms();
+	start = (int64_t)clock_mono_ms();
 	accesslog_write(al, "one", 3);
 	for (;;) {
 		ck_assert_ptr_nonnull(data = slurp(path, NULL));
@@ -269,7 +260,7 @@ START_TEST(test_flushes_without_close)
 			break;
 		ck_assert_str_eq(data, "");
 		free(data);
-		ck_assert_msg(mono_ms() - start < POLL_LIMIT_MS,
+		ck_assert_msg((int64_t)clock_mono_ms() - start < POLL_LIMIT_MS,
 		    "line not written after %d ms", POLL_LIMIT_MS);
 		nap();
 	}
@@ -392,8 +383,8 @@ START_TEST(test_reopen_after_rename)
 	for (i = 0; i < 500; i++)
 		put(al, "new ", i, "");
 	/* The new file appears without waiting for close. */
-	for (int64_t start = mono_ms(); stat(path, &sb) != 0; nap())
-		ck_assert_msg(mono_ms() - start < POLL_LIMIT_MS,
+	for (int64_t start = (int64_t)clock_mono_ms(); stat(path, &sb) != 0; nap())
+		ck_assert_msg((int64_t)clock_mono_ms() - start < POLL_LIMIT_MS,
 		    "%s not recreated", path);
 	accesslog_close(al);
 
@@ -519,8 +510,8 @@ START_TEST(test_drops_when_writer_blocked)
 	ck_assert_int_eq(pthread_create(&th, NULL, reader_main, &r), 0);
 	snprintf(expect, sizeof(expect), "\n%d access log lines dropped\n",
 	    (int)dropped);
-	for (int64_t start = mono_ms(); !reader_has(&r, expect); nap())
-		ck_assert_msg(mono_ms() - start < POLL_LIMIT_MS,
+	for (int64_t start = (int64_t)clock_mono_ms(); !reader_has(&r, expect); nap())
+		ck_assert_msg((int64_t)clock_mono_ms() - start < POLL_LIMIT_MS,
 		    "no drop report after %d ms", POLL_LIMIT_MS);
 	for (int i = 0; i < after; i++)
 		put(al, "after ", i, "");

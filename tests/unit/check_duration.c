@@ -1,14 +1,11 @@
 #include "autoconf.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <check.h>
 
-#include "addr.h"
 #include "duration.h"
 
 struct dur_case {
@@ -119,113 +116,11 @@ START_TEST(test_duration_format)
 }
 END_TEST
 
-struct addr_case {
-	const char *text;
-	int rc;
-	const char *canon;
-	int family;
-};
-
-static const struct addr_case addr_cases[] = {
-	{"127.0.0.1:8080", 0, "127.0.0.1:8080", AF_INET},
-	{"0.0.0.0:1", 0, "0.0.0.0:1", AF_INET},
-	{"*:80", 0, "0.0.0.0:80", AF_INET},
-	{"10.1.2.3:65535", 0, "10.1.2.3:65535", AF_INET},
-	{"[::1]:80", 0, "[::1]:80", AF_INET6},
-	{"[::]:443", 0, "[::]:443", AF_INET6},
-	{"[2001:DB8:0:0::1]:8080", 0, "[2001:db8::1]:8080", AF_INET6},
-	{"", -1, NULL, 0},
-	{"127.0.0.1", -1, NULL, 0},
-	{"127.0.0.1:", -1, NULL, 0},
-	{"127.0.0.1:0", -1, NULL, 0},
-	{"127.0.0.1:65536", -1, NULL, 0},
-	{"127.0.0.1:99999999999", -1, NULL, 0},
-	{"127.0.0.1:+80", -1, NULL, 0},
-	{"127.0.0.1:80x", -1, NULL, 0},
-	{"127.0.0.1: 80", -1, NULL, 0},
-	{":80", -1, NULL, 0},
-	{"localhost:80", -1, NULL, 0},
-	{"example.com:80", -1, NULL, 0},
-	{"256.0.0.1:80", -1, NULL, 0},
-	{"1.2.3:80", -1, NULL, 0},
-	{"::1:80", -1, NULL, 0},
-	{"[::1]80", -1, NULL, 0},
-	{"[::1]", -1, NULL, 0},
-	{"[::1:80", -1, NULL, 0},
-	{"[]:80", -1, NULL, 0},
-	{"[127.0.0.1]:80", -1, NULL, 0},
-	{"[fe80::1%eth0]:80", -1, NULL, 0},
-	{"*:0", -1, NULL, 0},
-};
-
-START_TEST(test_addr_parse)
-{
-	const struct addr_case *c = &addr_cases[_i];
-	struct addr a;
-	char err[128] = "";
-	int rc;
-
-	memset(&a, 0xa5, sizeof(a));
-	rc = addr_parse(c->text, &a, err, sizeof(err));
-	ck_assert_msg(rc == c->rc, "addr_parse(\"%s\") = %d, want %d", c->text,
-	    rc, c->rc);
-	if (c->rc == -1) {
-		ck_assert_msg(err[0] != '\0', "\"%s\": no reason given", c->text);
-		return;
-	}
-	ck_assert_str_eq(a.text, c->canon);
-	ck_assert_int_eq(a.ss.ss_family, c->family);
-	ck_assert_uint_eq(a.len, c->family == AF_INET ?
-	    sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
-}
-END_TEST
-
-START_TEST(test_addr_fields)
-{
-	struct addr a;
-	const struct sockaddr_in *sin = (const struct sockaddr_in *)&a.ss;
-	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&a.ss;
-	char ip[64];
-
-	ck_assert_int_eq(addr_parse("*:8080", &a, NULL, 0), 0);
-	ck_assert_uint_eq(ntohs(sin->sin_port), 8080);
-	ck_assert_uint_eq(sin->sin_addr.s_addr, htonl(INADDR_ANY));
-
-	ck_assert_int_eq(addr_parse("192.0.2.7:81", &a, NULL, 0), 0);
-	ck_assert_uint_eq(ntohs(sin->sin_port), 81);
-	ck_assert_uint_eq(ntohl(sin->sin_addr.s_addr), 0xc0000207u);
-	addr_ip_string((const struct sockaddr *)&a.ss, ip, sizeof(ip));
-	ck_assert_str_eq(ip, "192.0.2.7");
-
-	ck_assert_int_eq(addr_parse("[2001:db8::5]:443", &a, NULL, 0), 0);
-	ck_assert_uint_eq(ntohs(sin6->sin6_port), 443);
-	addr_ip_string((const struct sockaddr *)&a.ss, ip, sizeof(ip));
-	ck_assert_str_eq(ip, "2001:db8::5");
-
-	/* A failed parse leaves *out alone. */
-	ck_assert_int_eq(addr_parse("nope", &a, NULL, 0), -1);
-	ck_assert_str_eq(a.text, "[2001:db8::5]:443");
-}
-END_TEST
-
-START_TEST(test_addr_ip_string_other)
-{
-	struct sockaddr_storage ss;
-	char ip[16];
-
-	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = AF_UNIX;
-	addr_ip_string((const struct sockaddr *)&ss, ip, sizeof(ip));
-	ck_assert_str_eq(ip, "?");
-}
-END_TEST
-
 static Suite *
 duration_suite(void)
 {
 	Suite *s = suite_create("duration");
 	TCase *tc = tcase_create("duration");
-	TCase *ta = tcase_create("addr");
 
 	tcase_add_loop_test(tc, test_duration_parse, 0,
 	    (int)(sizeof(dur_cases) / sizeof(dur_cases[0])));
@@ -233,11 +128,6 @@ duration_suite(void)
 	tcase_add_test(tc, test_duration_format);
 	tcase_add_test(tc, test_duration_add);
 	suite_add_tcase(s, tc);
-	tcase_add_loop_test(ta, test_addr_parse, 0,
-	    (int)(sizeof(addr_cases) / sizeof(addr_cases[0])));
-	tcase_add_test(ta, test_addr_fields);
-	tcase_add_test(ta, test_addr_ip_string_other);
-	suite_add_tcase(s, ta);
 	return s;
 }
 

@@ -1,6 +1,7 @@
 #include "autoconf.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 #include <check.h>
 
 #include "guard.h"
-#include "metrics.h"
+#include "histogram.h"
 
 /*
  * Synthetic samples: req requests so far, err of them errors, slow of them
@@ -375,8 +376,8 @@ END_TEST
 
 struct p99_case {
 	const char *name;
-	uint64_t later[METRICS_LATENCY_BUCKETS];
-	uint64_t earlier[METRICS_LATENCY_BUCKETS];
+	uint64_t later[HISTOGRAM_BUCKETS];
+	uint64_t earlier[HISTOGRAM_BUCKETS];
 	double want;
 };
 

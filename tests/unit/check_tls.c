@@ -670,8 +670,6 @@ START_TEST(test_ssl_outlives_server)
 	lsn_add(&s, "b.pem", "b.key");
 	lsn_add(&s, "a.pem", "a.key");
 	srv = server_new(&s);
-	tls_server_ref(srv);
-	tls_server_unref(srv);
 	cli = client_new(true, "ca.pem", "x.wild.test");
 	cl = tls_client_ssl(cli, &loopback);
 	sv = tls_server_ssl(srv);
