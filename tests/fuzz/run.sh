@@ -8,7 +8,7 @@
 # Each target first replays its whole seed corpus, so an input that crashed
 # once and is kept there fails at once. Exits non-zero if any target found
 # a crash; prints one summary line per target.
-# FUZZ_FLAGS (environment) adds libFuzzer options, e.g. FUZZ_FLAGS=-jobs=2.
+# FUZZ_FLAGS (environment) adds libFuzzer options, e.g. FUZZ_FLAGS=-max_len=65536.
 set -u
 
 src=$1
