@@ -6,7 +6,11 @@
 # "N passed, M failed" counting every individual test of both builds, and
 # exits non-zero when anything failed.
 #
-# Environment: SKIP_SETUP=1 skips scripts/setup.sh; JOBS (default 2).
+# Also runs, as extra tests: mandoc -Tlint, the systemd unit check,
+# make distcheck, and make fuzz (each libFuzzer target for FUZZ_SECONDS).
+#
+# Environment: SKIP_SETUP=1 skips scripts/setup.sh; JOBS (default 2);
+# FUZZ_SECONDS (default 30) per fuzz target.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -111,6 +115,9 @@ if [ -x "$ROOT/build/src/cutoverd" ]; then
 	extra man-lint mandoc -Tlint -Wwarning man/cutoverd.8 man/cutoverctl.8 man/cutover.conf.5
 	extra systemd-verify scripts/check-systemd.sh "$ROOT/build/src/cutoverd" "$ROOT/man"
 	extra distcheck make -C "$ROOT/build" -j"$JOBS" distcheck
+	# Each libFuzzer target replays its seeds (fixed crashes among them)
+	# and fuzzes for FUZZ_SECONDS: a regression or a quick crash fails.
+	extra fuzz make -C "$ROOT/build" -j"$JOBS" fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 fi
 
 for f in "$ROOT"/build/test-suite.log "$ROOT"/build-asan/test-suite.log; do
