@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -28,6 +29,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "command.h"
 #include "config.h"
 #include "control.h"
 #include "fuzz.h"
@@ -46,20 +48,39 @@ struct client {
 	bool done;
 };
 
+/*
+ * Answers with the request's wire form, after checking that the typed
+ * request the control server parsed formats to a line that parses back to
+ * the same request (the command table's round trip).
+ */
 static void
-reply_args(struct control_conn *c, int argc, char **argv)
+reply_request(struct control_conn *c, const struct command_request *rq)
 {
-	struct jbuf b;
-	int i;
+	struct command_request again;
+	struct jbuf line, b;
+	char *words[32], *p, *copy, *save = NULL, err[256];
+	int n = 0;
 
+	jbuf_init(&line);
+	FUZZ_CHECK(command_format(rq, &line) == 0 && !line.oom && line.s != NULL, "command_format of %s",
+	    rq->cmd->name);
+	copy = strdup(line.s);
+	FUZZ_CHECK(copy != NULL, "strdup");
+	for (p = strtok_r(copy, " ", &save); p != NULL && n < 31; p = strtok_r(NULL, " ", &save))
+		words[n++] = p;
+	words[n] = NULL;
+	FUZZ_CHECK(command_parse(&again, n, words, COMMAND_DAEMON, err, sizeof(err)) == 0,
+	    "the formatted request does not parse again: %s", err);
+	FUZZ_CHECK(again.cmd == rq->cmd && again.flags == rq->flags && again.has_arg == rq->has_arg &&
+	        (!rq->has_arg || (again.color == rq->color && again.count == rq->count)) &&
+	        (!(rq->flags & COMMAND_F_IF_GEN) || again.if_gen == rq->if_gen),
+	    "round trip changed the request %s", rq->cmd->name);
+	free(copy);
 	jbuf_init(&b);
-	jbuf_raw(&b, "{\"ok\":true,\"argv\":[");
-	for (i = 0; i < argc; i++) {
-		if (i > 0)
-			jbuf_raw(&b, ",");
-		jbuf_str(&b, argv[i]);
-	}
-	jbuf_raw(&b, "]}");
+	jbuf_raw(&b, "{\"ok\":true,\"line\":");
+	jbuf_str(&b, line.s);
+	jbuf_raw(&b, "}");
+	jbuf_free(&line);
 	control_reply_jbuf(c, &b);
 }
 
@@ -72,42 +93,24 @@ later_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-cmd_any(struct control_conn *c, const struct control_caller *who, int argc, char **argv,
+cmd_any(struct control_conn *c, const struct control_caller *who, const struct command_request *rq,
     void *arg)
 {
 	static const struct timeval now = {0, 0};
-	int i;
 
 	(void)who;
 	(void)arg;
-	FUZZ_CHECK(argc >= 1 && argv[argc] == NULL, "argc %d", argc);
-	for (i = 0; i < argc; i++)
-		FUZZ_CHECK(argv[i][0] != '\0' && strpbrk(argv[i], " \t\r\n") == NULL,
-		    "argument %d is [%s]", i, argv[i]);
-	if (strcmp(argv[0], "switch") == 0 || strcmp(argv[0], "rollback") == 0) {
-		for (i = 1; i < argc; i++) {
-			if (strcmp(argv[i], "--wait") == 0) {
-				FUZZ_CHECK(event_base_once(base, -1, EV_TIMEOUT, later_cb, c, &now) == 0,
-				    "event_base_once");
-				return;
-			}
-		}
+	FUZZ_CHECK(rq != NULL && rq->cmd != NULL && (rq->cmd->sides & COMMAND_DAEMON), "no daemon command");
+	if ((rq->flags & COMMAND_F_WAIT) &&
+	    (rq->cmd->id == COMMAND_SWITCH || rq->cmd->id == COMMAND_ROLLBACK)) {
+		FUZZ_CHECK(event_base_once(base, -1, EV_TIMEOUT, later_cb, c, &now) == 0, "event_base_once");
+		return;
 	}
-	reply_args(c, argc, argv);
+	reply_request(c, rq);
 }
 
-static const struct control_command commands[] = {
-    {"status", false, cmd_any, "status"},
-    {"health", false, cmd_any, "health"},
-    {"history", false, cmd_any, "history"},
-    {"help", false, cmd_any, "help"},
-    {"switch", true, cmd_any, "switch"},
-    {"rollback", true, cmd_any, "rollback"},
-    {"commit", true, cmd_any, "commit"},
-    {"smoke", true, cmd_any, "smoke"},
-    {"reload", true, cmd_any, "reload"},
-    {NULL, false, NULL, NULL},
-};
+/* Every daemon command answers through cmd_any. */
+static control_handler commands[COMMAND_COUNT];
 
 static void
 cleanup(void)
@@ -132,6 +135,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	cfg.mode = 0600;
 	base = event_base_new();
 	FUZZ_CHECK(base != NULL, "event_base_new");
+	for (int i = 0; i < COMMAND_COUNT; i++)
+		commands[i] = cmd_any;
 	ctl = control_new(base, &cfg, commands, NULL);
 	FUZZ_CHECK(ctl != NULL, "control_new");
 	atexit(cleanup);

@@ -105,8 +105,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	const char *buf = (const char *)data;
 	char *copy;
 
+	enum http_parse_result line, r;
+
 	hl = http_head_length(buf, n, &scanned);
 	FUZZ_CHECK(hl <= n, "head length %zu of %zu", hl, n);
+	/* The early request-line check (a line judged when its LF comes)
+	 * agrees with the full parse: what it refuses, the parse refuses with
+	 * the same status; what the parse accepts, it accepts. */
+	line = http_check_request_line(buf, n);
 	scanned = 0;
 	for (i = 1; i <= n && hl2 == 0; i++)
 		hl2 = http_head_length(buf, i, &scanned);
@@ -117,7 +123,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	copy = malloc(hl);
 	FUZZ_CHECK(copy != NULL, "malloc");
 	memcpy(copy, buf, hl);
-	if (http_parse_request(copy, hl, hdrs, MAX_HEADERS, &req) == HTTP_OK) {
+	r = http_parse_request(copy, hl, hdrs, MAX_HEADERS, &req);
+	FUZZ_CHECK(line == HTTP_OK || line == HTTP_INCOMPLETE || r == line,
+	    "request-line check %d, full parse %d", (int)line, (int)r);
+	FUZZ_CHECK(r != HTTP_OK || line == HTTP_OK, "full parse accepts a line the check answers %d",
+	    (int)line);
+	if (r == HTTP_OK) {
 		check_head(&req, copy, hl);
 		check_rewrite(&req);
 	}
