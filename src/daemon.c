@@ -22,6 +22,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "duration.h"
+#include "engine.h"
 #include "fdlimit.h"
 #include "health.h"
 #include "history.h"
@@ -32,7 +33,6 @@
 #include "pool.h"
 #include "smoke.h"
 #include "state.h"
-#include "switcher.h"
 #include "tls.h"
 #include "transition.h"
 #include "worker.h"
@@ -65,12 +65,14 @@ struct waiter {
 
 static int daemon_start(struct daemon *d);
 static void daemon_free(struct daemon *d);
-static int load_state(struct daemon *d);
+static int load_state(const struct config *cfg, struct state *st, int *rc);
+static void engine_config_of(const struct config *cfg, struct engine_config *ec);
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg);
 static void on_hup(evutil_socket_t sig, short what, void *arg);
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg);
 static void on_reap(evutil_socket_t fd, short what, void *arg);
 static void on_window(evutil_socket_t fd, short what, void *arg);
+static void on_state_retry(evutil_socket_t fd, short what, void *arg);
 static void on_wait_poll(evutil_socket_t fd, short what, void *arg);
 static void on_tunnel_drain(evutil_socket_t fd, short what, void *arg);
 static void arm_ms(struct event *ev, uint64_t ms);
@@ -84,10 +86,40 @@ static struct tls_server **build_tls_servers(const struct config *cfg, struct co
 static void free_tls_servers(struct tls_server **tls, size_t n);
 static int attach_pool_tls(struct pool *pools[COLOR_COUNT], const struct config *cfg,
     struct config_errors *errs);
-static void set_guard_config(struct daemon *d);
 static void on_guard_tick(evutil_socket_t fd, short what, void *arg);
 static void on_server_down(void *arg);
 static void hook_done(int status, bool timed_out, const char *output, void *arg);
+static void daemon_post(struct daemon *d, unsigned msg);
+
+/* The engine's effects (engine.h): the real state file, route, history, hooks and timers. */
+static uint64_t fx_mono_ms(void *arg);
+static int64_t fx_wall_ms(void *arg);
+static int fx_save_state(void *arg, const struct state *st, char *err, size_t errlen);
+static void fx_publish(void *arg, enum color active);
+static void fx_record(void *arg, const struct history_entry *e);
+static void fx_notify(void *arg, enum color from, enum color to);
+static void fx_run_hook(void *arg, enum engine_hook hook, int from, int to, uint64_t generation,
+    const char *reason);
+static void fx_arm_window(void *arg, bool armed, uint64_t ms);
+static void fx_arm_retry(void *arg, uint64_t ms);
+static void fx_sample(void *arg, enum color c, struct guard_sample *s);
+static void fx_servers(void *arg, enum color c, struct engine_servers *n);
+static void fx_interrupt(void *arg, const char *why);
+
+static const struct engine_effects effects = {
+	.mono_ms = fx_mono_ms,
+	.wall_ms = fx_wall_ms,
+	.save_state = fx_save_state,
+	.publish = fx_publish,
+	.record = fx_record,
+	.notify = fx_notify,
+	.run_hook = fx_run_hook,
+	.arm_window = fx_arm_window,
+	.arm_retry = fx_arm_retry,
+	.sample = fx_sample,
+	.servers = fx_servers,
+	.interrupt = fx_interrupt,
+};
 static void fill_metrics(struct metrics_snapshot *snap, void *arg);
 static void smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg);
 
@@ -135,15 +167,13 @@ daemon_run(struct config *cfg)
 	if (daemon_start(&d) == 0) {
 		event_base_dispatch(d.base);
 		rc = 0;
-		if (d.state_unsaved) {
-			/* One last try; otherwise say what the next start will see. */
-			char err[512];
+		/* One last try if unsaved; otherwise say what the next start will see. */
+		char err[512];
 
-			if (transition_save_state(&d, &d.sw, d.switched_at_ms, err, sizeof(err)) < 0)
-				log_err("%s: stopping with the state file not saved (%s): the next start "
-				        "will not know generation %" PRIu64 " (%s active)", __func__,
-				    err, d.sw.generation, color_name(d.sw.active));
-		}
+		if (engine_save_now(&d.engine, err, sizeof(err)) < 0)
+			log_err("%s: stopping with the state file not saved (%s): the next start "
+			        "will not know generation %" PRIu64 " (%s active)", __func__,
+			    err, d.engine.sw.generation, color_name(d.engine.sw.active));
 		log_info("stopped");
 	}
 	daemon_free(&d);
@@ -154,6 +184,9 @@ static int
 daemon_start(struct daemon *d)
 {
 	const struct config *cfg = d->cfg;
+	struct engine_config ec;
+	struct state st;
+	int load_rc;
 	unsigned i;
 
 	d->nworkers = config_workers(cfg);
@@ -161,7 +194,9 @@ daemon_start(struct daemon *d)
 	    cfg->pools[COLOR_BLUE].nservers + cfg->pools[COLOR_GREEN].nservers));
 	if ((d->history = history_path(cfg->state_file)) == NULL)
 		goto oom;
-	if (load_state(d) < 0)
+	engine_config_of(cfg, &ec);
+	engine_init(&d->engine, &effects, d, &ec, cfg->initial);
+	if (load_state(cfg, &st, &load_rc) < 0)
 		return -1;
 	for (i = 0; i < COLOR_COUNT; i++) {
 		d->pools[i] = pool_new((enum color)i, &cfg->pools[i], d->nworkers);
@@ -186,10 +221,6 @@ daemon_start(struct daemon *d)
 		d->routes[i].pools[COLOR_GREEN] = d->pools[COLOR_GREEN];
 		d->routes[i].active = (enum color)i;
 	}
-	route_publish(&d->routes[d->sw.active]);
-	for (i = 0; i < COLOR_COUNT; i++)
-		guard_init(&d->guards[i], &(struct guard_config){0});
-	set_guard_config(d);
 
 	if (worker_probe_listeners(cfg) < 0)
 		return -1;
@@ -206,10 +237,11 @@ daemon_start(struct daemon *d)
 	d->sig_usr1 = evsignal_new(d->base, SIGUSR1, on_usr1, d);
 	d->guard_timer = event_new(d->base, -1, EV_PERSIST, on_guard_tick, d);
 	d->retire_timer = event_new(d->base, -1, EV_PERSIST, on_retire, d);
+	d->state_timer = evtimer_new(d->base, on_state_retry, d);
 	if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL || d->sig_usr1 == NULL ||
 	    d->drain_timer == NULL || d->reap_timer == NULL || d->window_timer == NULL ||
 	    d->wait_timer == NULL || d->tunnel_timer == NULL || d->guard_timer == NULL ||
-	    d->retire_timer == NULL ||
+	    d->retire_timer == NULL || d->state_timer == NULL ||
 	    evsignal_add(d->sig_term, NULL) < 0 || evsignal_add(d->sig_int, NULL) < 0 ||
 	    evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_usr1, NULL) < 0)
 		goto oom;
@@ -218,6 +250,9 @@ daemon_start(struct daemon *d)
 
 		event_add(d->guard_timer, &tick);
 	}
+	/* The route and the window, from the state file (or `initial`). */
+	if (engine_restore(&d->engine, load_rc, &st, cfg->initial) < 0)
+		return -1;
 	if (cfg->metrics.enabled) {
 		if (build_metric_servers(d) < 0)
 			goto oom;
@@ -246,13 +281,12 @@ daemon_start(struct daemon *d)
 		if (worker_start(&d->workers[i]) < 0)
 			goto fail;
 	}
-	daemon_arm_window(d);
 	for (size_t l = 0; l < cfg->nlistens; l++)
 		log_info("listening on %s", cfg->listens[l].addr.text);
 	log_info("cutoverd %s ready: %u worker%s, active color %s, generation %" PRIu64
 	         ", control socket %s",
-	    PACKAGE_VERSION, d->nworkers, d->nworkers == 1 ? "" : "s", color_name(d->sw.active),
-	    d->sw.generation, cfg->control.socket);
+	    PACKAGE_VERSION, d->nworkers, d->nworkers == 1 ? "" : "s", color_name(d->engine.sw.active),
+	    d->engine.sw.generation, cfg->control.socket);
 #ifdef HAVE_SYSTEMD
 	if (sd_watchdog_enabled(0, &d->watchdog_usec) > 0 && d->watchdog_usec > 0) {
 		struct timeval tv = {(time_t)(d->watchdog_usec / 2 / 1000000),
@@ -278,43 +312,31 @@ fail:
 }
 
 /*
- * The state file wins over `initial`; a corrupt one stops startup, and so
- * does a state directory others could plant links in.
+ * Reads the state file for engine_restore (which lets it win over
+ * `initial`); a corrupt one stops startup, and so does a state directory
+ * others could plant links in.
  */
 static int
-load_state(struct daemon *d)
+load_state(const struct config *cfg, struct state *st, int *rc)
 {
-	const struct config *cfg = d->cfg;
-	struct state st;
 	char err[512];
-	int rc;
 
 	if (state_check_dir(cfg->state_file, err, sizeof(err)) < 0) {
 		log_err("%s: %s", __func__, err);
 		return -1;
 	}
-	memset(&st, 0, sizeof(st));
-	rc = state_load(cfg->state_file, &st, err, sizeof(err));
-	if (rc < 0) {
+	memset(st, 0, sizeof(*st));
+	*rc = state_load(cfg->state_file, st, err, sizeof(err));
+	if (*rc < 0) {
 		log_err("%s: %s", __func__, err);
 		return -1;
 	}
-	if (rc == 1) {
-		switcher_init(&d->sw, cfg->initial, 0, cfg->sw.min_healthy, cfg->sw.safety_window_ms);
+	if (*rc == 1)
 		log_info("no state file %s: starting on initial color %s", cfg->state_file,
 		    color_name(cfg->initial));
-		return 0;
-	}
-	switcher_init(&d->sw, st.active, st.generation, cfg->sw.min_healthy, cfg->sw.safety_window_ms);
-	d->sw.has_previous = st.has_previous;
-	d->sw.previous = st.previous;
-	if (st.window_end_ms > clock_wall_ms()) {
-		/* The safety window survives a restart. */
-		d->sw.state = SWITCHER_OBSERVING;
-		d->sw.window_end_ms = duration_add(clock_mono_ms(), (uint64_t)st.window_end_ms - (uint64_t)clock_wall_ms());
-	}
-	log_info("state file %s: active color %s, generation %" PRIu64, cfg->state_file,
-	    color_name(st.active), st.generation);
+	else
+		log_info("state file %s: active color %s, generation %" PRIu64, cfg->state_file,
+		    color_name(st->active), st->generation);
 	return 0;
 }
 
@@ -406,7 +428,7 @@ arm_ms(struct event *ev, uint64_t ms)
 	evtimer_add(ev, &tv);
 }
 
-void
+static void
 daemon_post(struct daemon *d, unsigned msg)
 {
 	unsigned i;
@@ -415,25 +437,94 @@ daemon_post(struct daemon *d, unsigned msg)
 		worker_post(&d->workers[i], msg);
 }
 
-void
-daemon_record(struct daemon *d, const char *event, int from, int to, const char *trigger,
-    const char *reason, const struct control_caller *who)
+static uint64_t
+fx_mono_ms(void *arg)
 {
-	struct history_entry e;
+	(void)arg;
+	return clock_mono_ms();
+}
+
+static int64_t
+fx_wall_ms(void *arg)
+{
+	(void)arg;
+	return clock_wall_ms();
+}
+
+static int
+fx_save_state(void *arg, const struct state *st, char *err, size_t errlen)
+{
+	struct daemon *d = arg;
+
+	return state_save(d->cfg->state_file, st, err, errlen);
+}
+
+/* The switch: one atomic store of the route pointer. */
+static void
+fx_publish(void *arg, enum color active)
+{
+	struct daemon *d = arg;
+
+	route_publish(&d->routes[active]);
+}
+
+static void
+fx_record(void *arg, const struct history_entry *e)
+{
+	struct daemon *d = arg;
 	char err[512];
 
-	memset(&e, 0, sizeof(e));
-	e.time_ms = clock_wall_ms();
-	e.event = event;
-	e.from = from < 0 ? NULL : color_name((enum color)from);
-	e.to = to < 0 ? NULL : color_name((enum color)to);
-	e.trigger = trigger;
-	e.reason = reason;
-	e.uid = who != NULL ? (long)who->uid : -1;
-	e.pid = who != NULL ? (long)who->pid : -1;
-	e.generation = d->sw.generation;
-	if (history_append(d->history, &e, err, sizeof(err)) < 0)
+	if (history_append(d->history, e, err, sizeof(err)) < 0)
 		log_err("%s: history: %s", __func__, err);
+}
+
+/* Workers drop idle connections to the old color; tunnels to it get drain_timeout. */
+static void
+fx_notify(void *arg, enum color from, enum color to)
+{
+	struct daemon *d = arg;
+
+	(void)from;
+	(void)to;
+	daemon_post(d, WORKER_MSG_SWITCHED);
+	evtimer_del(d->tunnel_timer);
+	arm_ms(d->tunnel_timer, d->cfg->sw.drain_timeout_ms);
+}
+
+static void
+fx_arm_window(void *arg, bool armed, uint64_t ms)
+{
+	struct daemon *d = arg;
+
+	evtimer_del(d->window_timer);
+	if (armed)
+		arm_ms(d->window_timer, ms);
+}
+
+static void
+fx_arm_retry(void *arg, uint64_t ms)
+{
+	struct daemon *d = arg;
+
+	evtimer_del(d->state_timer);
+	if (ms > 0)
+		arm_ms(d->state_timer, ms);
+}
+
+static void
+fx_servers(void *arg, enum color c, struct engine_servers *n)
+{
+	struct daemon *d = arg;
+
+	n->up = (unsigned)pool_healthy(d->pools[c]);
+	n->confirmed = (unsigned)pool_confirmed(d->pools[c]);
+	n->total = (unsigned)d->pools[c]->nservers;
+}
+
+static void
+fx_interrupt(void *arg, const char *why)
+{
+	transition_cancel(arg, why);
 }
 
 /* Signals. */
@@ -513,94 +604,50 @@ on_reap(evutil_socket_t fd, short what, void *arg)
 
 /* The safety window. */
 
-void
-daemon_arm_window(struct daemon *d)
-{
-	uint64_t left = switcher_window_left(&d->sw, clock_mono_ms());
-
-	evtimer_del(d->window_timer);
-	if (d->sw.state == SWITCHER_OBSERVING)
-		arm_ms(d->window_timer, left);
-}
-
-/*
- * The safety window ended. A guard that saw fewer than min_requests gives no
- * verdict: the release is not called good on too little traffic.
- */
 static void
 on_window(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
-	uint64_t seen;
-	char reason[256];
 
 	(void)fd;
 	(void)what;
-	if (!switcher_tick(&d->sw, clock_mono_ms())) {
-		daemon_arm_window(d);
-		return;
-	}
-	seen = guard_requests_seen(&d->guards[d->sw.active]);
-	if (d->guard_tripped && d->verdict != NULL) {
-		/* The guard already judged this release (a rollback it could not
-		 * do): the window's end does not absolve it. */
-		snprintf(reason, sizeof(reason), "%.250s", d->verdict_reason);
-	} else if (!d->cfg->auto_rollback.enabled) {
-		d->verdict = "unguarded";
-		snprintf(reason, sizeof(reason), "auto_rollback is disabled");
-	} else if (seen < d->cfg->auto_rollback.min_requests) {
-		d->verdict = "insufficient-traffic";
-		snprintf(reason, sizeof(reason),
-		    "the guard saw too little traffic: %" PRIu64 " requests, fewer than min_requests %u",
-		    seen, d->cfg->auto_rollback.min_requests);
-	} else {
-		d->verdict = "passed";
-		snprintf(reason, sizeof(reason), "%" PRIu64 " requests within the limits", seen);
-	}
-	snprintf(d->verdict_reason, sizeof(d->verdict_reason), "%s", reason);
-	log_info("safety window ended: %s is stable (generation %" PRIu64 "); verdict %s: %s",
-	    color_name(d->sw.active), d->sw.generation, d->verdict, reason);
-	daemon_record(d, "window_end", -1, (int)d->sw.active, "timer", reason, NULL);
-	daemon_notify_hook(d, "window_end", d->cfg->hooks.window_end,
-	    d->sw.has_previous ? (int)d->sw.previous : -1, (int)d->sw.active, reason);
+	(void)engine_window_end(&d->engine);
 }
 
-/* Every tick: feed both colors' counters to their guards; judge the active one. */
+static void
+on_state_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *d = arg;
+
+	(void)fd;
+	(void)what;
+	engine_retry_save(&d->engine);
+}
+
+/* Every tick: the engine feeds both colors' guards and judges the active one. */
 static void
 on_guard_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
-	struct guard_sample smp;
-	enum guard_trigger trig;
-	uint64_t now = clock_mono_ms();
-	char reason[512];
-	int col;
 
 	(void)fd;
 	(void)what;
-	for (col = 0; col < COLOR_COUNT; col++) {
-		daemon_sample(d, (enum color)col, &smp);
-		guard_add(&d->guards[col], now, &smp);
-	}
-	if (d->sw.state != SWITCHER_OBSERVING || !d->cfg->auto_rollback.enabled || d->guard_tripped)
-		return;
-	if (guard_check(&d->guards[d->sw.active], (unsigned)pool_healthy(d->pools[d->sw.active]), &trig,
-	        reason, sizeof(reason)) == GUARD_ROLLBACK) {
-		log_err("%s: auto-rollback (%s): %s", __func__, guard_trigger_name(trig), reason);
-		transition_auto_rollback(d, trig, reason);
-	}
+	engine_tick(&d->engine);
 }
 
 /* A health check took a server down: judge the window now, not at the tick. */
 static void
 on_server_down(void *arg)
 {
-	on_guard_tick(-1, 0, arg);
+	struct daemon *d = arg;
+
+	engine_tick(&d->engine);
 }
 
-void
-daemon_sample(const struct daemon *d, enum color c, struct guard_sample *s)
+static void
+fx_sample(void *arg, enum color c, struct guard_sample *s)
 {
+	const struct daemon *d = arg;
 	unsigned i, b;
 
 	memset(s, 0, sizeof(*s));
@@ -629,7 +676,7 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 	unsigned i, k, col;
 
 	memset(snap, 0, sizeof(*snap));
-	snap->active = d->sw.active;
+	snap->active = d->engine.sw.active;
 	for (col = 0; col < COLOR_COUNT; col++) {
 		for (i = 0; i < d->nworkers; i++) {
 			const struct worker_stats *st = &d->workers[i].stats;
@@ -647,20 +694,39 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 		for (k = 0; k < d->pools[col]->nservers; k++, n++)
 			d->metric_servers[n].up = atomic_load(&d->pools[col]->servers[k].up);
 	}
+	_Static_assert((int)ENGINE_TRIGGERS == (int)TRIGGER_COUNT, "one counter per trigger");
 	for (k = 0; k < TRIGGER_COUNT; k++)
-		snap->switches[k] = d->switches[k];
-	snap->switch_refused = d->switch_refused;
+		snap->switches[k] = d->engine.switches[k];
+	snap->switch_refused = d->engine.refused;
 	snap->servers = d->metric_servers;
 	snap->nservers = n;
 }
 
-void
-daemon_notify_hook(struct daemon *d, const char *event, const char *path, int from, int to,
+/* Runs a notification hook if configured; its result is only logged. */
+static void
+fx_run_hook(void *arg, enum engine_hook hook, int from, int to, uint64_t generation,
     const char *reason)
 {
+	struct daemon *d = arg;
+	const char *event, *path;
 	struct hook_slot *hs;
 	struct hook_env env;
 
+	switch (hook) {
+	case ENGINE_HOOK_POST_SWITCH:
+		event = "post_switch";
+		path = d->cfg->hooks.post_switch;
+		break;
+	case ENGINE_HOOK_ROLLBACK:
+		event = "rollback";
+		path = d->cfg->hooks.rollback;
+		break;
+	case ENGINE_HOOK_WINDOW_END:
+	default:
+		event = "window_end";
+		path = d->cfg->hooks.window_end;
+		break;
+	}
 	if (path == NULL)
 		return;
 	if ((hs = calloc(1, sizeof(*hs))) == NULL) {
@@ -671,7 +737,7 @@ daemon_notify_hook(struct daemon *d, const char *event, const char *path, int fr
 	env.event = event;
 	env.from = from < 0 ? "" : color_name((enum color)from);
 	env.to = to < 0 ? "" : color_name((enum color)to);
-	env.generation = d->sw.generation;
+	env.generation = generation;
 	env.reason = reason != NULL ? reason : "";
 	hs->d = d;
 	snprintf(hs->event, sizeof(hs->event), "%s", event);
@@ -758,7 +824,8 @@ cmd_status(struct control_conn *c, const struct control_caller *who,
     const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
-	uint64_t left = switcher_window_left(&d->sw, clock_mono_ms());
+	const struct engine *e = &d->engine;
+	uint64_t left = engine_window_left(e);
 	struct jbuf b;
 	int col;
 
@@ -766,26 +833,26 @@ cmd_status(struct control_conn *c, const struct control_caller *who,
 	(void)rq;
 	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"active\":");
-	jbuf_str(&b, color_name(d->sw.active));
+	jbuf_str(&b, color_name(e->sw.active));
 	jbuf_raw(&b, ",\"previous\":");
-	jbuf_str(&b, d->sw.has_previous ? color_name(d->sw.previous) : NULL);
+	jbuf_str(&b, e->sw.has_previous ? color_name(e->sw.previous) : NULL);
 	jbuf_printf(&b, ",\"state\":\"%s\",\"generation\":%" PRIu64 ",\"window_left_s\":%" PRIu64,
-	    switcher_state_name(d->sw.state), d->sw.generation, (left + 999) / 1000);
+	    switcher_state_name(e->sw.state), e->sw.generation, (left + 999) / 1000);
 	jbuf_printf(&b, ",\"min_healthy\":%u,\"switching\":%s", d->cfg->sw.min_healthy,
-	    d->op != NULL ? "true" : "false");
-	if (d->sw.state == SWITCHER_OBSERVING)
+	    e->busy ? "true" : "false");
+	if (e->sw.state == SWITCHER_OBSERVING)
 		jbuf_printf(&b, ",\"guard\":{\"enabled\":%s,\"requests\":%" PRIu64 ",\"min_requests\":%u}",
-		    d->cfg->auto_rollback.enabled ? "true" : "false",
-		    guard_requests_seen(&d->guards[d->sw.active]), d->cfg->auto_rollback.min_requests);
-	jbuf_printf(&b, ",\"state_saved\":%s", d->state_unsaved ? "false" : "true");
-	if (d->state_unsaved) {
+		    d->cfg->auto_rollback.enabled ? "true" : "false", engine_guard_requests(e),
+		    d->cfg->auto_rollback.min_requests);
+	jbuf_printf(&b, ",\"state_saved\":%s", e->unsaved ? "false" : "true");
+	if (e->unsaved) {
 		jbuf_raw(&b, ",\"state_error\":");
-		jbuf_str(&b, d->state_error);
+		jbuf_str(&b, e->state_error);
 	}
 	jbuf_raw(&b, ",\"verdict\":");
-	jbuf_str(&b, d->verdict);
+	jbuf_str(&b, window_verdict_name(e->verdict));
 	jbuf_raw(&b, ",\"verdict_reason\":");
-	jbuf_str(&b, d->verdict != NULL ? d->verdict_reason : NULL);
+	jbuf_str(&b, e->verdict != WINDOW_NONE ? e->verdict_reason : NULL);
 	jbuf_raw(&b, ",\"pools\":{");
 	for (col = 0; col < COLOR_COUNT; col++) {
 		const struct pool *p = d->pools[col];
@@ -930,35 +997,21 @@ cmd_commit(struct control_conn *c, const struct control_caller *who,
     const struct command_request *rq, void *arg)
 {
 	struct daemon *d = arg;
-	struct switcher next;
-	char err[512], msg[640];
+	struct engine_caller ec = {(long)who->uid, (long)who->pid};
+	char msg[640];
 
 	(void)rq;
-	next = d->sw;
-	if (!switcher_end_window(&next)) {
+	switch (engine_commit(&d->engine, &ec, msg, sizeof(msg))) {
+	case SWITCH_NOOP:
 		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
-		return;
-	}
-	/* Durable first: a restart must not reopen a window the operator
-	 * closed, nor let the guard roll back a release they committed. */
-	if (transition_save_state(d, &next, d->switched_at_ms, err, sizeof(err)) < 0) {
-		snprintf(msg, sizeof(msg), "commit refused: cannot write state: %s", err);
-		log_err("%s: %s (uid %ld pid %ld); the safety window stays open", __func__, msg, (long)who->uid,
-		    (long)who->pid);
-		daemon_record(d, "refused", -1, (int)d->sw.active, "manual", msg, who);
+		break;
+	case SWITCH_REFUSED:
 		control_reply_error(c, msg);
-		return;
+		break;
+	case SWITCH_GO:
+		control_reply(c, "{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"}");
+		break;
 	}
-	d->sw = next;
-	evtimer_del(d->window_timer);
-	d->verdict = "committed";
-	snprintf(d->verdict_reason, sizeof(d->verdict_reason), "committed by uid %ld", (long)who->uid);
-	log_info("commit: safety window ended by uid %ld pid %ld; %s is stable", (long)who->uid,
-	    (long)who->pid, color_name(d->sw.active));
-	daemon_record(d, "commit", -1, (int)d->sw.active, "manual", NULL, who);
-	daemon_notify_hook(d, "window_end", d->cfg->hooks.window_end,
-	    d->sw.has_previous ? (int)d->sw.previous : -1, (int)d->sw.active, "commit");
-	control_reply(c, "{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"}");
 }
 
 static void
@@ -991,24 +1044,19 @@ cmd_help(struct control_conn *c, const struct control_caller *who,
 	control_reply_jbuf(c, &b);
 }
 
+/* What the engine needs of a configuration. */
 static void
-set_guard_config(struct daemon *d)
+engine_config_of(const struct config *cfg, struct engine_config *ec)
 {
-	const struct config *cfg = d->cfg;
-	struct guard_config gc;
-	int i;
-
-	memset(&gc, 0, sizeof(gc));
-	gc.error_rate = cfg->auto_rollback.error_rate;
-	gc.min_requests = cfg->auto_rollback.min_requests;
-	gc.window_ms = cfg->auto_rollback.window_ms;
-	gc.latency_factor = cfg->auto_rollback.latency_factor;
-	gc.min_healthy = cfg->sw.min_healthy;
-	/* The rings of samples carry over; only the limits change. */
-	for (i = 0; i < COLOR_COUNT; i++) {
-		gc.name = color_name((enum color)i);
-		d->guards[i].cfg = gc;
-	}
+	memset(ec, 0, sizeof(*ec));
+	ec->min_healthy = cfg->sw.min_healthy;
+	ec->safety_window_ms = cfg->sw.safety_window_ms;
+	ec->auto_rollback = cfg->auto_rollback.enabled;
+	ec->guard.error_rate = cfg->auto_rollback.error_rate;
+	ec->guard.min_requests = cfg->auto_rollback.min_requests;
+	ec->guard.window_ms = cfg->auto_rollback.window_ms;
+	ec->guard.latency_factor = cfg->auto_rollback.latency_factor;
+	ec->guard.min_healthy = cfg->sw.min_healthy;
 }
 
 static int
@@ -1038,6 +1086,7 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	struct route *routes = NULL;
 	struct health *health = NULL;
 	struct tls_server **tls = NULL;
+	struct engine_config ec;
 	unsigned i;
 	int c;
 
@@ -1092,7 +1141,6 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 		goto oom;
 
 	/* From here on nothing can fail: swap. */
-	transition_cancel(d, "interrupted by a configuration reload");
 	health_free(d->health);
 	d->health = health;
 	health_set_down_cb(d->health, on_server_down, d);
@@ -1109,7 +1157,8 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	}
 	d->routes = routes;
 	d->cfg = next;
-	route_publish(&d->routes[d->sw.active]);
+	engine_config_of(next, &ec);
+	engine_reconfigure(&d->engine, &ec);
 	for (i = 0; i < d->nworkers; i++) {
 		struct worker *w = &d->workers[i];
 
@@ -1125,11 +1174,8 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 
 		event_add(d->retire_timer, &tv);
 	}
-	d->sw.min_healthy = next->sw.min_healthy;
-	d->sw.safety_window_ms = next->sw.safety_window_ms;
 	worker_set_conn_cap(fdlimit_conn_cap(fdlimit_raise(), next->limits.max_connections,
 	    next->pools[COLOR_BLUE].nservers + next->pools[COLOR_GREEN].nservers));
-	set_guard_config(d);
 	log_set_level((enum log_level)next->log_level);
 	control_set_admin_group(d->control, next->control.admin_group);
 	if (d->metrics != NULL && build_metric_servers(d) < 0)

@@ -6,10 +6,10 @@
 #endif
 
 /*
- * The running daemon: workers, pools and the active route, health checks,
- * the switch state machine with its state file and audit history, the
- * safety-window guard, hooks, metrics, the control socket and signals.
- * Everything here runs on the main thread.
+ * The running daemon: workers, pools and the routes, health checks, the
+ * switch engine (engine.h) and the effects it is given (state file, route
+ * publication, audit history, hooks, timers), metrics, the control socket
+ * and signals. Everything here runs on the main thread.
  */
 
 #include <stdbool.h>
@@ -17,10 +17,9 @@
 #include <sys/queue.h>
 
 #include "config.h"
-#include "guard.h"
+#include "engine.h"
 #include "metrics.h"
 #include "pool.h"
-#include "switcher.h"
 #include "watchdog.h"
 
 struct accesslog;
@@ -47,8 +46,7 @@ struct daemon {
 	struct pool *pools[COLOR_COUNT];
 	struct route *routes; /* routes[c]: c active; replaced by a reload */
 	struct tls_server **tls; /* per listen[] entry, NULL for plain HTTP */
-	struct switcher sw;
-	int64_t switched_at_ms; /* wall clock of the last switch, 0 if none */
+	struct engine engine; /* the switch state; changed only through engine_* */
 	struct health *health;
 	struct control *control;
 	struct metrics *metrics;
@@ -62,10 +60,6 @@ struct daemon {
 	struct waiter_list waiters;
 	struct hook_list hooks;  /* hooks still running */
 	struct transition *op;   /* the switch being prepared (at most one) */
-	struct guard guards[COLOR_COUNT];
-	bool guard_tripped;      /* the guard acted (or tried to) in this window */
-	const char *verdict;     /* last safety window's outcome, NULL if none */
-	char verdict_reason[512];
 	/* What a reload replaced, freed once every worker has let go of it. */
 	struct {
 		bool pending;
@@ -84,15 +78,8 @@ struct daemon {
 	size_t nreload_conns;
 	struct event *watchdog_timer; /* systemd WatchdogSec=, when enabled */
 	uint64_t watchdog_usec;
-	/* The state file lags d->sw (an automatic change could not be saved):
-	 * retried by state_timer until it succeeds. See transition.h. */
-	bool state_unsaved;
-	char state_error[512];
-	uint64_t state_retry_ms;
-	struct event *state_timer;
+	struct event *state_timer; /* engine_retry_save while the state is unsaved */
 	struct watchdog watchdog;
-	uint64_t switches[TRIGGER_COUNT];
-	uint64_t switch_refused;
 	bool stopping;
 };
 
@@ -102,26 +89,6 @@ struct daemon {
  * startup failed (the cause was logged in one line).
  */
 int daemon_run(struct config *cfg);
-
-/* Appends an entry to the audit history (errors are logged). */
-void daemon_record(struct daemon *d, const char *event, int from, int to, const char *trigger,
-    const char *reason, const struct control_caller *who);
-
-/* Posts a message to every worker. */
-void daemon_post(struct daemon *d, unsigned msg);
-
-/*
- * Runs a notification hook (post_switch, rollback, window_end) if configured;
- * its result is only logged. from/to are colors or -1.
- */
-void daemon_notify_hook(struct daemon *d, const char *event, const char *path, int from, int to,
-    const char *reason);
-
-/* The active color's cumulative counters for the guard. */
-void daemon_sample(const struct daemon *d, enum color c, struct guard_sample *s);
-
-/* Arms (or clears) the safety window timer from the switcher's state. */
-void daemon_arm_window(struct daemon *d);
 
 /*
  * Reloads the configuration file: a new configuration is built and validated

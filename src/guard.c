@@ -309,3 +309,44 @@ fmt_ms(char *buf, size_t len, double us)
 {
 	snprintf(buf, len, "%.1fms", us / 1000);
 }
+
+const char *
+window_verdict_name(enum window_verdict v)
+{
+	switch (v) {
+	case WINDOW_PASSED:
+		return "passed";
+	case WINDOW_UNGUARDED:
+		return "unguarded";
+	case WINDOW_INSUFFICIENT_TRAFFIC:
+		return "insufficient-traffic";
+	case WINDOW_ROLLED_BACK:
+		return "rolled-back";
+	case WINDOW_ROLLBACK_FAILED:
+		return "rollback-failed";
+	case WINDOW_COMMITTED:
+		return "committed";
+	case WINDOW_NONE:
+		break;
+	}
+	return NULL;
+}
+
+enum window_verdict
+guard_judge_window(const struct guard *g, bool enabled, char *reason, size_t reasonlen)
+{
+	uint64_t seen = guard_requests_seen(g);
+
+	if (!enabled) {
+		snprintf(reason, reasonlen, "auto_rollback is disabled");
+		return WINDOW_UNGUARDED;
+	}
+	if (seen < g->cfg.min_requests) {
+		snprintf(reason, reasonlen,
+		    "the guard saw too little traffic: %" PRIu64 " requests, fewer than min_requests %u",
+		    seen, g->cfg.min_requests);
+		return WINDOW_INSUFFICIENT_TRAFFIC;
+	}
+	snprintf(reason, reasonlen, "%" PRIu64 " requests within the limits", seen);
+	return WINDOW_PASSED;
+}

@@ -98,4 +98,32 @@ double guard_window_p99(const struct guard *g, uint64_t now_ms);
 
 const char *guard_trigger_name(enum guard_trigger t); /* "health", "error-rate", "latency" */
 
+/*
+ * A safety window's outcome (status "verdict"): none yet, passed, unguarded
+ * (auto_rollback off), insufficient-traffic (fewer than min_requests seen:
+ * a release is not called good on too little traffic), rolled-back,
+ * rollback-failed (the guard condemned the release but could not roll
+ * back), committed (the operator ended the window).
+ */
+enum window_verdict {
+	WINDOW_NONE,
+	WINDOW_PASSED,
+	WINDOW_UNGUARDED,
+	WINDOW_INSUFFICIENT_TRAFFIC,
+	WINDOW_ROLLED_BACK,
+	WINDOW_ROLLBACK_FAILED,
+	WINDOW_COMMITTED,
+};
+
+/* "passed", "unguarded", ...; NULL for WINDOW_NONE. */
+const char *window_verdict_name(enum window_verdict v);
+
+/*
+ * Judges a window that ended without the guard acting: unguarded when
+ * enabled is false, insufficient-traffic under cfg.min_requests requests,
+ * passed otherwise; reason gets one line.
+ */
+enum window_verdict guard_judge_window(const struct guard *g, bool enabled, char *reason,
+    size_t reasonlen);
+
 #endif

@@ -1,0 +1,623 @@
+#include "autoconf.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <check.h>
+
+#include "engine.h"
+#include "history.h"
+#include "state.h"
+
+/*
+ * The engine's invariants, with fake effects: every effect appends one line
+ * to a journal ("save green 1", "publish green", "record switch manual", ...)
+ * so that a test asserts on what happened and in which order.
+ */
+
+#define JOURNAL_MAX 64
+
+static struct fake {
+	uint64_t mono;
+	int64_t wall;
+	bool save_fails;
+	struct state saved;
+	unsigned saves;
+	enum color published;
+	unsigned publishes;
+	struct engine_servers servers[COLOR_COUNT];
+	struct guard_sample sample[COLOR_COUNT];
+	bool window_armed;
+	uint64_t window_ms;
+	uint64_t retry_ms;
+	unsigned interrupts;
+	struct engine *engine; /* for interrupt: a transition refuses through it */
+	struct engine_request *pending;
+	char journal[JOURNAL_MAX][160];
+	size_t n;
+} fk;
+
+static void
+note(const char *fmt, ...)
+{
+	va_list ap;
+
+	ck_assert_uint_lt(fk.n, JOURNAL_MAX);
+	va_start(ap, fmt);
+	vsnprintf(fk.journal[fk.n++], sizeof(fk.journal[0]), fmt, ap);
+	va_end(ap);
+}
+
+/* Index of the first journal line that starts with prefix, or -1. */
+static int
+find(const char *prefix)
+{
+	size_t i;
+
+	for (i = 0; i < fk.n; i++)
+		if (strncmp(fk.journal[i], prefix, strlen(prefix)) == 0)
+			return (int)i;
+	return -1;
+}
+
+static unsigned
+count(const char *prefix)
+{
+	unsigned k = 0;
+	size_t i;
+
+	for (i = 0; i < fk.n; i++)
+		if (strncmp(fk.journal[i], prefix, strlen(prefix)) == 0)
+			k++;
+	return k;
+}
+
+static uint64_t
+fx_mono(void *arg)
+{
+	(void)arg;
+	return fk.mono;
+}
+
+static int64_t
+fx_wall(void *arg)
+{
+	(void)arg;
+	return fk.wall;
+}
+
+static int
+fx_save(void *arg, const struct state *st, char *err, size_t errlen)
+{
+	(void)arg;
+	note("save %s %llu", color_name(st->active), (unsigned long long)st->generation);
+	if (fk.save_fails) {
+		snprintf(err, errlen, "/state/cutover.state: No space left on device");
+		return -1;
+	}
+	fk.saved = *st;
+	fk.saves++;
+	return 0;
+}
+
+static void
+fx_publish(void *arg, enum color c)
+{
+	(void)arg;
+	note("publish %s", color_name(c));
+	fk.published = c;
+	fk.publishes++;
+}
+
+static void
+fx_record(void *arg, const struct history_entry *e)
+{
+	(void)arg;
+	note("record %s %s %s->%s gen=%llu uid=%ld reason=%s", e->event, e->trigger,
+	    e->from ? e->from : "-", e->to ? e->to : "-", (unsigned long long)e->generation, e->uid,
+	    e->reason ? e->reason : "-");
+}
+
+static void
+fx_notify(void *arg, enum color from, enum color to)
+{
+	(void)arg;
+	note("notify %s->%s", color_name(from), color_name(to));
+}
+
+static void
+fx_hook(void *arg, enum engine_hook h, int from, int to, uint64_t gen, const char *reason)
+{
+	static const char *const names[] = {"post_switch", "rollback", "window_end"};
+
+	(void)arg;
+	note("hook %s %d->%d gen=%llu reason=%s", names[h], from, to, (unsigned long long)gen,
+	    reason ? reason : "-");
+}
+
+static void
+fx_arm_window(void *arg, bool armed, uint64_t ms)
+{
+	(void)arg;
+	fk.window_armed = armed;
+	fk.window_ms = ms;
+}
+
+static void
+fx_arm_retry(void *arg, uint64_t ms)
+{
+	(void)arg;
+	note("retry %llu", (unsigned long long)ms);
+	fk.retry_ms = ms;
+}
+
+static void
+fx_sample(void *arg, enum color c, struct guard_sample *s)
+{
+	(void)arg;
+	*s = fk.sample[c];
+}
+
+static void
+fx_servers(void *arg, enum color c, struct engine_servers *n)
+{
+	(void)arg;
+	*n = fk.servers[c];
+}
+
+/* What a transition in progress does when interrupted: refuse through the engine. */
+static void
+fx_interrupt(void *arg, const char *why)
+{
+	char msg[512];
+
+	(void)arg;
+	fk.interrupts++;
+	note("interrupt %s", why);
+	if (fk.pending != NULL)
+		engine_refuse(fk.engine, fk.pending, why, msg, sizeof(msg));
+	fk.pending = NULL;
+}
+
+static const struct engine_effects effects = {
+	.mono_ms = fx_mono,
+	.wall_ms = fx_wall,
+	.save_state = fx_save,
+	.publish = fx_publish,
+	.record = fx_record,
+	.notify = fx_notify,
+	.run_hook = fx_hook,
+	.arm_window = fx_arm_window,
+	.arm_retry = fx_arm_retry,
+	.sample = fx_sample,
+	.servers = fx_servers,
+	.interrupt = fx_interrupt,
+};
+
+static struct engine eng;
+
+static const struct engine_config config = {
+	.min_healthy = 1,
+	.safety_window_ms = 60000,
+	.auto_rollback = true,
+	.guard = {.error_rate = 0.5, .min_requests = 10, .window_ms = 10000, .min_healthy = 1},
+};
+
+/* A fresh engine on blue, generation 0, both colors with two servers up. */
+static void
+setup(void)
+{
+	int c;
+
+	memset(&fk, 0, sizeof(fk));
+	fk.mono = 1000000;
+	fk.wall = 1700000000000;
+	for (c = 0; c < COLOR_COUNT; c++)
+		fk.servers[c] = (struct engine_servers){2, 2, 2};
+	engine_init(&eng, &effects, NULL, &config, COLOR_BLUE);
+	fk.engine = &eng;
+	ck_assert_int_eq(engine_restore(&eng, 1, NULL, COLOR_BLUE), 0);
+	fk.n = 0;
+	fk.publishes = 0;
+}
+
+static struct engine_request
+request(enum color target)
+{
+	struct engine_request rq;
+
+	memset(&rq, 0, sizeof(rq));
+	rq.target = target;
+	rq.who.uid = 1000;
+	rq.who.pid = 42;
+	return rq;
+}
+
+/* A caller's switch all the way, as a transition does it. */
+static enum switch_verdict
+do_switch(struct engine_request *rq, char *msg, size_t len)
+{
+	enum switch_verdict v = engine_prepare(&eng, rq, msg, len);
+
+	if (v != SWITCH_GO)
+		return v;
+	if (rq->dry_run) {
+		engine_release(&eng);
+		return v;
+	}
+	return engine_switch(&eng, rq, msg, len);
+}
+
+START_TEST(test_commit_order)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	char msg[512];
+	int save, publish, rec, notify, hook;
+
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	save = find("save green 1");
+	publish = find("publish green");
+	rec = find("record switch manual blue->green gen=1 uid=1000");
+	notify = find("notify blue->green");
+	hook = find("hook post_switch 0->1 gen=1 reason=manual");
+	ck_assert_int_ge(save, 0);
+	/* Saved before published; recorded, told and hooked after. */
+	ck_assert_int_gt(publish, save);
+	ck_assert_int_gt(rec, publish);
+	ck_assert_int_gt(notify, rec);
+	ck_assert_int_gt(hook, notify);
+	ck_assert_uint_eq(fk.publishes, 1);
+	ck_assert_uint_eq(count("record "), 1);
+	ck_assert_uint_eq(count("hook "), 1);
+	/* What was saved is what is served, with the window's end as wall clock. */
+	ck_assert_int_eq(fk.saved.active, COLOR_GREEN);
+	ck_assert(fk.saved.has_previous);
+	ck_assert_int_eq(fk.saved.previous, COLOR_BLUE);
+	ck_assert_uint_eq(fk.saved.generation, 1);
+	ck_assert_int_eq(fk.saved.switched_at_ms, fk.wall);
+	ck_assert_int_eq(fk.saved.window_end_ms, fk.wall + 60000);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	ck_assert(fk.window_armed);
+	ck_assert_uint_eq(fk.window_ms, 60000);
+	ck_assert(!eng.busy);
+	ck_assert_uint_eq(eng.switches[ENGINE_MANUAL], 1);
+
+	/* A caller's rollback: its own trigger, its own hook. */
+	fk.n = 0;
+	rq = request(COLOR_GREEN);
+	rq.rollback = true;
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_eq(rq.target, COLOR_BLUE);
+	ck_assert_int_gt(find("publish blue"), find("save blue 2"));
+	ck_assert_uint_eq(count("record rollback manual green->blue gen=2"), 1);
+	ck_assert_int_gt(find("hook rollback 1->0 gen=2 reason=manual rollback"), find("publish blue"));
+	ck_assert_uint_eq(eng.switches[ENGINE_ROLLBACK], 1);
+}
+END_TEST
+
+START_TEST(test_failed_save_refuses)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	char msg[512];
+
+	fk.save_fails = true;
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_str_eq(msg, "switch to green refused: cannot write state: "
+	                      "/state/cutover.state: No space left on device");
+	ck_assert_int_eq(find("publish"), -1);
+	ck_assert_int_eq(find("notify"), -1);
+	ck_assert_int_eq(find("hook"), -1);
+	ck_assert_uint_eq(count("record "), 1);
+	ck_assert_int_ge(find("record refused manual blue->green gen=0 uid=1000 reason=cannot write state"), 0);
+	ck_assert_int_eq(eng.sw.active, COLOR_BLUE);
+	ck_assert_uint_eq(eng.sw.generation, 0);
+	ck_assert(!eng.unsaved); /* nothing changed: nothing to be unsaved */
+	ck_assert(!eng.busy);
+	ck_assert_uint_eq(eng.refused, 1);
+	ck_assert_uint_eq(eng.switches[ENGINE_MANUAL], 0);
+
+	/* The operator's commit refuses too, and the window stays open. */
+	fk.save_fails = false;
+	rq = request(COLOR_GREEN);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	fk.save_fails = true;
+	fk.n = 0;
+	ck_assert_int_eq(engine_commit(&eng, &rq.who, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_ptr_nonnull(strstr(msg, "commit refused: cannot write state"));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	ck_assert(fk.window_armed);
+	ck_assert_int_eq(eng.verdict, WINDOW_NONE);
+	ck_assert_int_eq(find("hook"), -1);
+	ck_assert_uint_eq(count("record refused manual -->green"), 1);
+}
+END_TEST
+
+START_TEST(test_auto_rollback_when_unsaved)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	char msg[512];
+
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	engine_tick(&eng);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+	/* Green loses its servers and the disk fills: safety comes first. */
+	fk.servers[COLOR_GREEN] = (struct engine_servers){0, 0, 2};
+	fk.save_fails = true;
+	fk.mono += 250;
+	fk.n = 0;
+	engine_tick(&eng);
+	ck_assert_int_eq(eng.sw.active, COLOR_BLUE);
+	ck_assert_int_eq(fk.published, COLOR_BLUE);
+	ck_assert_int_lt(find("save blue 2"), find("publish blue"));
+	ck_assert_uint_eq(count("record rollback auto-rollback green->blue gen=2"), 1);
+	ck_assert_uint_eq(count("record "), 1);
+	ck_assert_int_gt(find("hook rollback 1->0"), find("publish blue"));
+	ck_assert(eng.unsaved);
+	ck_assert_ptr_nonnull(strstr(eng.state_error, "No space left on device"));
+	ck_assert_uint_eq(fk.retry_ms, ENGINE_STATE_RETRY_MIN_MS);
+	ck_assert_int_eq(eng.verdict, WINDOW_ROLLED_BACK);
+	ck_assert_str_eq(window_verdict_name(eng.verdict), "rolled-back");
+	ck_assert_int_eq(eng.sw.state, SWITCHER_STABLE);
+	ck_assert(!fk.window_armed);
+	ck_assert_uint_eq(eng.switches[ENGINE_AUTO_ROLLBACK], 1);
+
+	/* While unsaved, an operator's change is still refused, never published. */
+	fk.n = 0;
+	rq = request(COLOR_GREEN);
+	fk.servers[COLOR_GREEN] = (struct engine_servers){2, 2, 2};
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_int_eq(find("publish"), -1);
+
+	/* Retried with a back-off until a save succeeds. */
+	engine_retry_save(&eng);
+	ck_assert(eng.unsaved);
+	ck_assert_uint_eq(fk.retry_ms, 2 * ENGINE_STATE_RETRY_MIN_MS);
+	fk.save_fails = false;
+	engine_retry_save(&eng);
+	ck_assert(!eng.unsaved);
+	ck_assert_uint_eq(fk.retry_ms, 0);
+	ck_assert_int_eq(fk.saved.active, COLOR_BLUE);
+	ck_assert_uint_eq(fk.saved.generation, 2);
+	ck_assert_int_eq(fk.saved.window_end_ms, 0);
+}
+END_TEST
+
+START_TEST(test_auto_rollback_needs_previous)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	char msg[512];
+
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	engine_tick(&eng);
+	fk.servers[COLOR_GREEN] = (struct engine_servers){0, 0, 2};
+	fk.servers[COLOR_BLUE] = (struct engine_servers){0, 0, 2};
+	fk.mono += 250;
+	fk.n = 0;
+	engine_tick(&eng);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+	ck_assert_int_eq(find("save"), -1);
+	ck_assert_int_eq(find("publish"), -1);
+	ck_assert_uint_eq(count("record rollback-failed auto-rollback green->blue"), 1);
+	ck_assert_uint_eq(count("hook rollback"), 1);
+	ck_assert_int_eq(eng.verdict, WINDOW_ROLLBACK_FAILED);
+	/* The guard acts once per window, and the window's end does not absolve it. */
+	fk.mono += 250;
+	engine_tick(&eng);
+	ck_assert_uint_eq(count("record "), 1);
+	fk.mono += 60000;
+	ck_assert(engine_window_end(&eng));
+	ck_assert_int_eq(eng.verdict, WINDOW_ROLLBACK_FAILED);
+	ck_assert_uint_eq(count("record window_end timer -->green"), 1);
+}
+END_TEST
+
+START_TEST(test_if_gen_and_one_at_a_time)
+{
+	struct engine_request a = request(COLOR_GREEN), b = request(COLOR_GREEN);
+	char msg[512];
+
+	ck_assert_int_eq(engine_prepare(&eng, &a, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert(eng.busy);
+	ck_assert_int_eq(engine_prepare(&eng, &b, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_str_eq(msg, "switch to green refused: another switch is in progress");
+	ck_assert(eng.busy); /* the first one still holds it */
+	ck_assert_int_eq(engine_switch(&eng, &a, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert(!eng.busy);
+
+	/* --if-gen: of two callers with the same N, exactly one wins. */
+	a = request(COLOR_BLUE);
+	a.has_if_gen = true;
+	a.if_gen = 1;
+	b = a;
+	ck_assert_int_eq(do_switch(&a, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_eq(do_switch(&b, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_str_eq(msg, "switch to blue refused: generation is 2, not 1");
+	ck_assert_uint_eq(eng.sw.generation, 2);
+	ck_assert_uint_eq(eng.refused, 2);
+
+	/* Interrupted by an automatic rollback: refused, then rolled back. */
+	a = request(COLOR_GREEN);
+	ck_assert_int_eq(engine_prepare(&eng, &a, msg, sizeof(msg)), SWITCH_GO);
+	fk.pending = &a;
+	fk.n = 0;
+	eng.sw.state = SWITCHER_OBSERVING; /* as if blue were the release under watch */
+	engine_auto_rollback(&eng, GUARD_TRIGGER_HEALTH, "blue has 0 servers up, needs 1");
+	ck_assert_uint_eq(fk.interrupts, 1);
+	ck_assert(!eng.busy);
+	ck_assert_int_lt(find("record refused manual blue->green"), find("record rollback auto-rollback"));
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+}
+END_TEST
+
+START_TEST(test_dry_run_and_noop)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	char msg[512];
+
+	rq.dry_run = true;
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert(!eng.busy);
+	ck_assert_uint_eq(fk.n, 0); /* nothing saved, published, recorded */
+	rq = request(COLOR_BLUE);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_NOOP);
+	ck_assert_uint_eq(fk.n, 0);
+	/* An unhealthy target is refused (and recorded), unless forced. */
+	fk.servers[COLOR_GREEN] = (struct engine_servers){1, 0, 2};
+	rq = request(COLOR_GREEN);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_ptr_nonnull(strstr(msg, "green has 0 of 2 servers healthy, needs 1"));
+	ck_assert_uint_eq(count("record refused"), 1);
+	rq.force = true;
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_ge(find("hook post_switch 0->1 gen=1 reason=forced"), 0);
+	/* A rollback with nowhere to go names no color. */
+	setup();
+	rq = request(COLOR_GREEN);
+	rq.rollback = true;
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_str_eq(msg, "rollback to previous color refused: nothing to roll back to: no switch has happened yet");
+	ck_assert_uint_eq(count("record refused manual blue->- "), 1);
+}
+END_TEST
+
+START_TEST(test_restore)
+{
+	struct state st;
+
+	/* A state file that cannot be read: no color is picked, nothing published. */
+	engine_init(&eng, &effects, NULL, &config, COLOR_GREEN);
+	fk.n = 0;
+	fk.publishes = 0;
+	ck_assert_int_eq(engine_restore(&eng, -1, NULL, COLOR_GREEN), -1);
+	ck_assert_uint_eq(fk.publishes, 0);
+	ck_assert_int_eq(engine_restore(&eng, 0, NULL, COLOR_GREEN), -1);
+	ck_assert_uint_eq(fk.publishes, 0);
+
+	/* No state file: the configured initial color, generation 0. */
+	ck_assert_int_eq(engine_restore(&eng, 1, NULL, COLOR_GREEN), 0);
+	ck_assert_int_eq(fk.published, COLOR_GREEN);
+	ck_assert_uint_eq(eng.sw.generation, 0);
+	ck_assert(!eng.sw.has_previous);
+
+	/* The state file wins over `initial`, and its window resumes. */
+	memset(&st, 0, sizeof(st));
+	st.active = COLOR_BLUE;
+	st.has_previous = true;
+	st.previous = COLOR_GREEN;
+	st.generation = 7;
+	st.switched_at_ms = fk.wall - 20000;
+	st.window_end_ms = fk.wall + 40000;
+	ck_assert_int_eq(engine_restore(&eng, 0, &st, COLOR_GREEN), 0);
+	ck_assert_int_eq(fk.published, COLOR_BLUE);
+	ck_assert_int_eq(eng.sw.active, COLOR_BLUE);
+	ck_assert_int_eq(eng.sw.previous, COLOR_GREEN);
+	ck_assert_uint_eq(eng.sw.generation, 7);
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	ck_assert(fk.window_armed);
+	ck_assert_uint_eq(fk.window_ms, 40000);
+	ck_assert_uint_eq(engine_window_left(&eng), 40000);
+	ck_assert_int_eq(find("save"), -1); /* restoring writes nothing */
+
+	/* A window that ended while stopped stays ended. */
+	st.window_end_ms = fk.wall - 1;
+	ck_assert_int_eq(engine_restore(&eng, 0, &st, COLOR_GREEN), 0);
+	ck_assert_int_eq(eng.sw.state, SWITCHER_STABLE);
+	ck_assert(!fk.window_armed);
+}
+END_TEST
+
+START_TEST(test_window_verdict)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	struct engine_config off = config;
+	char msg[512];
+
+	/* Too little traffic: no verdict of good. */
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_eq(eng.verdict, WINDOW_NONE);
+	ck_assert_ptr_null(window_verdict_name(eng.verdict));
+	fk.mono += 30000;
+	ck_assert(!engine_window_end(&eng)); /* early: re-armed, not ended */
+	ck_assert(fk.window_armed);
+	ck_assert_uint_eq(fk.window_ms, 30000);
+	fk.mono += 30000;
+	fk.n = 0;
+	ck_assert(engine_window_end(&eng));
+	ck_assert_int_eq(eng.verdict, WINDOW_INSUFFICIENT_TRAFFIC);
+	ck_assert_str_eq(window_verdict_name(eng.verdict), "insufficient-traffic");
+	ck_assert_uint_eq(count("record window_end timer -->green"), 1);
+	ck_assert_int_gt(find("hook window_end 0->1"), find("record window_end"));
+
+	/* Enough good traffic: passed. */
+	rq = request(COLOR_BLUE);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	fk.sample[COLOR_BLUE].requests = 50;
+	fk.mono += 1000;
+	engine_tick(&eng);
+	fk.mono += 60000;
+	ck_assert(engine_window_end(&eng));
+	ck_assert_int_eq(eng.verdict, WINDOW_PASSED);
+	ck_assert_str_eq(eng.verdict_reason, "50 requests within the limits");
+
+	/* auto_rollback off (a reload): unguarded, and the guard never acts. */
+	off.auto_rollback = false;
+	engine_reconfigure(&eng, &off);
+	ck_assert_int_eq(fk.published, COLOR_BLUE);
+	rq = request(COLOR_GREEN);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	fk.servers[COLOR_GREEN] = (struct engine_servers){0, 0, 2};
+	fk.mono += 1000;
+	engine_tick(&eng);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+	fk.mono += 60000;
+	ck_assert(engine_window_end(&eng));
+	ck_assert_int_eq(eng.verdict, WINDOW_UNGUARDED);
+
+	/* The operator's commit ends a window with its own verdict. */
+	fk.servers[COLOR_BLUE] = (struct engine_servers){2, 2, 2};
+	rq = request(COLOR_BLUE);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	fk.n = 0;
+	ck_assert_int_eq(engine_commit(&eng, &rq.who, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_eq(eng.verdict, WINDOW_COMMITTED);
+	ck_assert_str_eq(eng.verdict_reason, "committed by uid 1000");
+	ck_assert_int_lt(find("save blue"), find("record commit manual -->blue"));
+	ck_assert_int_eq(fk.saved.window_end_ms, 0);
+	ck_assert(!fk.window_armed);
+	ck_assert_int_ge(find("hook window_end 1->0 gen=4 reason=commit"), 0);
+	ck_assert_int_eq(engine_commit(&eng, &rq.who, msg, sizeof(msg)), SWITCH_NOOP);
+}
+END_TEST
+
+static Suite *
+engine_suite(void)
+{
+	Suite *s = suite_create("engine");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_commit_order);
+	tcase_add_test(tc, test_failed_save_refuses);
+	tcase_add_test(tc, test_auto_rollback_when_unsaved);
+	tcase_add_test(tc, test_auto_rollback_needs_previous);
+	tcase_add_test(tc, test_if_gen_and_one_at_a_time);
+	tcase_add_test(tc, test_dry_run_and_noop);
+	tcase_add_test(tc, test_restore);
+	tcase_add_test(tc, test_window_verdict);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(engine_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? 0 : 1;
+}
