@@ -162,7 +162,7 @@ def test_purge_closes_surplus_gradually(env):
 def test_purge_keeps_what_demand_needs(env):
     """With a burst over and 5 clients still busy, the purge closes the
     burst's surplus but not the 5 connections the ongoing demand uses."""
-    b, d = start(env, upstream={"purge_delay": "1s"},
+    b, d = start(env, upstream={"purge_delay": "2s"},
                  timeouts={"upstream_idle": "60s"}, extra="workers = 1;\n" + EXTRA)
     Waves(env, d, 60).run(3)
     burst = established_to(d.pid, b.port)
