@@ -261,8 +261,9 @@ start_proxy() {
     STARTED[$name]=1
 }
 
-# workload URL path and extra wrk arguments.
-workload_path() { case $1 in ka_tiny | close | tls_ka | tls_new) echo /tiny ;; ka_64k) echo /64k ;; esac; }
+# workload URL path, extra wrk arguments and connections (-c).
+workload_path() { case $1 in ka_tiny | ka_500 | close | tls_ka | tls_new) echo /tiny ;; ka_64k) echo /64k ;; esac; }
+workload_conns() { case $1 in ka_500) echo 500 ;; *) echo "$BENCH_CONNS" ;; esac; }
 workload_args() { case $1 in close | tls_new) echo '-H Connection:close' ;; esac; }
 # workload_url NAME WORKLOAD: the URL wrk loads (tls_*: NAME's TLS listener).
 workload_url() {

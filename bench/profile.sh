@@ -55,14 +55,14 @@ read -r -a WRKPIN <<<"$(pin "$BENCH_WRK_CPU")"
 say "bench: profiling $TARGET ($PROFILE_TOOL) under $PROFILE_WORKLOAD for ${PROFILE_DURATION}s"
 
 {
-    echo "profile: $TARGET, workload $PROFILE_WORKLOAD, ${PROFILE_DURATION}s, wrk -c$BENCH_CONNS, tool $PROFILE_TOOL"
+    echo "profile: $TARGET, workload $PROFILE_WORKLOAD, ${PROFILE_DURATION}s, wrk -c$(workload_conns "$PROFILE_WORKLOAD"), tool $PROFILE_TOOL"
     if [[ $PROFILE_TOOL == perf ]]; then
         # Warm up first so start-up costs do not show.
-        "${WRKPIN[@]}" wrk -t1 -c"$BENCH_CONNS" -d2s "${extra[@]}" "$url" >/dev/null 2>&1
+        "${WRKPIN[@]}" wrk -t1 -c"$(workload_conns "$PROFILE_WORKLOAD")" -d2s "${extra[@]}" "$url" >/dev/null 2>&1
         pids=$(pids_of "$TARGET" | paste -sd,)
         cg=()
         case ${PROFILE_CALLGRAPH:-0} in 1 | dwarf) cg=(--call-graph dwarf) ;; fp) cg=(-g) ;; esac
-        "${WRKPIN[@]}" wrk -t1 -c"$BENCH_CONNS" -d"$((PROFILE_DURATION + 1))s" "${extra[@]}" "$url" >"$TMP/wrk.out" 2>&1 &
+        "${WRKPIN[@]}" wrk -t1 -c"$(workload_conns "$PROFILE_WORKLOAD")" -d"$((PROFILE_DURATION + 1))s" "${extra[@]}" "$url" >"$TMP/wrk.out" 2>&1 &
         wrkpid=$!
         sleep 0.5
         perf record -e cpu-clock -F 1999 "${cg[@]}" -p "$pids" -o "$TMP/perf.data" -- sleep "$PROFILE_DURATION" >"$TMP/perf.log" 2>&1
@@ -91,7 +91,7 @@ say "bench: profiling $TARGET ($PROFILE_TOOL) under $PROFILE_WORKLOAD for ${PROF
         echo
         echo "raw: perf report -i ${OUT%.txt}.perf.data"
     else
-        "${WRKPIN[@]}" wrk -t1 -c"$BENCH_CONNS" -d"${PROFILE_DURATION}s" "${extra[@]}" "$url" >"$TMP/wrk.out" 2>&1
+        "${WRKPIN[@]}" wrk -t1 -c"$(workload_conns "$PROFILE_WORKLOAD")" -d"${PROFILE_DURATION}s" "${extra[@]}" "$url" >"$TMP/wrk.out" 2>&1
         grep -E 'Requests/sec|requests in' "$TMP/wrk.out"
         kill -TERM "${PID[$TARGET]}"
         # Not our child here (this block runs in a pipeline's subshell): poll.

@@ -18,7 +18,7 @@ Environment (defaults in brackets):
   BENCH_DURATION [10]  seconds per measured run     BENCH_WARMUP [2]  seconds of warm-up
   BENCH_ROUNDS [3]     interleaved rounds           BENCH_CONNS [50]  wrk connections
   BENCH_THREADS [1]    wrk threads                  BENCH_PROXIES ["cutoverd haproxy nginx"]
-  BENCH_WORKLOADS ["ka_tiny ka_64k close"]; also tls_ka tls_new (TLS; "all" = all five)
+  BENCH_WORKLOADS ["ka_tiny ka_64k close ka_500"]; also tls_ka tls_new (TLS; "all" = all six)
   BENCH_TLS_CERT [a]   a: ECDSA P-256, b: RSA 2048 (the certificate all three serve)
   BENCH_WRK_CPU [0]  BENCH_PROXY_CPU [1]  BENCH_BACKEND_CPU [=proxy CPU]   (-1: no pinning)
   CUTOVERD [src/cutoverd or build/src/cutoverd]     BENCH_KEEP=1 keeps the temp dir
@@ -39,10 +39,10 @@ fi
 : "${BENCH_DURATION:=10}" "${BENCH_ROUNDS:=3}" "${BENCH_WARMUP:=2}"
 : "${BENCH_CONNS:=50}" "${BENCH_THREADS:=1}"
 : "${BENCH_PROXIES:=cutoverd haproxy nginx}"
-: "${BENCH_WORKLOADS:=ka_tiny ka_64k close}"
-[[ $BENCH_WORKLOADS == all ]] && BENCH_WORKLOADS="ka_tiny ka_64k close tls_ka tls_new"
+: "${BENCH_WORKLOADS:=ka_tiny ka_64k close ka_500}"
+[[ $BENCH_WORKLOADS == all ]] && BENCH_WORKLOADS="ka_tiny ka_64k close ka_500 tls_ka tls_new"
 for wl in $BENCH_WORKLOADS; do
-    [[ -n $(workload_path "$wl") ]] || die "unknown workload $wl (ka_tiny ka_64k close tls_ka tls_new)"
+    [[ -n $(workload_path "$wl") ]] || die "unknown workload $wl (ka_tiny ka_64k close ka_500 tls_ka tls_new)"
     [[ $wl == tls_* ]] && BENCH_TLS=1
 done
 
@@ -97,11 +97,11 @@ print(round(sum(int(m) * 60 + float(s) for m, s in v) * int(sys.argv[1])))' "$CL
 run_wrk() {
     local name=$1 wl=$2 secs=$3 out=$4 extra=()
     [[ $wl == close || $wl == tls_new ]] && extra=(-H "Connection: close")
-    "${WRKPIN[@]}" wrk -t"$BENCH_THREADS" -c"$BENCH_CONNS" -d"${secs}s" --latency \
+    "${WRKPIN[@]}" wrk -t"$BENCH_THREADS" -c"$(workload_conns "$wl")" -d"${secs}s" --latency \
         -s "$BENCH_SRC/report.lua" "${extra[@]}" "$(workload_url "$name" "$wl")" >"$out" 2>&1
 }
 
-printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\tother_cpu_pct\tsteal_pct\twrk_other_cpu_pct\twrk_steal_pct\twrk_cpu_us_per_req\n' >"$RAW"
+printf 'round\tworkload\tproxy\trequests\tduration_s\trps\tp50_ms\tp99_ms\tp999_ms\tcpu_s\tcpu_us_per_req\tbackend_cpu_us_per_req\tpeak_rss_kib\tconnect_err\tread_err\twrite_err\ttimeout_err\tnon2xx\tother_cpu_pct\tsteal_pct\twrk_other_cpu_pct\twrk_steal_pct\twrk_cpu_us_per_req\n' >"$RAW"
 
 total=$((BENCH_ROUNDS * $(wc -w <<<"$BENCH_WORKLOADS") * ${#PROXIES[@]}))
 n=0
@@ -144,12 +144,12 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
             declare -A m=()
             for kv in ${line#BENCH }; do m[${kv%%=*}]=${kv#*=}; done
             python3 - "$r" "$wl" "$p" "${m[requests]}" "${m[duration_us]}" "${m[p50_us]}" \
-                "${m[p99_us]}" "$((c1 - c0))" "$((b1 - b0))" "$CLK_TCK" "$hwm" "${m[connect]}" \
+                "${m[p99_us]}" "${m[p999_us]}" "$((c1 - c0))" "$((b1 - b0))" "$CLK_TCK" "$hwm" "${m[connect]}" \
                 "${m[read]}" "${m[write]}" "${m[timeout]}" "${m[status]}" \
                 "$((s1 - s0))" "$((st1 - st0))" "$t0" "$t1" "$(wc -w <<<"$NOISE_CPUS")" \
                 "$((w1 - w0))" "$((ws1 - ws0))" "$((k1 - k0))" "$(wc -w <<<"$WRK_CPUS")" >>"$RAW" <<'PY'
 import sys
-(r, wl, p, req, dur, p50, p99, ct, bt, hz, hwm, ce, re, we, te, st,
+(r, wl, p, req, dur, p50, p99, p999, ct, bt, hz, hwm, ce, re, we, te, st,
  busy, steal, t0, t1, ncpu, wbusy, wsteal, wt, nwcpu) = sys.argv[1:]
 req, dur, ct, bt, hz = int(req), int(dur) / 1e6, int(ct), int(bt), int(hz)
 wall = float(t1) - float(t0)
@@ -165,7 +165,7 @@ wother, wstolen = foreign(wbusy, int(wt), wsteal, nwcpu)
 cpu = ct / hz
 per = lambda t: (t / hz) / req * 1e6 if req else 0.0
 print("\t".join(map(str, [r, wl, p, req, f"{dur:.3f}", f"{req / dur:.1f}",
-      f"{int(p50) / 1000:.3f}", f"{int(p99) / 1000:.3f}", f"{cpu:.2f}",
+      f"{int(p50) / 1000:.3f}", f"{int(p99) / 1000:.3f}", f"{int(p999) / 1000:.3f}", f"{cpu:.2f}",
       f"{per(ct):.2f}", f"{per(bt):.2f}", hwm, ce, re, we, te, st,
       f"{other:.1f}", f"{stolen:.1f}", f"{wother:.1f}", f"{wstolen:.1f}",
       f"{per(int(wt)):.2f}"])))

@@ -12,6 +12,7 @@ import sys
 WORKLOADS = {"ka_tiny": "keep-alive, tiny body",
              "ka_64k": "keep-alive, 64 KiB body",
              "close": "new connection per request",
+             "ka_500": "keep-alive, tiny, 500 conns",
              "tls_ka": "TLS keep-alive, tiny body",
              "tls_new": "TLS handshake per request"}
 ORDER = ["cutoverd", "haproxy", "nginx"]
@@ -37,6 +38,7 @@ def main():
             "rps": med(rs, "rps"),
             "rps_rounds": [float(r["rps"]) for r in rs],
             "p99_ms": med(rs, "p99_ms"),
+            "p999_ms": med(rs, "p999_ms") if all(r.get("p999_ms") for r in rs) else None,
             "p50_ms": med(rs, "p50_ms"),
             "cpu_us_per_req": med(rs, "cpu_us_per_req"),
             "backend_cpu_us_per_req": med(rs, "backend_cpu_us_per_req"),
@@ -61,14 +63,14 @@ def main():
 
     lines = []
     lines.append(f"cutover bench: {meta.get('rounds')} round(s) x {meta.get('duration_s')}s, "
-                 f"wrk -t{meta.get('wrk_threads')} -c{meta.get('conns')} on CPU {meta.get('wrk_cpu')}, "
+                 f"wrk -t{meta.get('wrk_threads')} -c{meta.get('conns')}{' (ka_500: -c500)' if 'ka_500' in summary else ''} on CPU {meta.get('wrk_cpu')}, "
                  f"proxies on CPU {meta.get('proxy_cpu')}, backend on CPU {meta.get('backend_cpu')}")
     lines.append("medians over rounds; spread = (max-min)/median req/s over rounds; "
                  "CPU/req = proxy utime+stime / requests;")
     lines.append("other% = max share of the proxy+backend core / of wrk's core taken by other processes or the hypervisor;")
     lines.append("RSS = peak (VmHWM, max over rounds; nginx = master+worker); "
                  f"load average before/after: {meta.get('loadavg_before')} / {meta.get('loadavg_after')}")
-    hdr = f"{'workload':<28} {'proxy':<9} {'req/s':>10} {'spread':>7} {'p99 ms':>8} {'CPU us/req':>10} " \
+    hdr = f"{'workload':<28} {'proxy':<9} {'req/s':>10} {'spread':>7} {'p99 ms':>8} {'p99.9 ms':>8} {'CPU us/req':>10} " \
           f"{'backend us/req':>14} {'peak RSS MiB':>12} {'other%':>9}  errors"
     noisy = []
     for wl in [w for w in WORKLOADS if w in summary] + [w for w in summary if w not in WORKLOADS]:
@@ -81,7 +83,9 @@ def main():
             err = "none" if not s["flagged"] else "FLAGGED " + " ".join(
                 f"{k}={v}" for k, v in e.items() if v)
             spread = (max(s["rps_rounds"]) - min(s["rps_rounds"])) / s["rps"] * 100 if s["rps"] else 0
+            p999 = "n/a" if s["p999_ms"] is None else f"{s['p999_ms']:.2f}"
             lines.append(f"{WORKLOADS.get(wl, wl):<28} {p:<9} {s['rps']:>10.0f} {spread:>6.0f}% {s['p99_ms']:>8.2f} "
+                         f"{p999:>8} "
                          f"{s['cpu_us_per_req']:>10.2f} {s['backend_cpu_us_per_req']:>14.2f} "
                          f"{s['peak_rss_kib'] / 1024:>12.1f} {s['other_cpu_pct']:>4.0f}/{s['wrk_other_cpu_pct']:<4.0f}  {err}")
             if spread > 20 or s["other_cpu_pct"] > 5 or s["wrk_other_cpu_pct"] > 5:

@@ -108,6 +108,7 @@ struct key {
 #define MS_MAX_SAFETY_WINDOW (30 * MS_DAY)
 #define MS_MAX_CHECK MS_HOUR         /* health interval/timeout, smoke timeout */
 #define LATENCY_FACTOR_MAX 1000.0
+#define KEEPALIVE_MAX 100000 /* upstream.keepalive, besides "auto" */
 
 static void cerr(struct ctx *ctx, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -178,6 +179,8 @@ static key_parse_fn parse_headers;
 static key_free_fn free_headers;
 static key_parse_fn parse_cidrs;
 static key_free_fn free_cidrs;
+static key_parse_fn parse_keepalive;
+static key_free_fn free_nothing;
 
 /*
  * The key tables. Every key of cutover.conf(5) is one row here; keep the man
@@ -366,8 +369,10 @@ static const struct key timeouts_keys[] = {
 };
 
 static const struct key upstream_keys[] = {
-	{KEY("keepalive", KT_UINT, C(upstream.keepalive), "32"),
-	    RANGE(0, 100000), .reload = true},
+	{KEY("keepalive", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_keepalive,
+	    .free = free_nothing},
+	{KEY("purge_delay", KT_DURATION, C(upstream.purge_delay_ms), "5s"),
+	    RANGE(1, MS_HOUR), .reload = true},
 	{.name = NULL},
 };
 
@@ -1432,6 +1437,37 @@ free_smoke(void *base)
 
 	group_list_free(smoke_keys, sizeof(*cfg->smoke), &cfg->smoke,
 	    &cfg->nsmoke);
+}
+
+/* upstream.keepalive: "auto" (the default, CONFIG_KEEPALIVE_AUTO) or a count. */
+static void
+parse_keepalive(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	static const struct key count = {KEY("keepalive", KT_UINT, 0, NULL),
+	    RANGE(0, KEEPALIVE_MAX)};
+	struct config *cfg = base;
+	int type;
+
+	(void)parent;
+	cfg->upstream.keepalive = CONFIG_KEEPALIVE_AUTO;
+	if (s == NULL)
+		return;
+	type = config_setting_type(s);
+	if (type == CONFIG_TYPE_INT || type == CONFIG_TYPE_INT64) {
+		(void)parse_value(ctx, &count, s, path, &cfg->upstream.keepalive);
+		return;
+	}
+	if (type != CONFIG_TYPE_STRING || strcmp(config_setting_get_string(s), "auto") != 0)
+		cerr(ctx, s, "'%s' must be \"auto\" or an integer from 0 to %d", path,
+		    KEEPALIVE_MAX);
+}
+
+/* For a KT_CUSTOM key that allocates nothing. */
+static void
+free_nothing(void *base)
+{
+	(void)base;
 }
 
 static void

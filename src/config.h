@@ -13,6 +13,7 @@
  * cutover.conf(5).
  */
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -131,9 +132,15 @@ struct config_timeouts {
 	uint64_t handshake_ms;     /* a TLS handshake must finish within, default 10s */
 };
 
-/* Group "upstream" { keepalive; }. */
+/* upstream.keepalive = "auto" (the default): no fixed cap on idle connections. */
+#define CONFIG_KEEPALIVE_AUTO UINT_MAX
+
+/* Group "upstream" { keepalive; purge_delay; }. */
 struct config_upstream {
-	unsigned keepalive; /* idle connections kept per server per worker, default 32; 0 disables reuse */
+	unsigned keepalive;      /* most idle connections kept per server per worker; 0 disables
+	                            reuse; CONFIG_KEEPALIVE_AUTO (default): only demand decides */
+	uint64_t purge_delay_ms; /* idle connections unused this long are surplus, half of them
+	                            closed every purge_delay; default 5s */
 };
 
 /* Collected errors, each already formatted as "FILE:LINE: message". */

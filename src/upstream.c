@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "clock.h"
 #include "fdlimit.h"
 #include "log.h"
 #include "pool.h"
@@ -24,6 +25,7 @@ static void idle_readcb(struct bufferevent *bev, void *arg);
 static void idle_eventcb(struct bufferevent *bev, short what, void *arg);
 static void idle_unlink(struct upstream_conn *c);
 static void local_failure(const struct server *s);
+static void purge_server(struct worker *w, struct server *s, uint64_t cutoff_ms);
 
 void
 upstream_idle_init(struct upstream_idle *idle)
@@ -116,10 +118,15 @@ upstream_release(struct upstream_conn *c)
 	struct route *r = route_current();
 	struct timeval tv;
 
-	/* Connections to a color that is no longer active (a switch happened
+	/* A connection a request just used is one demand needed: kept, unless
+	 * a fixed keepalive cap says otherwise (0 disables reuse), or this
+	 * worker already holds idle as many connections as it may serve
+	 * clients (the descriptor budget). The purge tick trims the surplus.
+	 * Connections to a color that is no longer active (a switch happened
 	 * while this request drained) or to a pool a reload replaced are not
 	 * kept: idle connections to the old color are closed at a switch. */
-	if (idle->count >= w->cfg->upstream.keepalive || w->stopping ||
+	if (idle->count >= w->cfg->upstream.keepalive || w->upstream_idle >= worker_idle_cap(w) ||
+	    w->stopping ||
 	    atomic_load_explicit(&c->server->pool->retired, memory_order_relaxed) ||
 	    (r != NULL && r->active != c->server->color)) {
 		upstream_close(c);
@@ -129,6 +136,8 @@ upstream_release(struct upstream_conn *c)
 	pool_ref(c->server->pool);
 	TAILQ_INSERT_HEAD(&idle->list, c, link);
 	idle->count++;
+	w->upstream_idle++;
+	c->idle_since_ms = clock_mono_ms();
 	bufferevent_setcb(c->bev, idle_readcb, NULL, idle_eventcb, c);
 	tv.tv_sec = (time_t)(w->cfg->timeouts.upstream_idle_ms / 1000);
 	tv.tv_usec = (suseconds_t)(w->cfg->timeouts.upstream_idle_ms % 1000) * 1000;
@@ -161,6 +170,45 @@ upstream_close_idle_pool(struct worker *w, struct pool *p)
 	}
 }
 
+void
+upstream_purge(struct worker *w)
+{
+	struct route *r = route_current();
+	uint64_t now = clock_mono_ms(), delay = w->cfg->upstream.purge_delay_ms;
+	size_t i;
+	int col;
+
+	if (r == NULL || w->upstream_idle == 0 || now < delay)
+		return;
+	for (col = 0; col < COLOR_COUNT; col++)
+		for (i = 0; r->pools[col] != NULL && i < r->pools[col]->nservers; i++)
+			purge_server(w, &r->pools[col]->servers[i], now - delay);
+}
+
+/*
+ * The list is ordered by idle_since_ms, newest at the head: the connections
+ * idle since cutoff_ms or longer are a run at the tail. Closing half of them
+ * per tick (HAProxy closes half its excess per pool-purge-delay too) shrinks
+ * a surplus of n in about log2(n) ticks, so a lull shorter than that costs a
+ * burst that comes back only part of its connections.
+ */
+static void
+purge_server(struct worker *w, struct server *s, uint64_t cutoff_ms)
+{
+	struct upstream_idle *idle = &s->idle[w->id];
+	struct upstream_conn *c;
+	unsigned n = 0;
+
+	for (c = TAILQ_LAST(&idle->list, upstream_list); c != NULL && c->idle_since_ms <= cutoff_ms;
+	    c = TAILQ_PREV(c, upstream_list, link))
+		n++;
+	for (n = (n + 1) / 2; n > 0; n--) {
+		c = TAILQ_LAST(&idle->list, upstream_list);
+		idle_unlink(c);
+		upstream_close(c);
+	}
+}
+
 /* Removes c from its idle list and drops the pool reference idling held. */
 static void
 idle_unlink(struct upstream_conn *c)
@@ -169,6 +217,7 @@ idle_unlink(struct upstream_conn *c)
 
 	TAILQ_REMOVE(&idle->list, c, link);
 	idle->count--;
+	c->w->upstream_idle--;
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	/* The pool outlives this call: the taker holds its own reference. */

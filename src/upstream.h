@@ -8,9 +8,19 @@
  * (server->idle[worker->id]); only that worker touches it, so no locks. An
  * idle connection holds a reference on its server's pool. While idle, any
  * byte or EOF from the server, or upstream_idle timeout, closes it.
+ *
+ * How many stay idle follows demand, as HAProxy's pool-purge-delay: every
+ * connection a request gives back is kept (under upstream.keepalive when it
+ * is a number, and under the worker's share of the connection limit), and
+ * every upstream.purge_delay the worker closes half of the idle connections
+ * that no request used during the whole last purge_delay, the longest idle
+ * first. Reuse is LIFO, so the connections a burst needed stay at the head
+ * and keep being used; those past the recent peak sink to the tail, idle,
+ * and are purged there: the list shrinks gradually to what demand needs.
  */
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include <event2/bufferevent.h>
@@ -25,6 +35,7 @@ struct upstream_conn {
 	struct worker *w;
 	TAILQ_ENTRY(upstream_conn) link;
 	unsigned requests; /* requests started on this connection */
+	uint64_t idle_since_ms; /* clock_mono_ms() when it was last given back */
 	bool connected;
 };
 
@@ -56,7 +67,9 @@ struct upstream_conn *upstream_connect(struct worker *w, struct server *s, buffe
 
 /*
  * Gives a connection whose last exchange ended cleanly back to the idle list
- * (or closes it when the list is full or reuse is off).
+ * (or closes it when reuse is off, upstream.keepalive idle connections to its
+ * server are already kept, the worker holds its share of the connection
+ * limit idle, or the connection's color or pool is no longer in use).
  */
 void upstream_release(struct upstream_conn *c);
 
@@ -70,6 +83,14 @@ struct bufferevent *upstream_bev_new(struct event_base *base, const struct serve
 
 /* Closes and frees c. */
 void upstream_close(struct upstream_conn *c);
+
+/*
+ * The purge tick (every upstream.purge_delay, from the worker's timer): for
+ * each server of the current route, closes half (rounded up) of the idle
+ * connections that have been idle for at least purge_delay, oldest first.
+ * Worker thread.
+ */
+void upstream_purge(struct worker *w);
 
 /* Closes every idle connection this worker holds to the servers of pool p. */
 struct pool;

@@ -40,6 +40,8 @@ static void maybe_exit(struct worker *w);
 static void post_peers(unsigned msg);
 static void apply_reload(struct worker *w);
 static void heartbeat_cb(evutil_socket_t fd, short what, void *arg);
+static void purge_cb(evutil_socket_t fd, short what, void *arg);
+static void purge_arm(struct worker *w);
 
 /*
  * limits.max_connections holds for the whole daemon, not per worker: the
@@ -149,6 +151,9 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 		goto fail;
 	if ((w->flush_ev = event_new(w->base, -1, 0, session_flush_cb, w)) == NULL)
 		goto fail;
+	if ((w->purge_ev = event_new(w->base, -1, EV_PERSIST, purge_cb, w)) == NULL)
+		goto fail;
+	purge_arm(w);
 	{
 		struct timeval sec = {1, 0};
 
@@ -204,6 +209,9 @@ worker_free(struct worker *w)
 	if (w->heartbeat_ev != NULL)
 		event_free(w->heartbeat_ev);
 	w->heartbeat_ev = NULL;
+	if (w->purge_ev != NULL)
+		event_free(w->purge_ev);
+	w->purge_ev = NULL;
 	if (w->flush_ev != NULL)
 		event_free(w->flush_ev);
 	w->flush_ev = NULL;
@@ -255,6 +263,14 @@ conn_limit(const struct worker *w)
 	unsigned cap = atomic_load_explicit(&conn_cap, memory_order_relaxed);
 
 	return w->cfg->limits.max_connections < cap ? w->cfg->limits.max_connections : cap;
+}
+
+unsigned
+worker_idle_cap(const struct worker *w)
+{
+	unsigned n = conn_limit(w) / (npeers > 0 ? npeers : 1);
+
+	return n > 0 ? n : 1;
 }
 
 void
@@ -399,6 +415,8 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		/* A persistent timer would keep the loop from ending. */
 		if (w->heartbeat_ev != NULL)
 			event_del(w->heartbeat_ev);
+		if (w->purge_ev != NULL)
+			event_del(w->purge_ev);
 		session_shutdown_all(w, (msg & WORKER_MSG_FORCE) != 0);
 		if (msg & WORKER_MSG_FORCE)
 			event_base_loopexit(w->base, NULL);
@@ -438,6 +456,8 @@ apply_reload(struct worker *w)
 	if (!w->stopping)
 		listeners_rebuild(w, w->cfg, nc);
 	w->cfg = nc;
+	if (!w->stopping && nc->upstream.purge_delay_ms != w->purge_ms)
+		purge_arm(w);
 	if (w->next_tls != NULL)
 		w->tls = w->next_tls;
 	for (c = 0; c < COLOR_COUNT; c++)
@@ -454,6 +474,26 @@ heartbeat_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	atomic_store(&w->heartbeat_ms, clock_mono_ms());
+}
+
+/* (Re)starts the purge timer at the configured upstream.purge_delay. */
+static void
+purge_arm(struct worker *w)
+{
+	struct timeval tv;
+
+	w->purge_ms = w->cfg->upstream.purge_delay_ms;
+	tv.tv_sec = (time_t)(w->purge_ms / 1000);
+	tv.tv_usec = (suseconds_t)(w->purge_ms % 1000) * 1000;
+	event_add(w->purge_ev, &tv);
+}
+
+static void
+purge_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	upstream_purge(arg);
 }
 
 static void

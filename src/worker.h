@@ -129,6 +129,11 @@ struct worker {
 	 * thread pings systemd's watchdog only while every loop turns. */
 	_Atomic uint64_t heartbeat_ms;
 	struct event *heartbeat_ev;
+	/* Idle upstream connections this worker holds, over every server, and
+	 * the timer that purges those demand no longer needs (upstream.c). */
+	unsigned upstream_idle;
+	struct event *purge_ev;
+	uint64_t purge_ms; /* the period purge_ev runs at */
 	struct worker_stats stats;
 };
 
@@ -151,6 +156,15 @@ void worker_set_peers(struct worker *workers, unsigned n);
  * limit cannot carry that many (see fdlimit_connections()). Any thread.
  */
 void worker_set_conn_cap(unsigned cap);
+
+/*
+ * The most idle upstream connections this worker keeps over all servers: its
+ * share of the daemon-wide client connection limit (limits.max_connections,
+ * or less when the descriptor limit cannot carry it; see fdlimit.h), at
+ * least 1. Idle connections past it would take descriptors that clients
+ * need. Worker thread.
+ */
+unsigned worker_idle_cap(const struct worker *w);
 
 /* Starts the worker's thread. Returns 0 or -1. */
 int worker_start(struct worker *w) __attribute__((warn_unused_result));

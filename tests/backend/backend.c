@@ -19,6 +19,8 @@
  *   /_ctl/fail?status=N every other path answers N from now on (0: stop)
  *   /_ctl/health?fail=1|0
  *   /_ctl/delay?ms=N    every other path waits N ms first (0: stop)
+ *   /_ctl/stats         "accepted N": connections accepted so far, this
+ *                       request's own included
  *   anything else       200 "NAME COLOR\n"
  * Every answer carries X-Backend: NAME and X-Color: COLOR.
  *
@@ -40,6 +42,7 @@
 #include <sys/queue.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/http_struct.h>
@@ -69,6 +72,7 @@ static const char *opt_color = "blue";
 static int fail_status;     /* 0: answer normally */
 static bool health_fail;
 static unsigned long delay_ms;
+static uint64_t accepted; /* connections accepted */
 static struct event_base *base;
 static unsigned char pattern[PATTERN_PERIOD + STREAM_CHUNK];
 static uint32_t crc_table[256];
@@ -433,6 +437,10 @@ handle(struct evhttp_request *req, void *arg)
 		reply_text(req, 200, "health-fail %d\n", health_fail);
 		return;
 	}
+	if (strcmp(path, "/_ctl/stats") == 0) {
+		reply_text(req, 200, "accepted %" PRIu64 "\n", accepted);
+		return;
+	}
 	if (strcmp(path, "/_ctl/delay") == 0) {
 		delay_ms = (unsigned long)query_u64(req, "ms", 0);
 		reply_text(req, 200, "delay %lu\n", delay_ms);
@@ -447,6 +455,15 @@ handle(struct evhttp_request *req, void *arg)
 		return;
 	}
 	dispatch(req);
+}
+
+/* evhttp asks for a bufferevent per accepted connection: count them there. */
+static struct bufferevent *
+new_conn_bev(struct event_base *b, void *arg)
+{
+	(void)arg;
+	accepted++;
+	return bufferevent_socket_new(b, -1, BEV_OPT_CLOSE_ON_FREE);
 }
 
 static void
@@ -516,6 +533,7 @@ main(int argc, char **argv)
 	    EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
 	evhttp_set_timeout(http, 120);
 	evhttp_set_gencb(http, handle, NULL);
+	evhttp_set_bevcb(http, new_conn_bev, NULL);
 	if (evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port) == NULL) {
 		fprintf(stderr, "cutover-testbackend: cannot listen on %s\n", listen_arg);
 		goto fail;

@@ -129,6 +129,30 @@ _BIG = _BLOCK * ((PATTERN_PERIOD + 4 * MAX_PIECE) // PATTERN_PERIOD + 1)
 _BIGVIEW = memoryview(_BIG)
 
 
+def established_to(pid, port):
+    """TCP connections that process pid holds in ESTABLISHED state to port
+    on this host (e.g. cutoverd's upstream connections to a backend), read
+    from /proc: another process's connections to that port do not count."""
+    inodes = set()
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            link = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue  # closed meanwhile
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    want = ":%04X" % port
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[2].endswith(want) and fields[3] == "01" and fields[9] in inodes:
+                n += 1
+    return n
+
+
 def pattern_pieces(n, piece=MAX_PIECE):
     """Yields memoryviews covering the first n bytes of the pattern stream."""
     off = 0
@@ -503,10 +527,19 @@ class Backend:
 
     def ctl(self, path):
         """Sends a /_ctl/... request straight to this backend."""
+        self.ctl_conns = getattr(self, "ctl_conns", 0) + 1
         with Conn(self.port) as c:
             c.send(http_request("GET", path, host=self.addr))
             r = c.read_response()
         check(r.status == 200, "backend control %s answered %s" % (path, r.status))
+        return r.body
+
+    def accepted(self):
+        """Connections this backend has accepted so far, not counting those
+        that ctl() opened (this question's included)."""
+        words = self.ctl("/_ctl/stats").split()
+        check(len(words) == 2 and words[0] == b"accepted", "backend /_ctl/stats answered %r" % words)
+        return int(words[1]) - self.ctl_conns
 
     def stop(self):
         problems = []
@@ -754,7 +787,7 @@ class Daemon:
 CONFIG_DEFAULT_TIMEOUTS = {"client_header": "5s", "client_idle": "10s", "connect": "2s",
                            "response": "10s", "upstream_idle": "10s"}
 CONFIG_DEFAULT_LIMITS = {"header_size": 16384, "header_count": 100, "max_connections": 1000}
-CONFIG_DEFAULT_UPSTREAM = {"keepalive": 32}
+CONFIG_DEFAULT_UPSTREAM = {}  # the shipped idle policy
 
 
 def _cfg_value(v):

@@ -165,7 +165,7 @@ static const char full_conf[] =
     "limits: { header_size = 8192; header_count = 50; max_connections = 20; };\n"
     "timeouts: { client_header = \"1s\"; client_idle = \"2s\"; connect = \"3s\";\n"
     "            response = \"4s\"; upstream_idle = \"5s\"; };\n"
-    "upstream: { keepalive = 0; };\n";
+    "upstream: { keepalive = 0; purge_delay = \"250ms\"; };\n";
 
 /* full_conf with %GROUP% replaced by a group that exists here. */
 static char *
@@ -321,6 +321,7 @@ START_TEST(test_full)
 	ck_assert_uint_eq(cfg->timeouts.response_ms, 4000);
 	ck_assert_uint_eq(cfg->timeouts.upstream_idle_ms, 5000);
 	ck_assert_uint_eq(cfg->upstream.keepalive, 0);
+	ck_assert_uint_eq(cfg->upstream.purge_delay_ms, 250);
 
 	config_free(cfg);
 	free(text);
@@ -393,7 +394,8 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->timeouts.connect_ms, 5000);
 	ck_assert_uint_eq(cfg->timeouts.response_ms, 60000);
 	ck_assert_uint_eq(cfg->timeouts.upstream_idle_ms, 30000);
-	ck_assert_uint_eq(cfg->upstream.keepalive, 32);
+	ck_assert_uint_eq(cfg->upstream.keepalive, CONFIG_KEEPALIVE_AUTO);
+	ck_assert_uint_eq(cfg->upstream.purge_delay_ms, 5000);
 	config_free(cfg);
 
 	/* ...and on, at the default address, when it is. */
@@ -401,6 +403,12 @@ START_TEST(test_defaults)
 	ck_assert_int_eq(rc, 0);
 	ck_assert(cfg->metrics.enabled);
 	ck_assert_str_eq(cfg->metrics.listen.text, "127.0.0.1:9180");
+	config_free(cfg);
+
+	/* The default can be written out. */
+	rc = load(BASE "upstream: { keepalive = \"auto\"; };\n", &cfg, &errs);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(cfg->upstream.keepalive, CONFIG_KEEPALIVE_AUTO);
 	config_free(cfg);
 }
 END_TEST
@@ -675,6 +683,14 @@ static const struct bad_case bad_cases[] = {
 	    "3: 'upstream.keepalive' must be from 0 to 100000, not -1"},
 	{BASE "upstream = { keepalive = 1; idle = \"5s\"; };\n",
 	    "3: unknown key 'idle' in 'upstream'"},
+	{BASE "upstream = { keepalive = \"none\"; };\n",
+	    "3: 'upstream.keepalive' must be \"auto\" or an integer from 0 to 100000"},
+	{BASE "upstream = { keepalive = true; };\n",
+	    "3: 'upstream.keepalive' must be \"auto\" or an integer from 0 to 100000"},
+	{BASE "upstream = { purge_delay = \"61m\"; };\n",
+	    "3: 'upstream.purge_delay' must be at most 1h, not \"61m\""},
+	{BASE "upstream = { purge_delay = \"0s\"; };\n",
+	    "3: 'upstream.purge_delay' must be greater than 0"},
 	/* A syntax error: libconfig's own text, its line. */
 	{BASE "workers = = 4;\n", "3: syntax error"},
 };
@@ -853,7 +869,7 @@ START_TEST(test_maxima_accepted)
 	    "timeouts = { client_header = \"24h\"; client_idle = \"24h\";\n"
 	    "  connect = \"24h\"; response = \"24h\"; upstream_idle = \"24h\";\n"
 	    "  handshake = \"86400000ms\"; };\n"
-	    "upstream = { keepalive = 100000; };\n"
+	    "upstream = { keepalive = 100000; purge_delay = \"1h\"; };\n"
 	    "workers = 256;\n", &cfg, &errs);
 	if (rc != 0)
 		dump_errors(&errs);
@@ -862,6 +878,8 @@ START_TEST(test_maxima_accepted)
 	ck_assert_uint_eq(cfg->limits.max_connections, 1000000);
 	ck_assert_uint_eq(cfg->sw.safety_window_ms, UINT64_C(720) * 3600 * 1000);
 	ck_assert_uint_eq(cfg->timeouts.handshake_ms, 86400000);
+	ck_assert_uint_eq(cfg->upstream.keepalive, 100000);
+	ck_assert_uint_eq(cfg->upstream.purge_delay_ms, 3600000);
 	ck_assert_uint_eq(cfg->auto_rollback.min_requests, 1000000000);
 	config_free(cfg);
 }
