@@ -8,6 +8,7 @@ PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libhttp-parser-dev libconfig-dev check libsystemd-dev
 	curl wrk python3 mandoc openssl systemd util-linux
+	dpkg-dev debhelper fakeroot lintian
 )
 
 missing=()

@@ -111,6 +111,7 @@ if [ -x "$ROOT/build/src/cutoverd" ]; then
 	extra man-lint mandoc -Tlint -Wwarning man/cutoverd.8 man/cutoverctl.8 man/cutover.conf.5
 	extra systemd-verify scripts/check-systemd.sh "$ROOT/build/src/cutoverd" "$ROOT/man"
 	extra distcheck make -C "$ROOT/build" -j"$JOBS" distcheck
+	extra deb scripts/check-deb.sh
 fi
 
 for f in "$ROOT"/build/test-suite.log "$ROOT"/build-asan/test-suite.log; do
