@@ -15,6 +15,9 @@
 #include "clock.h"
 #include "log.h"
 
+static void journal_detect(void);
+static bool log_to_journal(void);
+
 static _Atomic int log_level = LOG_LVL_INFO;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
