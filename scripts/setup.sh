@@ -9,6 +9,7 @@ PACKAGES=(
 	libevent-dev libssl-dev libhttp-parser-dev libconfig-dev check libsystemd-dev
 	curl wrk python3 mandoc openssl systemd util-linux
 	clang libclang-rt-14-dev
+	dpkg-dev debhelper fakeroot lintian
 )
 
 missing=()

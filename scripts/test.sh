@@ -118,6 +118,7 @@ if [ -x "$ROOT/build/src/cutoverd" ]; then
 	# Each libFuzzer target replays its seeds (fixed crashes among them)
 	# and fuzzes for FUZZ_SECONDS: a regression or a quick crash fails.
 	extra fuzz make -C "$ROOT/build" -j"$JOBS" fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+	extra deb scripts/check-deb.sh
 fi
 
 for f in "$ROOT"/build/test-suite.log "$ROOT"/build-asan/test-suite.log; do

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "command.h"
+#include "completion.h"
 #include "ctl.h"
 #include "deploy.h"
 #include "json.h"
@@ -118,6 +119,7 @@ usage(FILE *fp)
 	    "  --json               print the daemon's JSON answer as is\n"
 	    "  -V, --version        print the version and exit\n"
 	    "  -h, --help           print this help and exit\n"
+	    "  --completion bash    print the bash completion script and exit\n"
 	    "\n"
 	    "Commands:\n", DEFAULT_SOCKET);
 	for (i = 0; i < COMMAND_COUNT; i++) {
@@ -618,16 +620,21 @@ run_deploy(const struct request *req, const char *path)
 	return deploy_run(path, req->rq.run, req->rq.timeout_ms, &pr);
 }
 
+/* "+": options end at the command, whose own flags are checked against the
+ * command table. The completion script is generated from these too. */
+#define SHORTOPTS "+:s:hV"
+static const struct option longopts[] = {
+	{"socket", required_argument, NULL, 's'},
+	{"json", no_argument, NULL, 'j'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{"completion", required_argument, NULL, 'C'},
+	{NULL, 0, NULL, 0},
+};
+
 int
 main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
-	};
 	struct request req;
 	struct json *ans = NULL;
 	const char *path = NULL;
@@ -638,9 +645,7 @@ main(int argc, char **argv)
 	memset(&req, 0, sizeof(req));
 	jbuf_init(&req.line);
 	opterr = 0;
-	/* "+": options end at the command, whose own flags are checked
-	 * against the command table below. */
-	while ((ch = getopt_long(argc, argv, "+:s:hV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, SHORTOPTS, longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			path = optarg;
@@ -654,6 +659,13 @@ main(int argc, char **argv)
 		case 'V':
 			printf("cutoverctl %s\n", PACKAGE_VERSION);
 			return CTL_EXIT_DONE;
+		case 'C':
+			if (strcmp(optarg, "bash") != 0)
+				return ctl_usage_error("--completion: unknown shell '%s' "
+				    "(bash)", optarg);
+			completion_bash(stdout, "cutoverctl", longopts, SHORTOPTS);
+			rc = CTL_EXIT_DONE;
+			goto out;
 		case ':':
 			return ctl_usage_error("option '%s' needs an argument",
 			    argv[optind - 1]);

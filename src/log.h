@@ -2,7 +2,12 @@
 #define CUTOVER_SRC_LOG_H
 
 /*
- * Leveled logging to stderr (journald picks it up under systemd).
+ * Leveled logging to stderr (journald picks it up under systemd). When
+ * stderr is the journal (JOURNAL_STREAM names its device and inode), each
+ * line starts with its syslog priority ("<3>" for errors, "<4>" warnings,
+ * "<6>" info, "<7>" debug) instead of a timestamp, so that
+ * "journalctl -p warning" filters; otherwise lines start with a UTC
+ * timestamp.
  * Thread-safe: each line is formatted into one buffer and written with a
  * single write(2), so lines from different threads never interleave.
  */

@@ -698,7 +698,8 @@ def serve_requests(conn, rec, server):
 class Daemon:
     """A running cutoverd."""
 
-    def __init__(self, env, conf_path, port, expect_errors=(), asan_options="", preexec_fn=None):
+    def __init__(self, env, conf_path, port, expect_errors=(), asan_options="", preexec_fn=None,
+                 journal=False):
         self.env = env
         self.conf_path = conf_path
         self.port = port
@@ -711,6 +712,15 @@ class Daemon:
         if binary_has_asan(self.binary):
             opts = penv.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
             penv["ASAN_OPTIONS"] = opts + (":" + asan_options if asan_options else "")
+        # journal=True does what systemd does for a unit whose stderr is
+        # the journal: JOURNAL_STREAM is the log file's device:inode, which
+        # cutoverd compares with its stderr's. A string is passed as is.
+        penv.pop("JOURNAL_STREAM", None)
+        if journal is True:
+            st = os.fstat(self.log.fileno())
+            penv["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
+        elif journal:
+            penv["JOURNAL_STREAM"] = journal
         self.proc = subprocess.Popen([self.binary, "-c", conf_path], stdout=self.log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=penv, preexec_fn=preexec_fn)
         self.stopped = False
@@ -858,12 +868,15 @@ class Env:
                                 tag=os.path.splitext(name)[0], **kw))
         return path, port
 
-    def cutoverd(self, blue=(), green=(), expect_errors=(), asan_options="", preexec_fn=None, **kw):
+    def cutoverd(self, blue=(), green=(), expect_errors=(), asan_options="", preexec_fn=None, journal=False,
+                 **kw):
         """Writes a config for these pools (backends or "ip:port" strings) and
         starts cutoverd on a free port; returns the Daemon once it accepts.
-        preexec_fn runs in the child before exec (e.g. to set a limit)."""
+        preexec_fn runs in the child before exec (e.g. to set a limit);
+        journal=True sets JOURNAL_STREAM to the log file's device:inode, a
+        string sets it to that (see Daemon)."""
         path, port = self.write_config(blue, green, **kw)
-        d = Daemon(self, path, port, expect_errors, asan_options, preexec_fn)
+        d = Daemon(self, path, port, expect_errors, asan_options, preexec_fn, journal)
         self.daemons.append(d)
         return d
 

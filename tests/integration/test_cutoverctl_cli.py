@@ -123,6 +123,8 @@ USAGE_ERRORS = [
     ["-x", "status"],
     ["--nope", "status"],
     ["-s"],
+    ["--completion"],
+    ["--completion", "fish"],
 ]
 
 
@@ -150,6 +152,45 @@ def test_help_and_version(env):
     rc, out, err = run_ctl(["-V"])
     check(rc == 0 and out.startswith("cutoverctl ") and out.count("\n") == 1,
           "-V: exit %d, output %r" % (rc, out))
+
+
+def _bash_complete(script, words):
+    """What bash offers for the last of words with script sourced."""
+    p = subprocess.run(["bash", "-c", 'source "$1" || exit 9; shift; COMP_WORDS=("$@"); '
+                        'COMP_CWORD=$(($# - 1)); _cutoverctl; printf "%s\\n" "${COMPREPLY[@]}"',
+                        "bash", script, "cutoverctl"] + list(words), capture_output=True, timeout=30)
+    check(p.returncode == 0 and p.stderr == b"", "bash completing %r: exit %d, stderr %r"
+          % (words, p.returncode, p.stderr))
+    return [w for w in p.stdout.decode().split("\n") if w]
+
+
+def test_completion_bash(env):
+    rc, script_text, err = run_ctl(["--completion", "bash"])
+    check(rc == 0 and err == "", "--completion bash: exit %d, stderr %r" % (rc, err))
+    script = os.path.join(env.tmp, "cutoverctl.bash")
+    with open(script, "w") as f:
+        f.write(script_text)
+    for words, want in ((["sw"], ["switch"]),
+                        (["switch", ""], ["blue", "green"]),
+                        (["rollback", "--"], ["--force", "--if-gen"]),
+                        (["switch", "green", "--w"], ["--wait"]),
+                        (["deploy", "--"], ["--run", "--timeout"])):
+        got = _bash_complete(script, words)
+        check(got == want, "cutoverctl %s<TAB> offers %s, expected %s" % (" ".join(words), got, want))
+    # Every command and flag --help lists (both come from the command
+    # table) is offered.
+    _, help_text, _ = run_ctl(["--help"])
+    commands = _bash_complete(script, [""])
+    listed = help_text.split("Commands:\n", 1)[1]
+    for line in listed.splitlines():
+        words = line.split()
+        if line.startswith("  ") and not line.startswith("   ") and words:
+            check(words[0] in commands, "--help lists %s, completion offers only %s" % (words[0], commands))
+            cmd = words[0]
+        elif line.startswith("      ") and words and words[0].startswith("--"):
+            flags = _bash_complete(script, [cmd, "--"])
+            check(words[0] in flags, "--help lists %s %s, completion offers %s" % (cmd, words[0], flags))
+    check(len(commands) >= 9, "completion offers too few commands: %s" % commands)
 
 
 def test_unreachable_exit_3(env):
