@@ -34,6 +34,14 @@ count() {
 		found=1
 		log=${trs%.trs}.log
 		case $trs in
+		*/tests/unit/*.sh.trs)
+			# A script check (pure.sh): one test, its exit status.
+			if grep -q '^:test-result: PASS' "$trs"; then
+				p=1 m=0
+			else
+				p=0 m=1
+			fi
+			;;
 		*/tests/unit/*)
 			# One summary line per suite run: sum them all.
 			line=$(grep -Eo 'Checks: [0-9]+, Failures: [0-9]+, Errors: [0-9]+' "$log" 2>/dev/null || true)
