@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +20,13 @@
 
 #include "accesslog.h"
 #include "clock.h"
-#include "command.h"
+#include "commands.h"
 #include "control.h"
 #include "daemon.h"
 #include "duration.h"
 #include "engine.h"
 #include "fdlimit.h"
+#include "generation.h"
 #include "health.h"
 #include "history.h"
 #include "hooks.h"
@@ -31,28 +34,13 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
-#include "smoke.h"
 #include "state.h"
-#include "tls.h"
 #include "transition.h"
+#include "watchdog.h"
 #include "worker.h"
 
 #define WAIT_POLL_MS 20
 #define GUARD_TICK_MS 100
-
-/* A notification hook still running. */
-struct hook_slot {
-	TAILQ_ENTRY(hook_slot) link;
-	struct daemon *d;
-	struct hook_run *run;
-	char event[32];
-};
-
-/* A `smoke COLOR` command in progress. */
-struct smoke_cmd {
-	struct control_conn *conn;
-	struct smoke_run *run;
-};
 
 /* A `switch --wait` caller, answered once the old color has drained. */
 struct waiter {
@@ -63,7 +51,46 @@ struct waiter {
 	char *answer_prefix; /* the switch answer without its closing brace */
 };
 
+TAILQ_HEAD(waiter_list, waiter);
+
+struct daemon {
+	struct generation live;    /* configuration, pools, routes, TLS in use */
+	struct generation retired; /* what a reload replaced, until the workers let go */
+	unsigned epoch;            /* of the last reload */
+	struct worker *workers;
+	unsigned nworkers;
+	struct engine engine; /* the switch state; changed only through engine_* */
+	struct transition_ctx tx; /* a caller's switch in progress */
+	struct commands cmds;     /* the control commands' view of the above */
+	struct health *health;
+	struct control *control;
+	struct metrics *metrics;
+	struct metrics_server *metric_servers;
+	struct accesslog *accesslog;
+	char *history;
+	struct event_base *base;
+	struct event *sig_term, *sig_int, *sig_hup, *sig_usr1;
+	struct event *drain_timer, *reap_timer, *window_timer, *wait_timer, *tunnel_timer,
+	    *guard_timer;
+	struct waiter_list waiters;
+	struct hook_set hooks;  /* notification hooks still running */
+	struct event *retire_timer;
+	/* A reload asked for while the previous one is still being applied
+	 * runs as soon as that one is done; its callers are answered then. */
+	bool reload_queued;
+	struct control_conn **reload_conns;
+	size_t nreload_conns;
+	struct event *watchdog_timer; /* systemd WatchdogSec=, when enabled */
+	uint64_t watchdog_usec;
+	struct event *state_timer; /* engine_retry_save while the state is unsaved */
+	struct watchdog watchdog;
+	bool stopping;
+};
+
 static int daemon_start(struct daemon *d);
+static int daemon_reload(struct daemon *d, struct config_errors *errs);
+static bool reload_pending(const struct daemon *d);
+static int add_waiter(void *arg, struct control_conn *c, enum color old, char *answer_prefix);
 static void daemon_free(struct daemon *d);
 static int load_state(const struct config *cfg, struct state *st, int *rc);
 static void engine_config_of(const struct config *cfg, struct engine_config *ec);
@@ -79,16 +106,10 @@ static void arm_ms(struct event *ev, uint64_t ms);
 static void on_usr1(evutil_socket_t sig, short what, void *arg);
 static void on_retire(evutil_socket_t fd, short what, void *arg);
 static void on_watchdog(evutil_socket_t fd, short what, void *arg);
-static void reload_answer(struct control_conn *c, int rc, const struct config_errors *errs);
 static void run_queued_reload(struct daemon *d);
 static int build_metric_servers(struct daemon *d);
-static struct tls_server **build_tls_servers(const struct config *cfg, struct config_errors *errs);
-static void free_tls_servers(struct tls_server **tls, size_t n);
-static int attach_pool_tls(struct pool *pools[COLOR_COUNT], const struct config *cfg,
-    struct config_errors *errs);
 static void on_guard_tick(evutil_socket_t fd, short what, void *arg);
 static void on_server_down(void *arg);
-static void hook_done(int status, bool timed_out, const char *output, void *arg);
 static void daemon_post(struct daemon *d, unsigned msg);
 
 /* The engine's effects (engine.h): the real state file, route, history, hooks and timers. */
@@ -121,37 +142,7 @@ static const struct engine_effects effects = {
 	.interrupt = fx_interrupt,
 };
 static void fill_metrics(struct metrics_snapshot *snap, void *arg);
-static void smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg);
-
-static void cmd_status(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg);
-static void cmd_switch(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg);
-static void cmd_health(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg);
-static void cmd_history(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg);
-static void cmd_commit(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg);
-static void cmd_help(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg);
-static void cmd_smoke(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg);
-static void cmd_reload(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg);
-
-/* The daemon's side of the command table (command.c), by command id. */
-static const control_handler handlers[COMMAND_COUNT] = {
-	[COMMAND_STATUS] = cmd_status,
-	[COMMAND_SWITCH] = cmd_switch,
-	[COMMAND_ROLLBACK] = cmd_switch,
-	[COMMAND_HEALTH] = cmd_health,
-	[COMMAND_HISTORY] = cmd_history,
-	[COMMAND_SMOKE] = cmd_smoke,
-	[COMMAND_COMMIT] = cmd_commit,
-	[COMMAND_RELOAD] = cmd_reload,
-	[COMMAND_HELP] = cmd_help,
-};
+static void reload_command(void *arg, struct control_conn *c, const struct control_caller *who);
 
 int
 daemon_run(struct config *cfg)
@@ -160,9 +151,9 @@ daemon_run(struct config *cfg)
 	int rc = 1;
 
 	memset(&d, 0, sizeof(d));
-	d.cfg = cfg;
+	d.live.cfg = cfg;
 	TAILQ_INIT(&d.waiters);
-	TAILQ_INIT(&d.hooks);
+	hook_set_init(&d.hooks);
 	signal(SIGPIPE, SIG_IGN);
 	if (daemon_start(&d) == 0) {
 		event_base_dispatch(d.base);
@@ -183,7 +174,8 @@ daemon_run(struct config *cfg)
 static int
 daemon_start(struct daemon *d)
 {
-	const struct config *cfg = d->cfg;
+	struct config *cfg = d->live.cfg;
+	struct config_errors errs = {0};
 	struct engine_config ec;
 	struct state st;
 	int load_rc;
@@ -198,31 +190,14 @@ daemon_start(struct daemon *d)
 	engine_init(&d->engine, &effects, d, &ec, cfg->initial);
 	if (load_state(cfg, &st, &load_rc) < 0)
 		return -1;
-	for (i = 0; i < COLOR_COUNT; i++) {
-		d->pools[i] = pool_new((enum color)i, &cfg->pools[i], d->nworkers);
-		if (d->pools[i] == NULL)
-			goto oom;
+	/* The first generation: built as a reload builds its own. */
+	if (generation_build(&d->live, cfg, NULL, d->nworkers, &errs) < 0) {
+		for (size_t k = 0; k < errs.n; k++)
+			log_err("%s", errs.msgs[k]);
+		config_errors_free(&errs);
+		return -1;
 	}
-	{
-		struct config_errors errs = {0};
-
-		if ((d->tls = build_tls_servers(cfg, &errs)) == NULL ||
-		    attach_pool_tls(d->pools, cfg, &errs) < 0) {
-			for (size_t k = 0; k < errs.n; k++)
-				log_err("%s", errs.msgs[k]);
-			config_errors_free(&errs);
-			return -1;
-		}
-	}
-	if ((d->routes = calloc(COLOR_COUNT, sizeof(*d->routes))) == NULL)
-		goto oom;
-	for (i = 0; i < COLOR_COUNT; i++) {
-		d->routes[i].pools[COLOR_BLUE] = d->pools[COLOR_BLUE];
-		d->routes[i].pools[COLOR_GREEN] = d->pools[COLOR_GREEN];
-		d->routes[i].active = (enum color)i;
-	}
-
-	if (worker_probe_listeners(cfg) < 0)
+	if (generation_check(cfg, NULL, &errs) < 0)
 		return -1;
 	if ((d->base = event_base_new()) == NULL)
 		goto oom;
@@ -245,6 +220,11 @@ daemon_start(struct daemon *d)
 	    evsignal_add(d->sig_term, NULL) < 0 || evsignal_add(d->sig_int, NULL) < 0 ||
 	    evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_usr1, NULL) < 0)
 		goto oom;
+	d->tx.base = d->base;
+	d->tx.live = &d->live;
+	d->tx.engine = &d->engine;
+	d->tx.add_waiter = add_waiter;
+	d->tx.arg = d;
 	{
 		struct timeval tick = {0, GUARD_TICK_MS * 1000};
 
@@ -259,13 +239,23 @@ daemon_start(struct daemon *d)
 		if ((d->metrics = metrics_new(d->base, &cfg->metrics.listen, fill_metrics, d)) == NULL)
 			return -1;
 	}
-	if ((d->control = control_new(d->base, &cfg->control, handlers, d)) == NULL)
+	if ((d->control = control_new(d->base, &cfg->control, commands_handlers, &d->cmds)) == NULL)
 		return -1;
-	if ((d->health = health_new(d->base, &cfg->health, d->pools)) == NULL)
+	if ((d->health = health_new(d->base, &cfg->health, d->live.pools)) == NULL)
 		goto oom;
 	health_set_down_cb(d->health, on_server_down, d);
 	if ((d->workers = calloc(d->nworkers, sizeof(*d->workers))) == NULL)
 		goto oom;
+	d->cmds.base = d->base;
+	d->cmds.live = &d->live;
+	d->cmds.engine = &d->engine;
+	d->cmds.tx = &d->tx;
+	d->cmds.health = &d->health;
+	d->cmds.workers = d->workers;
+	d->cmds.nworkers = d->nworkers;
+	d->cmds.history = d->history;
+	d->cmds.reload = reload_command;
+	d->cmds.arg = d;
 	if (cfg->access_log != NULL && (d->accesslog = accesslog_open(cfg->access_log)) == NULL) {
 		log_err("%s: access_log %s: %s", __func__, cfg->access_log, strerror(errno));
 		return -1;
@@ -274,7 +264,7 @@ daemon_start(struct daemon *d)
 		if (worker_init(&d->workers[i], i, d->nworkers, cfg) < 0)
 			goto fail;
 		d->workers[i].accesslog = d->accesslog;
-		d->workers[i].tls = d->tls;
+		d->workers[i].tls = d->live.tls;
 	}
 	worker_set_peers(d->workers, d->nworkers);
 	for (i = 0; i < d->nworkers; i++) {
@@ -354,16 +344,8 @@ daemon_free(struct daemon *d)
 	if (d->accesslog != NULL)
 		accesslog_close(d->accesslog);
 	d->accesslog = NULL;
-	transition_cancel(d, "cutoverd is stopping");
-	{
-		struct hook_slot *hs;
-
-		while ((hs = TAILQ_FIRST(&d->hooks)) != NULL) {
-			TAILQ_REMOVE(&d->hooks, hs, link);
-			hook_cancel(hs->run);
-			free(hs);
-		}
-	}
+	transition_cancel(&d->tx, "cutoverd is stopping");
+	hook_set_cancel_all(&d->hooks);
 	while ((wt = TAILQ_FIRST(&d->waiters)) != NULL) {
 		TAILQ_REMOVE(&d->waiters, wt, link);
 		free(wt->answer_prefix);
@@ -399,25 +381,14 @@ daemon_free(struct daemon *d)
 		event_free(d->watchdog_timer);
 	if (d->state_timer != NULL)
 		event_free(d->state_timer);
-	if (d->retired.pending) {
-		/* Workers are gone: nothing uses the old generation any more. */
-		for (i = 0; i < COLOR_COUNT; i++)
-			pool_unref(d->retired.pools[i]);
-		free(d->retired.routes);
-		free_tls_servers(d->retired.tls, d->retired.cfg->nlistens);
-		config_free(d->retired.cfg);
-	}
+	/* Workers are gone: nothing uses the old generation any more. */
+	generation_free(&d->retired);
 	if (d->base != NULL)
 		event_base_free(d->base);
 	route_publish(NULL);
-	free(d->routes);
-	if (d->tls != NULL)
-		free_tls_servers(d->tls, d->cfg->nlistens);
-	for (i = 0; i < COLOR_COUNT; i++)
-		pool_unref(d->pools[i]);
+	generation_free(&d->live);
 	free(d->history);
 	free(d->reload_conns);
-	config_free(d->cfg);
 }
 
 static void
@@ -456,7 +427,7 @@ fx_save_state(void *arg, const struct state *st, char *err, size_t errlen)
 {
 	struct daemon *d = arg;
 
-	return state_save(d->cfg->state_file, st, err, errlen);
+	return state_save(d->live.cfg->state_file, st, err, errlen);
 }
 
 /* The switch: one atomic store of the route pointer. */
@@ -465,7 +436,7 @@ fx_publish(void *arg, enum color active)
 {
 	struct daemon *d = arg;
 
-	route_publish(&d->routes[active]);
+	route_publish(&d->live.routes[active]);
 }
 
 static void
@@ -488,7 +459,7 @@ fx_notify(void *arg, enum color from, enum color to)
 	(void)to;
 	daemon_post(d, WORKER_MSG_SWITCHED);
 	evtimer_del(d->tunnel_timer);
-	arm_ms(d->tunnel_timer, d->cfg->sw.drain_timeout_ms);
+	arm_ms(d->tunnel_timer, d->live.cfg->sw.drain_timeout_ms);
 }
 
 static void
@@ -516,15 +487,17 @@ fx_servers(void *arg, enum color c, struct engine_servers *n)
 {
 	struct daemon *d = arg;
 
-	n->up = (unsigned)pool_healthy(d->pools[c]);
-	n->confirmed = (unsigned)pool_confirmed(d->pools[c]);
-	n->total = (unsigned)d->pools[c]->nservers;
+	n->up = (unsigned)pool_healthy(d->live.pools[c]);
+	n->confirmed = (unsigned)pool_confirmed(d->live.pools[c]);
+	n->total = (unsigned)d->live.pools[c]->nservers;
 }
 
 static void
 fx_interrupt(void *arg, const char *why)
 {
-	transition_cancel(arg, why);
+	struct daemon *d = arg;
+
+	transition_cancel(&d->tx, why);
 }
 
 /* Signals. */
@@ -535,7 +508,7 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *d = arg;
 	struct timeval poll = {0, 50 * 1000};
-	uint64_t ms = d->cfg->sw.drain_timeout_ms;
+	uint64_t ms = d->live.cfg->sw.drain_timeout_ms;
 
 	(void)what;
 	if (d->stopping) {
@@ -562,8 +535,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 
 	(void)sig;
 	(void)what;
-	log_info("SIGHUP: reloading %s", d->cfg->path);
-	if (d->retired.pending) {
+	log_info("SIGHUP: reloading %s", d->live.cfg->path);
+	if (reload_pending(d)) {
 		/* The previous reload is still being handed to the workers. */
 		d->reload_queued = true;
 		return;
@@ -691,8 +664,8 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 				    atomic_load_explicit(&st->upstream_errors[col][k], memory_order_relaxed);
 		}
 		snap->inflight[col] = worker_inflight(d->workers, d->nworkers, (enum color)col);
-		for (k = 0; k < d->pools[col]->nservers; k++, n++)
-			d->metric_servers[n].up = atomic_load(&d->pools[col]->servers[k].up);
+		for (k = 0; k < d->live.pools[col]->nservers; k++, n++)
+			d->metric_servers[n].up = atomic_load(&d->live.pools[col]->servers[k].up);
 	}
 	_Static_assert((int)ENGINE_TRIGGERS == (int)TRIGGER_COUNT, "one counter per trigger");
 	for (k = 0; k < TRIGGER_COUNT; k++)
@@ -709,58 +682,33 @@ fx_run_hook(void *arg, enum engine_hook hook, int from, int to, uint64_t generat
 {
 	struct daemon *d = arg;
 	const char *event, *path;
-	struct hook_slot *hs;
 	struct hook_env env;
 
 	switch (hook) {
 	case ENGINE_HOOK_POST_SWITCH:
 		event = "post_switch";
-		path = d->cfg->hooks.post_switch;
+		path = d->live.cfg->hooks.post_switch;
 		break;
 	case ENGINE_HOOK_ROLLBACK:
 		event = "rollback";
-		path = d->cfg->hooks.rollback;
+		path = d->live.cfg->hooks.rollback;
 		break;
 	case ENGINE_HOOK_WINDOW_END:
 	default:
 		event = "window_end";
-		path = d->cfg->hooks.window_end;
+		path = d->live.cfg->hooks.window_end;
 		break;
 	}
 	if (path == NULL)
 		return;
-	if ((hs = calloc(1, sizeof(*hs))) == NULL) {
-		log_err("%s: hook %s: out of memory", __func__, event);
-		return;
-	}
 	memset(&env, 0, sizeof(env));
 	env.event = event;
 	env.from = from < 0 ? "" : color_name((enum color)from);
 	env.to = to < 0 ? "" : color_name((enum color)to);
 	env.generation = generation;
 	env.reason = reason != NULL ? reason : "";
-	hs->d = d;
-	snprintf(hs->event, sizeof(hs->event), "%s", event);
-	hs->run = hook_start(d->base, path, d->cfg->hooks.timeout_ms, &env, hook_done, hs);
-	if (hs->run == NULL) {
+	if (hook_set_start(&d->hooks, d->base, path, d->live.cfg->hooks.timeout_ms, &env) < 0)
 		log_err("%s: hook %s: cannot run %s: %s", __func__, event, path, strerror(errno));
-		free(hs);
-		return;
-	}
-	TAILQ_INSERT_TAIL(&d->hooks, hs, link);
-}
-
-static void
-hook_done(int status, bool timed_out, const char *output, void *arg)
-{
-	struct hook_slot *hs = arg;
-
-	/* hooks.c logged the outcome, with the path, the status or signal. */
-	(void)status;
-	(void)timed_out;
-	(void)output;
-	TAILQ_REMOVE(&hs->d->hooks, hs, link);
-	free(hs);
 }
 
 static void
@@ -817,88 +765,18 @@ on_tunnel_drain(evutil_socket_t fd, short what, void *arg)
 	daemon_post(d, WORKER_MSG_CLOSE_TUNNELS);
 }
 
-/* Control commands. */
-
-static void
-cmd_status(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
+/* Registers a `switch --wait` caller to answer once color has drained. */
+static int
+add_waiter(void *arg, struct control_conn *c, enum color old, char *answer_prefix)
 {
 	struct daemon *d = arg;
-	const struct engine *e = &d->engine;
-	uint64_t left = engine_window_left(e);
-	struct jbuf b;
-	int col;
-
-	(void)who;
-	(void)rq;
-	jbuf_init(&b);
-	jbuf_raw(&b, "{\"ok\":true,\"active\":");
-	jbuf_str(&b, color_name(e->sw.active));
-	jbuf_raw(&b, ",\"previous\":");
-	jbuf_str(&b, e->sw.has_previous ? color_name(e->sw.previous) : NULL);
-	jbuf_printf(&b, ",\"state\":\"%s\",\"generation\":%" PRIu64 ",\"window_left_s\":%" PRIu64,
-	    switcher_state_name(e->sw.state), e->sw.generation, (left + 999) / 1000);
-	jbuf_printf(&b, ",\"min_healthy\":%u,\"switching\":%s", d->cfg->sw.min_healthy,
-	    e->busy ? "true" : "false");
-	if (e->sw.state == SWITCHER_OBSERVING)
-		jbuf_printf(&b, ",\"guard\":{\"enabled\":%s,\"requests\":%" PRIu64 ",\"min_requests\":%u}",
-		    d->cfg->auto_rollback.enabled ? "true" : "false", engine_guard_requests(e),
-		    d->cfg->auto_rollback.min_requests);
-	jbuf_printf(&b, ",\"state_saved\":%s", e->unsaved ? "false" : "true");
-	if (e->unsaved) {
-		jbuf_raw(&b, ",\"state_error\":");
-		jbuf_str(&b, e->state_error);
-	}
-	jbuf_raw(&b, ",\"verdict\":");
-	jbuf_str(&b, window_verdict_name(e->verdict));
-	jbuf_raw(&b, ",\"verdict_reason\":");
-	jbuf_str(&b, e->verdict != WINDOW_NONE ? e->verdict_reason : NULL);
-	jbuf_raw(&b, ",\"pools\":{");
-	for (col = 0; col < COLOR_COUNT; col++) {
-		const struct pool *p = d->pools[col];
-
-		jbuf_printf(&b,
-		    "%s\"%s\":{\"healthy\":%zu,\"confirmed\":%zu,\"total\":%zu,\"inflight\":%" PRIu64 "}",
-		    col ? "," : "", color_name((enum color)col), pool_healthy(p), pool_confirmed(p),
-		    p->nservers, worker_inflight(d->workers, d->nworkers, (enum color)col));
-	}
-	jbuf_raw(&b, "}}");
-	control_reply_jbuf(c, &b);
-}
-
-/*
- * switch COLOR [--force] [--if-gen N] [--dry-run] [--wait], and rollback
- * [--force] [--if-gen N] (its target is the previous color). See
- * transition.c.
- */
-static void
-cmd_switch(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
-{
-	struct daemon *d = arg;
-	struct transition_request tr;
-
-	memset(&tr, 0, sizeof(tr));
-	tr.rollback = rq->cmd->id == COMMAND_ROLLBACK;
-	tr.target = rq->color;
-	tr.force = (rq->flags & COMMAND_F_FORCE) != 0;
-	tr.dry_run = (rq->flags & COMMAND_F_DRY_RUN) != 0;
-	tr.wait = (rq->flags & COMMAND_F_WAIT) != 0;
-	tr.has_if_gen = (rq->flags & COMMAND_F_IF_GEN) != 0;
-	tr.if_gen = rq->if_gen;
-	transition_begin(d, c, who, &tr);
-}
-
-int
-daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char *answer_prefix)
-{
 	struct waiter *wt = calloc(1, sizeof(*wt));
 
 	if (wt == NULL)
 		return -1;
 	wt->conn = c;
 	wt->old = old;
-	wt->deadline_ms = duration_add(clock_mono_ms(), d->cfg->sw.drain_timeout_ms);
+	wt->deadline_ms = duration_add(clock_mono_ms(), d->live.cfg->sw.drain_timeout_ms);
 	wt->answer_prefix = answer_prefix;
 	TAILQ_INSERT_TAIL(&d->waiters, wt, link);
 	if (!event_pending(d->wait_timer, EV_TIMEOUT, NULL)) {
@@ -907,141 +785,6 @@ daemon_add_waiter(struct daemon *d, struct control_conn *c, enum color old, char
 		event_add(d->wait_timer, &tv);
 	}
 	return 0;
-}
-
-static void
-cmd_smoke(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
-{
-	struct daemon *d = arg;
-	struct smoke_cmd *sc;
-
-	(void)who;
-	if ((sc = calloc(1, sizeof(*sc))) == NULL) {
-		control_reply_error(c, "out of memory");
-		return;
-	}
-	sc->conn = c;
-	sc->run = smoke_start(d->base, d->cfg, d->pools[rq->color], smoke_cmd_done, sc);
-	if (sc->run == NULL) {
-		free(sc);
-		control_reply_error(c, "cannot start the smoke tests: out of memory");
-	}
-}
-
-static void
-smoke_cmd_done(bool ok, const char *report, const char *failure, void *arg)
-{
-	struct smoke_cmd *sc = arg;
-	struct jbuf b;
-
-	jbuf_init(&b);
-	jbuf_printf(&b, "{\"ok\":%s", ok ? "true" : "false");
-	if (!ok) {
-		jbuf_raw(&b, ",\"error\":");
-		jbuf_str(&b, failure != NULL ? failure : "smoke test failed");
-	}
-	jbuf_raw(&b, ",\"smoke\":");
-	jbuf_raw(&b, report != NULL ? report : "[]");
-	jbuf_raw(&b, "}");
-	control_reply_jbuf(sc->conn, &b);
-	free(sc);
-}
-
-static void
-cmd_health(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
-{
-	struct daemon *d = arg;
-	struct jbuf b;
-
-	(void)who;
-	jbuf_init(&b);
-	jbuf_raw(&b, "{\"ok\":true,\"servers\":");
-	health_report(d->health, rq->has_arg ? (int)rq->color : -1, &b);
-	jbuf_raw(&b, "}");
-	control_reply_jbuf(c, &b);
-}
-
-static void
-cmd_history(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
-{
-	struct daemon *d = arg;
-	/* history N: the last N entries; without N, all of them. */
-	size_t max = rq->has_arg && rq->count <= SIZE_MAX ? (size_t)rq->count : 0;
-	char **lines = NULL, err[512];
-	size_t n = 0, skipped = 0, i;
-	struct jbuf b;
-
-	(void)who;
-	if (history_read(d->history, max, &lines, &n, &skipped, err, sizeof(err)) < 0) {
-		control_reply_error(c, err);
-		return;
-	}
-	jbuf_init(&b);
-	jbuf_raw(&b, "{\"ok\":true,\"entries\":[");
-	for (i = 0; i < n; i++) {
-		if (i > 0)
-			jbuf_raw(&b, ",");
-		jbuf_raw(&b, lines[i]);
-	}
-	/* Lines history_read could not vouch for (see history.c). */
-	jbuf_printf(&b, "],\"skipped\":%zu}", skipped);
-	history_lines_free(lines, n);
-	control_reply_jbuf(c, &b);
-}
-
-static void
-cmd_commit(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
-{
-	struct daemon *d = arg;
-	struct engine_caller ec = {(long)who->uid, (long)who->pid};
-	char msg[640];
-
-	(void)rq;
-	switch (engine_commit(&d->engine, &ec, msg, sizeof(msg))) {
-	case SWITCH_NOOP:
-		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
-		break;
-	case SWITCH_REFUSED:
-		control_reply_error(c, msg);
-		break;
-	case SWITCH_GO:
-		control_reply(c, "{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"}");
-		break;
-	}
-}
-
-static void
-cmd_help(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
-{
-	struct jbuf b;
-	char syn[128], line[256];
-	size_t i;
-	bool first = true;
-
-	(void)who;
-	(void)rq;
-	(void)arg;
-	jbuf_init(&b);
-	jbuf_raw(&b, "{\"ok\":true,\"commands\":[");
-	for (i = 0; i < COMMAND_COUNT; i++) {
-		const struct command *cmd = &command_table[i];
-
-		if (!(cmd->sides & COMMAND_DAEMON))
-			continue;
-		command_synopsis(cmd, syn, sizeof(syn));
-		snprintf(line, sizeof(line), "%s: %s", syn, cmd->help);
-		if (!first)
-			jbuf_raw(&b, ",");
-		jbuf_str(&b, line);
-		first = false;
-	}
-	jbuf_raw(&b, "]}");
-	control_reply_jbuf(c, &b);
 }
 
 /* What the engine needs of a configuration. */
@@ -1066,109 +809,68 @@ build_metric_servers(struct daemon *d)
 	int i;
 
 	free(d->metric_servers);
-	d->metric_servers = calloc(d->pools[0]->nservers + d->pools[1]->nservers + 1,
+	d->metric_servers = calloc(d->live.pools[0]->nservers + d->live.pools[1]->nservers + 1,
 	    sizeof(*d->metric_servers));
 	if (d->metric_servers == NULL)
 		return -1;
 	for (i = 0; i < COLOR_COUNT; i++)
-		for (k = 0; k < d->pools[i]->nservers; k++, n++) {
+		for (k = 0; k < d->live.pools[i]->nservers; k++, n++) {
 			d->metric_servers[n].color = (enum color)i;
-			d->metric_servers[n].address = d->pools[i]->servers[k].addr.text;
+			d->metric_servers[n].address = d->live.pools[i]->servers[k].addr.text;
 		}
 	return 0;
 }
 
-int
+/* A reload is still being handed to the workers. */
+static bool
+reload_pending(const struct daemon *d)
+{
+	return d->retired.cfg != NULL;
+}
+
+/*
+ * Reloads the configuration file: a new generation is built and validated
+ * whole, then swapped in (pools, servers, health, smoke, hooks, limits,
+ * timeouts); the active color, generation and safety window carry over and
+ * requests in flight finish undisturbed. On rejection returns -1 and every
+ * error is in errs (the running configuration stays).
+ */
+static int
 daemon_reload(struct daemon *d, struct config_errors *errs)
 {
 	struct config *next = NULL;
-	struct pool *pools[COLOR_COUNT] = {NULL, NULL};
-	struct route *routes = NULL;
+	struct generation gen;
 	struct health *health = NULL;
-	struct tls_server **tls = NULL;
 	struct engine_config ec;
-	unsigned i;
-	int c;
 
-	if (d->retired.pending) {
-		config_errors_add(errs, "%s: a reload is still being applied; try again", d->cfg->path);
+	memset(&gen, 0, sizeof(gen));
+	if (reload_pending(d)) {
+		config_errors_add(errs, "%s: a reload is still being applied; try again", d->live.cfg->path);
 		return -1;
 	}
-	if (config_load(d->cfg->path, &next, errs) < 0)
+	if (config_load(d->live.cfg->path, &next, errs) < 0)
 		return -1;
-	if (config_reload_check(d->cfg, next, errs) < 0)
-		goto fail;
-	for (size_t k = 0; k < next->nlistens; k++)
-		if (next->listens[k].ncerts > 0)
-			(void)tls_check_listen(next, &next->listens[k], errs);
-	if (worker_probe_new_listeners(d->cfg, next, errs) < 0)
-		goto fail;
-	if (errs->n > 0)
-		goto fail;
+	if (generation_check(next, d->live.cfg, errs) < 0) {
+		config_free(next);
+		return -1;
+	}
 #ifdef HAVE_SYSTEMD
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_mono_ms() * 1000ull);
 #endif
-	for (c = 0; c < COLOR_COUNT; c++) {
-		if ((pools[c] = pool_new((enum color)c, &next->pools[c], d->nworkers)) == NULL)
-			goto oom;
-		/* A server that stays keeps its health: a reload must not send
-		 * traffic to one known down, nor demote one known good. */
-		for (size_t k = 0; k < pools[c]->nservers; k++) {
-			struct server *ns = &pools[c]->servers[k];
-
-			for (size_t j = 0; j < d->pools[c]->nservers; j++) {
-				struct server *os = &d->pools[c]->servers[j];
-
-				if (strcmp(os->addr.text, ns->addr.text) == 0) {
-					atomic_store(&ns->up, atomic_load(&os->up));
-					atomic_store(&ns->confirmed, atomic_load(&os->confirmed));
-					break;
-				}
-			}
-		}
-	}
-	/* Certificates are read again: a bad one leaves the old ones serving. */
-	if ((tls = build_tls_servers(next, errs)) == NULL || attach_pool_tls(pools, next, errs) < 0)
+	if (generation_build(&gen, next, &d->live, d->nworkers, errs) < 0)
 		goto fail;
-	if ((routes = calloc(COLOR_COUNT, sizeof(*routes))) == NULL)
-		goto oom;
-	for (c = 0; c < COLOR_COUNT; c++) {
-		routes[c].pools[COLOR_BLUE] = pools[COLOR_BLUE];
-		routes[c].pools[COLOR_GREEN] = pools[COLOR_GREEN];
-		routes[c].active = (enum color)c;
+	if ((health = health_new(d->base, &next->health, gen.pools)) == NULL) {
+		config_errors_add(errs, "%s: reload: out of memory", next->path);
+		goto fail;
 	}
-	if ((health = health_new(d->base, &next->health, pools)) == NULL)
-		goto oom;
 
 	/* From here on nothing can fail: swap. */
 	health_free(d->health);
 	d->health = health;
 	health_set_down_cb(d->health, on_server_down, d);
-	d->retired.pending = true;
-	d->retired.epoch = ++d->epoch;
-	d->retired.cfg = d->cfg;
-	d->retired.routes = d->routes;
-	d->retired.tls = d->tls;
-	d->tls = tls;
-	for (c = 0; c < COLOR_COUNT; c++) {
-		d->retired.pools[c] = d->pools[c];
-		atomic_store(&d->pools[c]->retired, true);
-		d->pools[c] = pools[c];
-	}
-	d->routes = routes;
-	d->cfg = next;
+	generation_hand_over(&d->live, &gen, &d->retired, ++d->epoch, d->workers, d->nworkers);
 	engine_config_of(next, &ec);
 	engine_reconfigure(&d->engine, &ec);
-	for (i = 0; i < d->nworkers; i++) {
-		struct worker *w = &d->workers[i];
-
-		w->next_cfg = next;
-		w->retire[COLOR_BLUE] = d->retired.pools[COLOR_BLUE];
-		w->retire[COLOR_GREEN] = d->retired.pools[COLOR_GREEN];
-		w->next_epoch = d->epoch;
-		w->next_tls = tls;
-		worker_post(w, WORKER_MSG_RELOAD);
-	}
 	{
 		struct timeval tv = {0, 20 * 1000};
 
@@ -1181,21 +883,14 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 	if (d->metrics != NULL && build_metric_servers(d) < 0)
 		log_err("%s: reload: out of memory for the metrics server list", __func__);
 	log_info("reload: configuration %s applied (blue %zu servers, green %zu servers)", next->path,
-	    d->pools[COLOR_BLUE]->nservers, d->pools[COLOR_GREEN]->nservers);
+	    d->live.pools[COLOR_BLUE]->nservers, d->live.pools[COLOR_GREEN]->nservers);
 #ifdef HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
 #endif
 	return 0;
-oom:
-	config_errors_add(errs, "%s: reload: out of memory", next->path);
 fail:
-	health_free(health);
-	free(routes);
-	if (tls != NULL)
-		free_tls_servers(tls, next->nlistens);
-	for (c = 0; c < COLOR_COUNT; c++)
-		pool_unref(pools[c]);
-	config_free(next);
+	/* gen holds next (and whatever was built on it). */
+	generation_free(&gen);
 #ifdef HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
 #endif
@@ -1207,42 +902,26 @@ static void
 on_retire(evutil_socket_t fd, short what, void *arg)
 {
 	struct daemon *d = arg;
-	unsigned i;
-	int c;
 
 	(void)fd;
 	(void)what;
-	for (i = 0; i < d->nworkers; i++)
-		if (atomic_load(&d->workers[i].cfg_epoch) != d->retired.epoch)
-			return;
+	if (!generation_retire(&d->retired, &d->live, d->workers, d->nworkers))
+		return;
 	event_del(d->retire_timer);
-	for (c = 0; c < COLOR_COUNT; c++) {
-		/* Requests still in flight hold their own references. */
-		pool_unref(d->retired.pools[c]);
-		d->retired.pools[c] = NULL;
-	}
-	free(d->retired.routes);
-	free_tls_servers(d->retired.tls, d->retired.cfg->nlistens);
-	d->retired.tls = NULL;
-	config_free(d->retired.cfg);
-	d->retired.routes = NULL;
-	d->retired.cfg = NULL;
-	d->retired.pending = false;
 	if (d->reload_queued)
 		run_queued_reload(d);
 }
 
+/* The `reload` command: applied now, or queued behind the one being applied. */
 static void
-cmd_reload(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
+reload_command(void *arg, struct control_conn *c, const struct control_caller *who)
 {
 	struct daemon *d = arg;
 	struct config_errors errs = {0};
 	int rc;
 
-	(void)rq;
 	log_info("reload requested by uid %ld pid %ld", (long)who->uid, (long)who->pid);
-	if (d->retired.pending) {
+	if (reload_pending(d)) {
 		struct control_conn **v = realloc(d->reload_conns, (d->nreload_conns + 1) * sizeof(*v));
 
 		if (v == NULL) {
@@ -1255,38 +934,8 @@ cmd_reload(struct control_conn *c, const struct control_caller *who,
 		return;
 	}
 	rc = daemon_reload(d, &errs);
-	reload_answer(c, rc, &errs);
+	commands_reload_answer(c, rc, &errs);
 	config_errors_free(&errs);
-}
-
-/* Answers a `reload` caller with the outcome (every error when rejected). */
-static void
-reload_answer(struct control_conn *c, int rc, const struct config_errors *errs)
-{
-	struct jbuf b, m;
-	size_t i;
-
-	if (rc == 0) {
-		control_reply(c, "{\"ok\":true,\"message\":\"configuration reloaded\"}");
-		return;
-	}
-	jbuf_init(&b);
-	jbuf_init(&m);
-	jbuf_printf(&m, "reload rejected, running configuration kept:");
-	for (i = 0; i < errs->n; i++)
-		jbuf_printf(&m, "\n%s", errs->msgs[i]);
-	jbuf_raw(&b, "{\"ok\":false,\"error\":");
-	jbuf_str(&b, m.oom ? "reload rejected" : m.s);
-	jbuf_raw(&b, ",\"errors\":[");
-	for (i = 0; i < errs->n; i++) {
-		if (i > 0)
-			jbuf_raw(&b, ",");
-		jbuf_str(&b, errs->msgs[i]);
-	}
-	jbuf_raw(&b, "]}");
-	control_reply(c, b.oom ? "{\"ok\":false,\"error\":\"reload rejected\"}" : b.s);
-	jbuf_free(&m);
-	jbuf_free(&b);
 }
 
 /* Runs the reload that was asked for while another was being applied. */
@@ -1307,64 +956,9 @@ run_queued_reload(struct daemon *d)
 			log_err("reload rejected: %s", errs.msgs[i]);
 	}
 	for (i = 0; i < n; i++)
-		reload_answer(conns[i], rc, &errs);
+		commands_reload_answer(conns[i], rc, &errs);
 	free(conns);
 	config_errors_free(&errs);
-}
-
-/* One TLS server context per listen[] entry that has certificates. */
-static struct tls_server **
-build_tls_servers(const struct config *cfg, struct config_errors *errs)
-{
-	struct tls_server **tls;
-	char err[512];
-	size_t i;
-
-	if ((tls = calloc(cfg->nlistens + 1, sizeof(*tls))) == NULL) {
-		config_errors_add(errs, "%s: out of memory", cfg->path);
-		return NULL;
-	}
-	for (i = 0; i < cfg->nlistens; i++) {
-		if (cfg->listens[i].ncerts == 0)
-			continue;
-		if ((tls[i] = tls_server_new(&cfg->listens[i], err, sizeof(err))) == NULL) {
-			config_errors_add(errs, "%s:%d: listen %s: %s", cfg->path, cfg->listens[i].line,
-			    cfg->listens[i].addr.text, err);
-			free_tls_servers(tls, cfg->nlistens);
-			return NULL;
-		}
-	}
-	return tls;
-}
-
-static void
-free_tls_servers(struct tls_server **tls, size_t n)
-{
-	size_t i;
-
-	if (tls == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		if (tls[i] != NULL)
-			tls_server_unref(tls[i]);
-	free(tls);
-}
-
-static int
-attach_pool_tls(struct pool *pools[COLOR_COUNT], const struct config *cfg, struct config_errors *errs)
-{
-	char err[512];
-	int c;
-
-	for (c = 0; c < COLOR_COUNT; c++) {
-		if (!cfg->pools[c].tls.enabled)
-			continue;
-		if ((pools[c]->tls = tls_client_new(&cfg->pools[c].tls, err, sizeof(err))) == NULL) {
-			config_errors_add(errs, "%s: pools.%s.tls: %s", cfg->path, color_name((enum color)c), err);
-			return -1;
-		}
-	}
-	return 0;
 }
 
 /*

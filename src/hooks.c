@@ -532,3 +532,63 @@ run_free(struct hook_run *run)
 	free(run->path);
 	free(run);
 }
+
+/* A notification hook still running. */
+struct hook_slot {
+	TAILQ_ENTRY(hook_slot) link;
+	struct hook_set *set;
+	struct hook_run *run;
+};
+
+static void hook_slot_done(int status, bool timed_out, const char *output, void *arg);
+
+void
+hook_set_init(struct hook_set *set)
+{
+	TAILQ_INIT(&set->running);
+}
+
+int
+hook_set_start(struct hook_set *set, struct event_base *base, const char *path,
+    uint64_t timeout_ms, const struct hook_env *env)
+{
+	struct hook_slot *hs;
+	int saved;
+
+	if ((hs = calloc(1, sizeof(*hs))) == NULL)
+		return -1;
+	hs->set = set;
+	if ((hs->run = hook_start(base, path, timeout_ms, env, hook_slot_done, hs)) == NULL) {
+		saved = errno;
+		free(hs);
+		errno = saved;
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&set->running, hs, link);
+	return 0;
+}
+
+void
+hook_set_cancel_all(struct hook_set *set)
+{
+	struct hook_slot *hs;
+
+	while ((hs = TAILQ_FIRST(&set->running)) != NULL) {
+		TAILQ_REMOVE(&set->running, hs, link);
+		hook_cancel(hs->run);
+		free(hs);
+	}
+}
+
+static void
+hook_slot_done(int status, bool timed_out, const char *output, void *arg)
+{
+	struct hook_slot *hs = arg;
+
+	/* The run logged the outcome, with the path, the status or signal. */
+	(void)status;
+	(void)timed_out;
+	(void)output;
+	TAILQ_REMOVE(&hs->set->running, hs, link);
+	free(hs);
+}

@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 #include <sys/types.h>
 
 struct event_base;
@@ -45,5 +46,24 @@ struct hook_run *hook_start(struct event_base *base, const char *path, uint64_t 
 
 /* Kills the hook (SIGKILL), reaps it and frees the run; done is not called. */
 void hook_cancel(struct hook_run *run);
+
+/*
+ * Notification hooks (post_switch, rollback, window_end) still running:
+ * their outcome is only logged (by hook_start's run), and those still
+ * running at stop are cancelled. Main thread only.
+ */
+struct hook_slot;
+struct hook_set {
+	TAILQ_HEAD(, hook_slot) running;
+};
+
+void hook_set_init(struct hook_set *set);
+
+/* Starts path with env in set: 0, or -1 with errno set (nothing runs). */
+int hook_set_start(struct hook_set *set, struct event_base *base, const char *path,
+    uint64_t timeout_ms, const struct hook_env *env) __attribute__((warn_unused_result));
+
+/* Cancels every hook still running (see hook_cancel). */
+void hook_set_cancel_all(struct hook_set *set);
 
 #endif

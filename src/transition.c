@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "control.h"
-#include "daemon.h"
 #include "engine.h"
+#include "generation.h"
 #include "hooks.h"
 #include "json.h"
 #include "log.h"
@@ -16,7 +16,7 @@
 #include "transition.h"
 
 struct transition {
-	struct daemon *d;
+	struct transition_ctx *x;
 	struct control_conn *conn;
 	struct engine_request rq;
 	bool wait;
@@ -38,7 +38,7 @@ static void finish(struct transition *t);
 static void trim_utf8(char *s);
 
 void
-transition_begin(struct daemon *d, struct control_conn *c, const struct control_caller *who,
+transition_begin(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who,
     const struct transition_request *rq)
 {
 	struct transition *t;
@@ -48,7 +48,7 @@ transition_begin(struct daemon *d, struct control_conn *c, const struct control_
 		control_reply_error(c, "out of memory");
 		return;
 	}
-	t->d = d;
+	t->x = x;
 	t->conn = c;
 	t->rq.target = rq->target;
 	t->rq.rollback = rq->rollback;
@@ -59,8 +59,8 @@ transition_begin(struct daemon *d, struct control_conn *c, const struct control_
 	t->rq.who.uid = (long)who->uid;
 	t->rq.who.pid = (long)who->pid;
 	t->wait = rq->wait;
-	t->from = d->engine.sw.active;
-	switch (engine_prepare(&d->engine, &t->rq, msg, sizeof(msg))) {
+	t->from = x->engine->sw.active;
+	switch (engine_prepare(x->engine, &t->rq, msg, sizeof(msg))) {
 	case SWITCH_REFUSED:
 		reply_refused(t, msg);
 		finish(t);
@@ -72,14 +72,14 @@ transition_begin(struct daemon *d, struct control_conn *c, const struct control_
 	case SWITCH_GO:
 		break;
 	}
-	d->op = t;
+	x->op = t;
 	step_smoke(t);
 }
 
 void
-transition_cancel(struct daemon *d, const char *why)
+transition_cancel(struct transition_ctx *x, const char *why)
 {
-	struct transition *t = d->op;
+	struct transition *t = x->op;
 
 	if (t == NULL)
 		return;
@@ -95,13 +95,13 @@ transition_cancel(struct daemon *d, const char *why)
 static void
 step_smoke(struct transition *t)
 {
-	struct daemon *d = t->d;
+	const struct generation *g = t->x->live;
 
-	if (t->rq.force || d->cfg->nsmoke == 0) {
+	if (t->rq.force || g->cfg->nsmoke == 0) {
 		step_hook(t);
 		return;
 	}
-	t->smoke = smoke_start(d->base, d->cfg, d->pools[t->rq.target], smoke_done, t);
+	t->smoke = smoke_start(t->x->base, g->cfg, g->pools[t->rq.target], smoke_done, t);
 	if (t->smoke == NULL)
 		refuse(t, "cannot start the smoke tests: out of memory");
 }
@@ -127,17 +127,18 @@ smoke_done(bool ok, const char *report, const char *failure, void *arg)
 static void
 step_hook(struct transition *t)
 {
-	struct daemon *d = t->d;
+	struct transition_ctx *x = t->x;
+	const struct config *cfg = x->live->cfg;
 	struct hook_env env;
 	char reason[512];
 
 	if (t->rq.dry_run) {
 		reply_unchanged(t);
-		engine_release(&d->engine);
+		engine_release(x->engine);
 		finish(t);
 		return;
 	}
-	if (d->cfg->hooks.pre_switch == NULL) {
+	if (cfg->hooks.pre_switch == NULL) {
 		step_commit(t);
 		return;
 	}
@@ -145,13 +146,13 @@ step_hook(struct transition *t)
 	env.event = "pre_switch";
 	env.from = color_name(t->from);
 	env.to = color_name(t->rq.target);
-	env.generation = d->engine.sw.generation + 1;
+	env.generation = x->engine->sw.generation + 1;
 	env.reason = t->rq.rollback ? "rollback" : "manual";
-	t->hook = hook_start(d->base, d->cfg->hooks.pre_switch, d->cfg->hooks.timeout_ms, &env,
+	t->hook = hook_start(x->base, cfg->hooks.pre_switch, cfg->hooks.timeout_ms, &env,
 	    pre_hook_done, t);
 	if (t->hook == NULL) {
 		snprintf(reason, sizeof(reason), "pre_switch hook %s could not start: %s",
-		    d->cfg->hooks.pre_switch, strerror(errno));
+		    cfg->hooks.pre_switch, strerror(errno));
 		refuse(t, reason);
 	}
 }
@@ -184,12 +185,12 @@ pre_hook_done(int status, bool timed_out, const char *output, void *arg)
 static void
 step_commit(struct transition *t)
 {
-	struct daemon *d = t->d;
-	const struct switcher *sw = &d->engine.sw;
+	struct transition_ctx *x = t->x;
+	const struct switcher *sw = &x->engine->sw;
 	char msg[1024];
 	struct jbuf b;
 
-	switch (engine_switch(&d->engine, &t->rq, msg, sizeof(msg))) {
+	switch (engine_switch(x->engine, &t->rq, msg, sizeof(msg))) {
 	case SWITCH_REFUSED:
 		reply_refused(t, msg);
 		finish(t);
@@ -215,7 +216,7 @@ step_commit(struct transition *t)
 		control_reply_error(t->conn, "out of memory");
 	} else if (t->wait) {
 		/* The waiter owns the string from here on. */
-		if (daemon_add_waiter(d, t->conn, t->from, b.s) == 0)
+		if (x->add_waiter(x->arg, t->conn, t->from, b.s) == 0)
 			b.s = NULL;
 		else
 			control_reply_error(t->conn, "out of memory");
@@ -233,7 +234,7 @@ refuse(struct transition *t, const char *reason)
 {
 	char msg[1024];
 
-	engine_refuse(&t->d->engine, &t->rq, reason, msg, sizeof(msg));
+	engine_refuse(t->x->engine, &t->rq, reason, msg, sizeof(msg));
 	reply_refused(t, msg);
 	finish(t);
 }
@@ -258,7 +259,7 @@ reply_refused(struct transition *t, const char *msg)
 static void
 reply_unchanged(struct transition *t)
 {
-	const struct switcher *sw = &t->d->engine.sw;
+	const struct switcher *sw = &t->x->engine->sw;
 	struct jbuf b;
 
 	jbuf_init(&b);
@@ -279,8 +280,8 @@ reply_unchanged(struct transition *t)
 static void
 finish(struct transition *t)
 {
-	if (t->d->op == t)
-		t->d->op = NULL;
+	if (t->x->op == t)
+		t->x->op = NULL;
 	free(t->smoke_report);
 	free(t);
 }

@@ -19,7 +19,26 @@
 
 struct control_caller;
 struct control_conn;
-struct daemon;
+struct engine;
+struct event_base;
+struct generation;
+struct transition;
+
+/*
+ * What a transition needs of the daemon, owned by it. live is read at each
+ * step (a reload replaces its content and interrupts the transition).
+ * add_waiter registers a `--wait` caller to answer once the old color has
+ * drained, taking answer_prefix (the answer without its closing brace);
+ * 0, or -1 when out of memory (the caller then still owns it).
+ */
+struct transition_ctx {
+	struct event_base *base;
+	const struct generation *live;
+	struct engine *engine;
+	int (*add_waiter)(void *arg, struct control_conn *c, enum color old, char *answer_prefix);
+	void *arg;
+	struct transition *op; /* the switch being prepared (at most one) */
+};
 
 struct transition_request {
 	enum color target; /* ignored for rollback */
@@ -32,10 +51,10 @@ struct transition_request {
 };
 
 /* Starts a transition for a control client; it is answered exactly once. */
-void transition_begin(struct daemon *d, struct control_conn *c, const struct control_caller *who,
+void transition_begin(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who,
     const struct transition_request *rq);
 
 /* Aborts the transition in progress (if any), answering its client with why. */
-void transition_cancel(struct daemon *d, const char *why);
+void transition_cancel(struct transition_ctx *x, const char *why);
 
 #endif
