@@ -10,6 +10,7 @@ access log judged on the client address so derived.
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import struct
@@ -346,3 +347,43 @@ def test_preview_from_judged_on_derived_address(env):
             c.send(hdr)
             _, r = echo(c, pick + xff)
         check(r.header("X-Color") == want, "%s: routed to %s, expected %s" % (what, r.header("X-Color"), want))
+
+
+def test_reload_turns_proxy_protocol_on_and_off(env):
+    b1 = env.backend("blue1", "blue")
+    d = env.cutoverd(blue=[b1], green=[])
+    with d.conn() as c:
+        e, _ = echo(c)
+    check(xff_of(e) == ["127.0.0.1"], "before the reload: X-Forwarded-For %s" % xff_of(e))
+    idle = d.conn()  # accepted before the reload: keeps plain HTTP
+    pp_config(env, [b1], port=d.port)
+
+    def header_honoured():
+        with d.conn() as c:
+            c.send(v1("192.0.2.44") + http_request("GET", "/echo"))
+            try:
+                r = c.read_response()
+            except (harness.ConnClosed, harness.TestFailure):
+                return False
+            return r.status == 200 and xff_of(json.loads(r.body)) == ["192.0.2.44"]
+
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(header_honoured, 15, "the reload to turn proxy_protocol on")
+    with d.conn() as c:
+        c.send(http_request("GET", "/echo"))
+        expect_closed_silently(c, "plain HTTP after proxy_protocol was turned on")
+    e, _ = echo(idle)
+    check(xff_of(e) == ["127.0.0.1"], "a connection accepted before the reload: X-Forwarded-For %s" % xff_of(e))
+    idle.close()
+    env.write_config([b1], [], port=d.port)
+    d.proc.send_signal(signal.SIGHUP)
+
+    def plain_again():
+        with d.conn() as c:
+            c.send(http_request("GET", "/echo"))
+            try:
+                return c.read_response().status == 200
+            except (harness.ConnClosed, harness.TestFailure):
+                return False
+
+    wait_for(plain_again, 15, "the reload to turn proxy_protocol off")
