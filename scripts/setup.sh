@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config
 	libevent-dev libssl-dev libhttp-parser-dev libconfig-dev check libsystemd-dev
-	curl wrk python3 mandoc openssl systemd util-linux
+	curl wrk python3 mandoc openssl systemd util-linux haproxy
 	clang libclang-rt-14-dev
 	dpkg-dev debhelper fakeroot lintian
 )

@@ -179,6 +179,10 @@ static key_parse_fn parse_headers;
 static key_free_fn free_headers;
 static key_parse_fn parse_cidrs;
 static key_free_fn free_cidrs;
+static key_parse_fn parse_trusted;
+static key_free_fn free_trusted;
+static void cidr_list(struct ctx *ctx, const config_setting_t *s, const char *path,
+    struct addr_cidr **out, size_t *nout);
 static key_parse_fn parse_keepalive;
 static key_free_fn free_nothing;
 
@@ -217,6 +221,7 @@ static const struct key listen_keys[] = {
 	{KEY("address", KT_ADDR, LSN(addr), NULL),
 	    .required = true},
 	{KEY("tls", KT_GROUP, 0, NULL), .sub = listen_tls_keys},
+	{KEY("proxy_protocol", KT_BOOL, LSN(proxy_protocol), "false")},
 	{.name = NULL},
 };
 
@@ -395,6 +400,8 @@ static const struct key top_keys[] = {
 	    .free = free_smoke},
 	{KEY("preview", KT_GROUP, 0, NULL), .reload = true,
 	    .sub = preview_keys},
+	{KEY("trusted_proxies", KT_CUSTOM, 0, NULL), .reload = true,
+	    .parse = parse_trusted, .free = free_trusted},
 	{KEY("hooks", KT_GROUP, 0, NULL), .reload = true, .sub = hooks_keys},
 	{KEY("control", KT_GROUP, 0, NULL), .reload = true,
 	    .sub = control_keys},
@@ -1247,7 +1254,8 @@ eq_listens(const void *a, const void *b)
 				return false;
 		}
 		if (!streq_null(la->tls_min_version, lb->tls_min_version) ||
-		    !streq_null(la->tls_ciphers, lb->tls_ciphers))
+		    !streq_null(la->tls_ciphers, lb->tls_ciphers) ||
+		    la->proxy_protocol != lb->proxy_protocol)
 			return false;
 	}
 	return true;
@@ -1492,21 +1500,14 @@ free_headers(void *base)
 	    &sm->nheaders);
 }
 
+/* A list of "address/prefix" strings into a fresh array *out of *nout networks. */
 static void
-parse_cidrs(struct ctx *ctx, const config_setting_t *s,
-    const config_setting_t *parent, const char *path, void *base)
+cidr_list(struct ctx *ctx, const config_setting_t *s, const char *path,
+    struct addr_cidr **out, size_t *nout)
 {
-	struct config *cfg = base;
 	char why[128];
 	int i, n;
 
-	if (parent == NULL)
-		return;
-	if (s == NULL) {
-		cerr(ctx, parent, "'%s' is required: the client networks that may "
-		    "pick a color, e.g. ( \"127.0.0.1/32\" )", path);
-		return;
-	}
 	if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
 		cerr(ctx, s, "'%s' must be a list of \"address/prefix\" strings",
 		    path);
@@ -1517,8 +1518,8 @@ parse_cidrs(struct ctx *ctx, const config_setting_t *s,
 		cerr(ctx, s, "'%s' needs at least one network", path);
 		return;
 	}
-	cfg->preview.from = ctx_calloc(ctx, (size_t)n, sizeof(*cfg->preview.from));
-	if (cfg->preview.from == NULL)
+	*out = ctx_calloc(ctx, (size_t)n, sizeof(**out));
+	if (*out == NULL)
 		return;
 	for (i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
@@ -1530,14 +1531,29 @@ parse_cidrs(struct ctx *ctx, const config_setting_t *s,
 			continue;
 		}
 		v = config_setting_get_string(e);
-		if (addr_cidr_parse(v, &cfg->preview.from[cfg->preview.nfrom], why,
-		    sizeof(why)) == -1) {
+		if (addr_cidr_parse(v, &(*out)[*nout], why, sizeof(why)) == -1) {
 			cerr(ctx, e, "'%s[%d]': invalid network \"%s\": %s", path, i,
 			    v, why);
 			continue;
 		}
-		cfg->preview.nfrom++;
+		(*nout)++;
 	}
+}
+
+static void
+parse_cidrs(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+
+	if (parent == NULL)
+		return;
+	if (s == NULL) {
+		cerr(ctx, parent, "'%s' is required: the client networks that may "
+		    "pick a color, e.g. ( \"127.0.0.1/32\" )", path);
+		return;
+	}
+	cidr_list(ctx, s, path, &cfg->preview.from, &cfg->preview.nfrom);
 }
 
 static void
@@ -1548,6 +1564,28 @@ free_cidrs(void *base)
 	free(cfg->preview.from);
 	cfg->preview.from = NULL;
 	cfg->preview.nfrom = 0;
+}
+
+/* trusted_proxies: optional; absent, no peer is trusted. */
+static void
+parse_trusted(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+
+	(void)parent;
+	if (s != NULL)
+		cidr_list(ctx, s, path, &cfg->trusted_proxies, &cfg->ntrusted_proxies);
+}
+
+static void
+free_trusted(void *base)
+{
+	struct config *cfg = base;
+
+	free(cfg->trusted_proxies);
+	cfg->trusted_proxies = NULL;
+	cfg->ntrusted_proxies = 0;
 }
 
 /* ---- whole-configuration checks ----------------------------------------- */

@@ -34,6 +34,7 @@ struct config_listen {
 	size_t ncerts;
 	char *tls_min_version; /* "TLSv1.2" (default) or "TLSv1.3"; set even without TLS */
 	char *tls_ciphers;     /* OpenSSL cipher list for TLS 1.2; NULL: the built-in ECDHE AES-GCM/ChaCha20 list */
+	bool proxy_protocol;   /* each connection begins with a PROXY protocol header */
 };
 
 /* Upstream TLS of a pool (issue #5; parsed and validated now). */
@@ -168,6 +169,9 @@ struct config {
 	struct config_smoke *smoke;
 	size_t nsmoke;
 	struct config_preview preview;
+	/* trusted_proxies: peers whose X-Forwarded-For is kept and extended */
+	struct addr_cidr *trusted_proxies;
+	size_t ntrusted_proxies;
 	struct config_hooks hooks;
 	struct config_control control;
 	struct config_metrics metrics;

@@ -29,6 +29,7 @@
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
+#include "xff.h"
 
 /*
  * Backpressure: a side's output buffer may hold at most BUF_HIGH bytes; past
@@ -77,8 +78,12 @@ struct session {
 	enum timer_kind timer_kind;
 	unsigned busy; /* callback nesting depth */
 	bool dead;     /* free when busy drops to 0 */
-	char client_ip[64];
+	char client_ip[64];           /* the peer (the PROXY header's client where there is one) */
 	struct sockaddr_storage peer;
+	/* The current request's client: the peer, or behind trusted proxies
+	 * the last untrusted hop of X-Forwarded-For (preview, access log). */
+	char req_client_ip[64];
+	struct sockaddr_storage req_client;
 	bool tls;       /* the client speaks TLS to us */
 	bool tls_dirty; /* TLS connection failed: no close_notify */
 
@@ -161,6 +166,7 @@ static void release_pool(struct session *s);
 static void read_more(struct bufferevent *bev, size_t limit);
 static void read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit);
 static bool preview_color(struct session *s, struct http_head *req, enum color *color);
+static void forwarded_for(struct session *s, struct http_head *req);
 static void set_req_line(struct session *s, const struct http_head *req);
 static void log_access(struct session *s, uint64_t us);
 
@@ -177,6 +183,8 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
 	/* TCP_NODELAY comes from the listening socket (see listener_open). */
 	addr_ip_string(sa, s->client_ip, sizeof(s->client_ip));
+	s->req_client = s->peer;
+	memcpy(s->req_client_ip, s->client_ip, sizeof(s->req_client_ip));
 	if (tls != NULL) {
 		SSL *ssl = tls_server_ssl(tls);
 
@@ -600,6 +608,8 @@ read_head(struct session *s)
 	}
 	if (!s->got_bytes) {
 		s->got_bytes = true;
+		s->req_client = s->peer;
+		memcpy(s->req_client_ip, s->client_ip, sizeof(s->req_client_ip));
 		if (s->timer_kind == T_IDLE || s->timer_kind == T_HANDSHAKE)
 			arm_timer(s, T_HEADER);
 	}
@@ -643,6 +653,7 @@ read_head(struct session *s)
 		http_chunked_init(&s->req_chunked, true, cfg->limits.header_size);
 	s->req_done = req.framing == HTTP_BODY_NONE ||
 	    (req.framing == HTTP_BODY_LENGTH && req.content_length == 0);
+	forwarded_for(s, &req);
 	preview = cfg->preview.header != NULL && preview_color(s, &req, &pcolor);
 	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
 	if (http_write_request(s->req_head, &req, s->client_ip, s->tls ? "https" : "http") < 0) {
@@ -1266,6 +1277,29 @@ drop_upstream(struct session *s, bool reusable)
 }
 
 /*
+ * trusted_proxies: from a trusted peer, the incoming X-Forwarded-For is kept
+ * (http_write_request appends the peer) and its last untrusted hop is the
+ * request's client; from anyone else it is dropped, so the upstream sees
+ * only the peer.
+ */
+static void
+forwarded_for(struct session *s, struct http_head *req)
+{
+	const struct config *cfg = s->w->cfg;
+	size_t i;
+
+	if (xff_trusted(cfg->trusted_proxies, cfg->ntrusted_proxies, (const struct sockaddr *)&s->peer)) {
+		if (xff_client(req, cfg->trusted_proxies, cfg->ntrusted_proxies, &s->req_client))
+			addr_ip_string((const struct sockaddr *)&s->req_client, s->req_client_ip,
+			    sizeof(s->req_client_ip));
+		return;
+	}
+	for (i = 0; i < req->nheaders; i++)
+		if (http_header_is(&req->headers[i], "x-forwarded-for"))
+			req->headers[i].flags |= HTTP_HDR_HOP;
+}
+
+/*
  * Preview routing: the preview header is never forwarded; from an address in
  * preview.from, its value (blue or green) picks the color for this request.
  */
@@ -1289,7 +1323,7 @@ preview_color(struct session *s, struct http_head *req, enum color *color)
 	if (found == NULL || found->value_len >= sizeof(value))
 		return false;
 	for (i = 0; i < pv->nfrom; i++)
-		if (addr_cidr_match(&pv->from[i], (const struct sockaddr *)&s->peer))
+		if (addr_cidr_match(&pv->from[i], (const struct sockaddr *)&s->req_client))
 			break;
 	if (i == pv->nfrom)
 		return false;
@@ -1330,7 +1364,7 @@ log_access(struct session *s, uint64_t us)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	n = snprintf(line, sizeof(line), "%s.%03ldZ %s \"%s\" %d %s %s %.3f %llu", when,
-	    ts.tv_nsec / 1000000, s->client_ip, s->req_line != NULL ? s->req_line : "-",
+	    ts.tv_nsec / 1000000, s->req_client_ip, s->req_line != NULL ? s->req_line : "-",
 	    s->resp_started || s->status >= 400 ? s->status : 0, color_name(s->color),
 	    s->server != NULL ? s->server->addr.text : "-", (double)us / 1000.0,
 	    (unsigned long long)s->resp_bytes);

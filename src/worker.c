@@ -20,6 +20,7 @@
 #include "http.h"
 #include "log.h"
 #include "pool.h"
+#include "prelude.h"
 #include "session.h"
 #include "upstream.h"
 #include "worker.h"
@@ -304,6 +305,7 @@ worker_main(void *arg)
 	event_base_dispatch(w->base);
 	/* Whatever is left (forced stop) goes now, so nothing leaks. */
 	session_shutdown_all(w, true);
+	prelude_close_all(w);
 	if ((r = route_current()) != NULL) {
 		upstream_close_idle_pool(w, r->pools[COLOR_BLUE]);
 		upstream_close_idle_pool(w, r->pools[COLOR_GREEN]);
@@ -351,8 +353,10 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 		}
 		listeners_set(w, false);
 	}
-	if (session_new(w, fd, sa, (socklen_t)salen, w->tls != NULL ? w->tls[wl->index] : NULL) < 0) {
-		/* session_new closed fd; nothing was counted on the worker. */
+	if ((w->cfg->listens[wl->index].proxy_protocol
+	            ? prelude_new(w, fd, sa, (socklen_t)salen, wl->index)
+	            : session_new(w, fd, sa, (socklen_t)salen, w->tls != NULL ? w->tls[wl->index] : NULL)) < 0) {
+		/* fd was closed; nothing was counted on the worker. */
 		if (atomic_fetch_sub(&total_conns, 1) - 1 < max && atomic_exchange(&all_paused, false))
 			post_peers(WORKER_MSG_RESUME);
 	}
@@ -418,6 +422,8 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 		if (w->purge_ev != NULL)
 			event_del(w->purge_ev);
 		session_shutdown_all(w, (msg & WORKER_MSG_FORCE) != 0);
+		/* Like sessions idle between requests: nothing of theirs is under way. */
+		prelude_close_all(w);
 		if (msg & WORKER_MSG_FORCE)
 			event_base_loopexit(w->base, NULL);
 		else

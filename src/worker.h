@@ -104,6 +104,7 @@ struct worker {
 	unsigned nconns;     /* client connections open on this worker */
 	bool stopping;
 	struct session_list sessions;
+	struct prelude *preludes; /* connections still reading a PROXY header */
 	/* Sessions with output to write at the end of this loop turn: writes
 	 * are batched after every ready callback ran (see session.c). */
 	struct session_list flushq;

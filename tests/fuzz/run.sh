@@ -25,6 +25,7 @@ for name in "$@"; do
 	case $name in
 	request_head | response_head) max_len=20000 ;;
 	control) max_len=10000 ;;
+	proxyproto) max_len=5000 ;;
 	*) max_len=4096 ;;
 	esac
 	dict=

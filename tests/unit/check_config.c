@@ -133,7 +133,7 @@ dump_errors(const struct config_errors *errs)
 static const char full_conf[] =
     "# every key, none at its default\n"
     "listen = ( { address = \"127.0.0.1:8080\"; },\n"
-    "           { address = \"[::1]:8443\";\n"
+    "           { address = \"[::1]:8443\"; proxy_protocol = true;\n"
     "             tls = { certs = ( { cert = \"@/a.pem\"; key = \"a.key\"; } );\n"
     "                     min_version = \"TLSv1.3\";\n"
     "                     ciphers = \"HIGH:!aNULL\"; }; } );\n"
@@ -157,6 +157,7 @@ static const char full_conf[] =
     "                        { name = \"X-Smoke\"; value = \"1\"; } );\n"
     "            expect_status = 204; expect_body = \"ok\"; timeout = \"3s\"; } );\n"
     "preview: { header = \"X-Cutover-Color\"; from = ( \"127.0.0.1/32\", \"::1/128\", \"10.0.0.0/8\" ); };\n"
+    "trusted_proxies = ( \"10.0.0.0/8\", \"fd00::/8\" );\n"
     "hooks: { pre_switch = \"@/hook\"; post_switch = \"@/hook\"; rollback = \"@/hook\";\n"
     "         window_end = \"@/hook\"; timeout = \"45s\"; };\n"
     "control: { socket = \"@/control.sock\"; mode = \"0600\"; group = \"%GROUP%\";\n"
@@ -210,6 +211,8 @@ START_TEST(test_full)
 	ck_assert_int_eq(cfg->listens[0].line, 2);
 	ck_assert_uint_eq(cfg->listens[0].ncerts, 0);
 	ck_assert_ptr_null(cfg->listens[0].certs);
+	ck_assert(!cfg->listens[0].proxy_protocol);
+	ck_assert(cfg->listens[1].proxy_protocol);
 	ck_assert_str_eq(cfg->listens[1].addr.text, "[::1]:8443");
 	ck_assert_int_eq(cfg->listens[1].line, 3);
 	ck_assert_uint_eq(cfg->listens[1].ncerts, 1);
@@ -293,6 +296,9 @@ START_TEST(test_full)
 	    sizeof(ip));
 	ck_assert_str_eq(ip, "::1");
 	ck_assert_uint_eq(cfg->preview.from[2].prefix, 8);
+	ck_assert_uint_eq(cfg->ntrusted_proxies, 2);
+	ck_assert_uint_eq(cfg->trusted_proxies[0].prefix, 8);
+	ck_assert_int_eq(cfg->trusted_proxies[1].net.ss_family, AF_INET6);
 
 	p = expand("@/hook");
 	ck_assert_str_eq(cfg->hooks.pre_switch, p);
@@ -426,6 +432,14 @@ static const struct bad_case bad_cases[] = {
 	    "3: 'workers' must be from 0 to 256, not 10000000000"},
 	{BASE "workers = 1.0;\n", "3: 'workers' must be an integer"},
 	{BASE "foo = 1;\n", "3: unknown key 'foo'"},
+	{BASE "trusted_proxies = ( \"10.0.0.1/8\" );\n",
+	    "3: 'trusted_proxies[0]': invalid network \"10.0.0.1/8\": address has bits set beyond /8"},
+	{BASE "trusted_proxies = ( );\n", "3: 'trusted_proxies' needs at least one network"},
+	{BASE "trusted_proxies = \"10.0.0.0/8\";\n",
+	    "3: 'trusted_proxies' must be a list of \"address/prefix\" strings"},
+	{"listen = ( { address = \"127.0.0.1:8080\"; proxy_protocol = 1; } );\n"
+	 "pools = { blue = { servers = ( \"127.0.0.1:9001\" ); }; green = { servers = ( ); }; };\n",
+	    "1: 'listen[0].proxy_protocol' must be true or false"},
 	{BASE "health = {\n  intervall = \"2s\"; };\n",
 	    "4: unknown key 'intervall' in 'health'"},
 	{BASE "health = {\n  interval = \"2x\"; };\n",
