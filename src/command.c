@@ -17,15 +17,20 @@
 #define BOTH (COMMAND_DAEMON | COMMAND_CLIENT)
 
 const struct command_flag command_flags[] = {
-	{"--force", COMMAND_F_FORCE, COMMAND_VALUE_NONE, NULL, "skip the health and smoke-test checks"},
+	{"--force", COMMAND_F_FORCE, COMMAND_VALUE_NONE, NULL, "skip the health and smoke-test checks",
+	    false},
 	{"--if-gen", COMMAND_F_IF_GEN, COMMAND_VALUE_NUMBER, "N",
-	    "refuse unless the switch generation is N"},
-	{"--dry-run", COMMAND_F_DRY_RUN, COMMAND_VALUE_NONE, NULL, "run every check, change nothing"},
-	{"--wait", COMMAND_F_WAIT, COMMAND_VALUE_NONE, NULL, "return once the old color has drained"},
+	    "refuse unless the switch generation is N", false},
+	{"--dry-run", COMMAND_F_DRY_RUN, COMMAND_VALUE_NONE, NULL, "run every check, change nothing",
+	    false},
+	{"--wait", COMMAND_F_WAIT, COMMAND_VALUE_NONE, NULL, "return once the old color has drained",
+	    false},
 	{"--run", COMMAND_F_RUN, COMMAND_VALUE_COMMAND, "CMD",
-	    "install the release (sh -c CMD, CUTOVER_TARGET=idle color)"},
+	    "install the release (sh -c CMD, CUTOVER_TARGET=idle color)", false},
 	{"--timeout", COMMAND_F_TIMEOUT, COMMAND_VALUE_DURATION, "T",
-	    "give up waiting after T (each wait; default " DEPLOY_DEFAULT_TIMEOUT ")"},
+	    "give up waiting after T (each wait; default " DEPLOY_DEFAULT_TIMEOUT ")", false},
+	{"--watch", COMMAND_F_WATCH, COMMAND_VALUE_NONE, NULL, "redraw every second until Ctrl-C",
+	    true},
 };
 const size_t command_nflags = NELEM(command_flags);
 
@@ -34,7 +39,8 @@ const size_t command_nflags = NELEM(command_flags);
  * cutoverctl itself (deploy.c), help is the daemon's own list.
  */
 const struct command command_table[COMMAND_COUNT] = {
-	[COMMAND_STATUS] = {COMMAND_STATUS, "status", COMMAND_ARG_NONE, false, 0, 0, false, BOTH,
+	[COMMAND_STATUS] = {COMMAND_STATUS, "status", COMMAND_ARG_NONE, false, COMMAND_F_WATCH, 0,
+	    false, BOTH,
 	    "active and previous color, state, verdict, pools"},
 	[COMMAND_SWITCH] = {COMMAND_SWITCH, "switch", COMMAND_ARG_COLOR, true,
 	    COMMAND_F_FORCE | COMMAND_F_IF_GEN | COMMAND_F_DRY_RUN | COMMAND_F_WAIT, 0, true, BOTH,
@@ -123,7 +129,8 @@ command_parse(struct command_request *rq, int argc, char **argv, unsigned side, 
 			rq->has_arg = true;
 			continue;
 		}
-		if (f == NULL || !(cmd->flags & f->bit))
+		if (f == NULL || !(cmd->flags & f->bit) ||
+		    (f->client_only && !(side & COMMAND_CLIENT)))
 			return fail(err, errlen, "%s: unknown option '%.64s'", cmd->name, w);
 		if (rq->flags & f->bit)
 			return fail(err, errlen, "%s: %s given twice", cmd->name, f->name);
@@ -184,7 +191,7 @@ command_format(const struct command_request *rq, struct jbuf *line)
 	for (i = 0; i < command_nflags; i++) {
 		const struct command_flag *f = &command_flags[i];
 
-		if (!(rq->flags & f->bit))
+		if (!(rq->flags & f->bit) || f->client_only)
 			continue;
 		jbuf_printf(line, " %s", f->name);
 		if (f->value == COMMAND_VALUE_NUMBER)
@@ -209,7 +216,7 @@ command_synopsis(const struct command *cmd, char *buf, size_t size)
 		const struct command_flag *f = &command_flags[i];
 		bool req = (cmd->required & f->bit) != 0;
 
-		if (!(cmd->flags & f->bit))
+		if (!(cmd->flags & f->bit) || f->client_only)
 			continue;
 		len = strlen(buf);
 		snprintf(buf + len, size - len, " %s%s%s%s%s", req ? "" : "[", f->name,

@@ -52,6 +52,7 @@ enum {
 	COMMAND_F_WAIT = 1u << 3,
 	COMMAND_F_RUN = 1u << 4,
 	COMMAND_F_TIMEOUT = 1u << 5,
+	COMMAND_F_WATCH = 1u << 6,
 };
 
 /* Which program knows a command (a bit set). */
@@ -73,6 +74,9 @@ struct command_flag {
 	enum command_value value;
 	const char *metavar; /* the value's name in help, or NULL */
 	const char *help;
+	/* Concerns cutoverctl only (status --watch): never sent, and the
+	 * daemon refuses it as an unknown option. */
+	bool client_only;
 };
 
 struct command {
@@ -124,7 +128,8 @@ int command_parse(struct command_request *rq, int argc, char **argv, unsigned si
 
 /*
  * Appends to line the wire form of rq, which must be a daemon command: its
- * name, its argument, then its flags in table order, separated by single
+ * name, its argument, then its flags in table order (client-only flags
+ * left out), separated by single
  * spaces, without a newline ("switch green --force --if-gen 3"). Returns 0,
  * or -1 for a command the daemon does not know. Out of memory shows in
  * line->oom.
@@ -132,7 +137,8 @@ int command_parse(struct command_request *rq, int argc, char **argv, unsigned si
 int command_format(const struct command_request *rq, struct jbuf *line)
     __attribute__((warn_unused_result));
 
-/* Writes cmd's synopsis ("rollback [--force] [--if-gen N]") into buf. */
+/* Writes cmd's synopsis as the daemon knows it ("rollback [--force]
+ * [--if-gen N]", client-only flags left out) into buf. */
 void command_synopsis(const struct command *cmd, char *buf, size_t size);
 
 #endif

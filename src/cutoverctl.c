@@ -2,11 +2,13 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "command.h"
@@ -14,6 +16,7 @@
 #include "ctl.h"
 #include "deploy.h"
 #include "json.h"
+#include "progress.h"
 
 /*
  * cutoverctl: the operator's client for cutoverd's control socket.
@@ -38,6 +41,12 @@
 #define DEFAULT_SOCKET RUNSTATEDIR "/cutover/control.sock"
 
 #define TABLE_MAX_COLS 8
+
+/* status --watch asks once a second. */
+#define WATCH_INTERVAL_MS 1000
+
+/* Set by SIGINT and SIGTERM while status --watch runs. */
+static volatile sig_atomic_t watch_stop;
 
 struct request;
 
@@ -87,6 +96,9 @@ static void fmt_commit(const struct request *req, const struct json *ans);
 static void refused_smoke(const struct request *req, const struct json *ans);
 static void refused_reload(const struct request *req, const struct json *ans);
 static int run_deploy(const struct request *req, const char *path);
+static int ask(const struct request *req, const char *path, struct json **ansp);
+static void on_watch_signal(int sig);
+static int watch_status(const struct request *req, const char *path);
 
 /* Indexed by enum command_id; a command with no format is not cutoverctl's
  * (help: cutoverctl --help lists the commands). */
@@ -620,6 +632,100 @@ run_deploy(const struct request *req, const char *path)
 	return deploy_run(path, req->rq.run, req->rq.timeout_ms, &pr);
 }
 
+/*
+ * One exchange on its own connection: sends req->line and reads the
+ * answer, printing it as is with --json. switch --wait (and rollback
+ * --wait) follow the daemon's status on a second connection meanwhile and
+ * show it on stderr, unless --json asks for the answer alone. Returns an
+ * exit status; on CTL_EXIT_DONE *ansp is the caller's.
+ */
+static int
+ask(const struct request *req, const char *path, struct json **ansp)
+{
+	struct progress pg;
+	char *line = NULL;
+	size_t len = 0;
+	int fd = -1, rc;
+
+	if (req->rq.flags & COMMAND_F_WAIT) {
+		progress_init(&pg, req->rq.cmd->name, stderr);
+		if ((rc = progress_call(req->rq.json ? NULL : &pg, path, &req->line, -1,
+		    &line, &len)) != CTL_EXIT_DONE)
+			goto out;
+	} else if ((rc = ctl_connect(path, &fd)) != CTL_EXIT_DONE ||
+	    (rc = ctl_send(fd, path, &req->line)) != CTL_EXIT_DONE ||
+	    (rc = ctl_read_answer(fd, path, CTL_ANSWER_TIMEOUT_MS, &line, &len)) !=
+	    CTL_EXIT_DONE)
+		goto out;
+	if (req->rq.json)
+		printf("%s\n", line);
+	rc = ctl_parse_answer(path, line, len, ansp);
+out:
+	if (fd != -1)
+		close(fd);
+	free(line);
+	return rc;
+}
+
+static void
+on_watch_signal(int sig)
+{
+	(void)sig;
+	watch_stop = 1;
+}
+
+/*
+ * status --watch: the status every WATCH_INTERVAL_MS until SIGINT or
+ * SIGTERM, which end it with exit 0. On a terminal each answer replaces the
+ * last (cursor home, erase the screen); elsewhere each is a block of its
+ * own after a blank line, or with --json a line of its own. A daemon that
+ * stops answering is reported and asked again (it may be restarting), but
+ * one that cannot be reached at the start ends the watch.
+ */
+static int
+watch_status(const struct request *req, const char *path)
+{
+	struct sigaction sa;
+	bool tty = isatty(STDOUT_FILENO) == 1, first = true;
+	int rc;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_watch_signal;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: the signal must cut the sleep short. */
+	if (sigaction(SIGINT, &sa, NULL) == -1 || sigaction(SIGTERM, &sa, NULL) == -1) {
+		fprintf(stderr, "cutoverctl: sigaction: %s\n", strerror(errno));
+		return CTL_EXIT_FAILED;
+	}
+	while (!watch_stop) {
+		struct timespec ts = {WATCH_INTERVAL_MS / 1000,
+		    (long)(WATCH_INTERVAL_MS % 1000) * 1000000L};
+		struct json *ans = NULL;
+
+		if (tty && !req->rq.json)
+			fputs("\033[H\033[2J", stdout);
+		else if (!first && !req->rq.json)
+			putchar('\n');
+		rc = ask(req, path, &ans);
+		if (rc != CTL_EXIT_DONE && first) {
+			json_free(ans);
+			return rc;
+		}
+		if (rc == CTL_EXIT_DONE && !json_get_bool(ans, "ok", false))
+			fprintf(stderr, "cutoverctl: %s\n", json_get_str(ans, "error",
+			    "request failed"));
+		else if (rc == CTL_EXIT_DONE && !req->rq.json)
+			req->pr->format(req, ans);
+		json_free(ans);
+		first = false;
+		if (fflush(stdout) == EOF || ferror(stdout))
+			return CTL_EXIT_FAILED;
+		if (!watch_stop)
+			nanosleep(&ts, NULL);
+	}
+	return CTL_EXIT_DONE;
+}
+
 /* "+": options end at the command, whose own flags are checked against the
  * command table. The completion script is generated from these too. */
 #define SHORTOPTS "+:s:hV"
@@ -638,9 +744,7 @@ main(int argc, char **argv)
 	struct request req;
 	struct json *ans = NULL;
 	const char *path = NULL;
-	char *line = NULL;
-	size_t len = 0;
-	int ch, fd = -1, rc;
+	int ch, rc;
 
 	memset(&req, 0, sizeof(req));
 	jbuf_init(&req.line);
@@ -689,16 +793,11 @@ main(int argc, char **argv)
 		rc = req.pr->run(&req, path);
 		goto out;
 	}
-	if ((rc = ctl_connect(path, &fd)) != 0)
+	if (req.rq.flags & COMMAND_F_WATCH) {
+		rc = watch_status(&req, path);
 		goto out;
-	if ((rc = ctl_send(fd, path, &req.line)) != 0)
-		goto out;
-	if ((rc = ctl_read_answer(fd, path, (req.rq.flags & COMMAND_F_WAIT) ? -1 :
-	    CTL_ANSWER_TIMEOUT_MS, &line, &len)) != 0)
-		goto out;
-	if (req.rq.json)
-		printf("%s\n", line);
-	if ((rc = ctl_parse_answer(path, line, len, &ans)) != CTL_EXIT_DONE)
+	}
+	if ((rc = ask(&req, path, &ans)) != CTL_EXIT_DONE)
 		goto out;
 	if (!json_get_bool(ans, "ok", false)) {
 		if (req.pr->refused != NULL && !req.rq.json)
@@ -719,10 +818,7 @@ out:
 		if (rc == CTL_EXIT_DONE)
 			rc = CTL_EXIT_FAILED;
 	}
-	if (fd != -1)
-		close(fd);
 	json_free(ans);
-	free(line);
 	jbuf_free(&req.line);
 	return rc;
 }

@@ -20,6 +20,7 @@
 #include "deploy.h"
 #include "duration.h"
 #include "json.h"
+#include "progress.h"
 
 /*
  * The deploy flow (see deploy.h), driving the daemon with one ctl_call per
@@ -29,7 +30,7 @@
 /* How often to ask for status while waiting for the idle color to become
  * healthy and while following the safety window. */
 #define DEPLOY_HEALTH_POLL_MS 250
-#define DEPLOY_WINDOW_POLL_MS 500
+#define DEPLOY_WINDOW_POLL_MS PROGRESS_POLL_MS
 
 struct deploy {
 	const char *path;
@@ -38,15 +39,17 @@ struct deploy {
 	uint64_t timeout_ms;
 	char timeout_text[32];
 	uint64_t generation;    /* the current one; ours after the switch */
+	struct progress pg;     /* the switch and the window, on stderr */
 };
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int deploy_fail(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
+static void say(struct deploy *dp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static int deploy_fail(struct deploy *dp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 static void sleep_ms(unsigned ms);
 static bool color_ok(const char *s);
-static int deploy_status(const struct deploy *dp, struct json **stp);
-static int deploy_run_command(const struct deploy *dp, const char *cmd);
+static int deploy_status(struct deploy *dp, struct json **stp);
+static int deploy_run_command(struct deploy *dp, const char *cmd);
 static int deploy_wait_healthy(struct deploy *dp);
 static int deploy_switch(struct deploy *dp);
 static int deploy_follow(struct deploy *dp);
@@ -64,6 +67,7 @@ deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
 	dp.path = path;
 	dp.pr = pr;
 	dp.timeout_ms = timeout_ms;
+	progress_init(&dp.pg, "deploy", stderr);
 	if (timeout_ms == 0 &&
 	    duration_parse(DEPLOY_DEFAULT_TIMEOUT, &dp.timeout_ms) < 0)
 		return CTL_EXIT_FAILED;
@@ -79,7 +83,7 @@ deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
 	/* The idle color is the rollback target while a window is open:
 	 * installing a release there now would take that away. */
 	if (strcmp(state, "observing") == 0) {
-		rc = deploy_fail("the safety window of generation %" PRIu64
+		rc = deploy_fail(&dp, "the safety window of generation %" PRIu64
 		    " is still open (%llds left) and %s is its rollback target; "
 		    "wait for it to end or run 'cutoverctl commit'",
 		    dp.generation, (long long)json_get_num(st, "window_left_s", 0),
@@ -89,12 +93,12 @@ deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
 	}
 	if (json_get_bool(st, "switching", false)) {
 		json_free(st);
-		return deploy_fail("another switch is in progress");
+		return deploy_fail(&dp, "another switch is in progress");
 	}
 	json_free(st);
-	say("%s is live (generation %" PRIu64 "); deploying to %s", dp.from,
+	say(&dp, "%s is live (generation %" PRIu64 "); deploying to %s", dp.from,
 	    dp.generation, dp.target);
-	say("running: %s", cmd);
+	say(&dp, "running: %s", cmd);
 	if ((rc = deploy_run_command(&dp, cmd)) != CTL_EXIT_DONE)
 		return rc;
 	if ((rc = deploy_wait_healthy(&dp)) != CTL_EXIT_DONE)
@@ -104,13 +108,15 @@ deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
 	return deploy_follow(&dp);
 }
 
-/* A progress line, flushed at once: deploy runs for minutes, often with
- * stdout on a pipe to a CI log. */
+/* A milestone line on stdout, flushed at once: deploy runs for minutes,
+ * often with stdout on a pipe to a CI log. An updating progress line on
+ * the terminal is ended first, so that the two do not mix. */
 static void
-say(const char *fmt, ...)
+say(struct deploy *dp, const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_break(&dp->pg);
 	fputs("deploy: ", stdout);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
@@ -120,10 +126,11 @@ say(const char *fmt, ...)
 }
 
 static int
-deploy_fail(const char *fmt, ...)
+deploy_fail(struct deploy *dp, const char *fmt, ...)
 {
 	va_list ap;
 
+	progress_break(&dp->pg);
 	fflush(stdout);
 	fputs("cutoverctl: deploy: ", stderr);
 	va_start(ap, fmt);
@@ -144,7 +151,7 @@ sleep_ms(unsigned ms)
 
 /* status, which must succeed and name a color. */
 static int
-deploy_status(const struct deploy *dp, struct json **stp)
+deploy_status(struct deploy *dp, struct json **stp)
 {
 	struct json *st = NULL;
 	int rc;
@@ -152,7 +159,7 @@ deploy_status(const struct deploy *dp, struct json **stp)
 	if ((rc = ctl_call(dp->path, "status", &st)) != CTL_EXIT_DONE)
 		return rc;
 	if (!json_get_bool(st, "ok", false)) {
-		rc = deploy_fail("status: %s", json_get_str(st, "error",
+		rc = deploy_fail(dp, "status: %s", json_get_str(st, "error",
 		    "request failed"));
 		json_free(st);
 		return rc;
@@ -160,7 +167,7 @@ deploy_status(const struct deploy *dp, struct json **stp)
 	if (!color_ok(json_get_str(st, "active", "")) ||
 	    json_get(st, "generation") == NULL) {
 		json_free(st);
-		return deploy_fail("status: malformed answer from %s", dp->path);
+		return deploy_fail(dp, "status: malformed answer from %s", dp->path);
 	}
 	*stp = st;
 	return CTL_EXIT_DONE;
@@ -169,7 +176,7 @@ deploy_status(const struct deploy *dp, struct json **stp)
 /* Runs CMD with sh -c, CUTOVER_TARGET and CUTOVER_SOCKET set, its output
  * passed through. */
 static int
-deploy_run_command(const struct deploy *dp, const char *cmd)
+deploy_run_command(struct deploy *dp, const char *cmd)
 {
 	pid_t pid, w;
 	int status;
@@ -177,7 +184,7 @@ deploy_run_command(const struct deploy *dp, const char *cmd)
 	fflush(stdout);
 	fflush(stderr);
 	if ((pid = fork()) == -1)
-		return deploy_fail("cannot run the command: fork: %s",
+		return deploy_fail(dp, "cannot run the command: fork: %s",
 		    strerror(errno));
 	if (pid == 0) {
 		if (setenv("CUTOVER_TARGET", dp->target, 1) == -1 ||
@@ -191,13 +198,13 @@ deploy_run_command(const struct deploy *dp, const char *cmd)
 	while ((w = waitpid(pid, &status, 0)) == -1 && errno == EINTR)
 		;
 	if (w == -1)
-		return deploy_fail("waiting for the command: %s",
+		return deploy_fail(dp, "waiting for the command: %s",
 		    strerror(errno));
 	if (WIFSIGNALED(status))
-		return deploy_fail("CMD failed (killed by signal %d); nothing "
+		return deploy_fail(dp, "CMD failed (killed by signal %d); nothing "
 		    "was switched", WTERMSIG(status));
 	if (WEXITSTATUS(status) != 0)
-		return deploy_fail("CMD failed (exit %d); nothing was switched",
+		return deploy_fail(dp, "CMD failed (exit %d); nothing was switched",
 		    WEXITSTATUS(status));
 	return CTL_EXIT_DONE;
 }
@@ -226,13 +233,13 @@ deploy_wait_healthy(struct deploy *dp)
 			need = 1;
 		json_free(st);
 		if (confirmed != last)
-			say("waiting for %s: %lld of %lld servers healthy, "
+			say(dp, "waiting for %s: %lld of %lld servers healthy, "
 			    "need %lld", dp->target, confirmed, total, need);
 		last = confirmed;
 		if (confirmed >= need)
 			return CTL_EXIT_DONE;
 		if ((int64_t)clock_mono_ms() >= deadline)
-			return deploy_fail("timed out waiting for %s to become "
+			return deploy_fail(dp, "timed out waiting for %s to become "
 			    "healthy: %lld of %lld servers healthy after %s, "
 			    "need %lld; nothing was switched", dp->target,
 			    confirmed, total, dp->timeout_text, need);
@@ -247,6 +254,8 @@ deploy_switch(struct deploy *dp)
 	struct json *ans = NULL;
 	struct command_request rq;
 	struct jbuf line;
+	char *answer = NULL;
+	size_t len = 0;
 	int rc;
 
 	/* "switch TARGET --if-gen G", worded by the command table. */
@@ -259,12 +268,22 @@ deploy_switch(struct deploy *dp)
 	if (color_parse(dp->target, &rq.color) < 0 ||
 	    command_format(&rq, &line) < 0 || line.oom) {
 		jbuf_free(&line);
-		return deploy_fail("cannot word the switch to %s", dp->target);
+		return deploy_fail(dp, "cannot word the switch to %s", dp->target);
 	}
-	say("switching to %s (the daemon runs the smoke tests and the "
+	say(dp, "switching to %s (the daemon runs the smoke tests and the "
 	    "pre_switch hook)", dp->target);
-	rc = ctl_call(dp->path, line.s, &ans);
+	jbuf_raw(&line, "\n");
+	if (line.oom) {
+		jbuf_free(&line);
+		return deploy_fail(dp, "out of memory");
+	}
+	/* The smoke tests may take a while: show the daemon's progress. */
+	rc = progress_call(&dp->pg, dp->path, &line, CTL_ANSWER_TIMEOUT_MS, &answer,
+	    &len);
 	jbuf_free(&line);
+	if (rc == CTL_EXIT_DONE)
+		rc = ctl_parse_answer(dp->path, answer, len, &ans);
+	free(answer);
 	if (rc != CTL_EXIT_DONE)
 		return rc;
 	if (!json_get_bool(ans, "ok", false)) {
@@ -272,7 +291,7 @@ deploy_switch(struct deploy *dp)
 
 		if (smoke != NULL && smoke->type == JSON_ARRAY && smoke->n > 0)
 			dp->pr->smoke(smoke, stdout);
-		rc = deploy_fail("%s; %s stays live", json_get_str(ans, "error",
+		rc = deploy_fail(dp, "%s; %s stays live", json_get_str(ans, "error",
 		    "switch refused"), dp->from);
 		json_free(ans);
 		return rc;
@@ -280,11 +299,11 @@ deploy_switch(struct deploy *dp)
 	if (!json_get_bool(ans, "changed", true) ||
 	    strcmp(json_get_str(ans, "active", ""), dp->target) != 0) {
 		json_free(ans);
-		return deploy_fail("the switch to %s changed nothing", dp->target);
+		return deploy_fail(dp, "the switch to %s changed nothing", dp->target);
 	}
 	dp->generation = (uint64_t)json_get_num(ans, "generation", 0);
 	json_free(ans);
-	say("switched to %s (generation %" PRIu64 "); following the safety "
+	say(dp, "switched to %s (generation %" PRIu64 "); following the safety "
 	    "window", dp->target, dp->generation);
 	return CTL_EXIT_DONE;
 }
@@ -294,12 +313,10 @@ static int
 deploy_follow(struct deploy *dp)
 {
 	int64_t deadline = duration_add_signed((int64_t)clock_mono_ms(), dp->timeout_ms);
-	long long last_left = -1, last_seen = -1;
 	int rc;
 
 	for (;;) {
 		struct json *st = NULL;
-		const struct json *guard;
 		const char *active, *state, *verdict, *vreason;
 		uint64_t gen;
 		long long left;
@@ -312,69 +329,50 @@ deploy_follow(struct deploy *dp)
 		vreason = json_get_str(st, "verdict_reason", "");
 		gen = (uint64_t)json_get_num(st, "generation", 0);
 		left = (long long)json_get_num(st, "window_left_s", 0);
-		guard = json_get(st, "guard");
 		if (strcmp(active, dp->target) != 0) {
 			if (strcmp(verdict, "rolled-back") == 0)
-				rc = deploy_fail("rolled back: %s; traffic is "
+				rc = deploy_fail(dp, "rolled back: %s; traffic is "
 				    "on %s again (generation %" PRIu64 ")",
 				    vreason, active, gen);
 			else
-				rc = deploy_fail("%s is no longer live: %s is "
+				rc = deploy_fail(dp, "%s is no longer live: %s is "
 				    "(generation %" PRIu64 "); see cutoverctl "
 				    "history", dp->target, active, gen);
 			json_free(st);
 			return rc;
 		}
 		if (gen != dp->generation) {
-			rc = deploy_fail("the generation moved from %" PRIu64
+			rc = deploy_fail(dp, "the generation moved from %" PRIu64
 			    " to %" PRIu64 " while following the safety window; "
 			    "see cutoverctl history", dp->generation, gen);
 			json_free(st);
 			return rc;
 		}
 		if (strcmp(verdict, "rollback-failed") == 0) {
-			rc = deploy_fail("the guard tripped but could not roll "
+			rc = deploy_fail(dp, "the guard tripped but could not roll "
 			    "back: %s; %s is still live", vreason, dp->target);
 			json_free(st);
 			return rc;
 		}
 		if (strcmp(state, "stable") == 0) {
 			if (strcmp(verdict, "insufficient-traffic") == 0)
-				say("%s is live; the safety window ended "
+				say(dp, "%s is live; the safety window ended "
 				    "WITHOUT A VERDICT: %s", dp->target, vreason);
 			else if (*verdict != '\0')
-				say("%s is live; safety window %s%s%s",
+				say(dp, "%s is live; safety window %s%s%s",
 				    dp->target, dp->pr->verdict(verdict),
 				    *vreason != '\0' ? ": " : "", vreason);
 			else
-				say("%s is live; no safety window", dp->target);
+				say(dp, "%s is live; no safety window", dp->target);
 			json_free(st);
 			return CTL_EXIT_DONE;
 		}
-		/* A line a second at most, and one when the guard's count
-		 * first reaches min_requests. */
-		if (left != last_left) {
-			long long seen = (long long)json_get_num(guard,
-			    "requests", 0);
-			long long need = (long long)json_get_num(guard,
-			    "min_requests", 0);
-
-			if (guard == NULL || !json_get_bool(guard, "enabled",
-			    true))
-				say("observing %s: %llds left (auto_rollback "
-				    "off)", dp->target, left);
-			else
-				say("observing %s: %llds left, guard saw %lld "
-				    "requests (judges from %lld)%s", dp->target,
-				    left, seen, need, last_seen >= 0 &&
-				    last_seen < need && seen >= need ?
-				    ", now judging" : "");
-			last_left = left;
-			last_seen = seen;
-		}
+		/* The updating line on a terminal; elsewhere a line when the
+		 * phase, the guard's judging or the verdict changes. */
+		progress_show(&dp->pg, st);
 		json_free(st);
 		if ((int64_t)clock_mono_ms() >= deadline)
-			return deploy_fail("timed out after %s following the "
+			return deploy_fail(dp, "timed out after %s following the "
 			    "safety window (%llds left); %s is live, the window "
 			    "is still open", dp->timeout_text, left, dp->target);
 		sleep_ms(DEPLOY_WINDOW_POLL_MS);

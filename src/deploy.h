@@ -15,8 +15,10 @@
  *      verdict) or the guard rolls back (exit 1).
  *
  * T bounds each wait (3 and 5) on its own; CMD runs as long as it takes.
- * Progress goes to stdout ("deploy: ..."), the reason for a failure to
- * stderr.
+ * Milestones go to stdout ("deploy: ..."), the reason for a failure to
+ * stderr, and the progress of steps 4 and 5 (phase, window left, requests
+ * seen by the guard, verdict) to stderr as progress.c shows it: one
+ * updating line on a terminal, a line per change elsewhere.
  */
 
 #include <stdint.h>

@@ -78,7 +78,7 @@ START_TEST(test_every_row_round_trips)
 		else if (cmd->arg == COMMAND_ARG_COUNT)
 			strcat(line, " 12");
 		for (k = 0; k < command_nflags; k++) {
-			if (!(cmd->flags & command_flags[k].bit))
+			if (!(cmd->flags & command_flags[k].bit) || command_flags[k].client_only)
 				continue;
 			strcat(line, " ");
 			strcat(line, command_flags[k].name);
@@ -88,7 +88,7 @@ START_TEST(test_every_row_round_trips)
 		ck_assert_msg(parse_line(line, COMMAND_DAEMON, &rq, buf, sizeof(buf), err, sizeof(err)) == 0,
 		    "daemon refused '%s': %s", line, err);
 		ck_assert_ptr_eq(rq.cmd, cmd);
-		ck_assert_uint_eq(rq.flags, cmd->flags);
+		ck_assert_uint_eq(rq.flags, cmd->flags & ~(unsigned)COMMAND_F_WATCH);
 		if (cmd->sides & COMMAND_CLIENT)
 			ck_assert_msg(parse_line(line, COMMAND_CLIENT, &rq, buf, sizeof(buf), err,
 			    sizeof(err)) == 0, "client refused '%s': %s", line, err);
@@ -224,6 +224,31 @@ static const struct {
 	    "deploy: --timeout needs a duration such as \"90s\" or \"10m\""},
 };
 
+/* status --watch is the client's: it parses there and is never sent; the
+ * daemon refuses it, and its help does not list it. */
+START_TEST(test_watch_is_client_only)
+{
+	struct command_request rq;
+	char buf[256], err[256], syn[128];
+	struct jbuf b;
+
+	ck_assert_int_eq(parse_line("status --watch", COMMAND_CLIENT, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), 0);
+	ck_assert_uint_eq(rq.flags, COMMAND_F_WATCH);
+	jbuf_init(&b);
+	ck_assert_int_eq(command_format(&rq, &b), 0);
+	ck_assert_str_eq(b.s, "status");
+	jbuf_free(&b);
+	ck_assert_int_eq(parse_line("status --watch", COMMAND_DAEMON, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), -1);
+	ck_assert_str_eq(err, "status: unknown option '--watch'");
+	ck_assert_int_eq(parse_line("switch green --watch", COMMAND_CLIENT, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), -1);
+	command_synopsis(&command_table[COMMAND_STATUS], syn, sizeof(syn));
+	ck_assert_str_eq(syn, "status");
+}
+END_TEST
+
 START_TEST(test_refused)
 {
 	struct command_request rq;
@@ -302,6 +327,7 @@ command_suite(void)
 	tcase_add_test(tc, test_typed_request);
 	tcase_add_test(tc, test_wire_text);
 	tcase_add_test(tc, test_deploy_is_client_only);
+	tcase_add_test(tc, test_watch_is_client_only);
 	tcase_add_loop_test(tc, test_refused, 0, (int)NELEM(refused));
 	tcase_add_test(tc, test_bad_words);
 	tcase_add_test(tc, test_synopsis);
