@@ -10,6 +10,7 @@ PACKAGES=(
 	curl wrk python3 mandoc openssl systemd util-linux haproxy
 	clang libclang-rt-14-dev
 	dpkg-dev debhelper fakeroot lintian
+	etcd-server etcd-client libjansson-dev chromium fonts-dejavu-core
 )
 
 missing=()
