@@ -53,6 +53,7 @@ enum {
 	COMMAND_F_RUN = 1u << 4,
 	COMMAND_F_TIMEOUT = 1u << 5,
 	COMMAND_F_WATCH = 1u << 6,
+	COMMAND_F_LOCAL = 1u << 7,
 };
 
 /* Which program knows a command (a bit set). */

@@ -11,12 +11,14 @@
 #include "commands.h"
 #include "control.h"
 #include "engine.h"
+#include "fleet.h"
 #include "generation.h"
 #include "health.h"
 #include "history.h"
 #include "json.h"
 #include "pool.h"
 #include "smoke.h"
+#include "state.h"
 #include "transition.h"
 #include "worker.h"
 
@@ -100,7 +102,10 @@ cmd_status(struct control_conn *c, const struct control_caller *who,
 		    col ? "," : "", color_name((enum color)col), pool_healthy(p), pool_confirmed(p),
 		    p->nservers, worker_inflight(x->workers, x->nworkers, (enum color)col));
 	}
-	jbuf_raw(&b, "}}");
+	jbuf_raw(&b, "}");
+	if (x->fleet != NULL)
+		fleet_status(x->fleet, &b);
+	jbuf_raw(&b, "}");
 	control_reply_jbuf(c, &b);
 }
 
@@ -124,6 +129,7 @@ cmd_switch(struct control_conn *c, const struct control_caller *who,
 	tr.wait = (rq->flags & COMMAND_F_WAIT) != 0;
 	tr.has_if_gen = (rq->flags & COMMAND_F_IF_GEN) != 0;
 	tr.if_gen = rq->if_gen;
+	tr.local = (rq->flags & COMMAND_F_LOCAL) != 0;
 	transition_begin(x->tx, c, who, &tr);
 }
 
@@ -210,6 +216,60 @@ cmd_history(struct control_conn *c, const struct control_caller *who,
 	control_reply_jbuf(c, &b);
 }
 
+/* A fleet commit being written to etcd. */
+struct commit_cmd {
+	struct commands *x;
+	struct control_conn *conn;
+};
+
+static void
+commit_written(void *arg, int rc, int64_t revision, const char *err)
+{
+	struct commit_cmd *cc = arg;
+	char msg[768];
+	char *prefix;
+
+	if (rc != 0) {
+		snprintf(msg, sizeof(msg), "commit refused: %s", err);
+		control_reply_error(cc->conn, msg);
+	} else if ((prefix = strdup("{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"")) == NULL) {
+		control_reply_error(cc->conn, "out of memory");
+	} else {
+		fleet_await(cc->x->fleet, cc->conn, revision, prefix);
+	}
+	free(cc);
+}
+
+/* commit in a fleet: written to etcd, applied by every node from its watch. */
+static void
+fleet_commit(struct commands *x, struct control_conn *c, const struct control_caller *who)
+{
+	struct engine_origin o = {fleet_node(x->fleet), "commit", "manual", NULL, (long)who->uid,
+	    (long)who->pid};
+	struct commit_cmd *cc;
+	struct state next;
+
+	if (!fleet_connected(x->fleet)) {
+		control_reply_error(c, "commit refused: etcd is unreachable: the fleet cannot agree on a "
+		                       "change now (--local changes this node alone)");
+		return;
+	}
+	if (!engine_plan_commit(x->engine, &next)) {
+		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
+		return;
+	}
+	if ((cc = calloc(1, sizeof(*cc))) == NULL) {
+		control_reply_error(c, "out of memory");
+		return;
+	}
+	cc->x = x;
+	cc->conn = c;
+	if (fleet_propose(x->fleet, &next, &o, commit_written, cc) < 0) {
+		free(cc);
+		control_reply_error(c, "commit refused: cannot write to etcd: out of memory");
+	}
+}
+
 static void
 cmd_commit(struct control_conn *c, const struct control_caller *who,
     const struct command_request *rq, void *arg)
@@ -218,7 +278,12 @@ cmd_commit(struct control_conn *c, const struct control_caller *who,
 	struct engine_caller ec = {(long)who->uid, (long)who->pid};
 	char msg[640];
 
-	(void)rq;
+	if (x->fleet != NULL && !(rq->flags & COMMAND_F_LOCAL)) {
+		fleet_commit(x, c, who);
+		return;
+	}
+	if (x->fleet != NULL && x->engine->sw.state == SWITCHER_OBSERVING)
+		fleet_diverge(x->fleet);
 	switch (engine_commit(x->engine, &ec, msg, sizeof(msg))) {
 	case SWITCH_NOOP:
 		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");

@@ -34,6 +34,7 @@ struct commands {
 	const struct worker *workers;
 	unsigned nworkers;
 	const char *history; /* the audit history file */
+	struct fleet *fleet; /* NULL without a fleet group */
 	/* `reload`: answers c now, or later with commands_reload_answer. */
 	void (*reload)(void *arg, struct control_conn *c, const struct control_caller *who);
 	void *arg;

@@ -184,6 +184,11 @@ static key_free_fn free_trusted;
 static void cidr_list(struct ctx *ctx, const config_setting_t *s, const char *path,
     struct addr_cidr **out, size_t *nout);
 static key_parse_fn parse_keepalive;
+static key_parse_fn parse_etcd;
+static key_free_fn free_etcd;
+static key_eq_fn eq_etcd;
+static key_check_fn check_fleet_key;
+static key_check_fn check_fleet_node;
 static key_free_fn free_nothing;
 
 /*
@@ -381,6 +386,25 @@ static const struct key upstream_keys[] = {
 	{.name = NULL},
 };
 
+static const struct key fleet_tls_keys[] = {
+	{KEY("ca", KT_STRING, C(fleet.tls_ca), NULL), .check = check_abs_path},
+	{KEY("cert", KT_STRING, C(fleet.tls_cert), NULL), .check = check_abs_path},
+	{KEY("key", KT_STRING, C(fleet.tls_key), NULL), .check = check_abs_path},
+	{.name = NULL},
+};
+
+static const struct key fleet_keys[] = {
+	{KEY("etcd", KT_CUSTOM, 0, NULL), .parse = parse_etcd, .free = free_etcd,
+	    .eq = eq_etcd},
+	{KEY("key", KT_STRING, C(fleet.key), NULL), .check = check_fleet_key,
+	    .required = true},
+	{KEY("node", KT_STRING, C(fleet.node), NULL), .check = check_fleet_node},
+	{KEY("lease", KT_DURATION, C(fleet.lease_ms), "10s"), RANGE(2000, MS_HOUR)},
+	{KEY("timeout", KT_DURATION, C(fleet.timeout_ms), "2s"), RANGE(100, MS_HOUR)},
+	{KEY("tls", KT_GROUP, 0, NULL), .sub = fleet_tls_keys},
+	{.name = NULL},
+};
+
 static const struct key top_keys[] = {
 	{KEY("listen", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_listens,
 	    .free = free_listens, .eq = eq_listens},
@@ -412,6 +436,8 @@ static const struct key top_keys[] = {
 	    .sub = timeouts_keys},
 	{KEY("upstream", KT_GROUP, 0, NULL), .reload = true,
 	    .sub = upstream_keys},
+	{KEY("fleet", KT_GROUP, 0, NULL), .sub = fleet_keys,
+	    .has_present = true, .present = C(fleet.enabled)},
 	{.name = NULL},
 };
 
@@ -1588,6 +1614,105 @@ free_trusted(void *base)
 	cfg->ntrusted_proxies = 0;
 }
 
+/*
+ * fleet.etcd: a non-empty list of "http://host:port" or "https://host:port"
+ * (no path), required when the group is written.
+ */
+static void
+parse_etcd(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+	int i, n;
+
+	if (s == NULL) {
+		if (parent != NULL)
+			cerr(ctx, parent, "'%s' is required in group 'fleet'", path);
+		return;
+	}
+	if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+		cerr(ctx, s, "'%s' must be a list of URLs such as (\"http://127.0.0.1:2379\")", path);
+		return;
+	}
+	if ((n = config_setting_length(s)) == 0) {
+		cerr(ctx, s, "'%s' must name at least one etcd endpoint", path);
+		return;
+	}
+	if ((cfg->fleet.etcd = ctx_calloc(ctx, (size_t)n, sizeof(char *))) == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		const char *hp;
+
+		if (v == NULL) {
+			cerr(ctx, e, "'%s' item %d must be a string", path, i + 1);
+			continue;
+		}
+		hp = strncmp(v, "http://", 7) == 0 ? v + 7 : strncmp(v, "https://", 8) == 0 ? v + 8 : NULL;
+		if (hp == NULL || *hp == '\0' || strchr(hp, '/') != NULL || strchr(hp, ':') == NULL ||
+		    strpbrk(hp, " \t") != NULL) {
+			cerr(ctx, e, "'%s' item %d: \"%s\" is not an etcd endpoint "
+			    "(\"http://host:port\" or \"https://host:port\")", path, i + 1, v);
+			continue;
+		}
+		if ((cfg->fleet.etcd[cfg->fleet.netcd] = ctx_strdup(ctx, v)) != NULL)
+			cfg->fleet.netcd++;
+	}
+}
+
+static void
+free_etcd(void *base)
+{
+	struct config *cfg = base;
+	size_t i;
+
+	for (i = 0; i < cfg->fleet.netcd; i++)
+		free(cfg->fleet.etcd[i]);
+	free(cfg->fleet.etcd);
+	cfg->fleet.etcd = NULL;
+	cfg->fleet.netcd = 0;
+}
+
+static bool
+eq_etcd(const void *a, const void *b)
+{
+	const struct config *ca = a, *cb = b;
+	size_t i;
+
+	if (ca->fleet.netcd != cb->fleet.netcd)
+		return false;
+	for (i = 0; i < ca->fleet.netcd; i++)
+		if (strcmp(ca->fleet.etcd[i], cb->fleet.etcd[i]) != 0)
+			return false;
+	return true;
+}
+
+/* fleet.key: an absolute key prefix without a trailing '/'. */
+static void
+check_fleet_key(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+	size_t len = strlen(v);
+
+	if (v[0] != '/' || len < 2 || v[len - 1] == '/' || strpbrk(v, " \t\n") != NULL)
+		cerr(ctx, s, "'%s' must be a key prefix such as \"/cutover/shop\" "
+		    "(starting with '/', not ending with one, no blanks)", path);
+}
+
+/* fleet.node: a name made of letters, digits, '-', '_' and '.'. */
+static void
+check_fleet_node(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+
+	if (*v == '\0' || strlen(v) > 64 ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(v))
+		cerr(ctx, s, "'%s' must be 1 to 64 letters, digits, '-', '_' or '.'", path);
+}
+
 /* ---- whole-configuration checks ----------------------------------------- */
 
 /* The first of the settings a, b that exists, for an error's line. */
@@ -1609,6 +1734,12 @@ validate_whole(struct ctx *ctx, const config_t *lc, struct config *cfg)
 	if (cfg->health.timeout_ms >= cfg->health.interval_ms)
 		cerr(ctx, lookup_line(lc, "health.timeout", "health.interval"),
 		    "'health.timeout' must be shorter than 'health.interval'");
+	if (cfg->fleet.enabled && (cfg->fleet.tls_cert == NULL) != (cfg->fleet.tls_key == NULL))
+		cerr(ctx, lookup_line(lc, "fleet.tls", "fleet"),
+		    "'fleet.tls': cert and key go together");
+	if (cfg->fleet.enabled && cfg->fleet.timeout_ms >= cfg->fleet.lease_ms)
+		cerr(ctx, lookup_line(lc, "fleet.timeout", "fleet"),
+		    "'fleet.timeout' must be shorter than 'fleet.lease'");
 	if (cfg->metrics.enabled) {
 		for (i = 0; i < cfg->nlistens; i++) {
 			if (strcmp(cfg->listens[i].addr.text,

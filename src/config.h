@@ -145,6 +145,18 @@ struct config_upstream {
 };
 
 /* Collected errors, each already formatted as "FILE:LINE: message". */
+/* Group "fleet" (DESIGN.md "A fleet of cutoverd on etcd"); absent: no fleet. */
+struct config_fleet {
+	bool enabled;
+	char **etcd;   /* endpoints "http://host:port" or "https://host:port" */
+	size_t netcd;
+	char *key;     /* key prefix, "/cutover/shop" (no trailing '/') */
+	char *node;    /* this node's name; NULL: the host name */
+	uint64_t lease_ms;   /* default 10s */
+	uint64_t timeout_ms; /* default 2s */
+	char *tls_ca, *tls_cert, *tls_key; /* group fleet.tls */
+};
+
 struct config_errors {
 	char **msgs;
 	size_t n;
@@ -178,6 +190,7 @@ struct config {
 	struct config_limits limits;
 	struct config_timeouts timeouts;
 	struct config_upstream upstream;
+	struct config_fleet fleet;
 };
 
 /*

@@ -169,7 +169,8 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "\n"
 	    "Exit status: 0 done, 1 refused or failed (reason on stderr),\n"
-	    "2 usage error, 3 daemon unreachable.\n");
+	    "2 usage error, 3 daemon unreachable, 4 a fleet change not applied\n"
+	    "by every live node within fleet.timeout (it stays in effect).\n");
 }
 
 /* Checks argv (the command and its words, global options already consumed)
@@ -344,6 +345,7 @@ fmt_status(const struct request *req, const struct json *ans)
 	static const char *const colors[] = {"blue", "green"};
 	const struct json *pools = json_get(ans, "pools");
 	const struct json *guard = json_get(ans, "guard");
+	const struct json *fleet = json_get(ans, "fleet");
 	const char *state = json_get_str(ans, "state", "?");
 	const char *verdict = json_get_str(ans, "verdict", NULL);
 	const char *vreason = json_get_str(ans, "verdict_reason", NULL);
@@ -381,6 +383,22 @@ fmt_status(const struct request *req, const struct json *ans)
 		if (vreason != NULL && *vreason != '\0')
 			printf(" (%s)", vreason);
 		printf("\n");
+	}
+	if (fleet != NULL && fleet->type == JSON_OBJECT) {
+		const struct json *nodes = json_get(fleet, "nodes");
+
+		printf("fleet:      node %s, etcd %s%s, %s\n", json_get_str(fleet, "node", "?"),
+		    json_get_str(fleet, "etcd", "?"),
+		    json_get_bool(fleet, "diverged", false) ? ", DIVERGED (a --local change)" : "",
+		    json_get_bool(fleet, "converged", false) ? "converged" : "not converged");
+		for (i = 0; nodes != NULL && nodes->type == JSON_ARRAY && i < nodes->n; i++) {
+			const struct json *nd = nodes->items[i];
+
+			printf("  %-16s %-6s generation %s, presence %ss old%s\n",
+			    json_get_str(nd, "node", "?"), json_get_str(nd, "active", "?"),
+			    num_text(nd, "generation", n1, sizeof(n1)), num_text(nd, "age_s", n2, sizeof(n2)),
+			    json_get_bool(nd, "diverged", false) ? ", diverged" : "");
+		}
 	}
 	for (i = 0; i < NELEM(colors); i++) {
 		const struct json *p = json_get(pools, colors[i]);
@@ -427,6 +445,8 @@ fmt_switch(const struct request *req, const struct json *ans)
 	printf("switched to %s (generation %s)", active, gen);
 	if (json_get_bool(ans, "drained", false) && previous != NULL)
 		printf("; %s drained", previous);
+	if (json_get_bool(ans, "converged", false))
+		printf("; every live node of the fleet applied it");
 	printf("\n");
 }
 
@@ -811,6 +831,18 @@ main(int argc, char **argv)
 	if (!req.rq.json)
 		req.pr->format(&req, ans);
 	rc = CTL_EXIT_DONE;
+	/* A fleet change that a live node did not apply in time. */
+	if (json_get(ans, "converged") != NULL && !json_get_bool(ans, "converged", true)) {
+		const struct json *lag = json_get(ans, "lagging");
+
+		fprintf(stderr, "cutoverctl: the change stays in effect but not every live node "
+		    "applied it within fleet.timeout; lagging:");
+		for (size_t k = 0; lag != NULL && lag->type == JSON_ARRAY && k < lag->n; k++)
+			if (lag->items[k]->type == JSON_STRING)
+				fprintf(stderr, " %s", lag->items[k]->str);
+		fprintf(stderr, "\n");
+		rc = CTL_EXIT_LAGGING;
+	}
 out:
 	/* A full disk or a closed pipe on stdout must not pass for success. */
 	if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -26,6 +26,7 @@
 #include "duration.h"
 #include "engine.h"
 #include "fdlimit.h"
+#include "fleet.h"
 #include "generation.h"
 #include "health.h"
 #include "history.h"
@@ -84,6 +85,7 @@ struct daemon {
 	uint64_t watchdog_usec;
 	struct event *state_timer; /* engine_retry_save while the state is unsaved */
 	struct watchdog watchdog;
+	struct fleet *fleet; /* NULL without a fleet group */
 	bool stopping;
 };
 
@@ -111,6 +113,8 @@ static int build_metric_servers(struct daemon *d);
 static void on_guard_tick(evutil_socket_t fd, short what, void *arg);
 static void on_server_down(void *arg);
 static void daemon_post(struct daemon *d, unsigned msg);
+static int fleet_start(struct daemon *d, int *load_rc, struct state *st);
+static void guard_tick(struct daemon *d);
 
 /* The engine's effects (engine.h): the real state file, route, history, hooks and timers. */
 static uint64_t fx_mono_ms(void *arg);
@@ -220,6 +224,10 @@ daemon_start(struct daemon *d)
 	    evsignal_add(d->sig_term, NULL) < 0 || evsignal_add(d->sig_int, NULL) < 0 ||
 	    evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_usr1, NULL) < 0)
 		goto oom;
+	if (cfg->fleet.enabled && fleet_start(d, &load_rc, &st) < 0)
+		return -1;
+	d->tx.fleet = d->fleet;
+	d->cmds.fleet = d->fleet;
 	d->tx.base = d->base;
 	d->tx.live = &d->live;
 	d->tx.engine = &d->engine;
@@ -233,6 +241,8 @@ daemon_start(struct daemon *d)
 	/* The route and the window, from the state file (or `initial`). */
 	if (engine_restore(&d->engine, load_rc, &st, cfg->initial) < 0)
 		return -1;
+	if (d->fleet != NULL)
+		fleet_run(d->fleet);
 	if (cfg->metrics.enabled) {
 		if (build_metric_servers(d) < 0)
 			goto oom;
@@ -302,6 +312,45 @@ fail:
 }
 
 /*
+ * In a fleet, etcd's KEY/state wins over the state file, which keeps only
+ * the last applied copy (saved here at once); the file is used when etcd
+ * cannot be reached at start, and with neither the daemon refuses to start,
+ * as with a corrupt state file: no color is ever guessed.
+ */
+static int
+fleet_start(struct daemon *d, int *load_rc, struct state *st)
+{
+	const struct config *cfg = d->live.cfg;
+	struct state est;
+	char err[512];
+	int rc;
+
+	if ((d->fleet = fleet_new(d->base, &cfg->fleet, &d->engine, err, sizeof(err))) == NULL) {
+		log_err("%s: fleet: %s", __func__, err);
+		return -1;
+	}
+	rc = fleet_boot(d->fleet, *load_rc, st, &est);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		*st = est;
+		*load_rc = 0;
+		if (state_save(cfg->state_file, st, err, sizeof(err)) < 0)
+			log_err("%s: fleet: cannot keep etcd's state in the state file: %s", __func__, err);
+		return 0;
+	}
+	if (*load_rc == 1) {
+		log_err("%s: fleet: etcd is unreachable and there is no state file %s: refusing to start "
+		        "(no color is ever guessed)", __func__, cfg->state_file);
+		return -1;
+	}
+	log_warn("%s: fleet: etcd is unreachable at start: serving the state file's last applied copy "
+	         "(%s, generation %" PRIu64 ") until etcd answers", __func__, color_name(st->active),
+	    st->generation);
+	return 0;
+}
+
+/*
  * Reads the state file for engine_restore (which lets it win over
  * `initial`); a corrupt one stops startup, and so does a state directory
  * others could plant links in.
@@ -345,6 +394,8 @@ daemon_free(struct daemon *d)
 		accesslog_close(d->accesslog);
 	d->accesslog = NULL;
 	transition_cancel(&d->tx, "cutoverd is stopping");
+	fleet_free(d->fleet);
+	d->fleet = NULL;
 	hook_set_cancel_all(&d->hooks);
 	while ((wt = TAILQ_FIRST(&d->waiters)) != NULL) {
 		TAILQ_REMOVE(&d->waiters, wt, link);
@@ -605,7 +656,21 @@ on_guard_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	guard_tick(d);
+}
+
+/* The engine's tick; in a fleet, a rollback the guard made here goes to etcd. */
+static void
+guard_tick(struct daemon *d)
+{
+	uint64_t before = d->engine.switches[ENGINE_AUTO_ROLLBACK];
+
 	engine_tick(&d->engine);
+	if (d->fleet == NULL)
+		return;
+	if (d->engine.switches[ENGINE_AUTO_ROLLBACK] != before)
+		fleet_local_rollback(d->fleet, d->engine.verdict_reason);
+	fleet_tick(d->fleet);
 }
 
 /* A health check took a server down: judge the window now, not at the tick. */
@@ -614,7 +679,7 @@ on_server_down(void *arg)
 {
 	struct daemon *d = arg;
 
-	engine_tick(&d->engine);
+	guard_tick(d);
 }
 
 static void
@@ -673,6 +738,17 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 	snap->switch_refused = d->engine.refused;
 	snap->servers = d->metric_servers;
 	snap->nservers = n;
+	if (d->fleet != NULL) {
+		struct fleet_metrics fm;
+
+		fleet_get_metrics(d->fleet, &fm);
+		snap->fleet = true;
+		snap->fleet_connected = fm.connected;
+		snap->fleet_nodes = fm.nodes;
+		snap->fleet_converged = fm.converged;
+		memcpy(snap->fleet_apply, fm.apply, sizeof(snap->fleet_apply));
+		snap->fleet_apply_sum_us = fm.apply_sum_us;
+	}
 }
 
 /* Runs a notification hook if configured; its result is only logged. */

@@ -27,6 +27,10 @@ static void set_verdict(struct engine *e, enum window_verdict v, const char *rea
 static void refusal(struct engine *e, const struct engine_request *rq, const char *reason, char *msg,
     size_t msglen);
 static void trim_utf8(char *s);
+static void state_of(const struct engine *e, const struct switcher *sw, int64_t switched_at_ms,
+    struct state *st);
+static void record_as(struct engine *e, const char *event, int from, int to, const char *trigger,
+    const char *reason, long uid, long pid, const char *node);
 
 void
 engine_init(struct engine *e, const struct engine_effects *fx, void *arg,
@@ -433,16 +437,7 @@ save(struct engine *e, const struct switcher *sw, int64_t switched_at_ms, char *
 {
 	struct state st;
 
-	memset(&st, 0, sizeof(st));
-	st.active = sw->active;
-	st.has_previous = sw->has_previous;
-	st.previous = sw->previous;
-	st.generation = sw->generation;
-	st.switched_at_ms = switched_at_ms;
-	/* The window's end as wall clock, so that it survives a restart. */
-	st.window_end_ms = sw->state == SWITCHER_OBSERVING
-	    ? duration_add_signed(e->fx->wall_ms(e->arg), switcher_window_left(sw, e->fx->mono_ms(e->arg)))
-	    : 0;
+	state_of(e, sw, switched_at_ms, &st);
 	if (e->fx->save_state(e->arg, &st, err, errlen) < 0)
 		return -1;
 	if (e->unsaved) {
@@ -453,6 +448,134 @@ save(struct engine *e, const struct switcher *sw, int64_t switched_at_ms, char *
 		log_info("%s: state file saved again (generation %" PRIu64 ")", __func__, sw->generation);
 	}
 	return 0;
+}
+
+/* The state sw describes. */
+static void
+state_of(const struct engine *e, const struct switcher *sw, int64_t switched_at_ms, struct state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->active = sw->active;
+	st->has_previous = sw->has_previous;
+	st->previous = sw->previous;
+	st->generation = sw->generation;
+	st->switched_at_ms = switched_at_ms;
+	/* The window's end as wall clock, so that it survives a restart. */
+	st->window_end_ms = sw->state == SWITCHER_OBSERVING
+	    ? duration_add_signed(e->fx->wall_ms(e->arg), switcher_window_left(sw, e->fx->mono_ms(e->arg)))
+	    : 0;
+}
+
+void
+engine_state(const struct engine *e, struct state *st)
+{
+	state_of(e, &e->sw, e->switched_at_ms, st);
+}
+
+enum switch_verdict
+engine_plan(struct engine *e, struct engine_request *rq, struct state *next, char *msg,
+    size_t msglen)
+{
+	struct switcher sw = e->sw;
+	enum switch_verdict v;
+	char reason[768];
+
+	msg[0] = '\0';
+	v = decide(e, rq, reason, sizeof(reason));
+	if (v != SWITCH_GO) {
+		e->busy = false;
+		if (v == SWITCH_REFUSED)
+			engine_refuse(e, rq, reason, msg, msglen);
+		return v;
+	}
+	switcher_commit(&sw, rq->target, e->fx->mono_ms(e->arg));
+	state_of(e, &sw, e->fx->wall_ms(e->arg), next);
+	return SWITCH_GO;
+}
+
+bool
+engine_plan_commit(const struct engine *e, struct state *next)
+{
+	struct switcher sw = e->sw;
+
+	if (!switcher_end_window(&sw))
+		return false;
+	state_of(e, &sw, e->switched_at_ms, next);
+	return true;
+}
+
+bool
+engine_apply(struct engine *e, const struct state *st, const struct engine_origin *o, bool force)
+{
+	enum color from = e->sw.active;
+	uint64_t now = e->fx->mono_ms(e->arg);
+	int64_t wall = e->fx->wall_ms(e->arg);
+	struct switcher next = e->sw;
+	struct guard_sample sample;
+	enum engine_trigger trigger;
+	double baseline;
+	bool rollback = strcmp(o->event, "rollback") == 0;
+	bool auto_rb = o->trigger != NULL && strcmp(o->trigger, "auto-rollback") == 0;
+	char err[512];
+
+	if (!force && st->generation == e->sw.generation && st->active == e->sw.active &&
+	    st->has_previous == e->sw.has_previous &&
+	    (!st->has_previous || st->previous == e->sw.previous)) {
+		/* The same switch: only a commit (the window ended) is news. */
+		if (e->sw.state != SWITCHER_OBSERVING || st->window_end_ms > wall)
+			return false;
+		next = e->sw;
+		(void)switcher_end_window(&next);
+		if (save(e, &next, e->switched_at_ms, err, sizeof(err)) < 0)
+			state_unsaved(e, err);
+		e->sw = next;
+		arm_window(e);
+		set_verdict(e, WINDOW_COMMITTED, "committed");
+		log_info("fleet: safety window ended by %s; %s is stable", o->node != NULL ? o->node : "?",
+		    color_name(e->sw.active));
+		record_as(e, "commit", -1, (int)e->sw.active, o->trigger, o->reason, o->uid, o->pid,
+		    o->node);
+		hook(e, ENGINE_HOOK_WINDOW_END, e->sw.has_previous ? (int)e->sw.previous : -1,
+		    (int)e->sw.active, "commit");
+		return true;
+	}
+	switcher_init(&next, st->active, st->generation, e->cfg.min_healthy, e->cfg.safety_window_ms);
+	next.has_previous = st->has_previous;
+	next.previous = st->previous;
+	if (st->window_end_ms > wall) {
+		next.state = SWITCHER_OBSERVING;
+		next.window_end_ms = duration_add(now, (uint64_t)st->window_end_ms - (uint64_t)wall);
+	}
+	if (save(e, &next, st->switched_at_ms, err, sizeof(err)) < 0)
+		state_unsaved(e, err);
+	baseline = guard_window_p99(&e->guards[from], now);
+	e->sw = next;
+	e->switched_at_ms = st->switched_at_ms;
+	e->fx->publish(e->arg, e->sw.active);
+	trigger = auto_rb ? ENGINE_AUTO_ROLLBACK : rollback ? ENGINE_ROLLBACK : ENGINE_MANUAL;
+	if (from != e->sw.active)
+		e->switches[trigger]++;
+	log_info("fleet: applied generation %" PRIu64 " from %s: %s -> %s (%s, %s)%s%s",
+	    e->sw.generation, o->node != NULL ? o->node : "?", color_name(from),
+	    color_name(e->sw.active), o->event, o->trigger != NULL ? o->trigger : "?",
+	    o->reason != NULL ? ": " : "", o->reason != NULL ? o->reason : "");
+	record_as(e, o->event, (int)from, (int)e->sw.active, o->trigger, o->reason, o->uid, o->pid,
+	    o->node);
+	if (from != e->sw.active)
+		e->fx->notify(e->arg, from, e->sw.active);
+	if (e->sw.state == SWITCHER_OBSERVING) {
+		e->fx->sample(e->arg, e->sw.active, &sample);
+		guard_start(&e->guards[e->sw.active], now, &sample, baseline);
+		e->guard_tripped = false;
+		set_verdict(e, WINDOW_NONE, "");
+	} else if (auto_rb) {
+		set_verdict(e, WINDOW_ROLLED_BACK, o->reason != NULL ? o->reason : "auto-rollback");
+	}
+	arm_window(e);
+	if (from != e->sw.active)
+		hook(e, rollback ? ENGINE_HOOK_ROLLBACK : ENGINE_HOOK_POST_SWITCH, (int)from,
+		    (int)e->sw.active, o->reason != NULL ? o->reason : o->event);
+	return true;
 }
 
 /*
@@ -479,6 +602,14 @@ static void
 record(struct engine *e, const char *event, int from, int to, const char *trigger, const char *reason,
     const struct engine_caller *who)
 {
+	record_as(e, event, from, to, trigger, reason, who != NULL ? who->uid : -1,
+	    who != NULL ? who->pid : -1, e->node);
+}
+
+static void
+record_as(struct engine *e, const char *event, int from, int to, const char *trigger,
+    const char *reason, long uid, long pid, const char *node)
+{
 	struct history_entry h;
 
 	memset(&h, 0, sizeof(h));
@@ -488,9 +619,10 @@ record(struct engine *e, const char *event, int from, int to, const char *trigge
 	h.to = to < 0 ? NULL : color_name((enum color)to);
 	h.trigger = trigger;
 	h.reason = reason;
-	h.uid = who != NULL ? who->uid : -1;
-	h.pid = who != NULL ? who->pid : -1;
+	h.uid = uid;
+	h.pid = pid;
 	h.generation = e->sw.generation;
+	h.node = node;
 	e->fx->record(e->arg, &h);
 }
 

@@ -126,6 +126,19 @@ struct engine {
 	uint64_t retry_ms;
 	uint64_t switches[ENGINE_TRIGGERS];
 	uint64_t refused;
+	const char *node; /* in a fleet: this node's name, recorded in history; else NULL */
+};
+
+/*
+ * A change made elsewhere (another node of a fleet, or this one through
+ * etcd), as KEY/state describes it: what happened, who made it and why.
+ */
+struct engine_origin {
+	const char *node;
+	const char *event;   /* "switch", "rollback", "commit" */
+	const char *trigger; /* "manual", "auto-rollback" */
+	const char *reason;  /* or NULL */
+	long uid, pid;       /* -1 when not a caller's */
 };
 
 /* Starts on `initial` at generation 0 until engine_restore; publishes nothing. */
@@ -206,6 +219,33 @@ void engine_retry_save(struct engine *e);
 
 /* A last save at stop when the state is unsaved: 0 or -1 with err. */
 int engine_save_now(struct engine *e, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * The fleet's side of a caller's change (fleet.c): the change is written to
+ * etcd instead of committed here, and every node applies it from its watch.
+ * engine_plan checks the switch prepared for rq again (like engine_switch)
+ * and, on SWITCH_GO, fills *next with the state it would commit; the engine
+ * stays reserved until engine_release or engine_refuse. engine_plan_commit
+ * fills *next with the state after a commit, false when no window is open.
+ * engine_state fills *st with the state now.
+ */
+enum switch_verdict engine_plan(struct engine *e, struct engine_request *rq, struct state *next,
+    char *msg, size_t msglen) __attribute__((warn_unused_result));
+bool engine_plan_commit(const struct engine *e, struct state *next);
+void engine_state(const struct engine *e, struct state *st);
+
+/*
+ * Applies a state read from the fleet (etcd's KEY/state), the one path by
+ * which every node, the writer included, follows a fleet change. A state
+ * equal to this node's (same generation, active and previous) changes
+ * nothing unless force (a diverged node taking etcd's state back), except
+ * that an ended window ends here too (a commit: recorded, window_end hook).
+ * Otherwise the state is taken whole: saved (a failed save is retried, as
+ * after an automatic rollback: etcd holds the truth), published, recorded
+ * with o, workers told, hooks run. Returns true when something changed.
+ */
+bool engine_apply(struct engine *e, const struct state *st, const struct engine_origin *o,
+    bool force);
 
 /* Milliseconds left in the safety window. */
 uint64_t engine_window_left(const struct engine *e);

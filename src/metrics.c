@@ -38,6 +38,7 @@ struct metrics {
 static int fmt_seconds(char *, size_t, uint64_t);
 static int label_escape(struct evbuffer *, const char *);
 static int render_header(struct evbuffer *, const char *, const char *, const char *);
+static int render_fleet(struct evbuffer *out, const struct metrics_snapshot *snap);
 static int render_histogram(struct evbuffer *, const struct metrics_snapshot *, enum color);
 static void metrics_request(struct evhttp_request *, void *);
 static void metrics_reply(struct evhttp_request *, int, const char *, const char *, struct evbuffer *);
@@ -127,7 +128,44 @@ metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
 			    "cutover_upstream_errors_total{color=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
 			    color_name(c), upstream_error_names[i], snap->upstream_errors[c][i]) < 0;
 
+	if (snap->fleet)
+		bad |= render_fleet(out, snap);
 	return bad ? -1 : 0;
+}
+
+/* Only with a fleet group (DESIGN.md "A fleet of cutoverd on etcd"). */
+static int
+render_fleet(struct evbuffer *out, const struct metrics_snapshot *snap)
+{
+	uint64_t cum = 0;
+	char le[32], sum[32];
+	unsigned i;
+	int bad = 0;
+
+	bad |= render_header(out, "cutover_fleet_connected", "gauge",
+	    "1 while etcd answers this node, 0 while it is unreachable.");
+	bad |= evbuffer_add_printf(out, "cutover_fleet_connected %d\n", snap->fleet_connected ? 1 : 0) < 0;
+	bad |= render_header(out, "cutover_fleet_nodes", "gauge",
+	    "Live nodes of the fleet (presence in etcd under a lease).");
+	bad |= evbuffer_add_printf(out, "cutover_fleet_nodes %u\n", snap->fleet_nodes) < 0;
+	bad |= render_header(out, "cutover_fleet_converged", "gauge",
+	    "1 when every live node applied the fleet state this node applied.");
+	bad |= evbuffer_add_printf(out, "cutover_fleet_converged %d\n", snap->fleet_converged ? 1 : 0) < 0;
+	bad |= render_header(out, "cutover_fleet_apply_seconds", "histogram",
+	    "Time from a change's etcd commit to its application on this node.");
+	for (i = 0; i < HISTOGRAM_BUCKETS; i++) {
+		cum += snap->fleet_apply[i];
+		if (i < HISTOGRAM_BUCKETS - 1)
+			bad |= fmt_seconds(le, sizeof(le), histogram_bounds_us[i]);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		bad |= evbuffer_add_printf(out, "cutover_fleet_apply_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
+		    le, cum) < 0;
+	}
+	bad |= fmt_seconds(sum, sizeof(sum), snap->fleet_apply_sum_us);
+	bad |= evbuffer_add_printf(out, "cutover_fleet_apply_seconds_sum %s\n", sum) < 0;
+	bad |= evbuffer_add_printf(out, "cutover_fleet_apply_seconds_count %" PRIu64 "\n", cum) < 0;
+	return bad;
 }
 
 struct metrics *

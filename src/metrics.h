@@ -58,6 +58,14 @@ struct metrics_snapshot {
 	uint64_t switch_refused;
 	const struct metrics_server *servers;
 	size_t nservers;
+	/* In a fleet only: cutover_fleet_connected, _nodes, _converged,
+	 * _apply_seconds (etcd commit to local apply, per bucket). */
+	bool fleet;
+	bool fleet_connected;
+	unsigned fleet_nodes;
+	bool fleet_converged;
+	uint64_t fleet_apply[HISTOGRAM_BUCKETS];
+	uint64_t fleet_apply_sum_us;
 };
 
 /*

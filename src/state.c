@@ -69,6 +69,48 @@ static int parse_state(char *buf, size_t len, struct state *st, char *why,
 static int write_all(int fd, const char *buf, size_t len);
 static char *parent_dir(const char *path);
 
+int
+state_format(const struct state *st, char *buf, size_t size)
+{
+	int len;
+
+	if ((unsigned)st->active >= COLOR_COUNT ||
+	    (st->has_previous && (unsigned)st->previous >= COLOR_COUNT) ||
+	    st->switched_at_ms < 0 || st->window_end_ms < 0 || size < 256)
+		return -1;
+	len = snprintf(buf, size, "%s %d\nactive %s\n", STATE_MAGIC,
+	    STATE_VERSION, color_name(st->active));
+	if (st->has_previous)
+		len += snprintf(buf + len, size - (size_t)len,
+		    "previous %s\n", color_name(st->previous));
+	len += snprintf(buf + len, size - (size_t)len,
+	    "generation %" PRIu64 "\n", st->generation);
+	if (st->switched_at_ms != 0)
+		len += snprintf(buf + len, size - (size_t)len,
+		    "switched_at %" PRId64 "\n", st->switched_at_ms);
+	if (st->window_end_ms != 0)
+		len += snprintf(buf + len, size - (size_t)len,
+		    "window_end %" PRId64 "\n", st->window_end_ms);
+	return len < (int)size ? len : -1;
+}
+
+int
+state_parse(const char *text, size_t len, struct state *st, char *why, size_t whylen)
+{
+	char buf[STATE_MAX_SIZE + 1];
+	struct state tmp;
+
+	if (len > STATE_MAX_SIZE) {
+		snprintf(why, whylen, "larger than %d bytes", STATE_MAX_SIZE);
+		return -1;
+	}
+	memcpy(buf, text, len);
+	if (parse_state(buf, len, &tmp, why, whylen) == -1)
+		return -1;
+	*st = tmp;
+	return 0;
+}
+
 /*
  * Reads path. Returns 0 when loaded, 1 when it does not exist, -1 otherwise
  * with "PATH: reason" in err. *st is written only on success.
@@ -159,26 +201,10 @@ state_save(const char *path, const struct state *st, char *err, size_t errlen)
 	int len, fd = -1, dirfd = -1;
 	bool created = false;
 
-	if ((unsigned)st->active >= COLOR_COUNT ||
-	    (st->has_previous && (unsigned)st->previous >= COLOR_COUNT) ||
-	    st->switched_at_ms < 0 || st->window_end_ms < 0) {
+	if ((len = state_format(st, buf, sizeof(buf))) < 0) {
 		snprintf(err, errlen, "%s: refusing to write an invalid state", path);
 		goto fail;
 	}
-
-	len = snprintf(buf, sizeof(buf), "%s %d\nactive %s\n", STATE_MAGIC,
-	    STATE_VERSION, color_name(st->active));
-	if (st->has_previous)
-		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-		    "previous %s\n", color_name(st->previous));
-	len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-	    "generation %" PRIu64 "\n", st->generation);
-	if (st->switched_at_ms != 0)
-		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-		    "switched_at %" PRId64 "\n", st->switched_at_ms);
-	if (st->window_end_ms != 0)
-		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-		    "window_end %" PRId64 "\n", st->window_end_ms);
 
 	if ((dir = parent_dir(path)) == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));

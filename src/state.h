@@ -42,6 +42,19 @@ int state_save(const char *path, const struct state *st, char *err, size_t errle
     __attribute__((warn_unused_result));
 
 /*
+ * The one codec of a state, shared by the state file and the fleet's
+ * KEY/state in etcd (fleet.c), so that a field added here reaches both.
+ * state_format writes st as the file holds it into buf (NUL-terminated);
+ * returns its length, or -1 for an invalid state or a buffer too small
+ * (size must be at least 256). state_parse reads that text (len bytes, no
+ * NUL needed): 0 with *st, or -1 with the reason in why (*st untouched).
+ */
+int state_format(const struct state *st, char *buf, size_t size)
+    __attribute__((warn_unused_result));
+int state_parse(const char *text, size_t len, struct state *st, char *why, size_t whylen)
+    __attribute__((warn_unused_result));
+
+/*
  * Checks the directory that holds path, where the state file, its
  * temporary and the history live: it must exist, be a directory, be
  * writable by its owner only (not group or others: they could plant links

@@ -8,11 +8,13 @@
 
 #include "control.h"
 #include "engine.h"
+#include "fleet.h"
 #include "generation.h"
 #include "hooks.h"
 #include "json.h"
 #include "log.h"
 #include "smoke.h"
+#include "state.h"
 #include "transition.h"
 
 struct transition {
@@ -20,10 +22,13 @@ struct transition {
 	struct control_conn *conn;
 	struct engine_request rq;
 	bool wait;
+	bool local;     /* a fleet node's --local change */
+	bool proposing; /* written to etcd, its outcome not known yet */
 	enum color from;
 	struct smoke_run *smoke;
 	struct hook_run *hook;
 	char *smoke_report; /* JSON array, NULL when no smoke tests ran */
+	struct state next;  /* in a fleet: the state written to etcd */
 };
 
 static void step_smoke(struct transition *t);
@@ -36,6 +41,9 @@ static void reply_refused(struct transition *t, const char *msg);
 static void reply_unchanged(struct transition *t);
 static void finish(struct transition *t);
 static void trim_utf8(char *s);
+static void step_propose(struct transition *t);
+static void on_written(void *arg, int rc, int64_t revision, const char *err);
+static char *answer_prefix(const struct state *st, const char *smoke);
 
 void
 transition_begin(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who,
@@ -59,6 +67,7 @@ transition_begin(struct transition_ctx *x, struct control_conn *c, const struct 
 	t->rq.who.uid = (long)who->uid;
 	t->rq.who.pid = (long)who->pid;
 	t->wait = rq->wait;
+	t->local = rq->local;
 	t->from = x->engine->sw.active;
 	switch (engine_prepare(x->engine, &t->rq, msg, sizeof(msg))) {
 	case SWITCH_REFUSED:
@@ -73,6 +82,17 @@ transition_begin(struct transition_ctx *x, struct control_conn *c, const struct 
 		break;
 	}
 	x->op = t;
+	if (x->fleet != NULL && !t->local && !t->rq.dry_run && !fleet_connected(x->fleet)) {
+		refuse(t, "etcd is unreachable: the fleet cannot agree on a change now "
+		          "(--local changes this node alone)");
+		return;
+	}
+	if (x->fleet != NULL && !t->local && !t->rq.force &&
+	    fleet_check_health(x->fleet, t->rq.target, x->live->cfg->sw.min_healthy, msg,
+	        sizeof(msg)) < 0) {
+		refuse(t, msg);
+		return;
+	}
 	step_smoke(t);
 }
 
@@ -81,7 +101,8 @@ transition_cancel(struct transition_ctx *x, const char *why)
 {
 	struct transition *t = x->op;
 
-	if (t == NULL)
+	/* Written to etcd already: its outcome decides, and answers. */
+	if (t == NULL || t->proposing)
 		return;
 	if (t->smoke != NULL)
 		smoke_cancel(t->smoke);
@@ -190,6 +211,10 @@ step_commit(struct transition *t)
 	char msg[1024];
 	struct jbuf b;
 
+	if (x->fleet != NULL && !t->local) {
+		step_propose(t);
+		return;
+	}
 	switch (engine_switch(x->engine, &t->rq, msg, sizeof(msg))) {
 	case SWITCH_REFUSED:
 		reply_refused(t, msg);
@@ -202,6 +227,8 @@ step_commit(struct transition *t)
 	case SWITCH_GO:
 		break;
 	}
+	if (x->fleet != NULL)
+		fleet_diverge(x->fleet);
 	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"active\":");
 	jbuf_str(&b, color_name(sw->active));
@@ -226,6 +253,90 @@ step_commit(struct transition *t)
 	}
 	jbuf_free(&b);
 	finish(t);
+}
+
+/*
+ * In a fleet: the switch is written to etcd (one transaction comparing the
+ * revision this node applied last); every node, this one included, applies
+ * it from its watch, and the caller is answered once every live node has.
+ */
+static void
+step_propose(struct transition *t)
+{
+	struct transition_ctx *x = t->x;
+	struct engine_origin o;
+	struct state next;
+	char msg[1024];
+
+	switch (engine_plan(x->engine, &t->rq, &next, msg, sizeof(msg))) {
+	case SWITCH_REFUSED:
+		reply_refused(t, msg);
+		finish(t);
+		return;
+	case SWITCH_NOOP:
+		reply_unchanged(t);
+		finish(t);
+		return;
+	case SWITCH_GO:
+		break;
+	}
+	memset(&o, 0, sizeof(o));
+	o.node = fleet_node(x->fleet);
+	o.event = t->rq.rollback ? "rollback" : "switch";
+	o.trigger = "manual";
+	o.reason = t->rq.force ? "forced" : NULL;
+	o.uid = t->rq.who.uid;
+	o.pid = t->rq.who.pid;
+	t->next = next;
+	t->proposing = true;
+	if (fleet_propose(x->fleet, &next, &o, on_written, t) < 0) {
+		t->proposing = false;
+		refuse(t, "cannot write to etcd: out of memory");
+	}
+}
+
+static void
+on_written(void *arg, int rc, int64_t revision, const char *err)
+{
+	struct transition *t = arg;
+	struct transition_ctx *x = t->x;
+	char *prefix;
+
+	t->proposing = false;
+	if (rc != 0) {
+		refuse(t, err);
+		return;
+	}
+	engine_release(x->engine);
+	log_info("fleet: %s to %s written to etcd (revision %" PRId64 ", generation %" PRIu64 ")",
+	    t->rq.rollback ? "rollback" : "switch", color_name(t->rq.target), revision, t->next.generation);
+	if ((prefix = answer_prefix(&t->next, t->smoke_report)) == NULL)
+		control_reply_error(t->conn, "out of memory");
+	else
+		fleet_await(x->fleet, t->conn, revision, prefix);
+	finish(t);
+}
+
+static char *
+answer_prefix(const struct state *st, const char *smoke)
+{
+	struct jbuf b;
+
+	jbuf_init(&b);
+	jbuf_raw(&b, "{\"ok\":true,\"active\":");
+	jbuf_str(&b, color_name(st->active));
+	jbuf_raw(&b, ",\"previous\":");
+	jbuf_str(&b, st->has_previous ? color_name(st->previous) : NULL);
+	jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":true,\"dry_run\":false", st->generation);
+	if (smoke != NULL) {
+		jbuf_raw(&b, ",\"smoke\":");
+		jbuf_raw(&b, smoke);
+	}
+	if (b.oom) {
+		jbuf_free(&b);
+		return NULL;
+	}
+	return b.s;
 }
 
 /* Refuses through the engine (which records it), answers, ends. */

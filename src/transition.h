@@ -20,6 +20,7 @@
 struct control_caller;
 struct control_conn;
 struct engine;
+struct fleet;
 struct event_base;
 struct generation;
 struct transition;
@@ -38,6 +39,7 @@ struct transition_ctx {
 	int (*add_waiter)(void *arg, struct control_conn *c, enum color old, char *answer_prefix);
 	void *arg;
 	struct transition *op; /* the switch being prepared (at most one) */
+	struct fleet *fleet;   /* NULL without a fleet group */
 };
 
 struct transition_request {
@@ -48,6 +50,7 @@ struct transition_request {
 	bool wait;    /* answer once the old color has drained */
 	bool has_if_gen;
 	uint64_t if_gen;
+	bool local;   /* in a fleet: this node alone, not through etcd */
 };
 
 /* Starts a transition for a control client; it is answered exactly once. */

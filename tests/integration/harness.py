@@ -845,6 +845,8 @@ class Env:
         self.raw_backends = []
         self.daemons = []
         self.closers = []
+        # Closed after the daemons and backends (services they depend on, etcd).
+        self.late_closers = []
 
     def port(self):
         return free_port()
@@ -904,4 +906,6 @@ class Env:
         for r in self.raw_backends:
             r.stop()
             problems += ["raw backend handler error: %s" % e for e in r.errors]
+        for c in self.late_closers:
+            c.close()
         return problems
