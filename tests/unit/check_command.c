@@ -288,9 +288,9 @@ START_TEST(test_synopsis)
 	char syn[128];
 
 	command_synopsis(&command_table[COMMAND_SWITCH], syn, sizeof(syn));
-	ck_assert_str_eq(syn, "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]");
+	ck_assert_str_eq(syn, "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait] [--local]");
 	command_synopsis(&command_table[COMMAND_ROLLBACK], syn, sizeof(syn));
-	ck_assert_str_eq(syn, "rollback [--force] [--if-gen N]");
+	ck_assert_str_eq(syn, "rollback [--force] [--if-gen N] [--local]");
 	command_synopsis(&command_table[COMMAND_HEALTH], syn, sizeof(syn));
 	ck_assert_str_eq(syn, "health [blue|green]");
 	command_synopsis(&command_table[COMMAND_HISTORY], syn, sizeof(syn));
