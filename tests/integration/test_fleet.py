@@ -13,7 +13,7 @@ import time
 
 from harness import check, wait_for
 from fleetlib import EtcdCluster, start_node, wait_color, wait_confirmed, wait_fleet_healthy
-from switching import history_path, state_path, kill9, restart
+from switching import history_path, state_path, kill9, restart, AUTO_ROLLBACK_OFF
 
 
 def _fleet(env, n=3, cluster=None, endpoints=None, **kw):
@@ -130,3 +130,151 @@ def test_fleet_stopped_node_lags_exit_4(env):
         nodes[2].d.proc.send_signal(signal.SIGCONT)
     wait_color(nodes[2], "blue")
     wait_for(lambda: nodes[0].fleet()["converged"], 15, "converged after SIGCONT")
+
+
+def _metrics(env, port):
+    r = env.curl("http://127.0.0.1:%d/metrics" % port)
+    check(r.returncode == 0, "metrics: %r" % r.stderr)
+    out = {}
+    for line in r.stdout.decode().splitlines():
+        if line.startswith("cutover_fleet_"):
+            k, v = line.rsplit(" ", 1)
+            out[k] = float(v)
+    return out
+
+
+UNREACHABLE = (r"fleet: etcd unreachable",)
+
+
+def test_fleet_partition_local_and_reconcile(env):
+    """door-3 talks to one etcd member only; that member is stopped
+    (SIGSTOP): door-3 keeps serving, reports etcd unreachable, refuses
+    changes naming etcd, accepts --local (diverged); the rest of the fleet
+    moves on and etcd is compacted meanwhile; when the member comes back,
+    door-3 applies etcd's state and is no longer diverged."""
+    cluster = EtcdCluster(env)
+    m0, m1, m2 = cluster.members
+    mport = env.port()
+    metrics = 'metrics: { listen = "127.0.0.1:%d"; };\n' % mport
+    nodes = [start_node(env, cluster.endpoints([m0, m1]), "door-1"),
+             start_node(env, cluster.endpoints([m0, m1]), "door-2"),
+             start_node(env, cluster.endpoints([m2]), "door-3", expect_errors=UNREACHABLE,
+                        extra=AUTO_ROLLBACK_OFF + metrics)]
+    wait_fleet_healthy(nodes, "green")
+    m = _metrics(env, mport)
+    check(m.get("cutover_fleet_connected") == 1 and m.get("cutover_fleet_nodes") == 3
+          and m.get("cutover_fleet_converged") == 1, "metrics before: %r" % m)
+    cluster.stop_member(m2, signal.SIGSTOP)
+    try:
+        wait_for(lambda: nodes[2].fleet()["etcd"] == "unreachable", 20, "door-3 sees etcd unreachable")
+        check(nodes[2].color() == "blue", "door-3 keeps serving its last applied state")
+        check(_metrics(env, mport).get("cutover_fleet_connected") == 0, "cutover_fleet_connected while cut off")
+        r = nodes[2].ctl.run("switch", "green")
+        check(r.rc == 1 and "etcd" in r.err and "unreachable" in r.err, "refused change: %r" % r)
+        r = nodes[2].ctl.run("switch", "green", "--local")
+        check(r.rc == 0 and r.json["changed"] is True, "--local: %r" % r)
+        f = nodes[2].fleet()
+        check(f["diverged"] is True and f["etcd"] == "unreachable", "door-3 fleet status: %r" % f)
+        check(nodes[2].color() == "green", "--local changed door-3")
+        # The rest of the fleet moves on (door-3 leaves live once its lease is out).
+        wait_for(lambda: len(nodes[0].fleet()["nodes"]) == 2, 15, "door-3 leaves live")
+        check(nodes[0].color() == "blue", "a --local change is not written to etcd")
+        r = nodes[0].ctl.run("switch", "green")
+        check(r.rc == 0 and r.json["converged"] is True, "door-1 switch: %r" % r)
+        r = nodes[1].ctl.run("rollback")
+        check(r.rc == 0 and r.json["active"] == "blue" and r.json["converged"] is True, "door-2 rollback: %r" % r)
+        gen = r.json["generation"]
+        # Compaction while door-3 is cut off: it must re-read, never skip.
+        _, rev = cluster.get("/cutover/test/state")
+        cluster.call("/v3/kv/compaction", {"revision": str(rev), "physical": True}, member=m0)
+    finally:
+        cluster.stop_member(m2, signal.SIGCONT)
+    wait_for(lambda: nodes[2].fleet()["etcd"] == "ok", 30, "door-3 reconnects")
+    wait_for(lambda: nodes[2].status()["generation"] == gen, 15, "door-3 applies etcd's state")
+    st = nodes[2].status()
+    check(st["active"] == "blue" and st["fleet"]["diverged"] is False, "door-3 after: %r" % st)
+    check(nodes[2].color() == "blue", "door-3 serves etcd's color again")
+    h = nodes[2].ctl.ok("history")["entries"]
+    check(any(e["event"] == "rollback" and e.get("node") == "door-2" for e in h), "door-3 history: %r" % h)
+    wait_for(lambda: all(nd.fleet()["converged"] and len(nd.fleet()["nodes"]) == 3 for nd in nodes), 15,
+             "fleet converged with door-3 back")
+    m = _metrics(env, mport)
+    check(m.get("cutover_fleet_connected") == 1 and m.get("cutover_fleet_apply_seconds_count", 0) >= 1,
+          "metrics after: %r" % m)
+
+
+def test_fleet_guard_rollback_rolls_back_fleet(env):
+    """A guard breach on door-2 (its green answers 500) rolls back the whole
+    fleet; history on every node names door-2 and the reason."""
+    guard = 'auto_rollback: { enabled = true; error_rate = 0.2; min_requests = 5; window = "10s"; };\n'
+    cluster, nodes = _fleet(env, extra=guard, expect_errors=(r"auto-rollback",))
+    r = nodes[0].ctl.run("switch", "green")
+    check(r.rc == 0 and r.json["converged"] is True, "switch: %r" % r)
+    nodes[1].green.ctl("/_ctl/fail?status=500")
+    for _ in range(20):
+        nodes[1].d.get("/")
+    for nd in nodes:
+        wait_color(nd, "blue")
+    for nd in nodes:
+        h = nd.ctl.ok("history")["entries"]
+        check(any(e["event"] == "rollback" and e["trigger"] == "auto-rollback" and e.get("node") == "door-2"
+                  and e.get("reason") for e in h), "%s history: %r" % (nd.tag, h[-3:]))
+        check(nd.color() == "blue", "%s serves %s" % (nd.tag, nd.color()))
+    doc = json.loads(cluster.get("/cutover/test/state")[0])
+    check(doc["node"] == "door-2" and doc["trigger"] == "auto-rollback" and "active blue" in doc["state"],
+          "etcd: %r" % doc)
+
+
+def test_fleet_etcd_member_restart_watch_resumes(env):
+    """The member every node talks to is killed and later restarted; the
+    nodes fail over, resume their watches, and changes still converge."""
+    cluster = EtcdCluster(env)
+    m0, m1, m2 = cluster.members
+    cluster_eps = cluster.endpoints()
+    nodes = [start_node(env, cluster_eps, "door-%d" % (i + 1), expect_errors=UNREACHABLE) for i in range(3)]
+    wait_fleet_healthy(nodes, "green")
+    cluster.stop_member(m0, signal.SIGKILL)
+    wait_for(lambda: all(nd.fleet()["etcd"] == "ok" and nd.fleet()["endpoint"] != m0.url for nd in nodes), 30,
+             "every node on another member")
+    r = nodes[1].ctl.run("switch", "green")
+    check(r.rc == 0 and r.json["converged"] is True, "switch with m0 down: %r" % r)
+    cluster.start(m0)
+    wait_for(lambda: cluster.healthy(m0), 30, "m0 back")
+    cluster.stop_member(m1, signal.SIGKILL)
+    wait_for(lambda: all(nd.fleet()["etcd"] == "ok" and nd.fleet()["endpoint"] != m1.url for nd in nodes), 30,
+             "every node off m1")
+    r = nodes[2].ctl.run("rollback")
+    check(r.rc == 0 and r.json["converged"] is True, "rollback with m1 down: %r" % r)
+    for nd in nodes:
+        check(nd.color() == "blue", "%s serves %s" % (nd.tag, nd.color()))
+
+
+def test_fleet_start_without_etcd(env):
+    """etcd unreachable at start: with no state file cutoverd refuses to
+    start; with one it serves the file's color, says etcd is unreachable
+    and refuses changes naming etcd."""
+    import subprocess
+    from harness import cutoverd_path, port_accepts
+    dead = "http://127.0.0.1:%d" % env.port()
+    b, g = env.backend("b", "blue"), env.backend("g", "green")
+    from fleetlib import fleet_group, SWITCH_FLEET
+    from switching import HEALTH_FAST, AUTO_ROLLBACK_OFF as OFF, Ctl, sock_path
+    extra = HEALTH_FAST + SWITCH_FLEET + OFF + fleet_group([dead], "/cutover/test", "door-9", "3s", "500ms")
+    conf, port = env.write_config(blue=[b], green=[g], extra=extra, name="door-9.conf")
+    p = subprocess.run([cutoverd_path(), "-c", conf], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    check(p.returncode == 1 and "etcd is unreachable and there is no state file" in out, "start: %r" % out[-500:])
+    check(not port_accepts(port), "something accepts on the proxy port")
+    with open(state_path(env, "door-9"), "w") as fh:
+        fh.write("cutover-state 1\nactive green\nprevious blue\ngeneration 4\n")
+    d = env.cutoverd(blue=[b], green=[g], extra=extra, name="door-9.conf", port=port, expect_errors=UNREACHABLE)
+    ctl = Ctl(sock_path(env, "door-9"))
+    st = ctl.ok("status")
+    check(st["active"] == "green" and st["generation"] == 4 and st["fleet"]["etcd"] == "unreachable",
+          "status: %r" % st)
+    check("serving the state file's last applied copy" in d.log_text(), "log says so")
+    r = ctl.run("switch", "blue", "--force")
+    check(r.rc == 1 and "etcd" in r.err, "switch: %r" % r)
+    r = ctl.run("commit")
+    check(r.rc == 1 and "etcd" in r.err, "commit: %r" % r)
