@@ -21,6 +21,7 @@
 #include "etcd.h"
 #include "log.h"
 
+#define ETCD_MESSAGE_MAX (64 * 1024 * 1024) /* a watch message, at most */
 #define ETCD_WATCH_TIMEOUT_S 3600 /* an idle watch is normal; the keepalives judge etcd */
 
 struct endpoint {
@@ -499,10 +500,17 @@ on_dead(evutil_socket_t fd, short what, void *arg)
 	c->ndead = 0;
 }
 
+/*
+ * A message is one JSON object: its end is found by counting brackets
+ * outside strings (a cut literal such as "tru" is not an error, only not
+ * complete yet), then jansson parses exactly that slice.
+ */
 int
 etcd_stream_next(struct evbuffer *buf, json_t **out, char *err, size_t errlen)
 {
-	size_t len, skip = 0;
+	size_t len, skip = 0, i, end = 0;
+	unsigned depth = 0;
+	bool in_str = false, esc = false;
 	const char *p;
 	json_error_t jerr;
 	json_t *v;
@@ -518,14 +526,43 @@ etcd_stream_next(struct evbuffer *buf, json_t **out, char *err, size_t errlen)
 		evbuffer_drain(buf, len);
 		return 0;
 	}
-	v = json_loadb(p + skip, len - skip, JSON_DISABLE_EOF_CHECK | JSON_DECODE_ANY, &jerr);
+	if (p[skip] != '{') {
+		snprintf(err, errlen, "watch stream is not JSON: '%c' where a message should start",
+		    p[skip] >= 0x20 && p[skip] < 0x7f ? p[skip] : '?');
+		return -1;
+	}
+	for (i = skip; i < len && end == 0; i++) {
+		char c = p[i];
+
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (c == '\\')
+				esc = true;
+			else if (c == '"')
+				in_str = false;
+		} else if (c == '"') {
+			in_str = true;
+		} else if (c == '{' || c == '[') {
+			depth++;
+		} else if (c == '}' || c == ']') {
+			if (--depth == 0)
+				end = i + 1;
+		}
+	}
+	if (end == 0) {
+		if (len > ETCD_MESSAGE_MAX) {
+			snprintf(err, errlen, "watch stream message larger than %d bytes", ETCD_MESSAGE_MAX);
+			return -1;
+		}
+		return 0;
+	}
+	v = json_loadb(p + skip, end - skip, 0, &jerr);
 	if (v == NULL) {
-		if (json_error_code(&jerr) == json_error_premature_end_of_input)
-			return 0;
 		snprintf(err, errlen, "watch stream is not JSON: %s", jerr.text);
 		return -1;
 	}
-	evbuffer_drain(buf, skip + (size_t)jerr.position);
+	evbuffer_drain(buf, end);
 	*out = v;
 	return 1;
 }

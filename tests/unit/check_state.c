@@ -592,6 +592,31 @@ START_TEST(test_check_dir)
 }
 END_TEST
 
+/* The one codec shared by the file and the fleet's KEY/state. */
+START_TEST(test_codec_round_trip)
+{
+	struct state st = {COLOR_GREEN, true, COLOR_BLUE, 7, 1795680000123, 1795680300123}, back;
+	char text[512], why[256];
+	int len = state_format(&st, text, sizeof(text));
+
+	ck_assert_int_gt(len, 0);
+	ck_assert_str_eq(text, "cutover-state 1\nactive green\nprevious blue\ngeneration 7\n"
+	                       "switched_at 1795680000123\nwindow_end 1795680300123\n");
+	memset(&back, 0, sizeof(back));
+	ck_assert_int_eq(state_parse(text, (size_t)len, &back, why, sizeof(why)), 0);
+	ck_assert_int_eq(back.active, COLOR_GREEN);
+	ck_assert(back.has_previous && back.previous == COLOR_BLUE);
+	ck_assert_uint_eq(back.generation, 7);
+	ck_assert_int_eq(back.switched_at_ms, 1795680000123);
+	ck_assert_int_eq(back.window_end_ms, 1795680300123);
+	ck_assert_int_eq(state_parse("cutover-state 1\nactive red\ngeneration 1\n", 40, &back, why,
+	    sizeof(why)), -1);
+	ck_assert_ptr_nonnull(strstr(why, "line 2"));
+	st.active = (enum color)9;
+	ck_assert_int_eq(state_format(&st, text, sizeof(text)), -1);
+}
+END_TEST
+
 static Suite *
 state_suite(void)
 {
@@ -600,6 +625,7 @@ state_suite(void)
 
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_round_trip_full);
+	tcase_add_test(tc, test_codec_round_trip);
 	tcase_add_test(tc, test_round_trip_minimal);
 	tcase_add_test(tc, test_round_trip_limits);
 	tcase_add_test(tc, test_load_any_order);
