@@ -568,6 +568,8 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = true;
+	if (d->fleet != NULL)
+		fleet_leave(d->fleet);
 	log_info("signal %d: stopping, draining requests in flight for at most %" PRIu64 "ms",
 	    (int)sig, ms);
 #ifdef HAVE_SYSTEMD
@@ -623,6 +625,8 @@ on_reap(evutil_socket_t fd, short what, void *arg)
 	for (i = 0; i < d->nworkers; i++)
 		if (!atomic_load(&d->workers[i].done))
 			return;
+	if (d->fleet != NULL && fleet_leaving(d->fleet))
+		return;
 	event_base_loopexit(d->base, NULL);
 }
 

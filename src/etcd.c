@@ -205,6 +205,12 @@ etcd_endpoint(const struct etcd *c)
 	return c->eps[c->cur].url;
 }
 
+size_t
+etcd_nendpoints(const struct etcd *c)
+{
+	return c->neps;
+}
+
 static struct evhttp_connection *
 connect_ep(struct etcd *c, size_t ep, uint64_t timeout_ms)
 {

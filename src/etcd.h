@@ -48,8 +48,9 @@ struct etcd_watch *etcd_watch_start(struct etcd *c, json_t *body, etcd_msg_cb *o
 /* Stops a watch; its callbacks are not called any more. */
 void etcd_watch_stop(struct etcd_watch *w);
 
-/* The endpoint calls go to now. */
+/* The endpoint calls go to now, and how many there are. */
 const char *etcd_endpoint(const struct etcd *c);
+size_t etcd_nendpoints(const struct etcd *c);
 
 /*
  * The watch stream splitter (pure): takes the first complete JSON value

@@ -61,7 +61,7 @@ struct fleet {
 	struct etcd *etcd;
 	char *key_state, *key_nodes, *key_prefix, *node;
 	uint64_t lease_ms, timeout_ms;
-	bool connected, syncing, diverged;
+	bool connected, syncing, diverged, leaving, revoking;
 	int64_t applied_rev; /* mod_revision of the KEY/state applied last (0: none) */
 	int64_t lease_id;
 	bool granting;
@@ -89,6 +89,7 @@ struct fleet {
 };
 
 static void on_tick(evutil_socket_t fd, short what, void *arg);
+static void on_revoked(void *arg, json_t *resp, const char *err);
 static void on_poll(evutil_socket_t fd, short what, void *arg);
 static void arm_tick(struct fleet *f, uint64_t ms);
 static void lost(struct fleet *f, const char *why);
@@ -254,7 +255,7 @@ on_boot_range(void *arg, json_t *resp, const char *err)
 	if (resp == NULL) {
 		log_warn("fleet: %s", err);
 		/* Each endpoint once (the client moved on to the next). */
-		if (++f->boot_tries < 3 * 1 + 0 && f->boot_tries < 8) {
+		if (++f->boot_tries < etcd_nendpoints(f->etcd)) {
 			boot_range(f);
 			return;
 		}
@@ -347,6 +348,41 @@ fleet_run(struct fleet *f)
 	resync(f);
 }
 
+void
+fleet_leave(struct fleet *f)
+{
+	char id[32];
+	json_t *body;
+
+	f->leaving = true;
+	evtimer_del(f->tick);
+	if (!f->connected || f->lease_id == 0)
+		return;
+	snprintf(id, sizeof(id), "%" PRId64, f->lease_id);
+	if ((body = json_pack("{s:s}", "ID", id)) != NULL &&
+	    etcd_call(f->etcd, "/v3/lease/revoke", body, on_revoked, f) == 0)
+		f->revoking = true;
+	f->lease_id = 0;
+}
+
+bool
+fleet_leaving(const struct fleet *f)
+{
+	return f->revoking;
+}
+
+static void
+on_revoked(void *arg, json_t *resp, const char *err)
+{
+	struct fleet *f = arg;
+
+	f->revoking = false;
+	if (resp == NULL)
+		log_warn("fleet: leaving: cannot revoke the presence lease (%s); it expires by itself", err);
+	else
+		log_info("fleet: %s left the fleet (presence removed)", f->node);
+}
+
 /* ---- connection --------------------------------------------------------- */
 
 static void
@@ -367,6 +403,8 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (f->leaving)
+		return;
 	if (!f->connected) {
 		resync(f);
 		return;
@@ -431,6 +469,8 @@ lost(struct fleet *f, const char *why)
 {
 	if (f->syncing)
 		f->syncing = false;
+	if (f->leaving)
+		return;
 	if (f->connected)
 		log_err("fleet: etcd unreachable (%s): serving the last applied state (%s, generation "
 		        "%" PRIu64 "); changes are refused unless --local",
@@ -672,7 +712,7 @@ put_presence(struct fleet *f)
 	json_t *doc, *body;
 	int c;
 
-	if (!f->connected || f->lease_id == 0)
+	if (!f->connected || f->lease_id == 0 || f->leaving)
 		return;
 	for (c = 0; c < COLOR_COUNT; c++) {
 		memset(&n[c], 0, sizeof(n[c]));
@@ -905,11 +945,14 @@ fleet_local_rollback(struct fleet *f, const char *reason)
 	snprintf(f->rb_reason, sizeof(f->rb_reason), "%s", reason != NULL ? reason : "");
 	f->rb_base = f->applied_rev;
 	f->rb_pending = true;
-	if (f->connected)
+	if (f->connected) {
 		write_rollback(f);
-	else
+	} else {
+		/* This node left etcd's state on its own, like --local. */
+		f->diverged = true;
 		log_warn("fleet: automatic rollback made while etcd is unreachable: written once it is "
 		         "back, unless the fleet moved on meanwhile");
+	}
 }
 
 static void

@@ -53,6 +53,12 @@ int fleet_boot(struct fleet *f, int local_rc, const struct state *local, struct 
 /* After engine_restore: the watch, the lease and the presence. */
 void fleet_run(struct fleet *f);
 
+/* Stopping: the presence is removed now (its lease revoked, best effort),
+ * so that the fleet does not wait for this node until the lease expires. */
+void fleet_leave(struct fleet *f);
+/* The revocation is still in flight (bounded by fleet.timeout). */
+bool fleet_leaving(const struct fleet *f);
+
 bool fleet_connected(const struct fleet *f);
 
 /* Every guard tick: the presence is written again when this node's healthy

@@ -13,7 +13,7 @@ import time
 
 from harness import check, wait_for
 from fleetlib import EtcdCluster, start_node, wait_color, wait_confirmed, wait_fleet_healthy
-from switching import history_path, state_path, kill9, restart, AUTO_ROLLBACK_OFF
+from switching import history_path, state_path, kill9, restart, stop, AUTO_ROLLBACK_OFF
 
 
 def _fleet(env, n=3, cluster=None, endpoints=None, **kw):
@@ -109,6 +109,15 @@ def test_fleet_node_killed_drops_out_and_restart_takes_etcd_state(env):
     with open(state_path(env, "door-3")) as fh:
         check("active green" in fh.read(), "door-3's state file keeps the applied copy")
     wait_for(lambda: len(nodes[0].fleet()["nodes"]) == 3, 15, "door-3 live again")
+    # A node stopped cleanly removes its presence at once: the next change
+    # does not wait for it (its lease is 3s; fleet.timeout 1.5s).
+    stop(nodes[1].d)
+    check("left the fleet (presence removed)" in nodes[1].d.log_text(), "door-2 revoked its lease at stop")
+    wait_for(lambda: len(nodes[0].fleet()["nodes"]) == 2, 10, "door-2's presence gone")
+    # (the restarted door-3 must confirm blue healthy first: the fleet-wide check)
+    wait_fleet_healthy([nodes[0], nodes[2]], "blue")
+    r = nodes[0].ctl.run("rollback")
+    check(r.rc == 0 and r.json["converged"] is True, "rollback after a clean stop: %r" % r)
 
 
 def test_fleet_stopped_node_lags_exit_4(env):
