@@ -220,3 +220,34 @@ def wait_fleet_healthy(nodes, color, timeout=15):
                 return False
         return True
     wait_for(ok, timeout, "every presence shows %s healthy" % color)
+
+
+def make_certs(env):
+    """A CA, an etcd server certificate for 127.0.0.1 (also a client: the
+    member's gateway dials itself with it) and a client certificate for the
+    nodes, made by openssl(1) in the test's temp dir."""
+    d = os.path.join(env.tmp, "etcd-tls")
+    os.makedirs(d)
+    cnf = os.path.join(d, "openssl.cnf")
+    with open(cnf, "w") as f:
+        f.write("[ req ]\ndistinguished_name = dn\nprompt = no\n[ dn ]\nCN = unused\n"
+                "[ ca_ext ]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign, cRLSign\n"
+                "[ srv_ext ]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\n"
+                "extendedKeyUsage = serverAuth, clientAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n"
+                "[ cli_ext ]\nbasicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature, keyEncipherment\n"
+                "extendedKeyUsage = clientAuth\n")
+
+    def run(*args):
+        p = subprocess.run(["openssl"] + list(args), cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        check(p.returncode == 0, "openssl %s: %s" % (args[0], p.stderr.decode(errors="replace")[-300:]))
+
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key",
+        "-out", "ca.pem", "-days", "2", "-subj", "/CN=cutover fleet test CA", "-config", cnf, "-extensions", "ca_ext")
+    for name, ext, cn in (("server", "srv_ext", "etcd"), ("client", "cli_ext", "cutoverd")):
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", name + ".key",
+            "-out", name + ".csr", "-subj", "/CN=" + cn, "-config", cnf)
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", name + ".pem", "-days", "2", "-extfile", cnf, "-extensions", ext)
+    j = lambda n: os.path.join(d, n)  # noqa: E731
+    return {"ca": j("ca.pem"), "cert": j("server.pem"), "key": j("server.key"),
+            "client_cert": j("client.pem"), "client_key": j("client.key")}

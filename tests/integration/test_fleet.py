@@ -287,3 +287,33 @@ def test_fleet_start_without_etcd(env):
     check(r.rc == 1 and "etcd" in r.err, "switch: %r" % r)
     r = ctl.run("commit")
     check(r.rc == 1 and "etcd" in r.err, "commit: %r" % r)
+
+
+def test_fleet_etcd_tls_client_certs(env):
+    """etcd over https with client certificate authentication: the nodes
+    talk to it with fleet.tls (CA, certificate, key) and a switch
+    converges; a node without a client certificate cannot start (etcd
+    refuses it and there is no state file)."""
+    import subprocess
+    from harness import cutoverd_path
+    from fleetlib import fleet_group, make_certs, SWITCH_FLEET
+    from switching import HEALTH_FAST
+    tls = make_certs(env)
+    cluster = EtcdCluster(env, tls=tls)
+    check(all(e.startswith("https://") for e in cluster.endpoints()), "https endpoints")
+    nodes = [start_node(env, cluster.endpoints(), "door-%d" % (i + 1), tls=tls) for i in range(2)]
+    wait_fleet_healthy(nodes, "green")
+    r = nodes[0].ctl.run("switch", "green")
+    check(r.rc == 0 and r.json["converged"] is True, "switch over TLS: %r" % r)
+    check(nodes[1].color() == "green", "door-2 follows over TLS")
+    # Without a client certificate etcd refuses the handshake.
+    b, g = env.backend("nb", "blue"), env.backend("ng", "green")
+    group = fleet_group(cluster.endpoints(), "/cutover/test", "door-9", "3s", "1s")
+    check(group.endswith("};\n"), "fleet group text")
+    group = group[:-3] + '  tls = { ca = "%s"; };\n};\n' % tls["ca"]
+    extra = HEALTH_FAST + SWITCH_FLEET + AUTO_ROLLBACK_OFF + group
+    conf, port = env.write_config(blue=[b], green=[g], extra=extra, name="door-9.conf")
+    p = subprocess.run([cutoverd_path(), "-c", conf], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    out = p.stdout.decode(errors="replace")
+    check(p.returncode == 1 and "etcd is unreachable and there is no state file" in out, "no client cert: %r" % out[-600:])
