@@ -317,3 +317,37 @@ def test_fleet_etcd_tls_client_certs(env):
                        stderr=subprocess.STDOUT, timeout=30)
     out = p.stdout.decode(errors="replace")
     check(p.returncode == 1 and "etcd is unreachable and there is no state file" in out, "no client cert: %r" % out[-600:])
+
+
+FLEET_BAD = [
+    ('fleet: { key = "/x"; };', ("fleet.etcd", "required")),
+    ('fleet: { etcd = ( "127.0.0.1:2379" ); key = "/x"; };', ("not an etcd endpoint",)),
+    ('fleet: { etcd = ( "http://127.0.0.1:2379/v3" ); key = "/x"; };', ("not an etcd endpoint",)),
+    ('fleet: { etcd = ( ); key = "/x"; };', ("at least one etcd endpoint",)),
+    ('fleet: { etcd = ( "http://127.0.0.1:2379" ); };', ("fleet.key",)),
+    ('fleet: { etcd = ( "http://127.0.0.1:2379" ); key = "/x/"; };', ("fleet.key", "key prefix")),
+    ('fleet: { etcd = ( "http://127.0.0.1:2379" ); key = "/x"; node = "a b"; };', ("fleet.node", "letters")),
+    ('fleet: { etcd = ( "http://127.0.0.1:2379" ); key = "/x"; lease = "1s"; };', ("fleet.lease",)),
+    ('fleet: { etcd = ( "http://127.0.0.1:2379" ); key = "/x"; lease = "3s"; timeout = "3s"; };',
+     ("fleet.timeout", "shorter than")),
+    ('fleet: { etcd = ( "https://127.0.0.1:2379" ); key = "/x"; tls = { cert = "/c.pem"; }; };',
+     ("cert and key go together",)),
+    ('fleet: { etcd = ( "http://127.0.0.1:2379" ); key = "/x"; bogus = 1; };', ("bogus",)),
+]
+
+
+def test_fleet_config_errors(env):
+    """A bad fleet group is refused as FILE:LINE: message by cutoverd -t."""
+    import os
+    from harness import cutoverd_path
+    base = ('listen = ( { address = "127.0.0.1:18080"; } );\n'
+            'pools: { blue: { servers = ( "127.0.0.1:9001" ); }; green: { servers = ( ); }; };\n')
+    for i, (text, words) in enumerate(FLEET_BAD):
+        path = os.path.join(env.tmp, "fleet%d.conf" % i)
+        with open(path, "w") as f:
+            f.write(base + text + "\n")
+        r = env.run([cutoverd_path(), "-t", "-c", path], timeout=20)
+        lines = [ln for ln in (r.stderr + r.stdout).decode("utf-8", "replace").splitlines() if ln.strip()]
+        check(r.returncode == 1, "accepted %r: %s" % (text, lines))
+        check(lines and lines[0].startswith(path + ":3: "), "error for %r not at line 3: %r" % (text, lines))
+        check(all(w in lines[0] for w in words), "error for %r lacks %s: %r" % (text, words, lines))
