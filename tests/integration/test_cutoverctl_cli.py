@@ -172,7 +172,7 @@ def test_completion_bash(env):
         f.write(script_text)
     for words, want in ((["sw"], ["switch"]),
                         (["switch", ""], ["blue", "green"]),
-                        (["rollback", "--"], ["--force", "--if-gen"]),
+                        (["rollback", "--"], ["--force", "--if-gen", "--local"]),
                         (["switch", "green", "--w"], ["--wait"]),
                         (["deploy", "--"], ["--run", "--timeout"])):
         got = _bash_complete(script, words)
