@@ -354,3 +354,34 @@ def test_fleet_config_errors(env):
         check(r.returncode == 1, "accepted %r: %s" % (text, lines))
         check(lines and lines[0].startswith(path + ":3: "), "error for %r not at line 3: %r" % (text, lines))
         check(all(w in lines[0] for w in words), "error for %r lacks %s: %r" % (text, words, lines))
+
+
+def test_fleet_switches_under_load(env):
+    """Load on all three nodes during ten fleet switches made from
+    alternating nodes: every switch converges, no request fails, and no
+    request sent after a switch was answered (by then every node has
+    applied it) is served by the color the fleet left."""
+    from switching import Load, classify
+    cluster, nodes = _fleet(env)
+    wait_fleet_healthy(nodes, "blue")
+    loads = [Load(nd.d.port, nthreads=2).start() for nd in nodes]
+    switches = []
+    try:
+        time.sleep(0.3)
+        for i in range(10):
+            target = "green" if i % 2 == 0 else "blue"
+            nd = nodes[i % 3]
+            t0 = time.monotonic()
+            r = nd.ctl.run("switch", target)
+            t1 = time.monotonic()
+            check(r.rc == 0 and r.json["converged"] is True and r.json["changed"] is True,
+                  "switch %d on %s: %r" % (i, nd.tag, r))
+            switches.append((t0, t1, target))
+            time.sleep(0.2)
+    finally:
+        recs = [ld.stop() for ld in loads]
+    for nd, rs in zip(nodes, recs):
+        total, failed, misrouted, ambiguous, examples = classify(rs, "blue", switches)
+        check(total > 50, "%s: only %d requests" % (nd.tag, total))
+        check(failed == 0 and misrouted == 0, "%s: %d requests, %d failed, %d misrouted: %s"
+              % (nd.tag, total, failed, misrouted, examples))
