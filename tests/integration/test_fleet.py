@@ -385,3 +385,54 @@ def test_fleet_switches_under_load(env):
         check(total > 50, "%s: only %d requests" % (nd.tag, total))
         check(failed == 0 and misrouted == 0, "%s: %d requests, %d failed, %d misrouted: %s"
               % (nd.tag, total, failed, misrouted, examples))
+
+
+def test_fleet_guard_rollback_while_cut_off(env):
+    """door-3, cut off from etcd, sees its green fail: its guard rolls back
+    locally at once (safety first) and writes the rollback once etcd is
+    back, and the fleet follows. The second time, etcd moves on (a commit
+    elsewhere) before door-3 is back: then etcd's state wins."""
+    guard = 'auto_rollback: { enabled = true; error_rate = 0.2; min_requests = 5; window = "10s"; };\n'
+    errs = UNREACHABLE + (r"auto-rollback",)
+    cluster = EtcdCluster(env)
+    m0, m1, m2 = cluster.members
+    eps = [cluster.endpoints([m0, m1])] * 2 + [cluster.endpoints([m2])]
+    cluster, nodes = _fleet(env, cluster=cluster, endpoints=eps, extra=guard, expect_errors=errs)
+
+    def cut_off_and_trip():
+        cluster.stop_member(m2, signal.SIGSTOP)
+        wait_for(lambda: nodes[2].fleet()["etcd"] == "unreachable", 20, "door-3 cut off")
+        for _ in range(20):
+            nodes[2].d.get("/")
+        wait_color(nodes[2], "blue")
+        check(nodes[2].fleet()["diverged"] is True, "a rollback made alone diverges")
+
+    r = nodes[0].ctl.run("switch", "green")
+    check(r.rc == 0 and r.json["converged"] is True, "switch: %r" % r)
+    nodes[2].green.ctl("/_ctl/fail?status=500")
+    try:
+        cut_off_and_trip()
+        check(nodes[0].color() == "green", "the rest of the fleet stays on green meanwhile")
+    finally:
+        cluster.stop_member(m2, signal.SIGCONT)
+    for nd in nodes:
+        wait_color(nd, "blue", timeout=30)
+    h = nodes[0].ctl.ok("history")["entries"]
+    check(any(e["event"] == "rollback" and e["trigger"] == "auto-rollback" and e.get("node") == "door-3"
+              for e in h), "door-1 history: %r" % h[-3:])
+    wait_for(lambda: nodes[2].fleet()["diverged"] is False, 15, "door-3 no longer diverged")
+    # Second time: etcd moves on meanwhile.
+    wait_fleet_healthy(nodes, "green")
+    r = nodes[0].ctl.run("switch", "green")
+    check(r.rc == 0 and r.json["converged"] is True, "switch again: %r" % r)
+    try:
+        cut_off_and_trip()
+        wait_for(lambda: all(nd.fleet()["etcd"] == "ok" for nd in nodes[:2]), 15, "door-1, door-2 on etcd")
+        r = nodes[0].ctl.run("commit")
+        check(r.rc == 0 and r.json["changed"] is True, "commit elsewhere: %r" % r)
+    finally:
+        cluster.stop_member(m2, signal.SIGCONT)
+    wait_for(lambda: nodes[2].fleet()["etcd"] == "ok" and nodes[2].status()["active"] == "green", 30,
+             "door-3 takes etcd's state")
+    check("etcd moved on" in nodes[2].d.log_text(), "door-3 says why its rollback was not written")
+    check(nodes[0].color() == "green" and nodes[2].fleet()["diverged"] is False, "etcd wins")
