@@ -27,6 +27,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 
+def wrk(port):
+    import subprocess
+    best = 0.0
+    for _ in range(3):
+        p = subprocess.run(["wrk", "-t1", "-c16", "-d5s", "http://127.0.0.1:%d/" % port],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        m = re.search(r"Requests/sec:\s+([0-9.]+)", p.stdout.decode())
+        if m:
+            best = max(best, float(m.group(1)))
+    return best
+
+
+def throughput(env, node):
+    """The same node's pools behind cutoverd with the fleet on (node) and
+    off (a second cutoverd without the group), one after the other."""
+    from switching import HEALTH_FAST, AUTO_ROLLBACK_OFF
+    on = wrk(node.d.port)
+    d = env.cutoverd(blue=[node.blue], green=[node.green], extra=HEALTH_FAST + AUTO_ROLLBACK_OFF,
+                     name="nofleet.conf")
+    time.sleep(1)
+    off = wrk(d.port)
+    return {"fleet_on": on, "fleet_off": off}
+
+
 def main(argv):
     if len(argv) < 2:
         sys.stderr.write(__doc__)
@@ -60,6 +84,7 @@ def main(argv):
             rows.append((r.json["generation"], nd, t_cmd))
             time.sleep(0.05)
         logs = [x.d.log_text() for x in nodes]
+        thr = throughput(env, nodes[0]) if os.environ.get("FLEET_BENCH_WRK", "1") != "0" else None
     finally:
         problems = env.close()
     ts = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z"
@@ -91,6 +116,10 @@ def main(argv):
 
     res = {"switches": n, "nodes": 3, "etcd_members": 3,
            "cutoverctl_to_commit": stats(to_commit), "commit_to_last_apply": stats(to_last)}
+    if thr is not None:
+        res["throughput_rps"] = thr
+        print("throughput (wrk -t1 -c16 -d5s, GET /, best of 3): fleet on %.0f req/s, fleet off %.0f req/s"
+              % (thr["fleet_on"], thr["fleet_off"]))
     print("fleet switch latency over %d switches, 3 nodes, 3 etcd members (ms)" % n)
     for k in ("cutoverctl_to_commit", "commit_to_last_apply"):
         print("  %-22s median %7.1f  p99 %7.1f  max %7.1f" % (k, res[k]["median_ms"], res[k]["p99_ms"],
