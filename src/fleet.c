@@ -623,9 +623,10 @@ take_kv(struct fleet *f, const json_t *kv, bool deleted)
 		if (!deleted && value != NULL)
 			apply_state(f, value, vlen, etcd_int(json_object_get(kv, "mod_revision")));
 	} else if (strncmp(key, f->key_nodes, strlen(f->key_nodes)) == 0) {
-		const char *name = key + strlen(f->key_nodes);
+		const char *name = key + strlen(f->key_nodes), *act;
 		struct fnode *n;
 		const json_t *h;
+		enum color col;
 
 		if (deleted || value == NULL) {
 			node_drop(f, name);
@@ -637,11 +638,8 @@ take_kv(struct fleet *f, const json_t *kv, bool deleted)
 		}
 		n->revision = etcd_int(json_object_get(doc, "revision"));
 		n->generation = (uint64_t)etcd_int(json_object_get(doc, "generation"));
-		n->active = color_parse(json_string_value(json_object_get(doc, "active")) != NULL
-		        ? json_string_value(json_object_get(doc, "active")) : "", &(enum color){0}) == 0
-		    ? (strcmp(json_string_value(json_object_get(doc, "active")), "green") == 0 ? COLOR_GREEN
-		                                                                              : COLOR_BLUE)
-		    : -1;
+		act = json_string_value(json_object_get(doc, "active"));
+		n->active = act != NULL && color_parse(act, &col) == 0 ? (int)col : -1;
 		h = json_object_get(doc, "healthy");
 		n->healthy[COLOR_BLUE] = (unsigned)etcd_int(json_object_get(h, "blue"));
 		n->healthy[COLOR_GREEN] = (unsigned)etcd_int(json_object_get(h, "green"));

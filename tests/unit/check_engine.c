@@ -114,9 +114,9 @@ static void
 fx_record(void *arg, const struct history_entry *e)
 {
 	(void)arg;
-	note("record %s %s %s->%s gen=%llu uid=%ld reason=%s", e->event, e->trigger,
+	note("record %s %s %s->%s gen=%llu uid=%ld reason=%s%s%s", e->event, e->trigger,
 	    e->from ? e->from : "-", e->to ? e->to : "-", (unsigned long long)e->generation, e->uid,
-	    e->reason ? e->reason : "-");
+	    e->reason ? e->reason : "-", e->node ? " node=" : "", e->node ? e->node : "");
 }
 
 static void
@@ -294,6 +294,84 @@ START_TEST(test_commit_order)
 	ck_assert_uint_eq(count("record rollback manual green->blue gen=2"), 1);
 	ck_assert_int_gt(find("hook rollback 1->0 gen=2 reason=manual rollback"), find("publish blue"));
 	ck_assert_uint_eq(eng.switches[ENGINE_ROLLBACK], 1);
+}
+END_TEST
+
+/*
+ * The fleet's side: engine_plan computes the state a switch would commit
+ * and changes nothing; engine_apply takes a state from etcd through the
+ * same order as a local change, recording the node that made it.
+ */
+START_TEST(test_fleet_plan_and_apply)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	struct engine_origin o = {"door-2", "switch", "manual", NULL, 1000, 42};
+	struct state next, st;
+	char msg[512];
+
+	eng.node = "door-1";
+	ck_assert_int_eq(engine_prepare(&eng, &rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_eq(engine_plan(&eng, &rq, &next, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert(eng.busy);
+	ck_assert_uint_eq(fk.n, 0); /* nothing saved, published or recorded */
+	ck_assert_int_eq(eng.sw.active, COLOR_BLUE);
+	ck_assert_int_eq(next.active, COLOR_GREEN);
+	ck_assert_uint_eq(next.generation, 1);
+	ck_assert(next.has_previous && next.previous == COLOR_BLUE);
+	ck_assert_int_eq(next.window_end_ms, fk.wall + 60000);
+	engine_release(&eng);
+
+	/* Applied from the watch: saved, published, recorded with the node. */
+	ck_assert(engine_apply(&eng, &next, &o, false));
+	ck_assert_int_gt(find("publish green"), find("save green 1"));
+	ck_assert_int_gt(find("record switch manual blue->green gen=1 uid=1000 reason=- node=door-2"),
+	    find("publish green"));
+	ck_assert_int_gt(find("hook post_switch 0->1 gen=1"), find("notify blue->green"));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	ck_assert_uint_eq(eng.switches[ENGINE_MANUAL], 1);
+
+	/* The same state again (the writer's own watch, a re-read): nothing. */
+	fk.n = 0;
+	ck_assert(!engine_apply(&eng, &next, &o, false));
+	ck_assert_uint_eq(fk.n, 0);
+	/* Unless forced (a diverged node taking etcd's state back). */
+	ck_assert(engine_apply(&eng, &next, &o, true));
+	ck_assert_uint_eq(count("publish green"), 1);
+
+	/* A commit elsewhere: the same switch with its window ended. */
+	fk.n = 0;
+	ck_assert(engine_plan_commit(&eng, &st));
+	ck_assert_int_eq(st.window_end_ms, 0);
+	o.event = "commit";
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_STABLE);
+	ck_assert_int_eq(eng.verdict, WINDOW_COMMITTED);
+	ck_assert_uint_eq(count("record commit manual -->green gen=1 uid=1000 reason=- node=door-2"), 1);
+	ck_assert_uint_eq(count("publish "), 0);
+	ck_assert(!engine_plan_commit(&eng, &st));
+
+	/* Another node's automatic rollback: counted and judged as such. */
+	fk.n = 0;
+	engine_state(&eng, &st);
+	st.active = COLOR_BLUE;
+	st.previous = COLOR_GREEN;
+	st.generation = 2;
+	st.window_end_ms = 0;
+	o.event = "rollback";
+	o.trigger = "auto-rollback";
+	o.reason = "error rate 0.9 > 0.5";
+	o.uid = o.pid = -1;
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_uint_eq(count("record rollback auto-rollback green->blue gen=2 uid=-1 reason=error rate 0.9 > 0.5 node=door-2"), 1);
+	ck_assert_uint_eq(eng.switches[ENGINE_AUTO_ROLLBACK], 1);
+	ck_assert_int_eq(eng.verdict, WINDOW_ROLLED_BACK);
+	ck_assert_int_ge(find("hook rollback 1->0 gen=2"), 0);
+
+	/* A local change records this node. */
+	fk.n = 0;
+	rq = request(COLOR_GREEN);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_uint_eq(count("record switch manual blue->green gen=3 uid=1000 reason=- node=door-1"), 1);
 }
 END_TEST
 
@@ -606,6 +684,7 @@ engine_suite(void)
 	tcase_add_test(tc, test_dry_run_and_noop);
 	tcase_add_test(tc, test_restore);
 	tcase_add_test(tc, test_window_verdict);
+	tcase_add_test(tc, test_fleet_plan_and_apply);
 	suite_add_tcase(s, tc);
 	return s;
 }
