@@ -118,6 +118,18 @@ def test_fleet_node_killed_drops_out_and_restart_takes_etcd_state(env):
     wait_fleet_healthy([nodes[0], nodes[2]], "blue")
     r = nodes[0].ctl.run("rollback")
     check(r.rc == 0 and r.json["converged"] is True, "rollback after a clean stop: %r" % r)
+    # door-3 killed while a switch is in flight: the switch stands (answered
+    # converged or with door-3 lagging), and door-3 restarted applies it.
+    wait_fleet_healthy([nodes[0], nodes[2]], "green")
+    t0 = time.monotonic()
+    p = nodes[0].ctl.popen("switch", "green")
+    kill9(nodes[2].d)
+    r = nodes[0].ctl.finish(p, ("switch", "green"), t0)
+    check(r.rc in (0, 4) and r.json["ok"] is True and r.json["changed"] is True, "switch mid-kill: %r" % r)
+    check(r.rc == 0 or r.json["lagging"] == ["door-3"], "only door-3 may lag: %r" % r)
+    nodes[2].d = restart(env, nodes[2].d)
+    st = nodes[2].status()
+    check(st["active"] == "green" and st["generation"] == r.json["generation"], "door-3 after restart: %r" % st)
 
 
 def test_fleet_stopped_node_lags_exit_4(env):
