@@ -289,6 +289,36 @@ START_TEST(test_render_empty)
 }
 END_TEST
 
+/* The fleet's metrics: only with a fleet, with the contract's names. */
+START_TEST(test_render_fleet)
+{
+	struct metrics_snapshot snap;
+	char *text;
+
+	memset(&snap, 0, sizeof(snap));
+	text = render(&snap);
+	ck_assert_ptr_null(strstr(text, "cutover_fleet_"));
+	free(text);
+	snap.fleet = true;
+	snap.fleet_connected = true;
+	snap.fleet_nodes = 3;
+	snap.fleet_converged = false;
+	snap.fleet_apply[0] = 2;
+	snap.fleet_apply[HISTOGRAM_BUCKETS - 1] = 1;
+	snap.fleet_apply_sum_us = 2500;
+	text = render(&snap);
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE cutover_fleet_connected gauge\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_connected 1\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_nodes 3\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_converged 0\n"));
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE cutover_fleet_apply_seconds histogram\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_bucket{le=\"+Inf\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_sum 0.0025\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_count 3\n"));
+	free(text);
+}
+END_TEST
+
 START_TEST(test_names)
 {
 	ck_assert_str_eq(metrics_trigger_name(TRIGGER_MANUAL), "manual");
@@ -525,6 +555,7 @@ metrics_suite(void)
 	tcase_add_test(tc, test_render_exact);
 	tcase_add_test(tc, test_render_structure);
 	tcase_add_test(tc, test_render_empty);
+	tcase_add_test(tc, test_render_fleet);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(te, 30);
