@@ -205,6 +205,9 @@ daemon_start(struct daemon *d)
 		return -1;
 	if ((d->base = event_base_new()) == NULL)
 		goto oom;
+	/* Before any signal or timer is on the loop: fleet_boot runs it. */
+	if (cfg->fleet.enabled && fleet_start(d, &load_rc, &st) < 0)
+		return -1;
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
 	d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -224,8 +227,6 @@ daemon_start(struct daemon *d)
 	    evsignal_add(d->sig_term, NULL) < 0 || evsignal_add(d->sig_int, NULL) < 0 ||
 	    evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_usr1, NULL) < 0)
 		goto oom;
-	if (cfg->fleet.enabled && fleet_start(d, &load_rc, &st) < 0)
-		return -1;
 	d->tx.fleet = d->fleet;
 	d->cmds.fleet = d->fleet;
 	d->tx.base = d->base;
