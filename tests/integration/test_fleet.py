@@ -448,3 +448,23 @@ def test_fleet_guard_rollback_while_cut_off(env):
              "door-3 takes etcd's state")
     check("etcd moved on" in nodes[2].d.log_text(), "door-3 says why its rollback was not written")
     check(nodes[0].color() == "green" and nodes[2].fleet()["diverged"] is False, "etcd wins")
+
+
+def test_fleet_whole_etcd_restarted(env):
+    """The whole etcd cluster stops and starts again: the nodes serve on
+    meanwhile, reconnect, keep (or renew) their presence, and the next
+    switch converges."""
+    cluster, nodes = _fleet(env, n=2, expect_errors=UNREACHABLE)
+    for m in cluster.members:
+        cluster.stop_member(m, signal.SIGTERM)
+    wait_for(lambda: all(nd.fleet()["etcd"] == "unreachable" for nd in nodes), 20, "nodes see etcd gone")
+    check(all(nd.color() == "blue" for nd in nodes), "nodes keep serving")
+    for m in cluster.members:
+        cluster.start(m)
+    cluster.wait_healthy()
+    wait_for(lambda: all(nd.fleet()["etcd"] == "ok" and len(nd.fleet()["nodes"]) == 2 for nd in nodes), 30,
+             "nodes back on etcd with both presences")
+    wait_fleet_healthy(nodes, "green")
+    r = nodes[1].ctl.run("switch", "green")
+    check(r.rc == 0 and r.json["converged"] is True, "switch after the restart: %r" % r)
+    check(nodes[0].color() == "green", "door-1 follows")
