@@ -136,7 +136,7 @@ def test_fleet_stopped_node_lags_exit_4(env):
     """A node that stops applying (SIGSTOP) but whose presence is still
     live makes a change answer converged:false with it lagging, and
     cutoverctl exit 4; the change stays in effect and the node catches up."""
-    cluster, nodes = _fleet(env, lease="8s", timeout="1500ms")
+    cluster, nodes = _fleet(env, lease="12s", timeout="1500ms")
     nodes[2].d.proc.send_signal(signal.SIGSTOP)
     try:
         r = nodes[0].ctl.run("switch", "green")
