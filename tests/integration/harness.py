@@ -33,6 +33,11 @@ class TestFailure(AssertionError):
     """A test's one stated reason for failing."""
 
 
+class TestSkip(Exception):
+    """Raised by a test that cannot run here (a tool it needs is missing);
+    run.py reports it as SKIP, counted neither as passed nor as failed."""
+
+
 def fail(msg):
     raise TestFailure(msg)
 
