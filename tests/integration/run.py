@@ -94,7 +94,19 @@ def run_one(name, fn):
     elif reason is not None and problems:
         reason += " [also: %s]" % problems[0]
     if reason is None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Keep what the test left to look at (env.artifact_dir()), nothing else.
+        for entry in os.listdir(tmp):
+            if entry != "artifacts":
+                path = os.path.join(tmp, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+        if not os.listdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
     elif reason is not None:
         reason += " (files in %s)" % tmp
     return reason, (skipped if reason is None else None)
