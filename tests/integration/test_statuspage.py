@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 import time
 
 import harness
@@ -62,6 +63,47 @@ def csp_hash(html, tag):
     m = re.search(r"<%s>(.*?)</%s>" % (tag, tag), html, re.S)
     check(m is not None, "the page has no <%s> element" % tag)
     return "'sha256-%s'" % base64.b64encode(hashlib.sha256(m.group(1).encode()).digest()).decode()
+
+
+class Paced:
+    """A light steady load for the charts: one keep-alive client, a request
+    every 20 ms, every answer checked."""
+
+    def __init__(self, port):
+        self.port = port
+        self.stop_ev = threading.Event()
+        self.errors = []
+        self.count = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def _run(self):
+        c = None
+        while not self.stop_ev.wait(0.02):
+            try:
+                if c is None:
+                    c = harness.Conn(self.port, timeout=10)
+                c.send(http_request("GET", "/"))
+                r = c.read_response()
+                if r.status != 200:
+                    self.errors.append("status %s" % r.status)
+                self.count += 1
+            except (harness.ConnClosed, harness.TestFailure, OSError) as e:
+                self.errors.append("%s: %s" % (type(e).__name__, e))
+                if c is not None:
+                    c.close()
+                c = None
+        if c is not None:
+            c.close()
+
+    def stop(self):
+        self.stop_ev.set()
+        self.thread.join(15)
+        check(not self.thread.is_alive(), "the load thread did not stop")
+        check(self.count > 0 and not self.errors, "load: %d answers, errors %r" % (self.count, self.errors[:3]))
 
 
 def test_page_self_contained(env):
@@ -212,11 +254,7 @@ def test_browser_follows_switch(env):
     d, ctl, mport, bs = start_page(env, 2, 2)
     # Some history before the page opens, and traffic for the charts.
     check(ctl.switch("green").rc == 0 and ctl.switch("blue").rc == 0, "setup switches failed")
-    c = harness.Conn(d.port, timeout=10)
-    for i in range(30):
-        c.send(http_request("GET", "/"))
-        check(c.read_response().status == 200, "request %d failed" % i)
-    c.close()
+    traffic = Paced(d.port).start()
 
     b = Browser(env)
     url = "http://127.0.0.1:%d/" % mport
@@ -241,6 +279,10 @@ def test_browser_follows_switch(env):
     check(b.eval("document.getElementById('generation').textContent") == "2", "generation not shown as 2")
     check(b.eval("document.getElementById('state').textContent").startswith("observing"), "state not observing")
     check(b.eval("document.getElementById('progress').textContent").endswith("s left"), "safety window not shown")
+
+    # A few seconds of blue traffic in the charts before the switch.
+    b.wait("window.cutoverStatusPage.last.series.blue.requests.filter(function (x) { return x > 0; })"
+           ".length >= 4", 20, "four seconds of blue traffic in the page's data")
 
     # The switch: the page must follow within FOLLOW_S of the answer.
     p = ctl.popen("switch", "green")
@@ -282,6 +324,12 @@ def test_browser_follows_switch(env):
     })()""")
     check(ramp == ["ramp to green", "10 % on green", "steps 1 > [10] > 50 > 100; next step in 12 s", 10, "ramping"],
           "ramp rendered as %r" % ramp)
+
+    # Both colors in the charts: the traffic moved to green.
+    b.wait("document.querySelector('#chart-requests polyline[data-color=green]') !== null && "
+           "document.getElementById('now-requests').textContent.indexOf('green 0 ') < 0", 10,
+           "green's requests in the chart")
+    traffic.stop()
 
     out = env.artifact_dir()
     shot = b.screenshot(os.path.join(out, "statuspage.png"))
