@@ -65,6 +65,10 @@ def csp_hash(html, tag):
     return "'sha256-%s'" % base64.b64encode(hashlib.sha256(m.group(1).encode()).digest()).decode()
 
 
+HOSTILE = ('<img src=x onerror="document.body.setAttribute(\'data-pwned\',1)">'
+           '<script>document.body.setAttribute("data-pwned",2)</script>\n')
+
+
 class Paced:
     """A light steady load for the charts: one keep-alive client, a request
     every 20 ms, every answer checked."""
@@ -251,7 +255,20 @@ def test_browser_follows_switch(env):
     """The page in headless chromium: live color, every server, history,
     charts; after `cutoverctl switch green` it shows green live within two
     seconds of the answer. Saves screenshots (desktop and phone sizes)."""
-    d, ctl, mport, bs = start_page(env, 2, 2)
+    # A pre_switch hook that vetoes while MARK exists, with MARK's content
+    # as the reason: hostile text in the history, which the page must show
+    # as text.
+    mark = os.path.join(env.tmp, "veto-reason")
+    hook = os.path.join(env.tmp, "pre-switch.sh")
+    with open(hook, "w") as f:
+        f.write('#!/bin/sh\nif [ -f "%s" ]; then cat "%s"; exit 1; fi\nexit 0\n' % (mark, mark))
+    os.chmod(hook, 0o755)
+    d, ctl, mport, bs = start_page(env, 2, 2, extra='hooks: { pre_switch = "%s"; timeout = "10s"; };\n' % hook)
+    with open(mark, "w") as f:
+        f.write(HOSTILE)
+    r = ctl.switch("green")
+    check(r.rc == 1 and "vetoed" in r.err, "the pre_switch hook must veto: %r" % r)
+    os.unlink(mark)
     # Some history before the page opens, and traffic for the charts.
     check(ctl.switch("green").rc == 0 and ctl.switch("blue").rc == 0, "setup switches failed")
     traffic = Paced(d.port).start()
@@ -272,7 +289,13 @@ def test_browser_follows_switch(env):
     check(all(re.match(r"^\d+\.\d ms$", x) for x in latency), "server latencies shown as %r" % latency)
     rows = b.eval("Array.from(document.querySelectorAll('#history-rows tr')).map(function (r) {"
                   " return r.textContent; })")
-    check(len(rows) == 2, "history rows shown: %r" % rows)
+    check(len(rows) == 3, "history rows shown: %r" % rows)
+    # The hook's text is shown as text: no element, no handler ran.
+    reason = b.eval("document.querySelector('#history-rows tr:last-child td:last-child').textContent")
+    check(HOSTILE.strip() in reason, "the vetoed switch's reason is shown as %r" % reason)
+    check(b.eval("document.querySelectorAll('img, iframe, #history-rows script').length") == 0,
+          "the hook's text became elements")
+    check(b.eval("document.body.getAttribute('data-pwned')") is None, "the hook's text ran as script")
     check(b.eval("document.querySelector('#history-rows tr td:nth-child(4)').textContent") == "blue",
           "the newest history row (first) is not the switch to blue")
     b.wait("document.querySelector('#chart-requests polyline[data-color=blue]') !== null", 10, "the requests chart")
@@ -300,7 +323,7 @@ def test_browser_follows_switch(env):
     check(b.eval("document.getElementById('live').textContent") == "green", "#live is not green")
     check(b.eval("document.querySelector('.pool[data-color=green] .badge.live') !== null"),
           "the green pool has no LIVE badge")
-    b.wait("document.querySelectorAll('#history-rows tr').length === 3", 5, "the third history row")
+    b.wait("document.querySelectorAll('#history-rows tr').length === 4", 5, "the fourth history row")
     check(b.eval("document.querySelector('#history-rows tr td:nth-child(4)').textContent") == "green",
           "the newest history row is not the switch to green")
 
