@@ -58,48 +58,50 @@ const control_handler commands_handlers[COMMAND_COUNT] = {
 };
 
 /*
- * The `status --json` answer, left open: the caller appends its own members
- * (or none) and the closing brace. Shared by the status command and the
- * status page's /status.json, so that both say the same.
+ * The `status --json` answer, appended to out. Shared by the status command
+ * and the status page's /status.json, so that both say the same. Built in
+ * a copy of out, handed back at the end.
  */
 void
-commands_status_json(const struct commands *x, struct jbuf *b)
+commands_status_json(const struct commands *x, struct jbuf *out)
 {
 	const struct engine *e = x->engine;
 	uint64_t left = engine_window_left(e);
+	struct jbuf b = *out;
 	int col;
 
-	jbuf_raw(b, "{\"ok\":true,\"active\":");
-	jbuf_str(b, color_name(e->sw.active));
-	jbuf_raw(b, ",\"previous\":");
-	jbuf_str(b, e->sw.has_previous ? color_name(e->sw.previous) : NULL);
-	jbuf_printf(b, ",\"state\":\"%s\",\"generation\":%" PRIu64 ",\"window_left_s\":%" PRIu64,
+	jbuf_raw(&b, "{\"ok\":true,\"active\":");
+	jbuf_str(&b, color_name(e->sw.active));
+	jbuf_raw(&b, ",\"previous\":");
+	jbuf_str(&b, e->sw.has_previous ? color_name(e->sw.previous) : NULL);
+	jbuf_printf(&b, ",\"state\":\"%s\",\"generation\":%" PRIu64 ",\"window_left_s\":%" PRIu64,
 	    switcher_state_name(e->sw.state), e->sw.generation, (left + 999) / 1000);
-	jbuf_printf(b, ",\"min_healthy\":%u,\"switching\":%s", x->live->cfg->sw.min_healthy,
+	jbuf_printf(&b, ",\"min_healthy\":%u,\"switching\":%s", x->live->cfg->sw.min_healthy,
 	    e->busy ? "true" : "false");
 	if (e->sw.state == SWITCHER_OBSERVING)
-		jbuf_printf(b, ",\"guard\":{\"enabled\":%s,\"requests\":%" PRIu64 ",\"min_requests\":%u}",
+		jbuf_printf(&b, ",\"guard\":{\"enabled\":%s,\"requests\":%" PRIu64 ",\"min_requests\":%u}",
 		    x->live->cfg->auto_rollback.enabled ? "true" : "false", engine_guard_requests(e),
 		    x->live->cfg->auto_rollback.min_requests);
-	jbuf_printf(b, ",\"state_saved\":%s", e->unsaved ? "false" : "true");
+	jbuf_printf(&b, ",\"state_saved\":%s", e->unsaved ? "false" : "true");
 	if (e->unsaved) {
-		jbuf_raw(b, ",\"state_error\":");
-		jbuf_str(b, e->state_error);
+		jbuf_raw(&b, ",\"state_error\":");
+		jbuf_str(&b, e->state_error);
 	}
-	jbuf_raw(b, ",\"verdict\":");
-	jbuf_str(b, window_verdict_name(e->verdict));
-	jbuf_raw(b, ",\"verdict_reason\":");
-	jbuf_str(b, e->verdict != WINDOW_NONE ? e->verdict_reason : NULL);
-	jbuf_raw(b, ",\"pools\":{");
+	jbuf_raw(&b, ",\"verdict\":");
+	jbuf_str(&b, window_verdict_name(e->verdict));
+	jbuf_raw(&b, ",\"verdict_reason\":");
+	jbuf_str(&b, e->verdict != WINDOW_NONE ? e->verdict_reason : NULL);
+	jbuf_raw(&b, ",\"pools\":{");
 	for (col = 0; col < COLOR_COUNT; col++) {
 		const struct pool *p = x->live->pools[col];
 
-		jbuf_printf(b,
+		jbuf_printf(&b,
 		    "%s\"%s\":{\"healthy\":%zu,\"confirmed\":%zu,\"total\":%zu,\"inflight\":%" PRIu64 "}",
 		    col ? "," : "", color_name((enum color)col), pool_healthy(p), pool_confirmed(p),
 		    p->nservers, worker_inflight(x->workers, x->nworkers, (enum color)col));
 	}
-	jbuf_raw(b, "}");
+	jbuf_raw(&b, "}}");
+	*out = b;
 }
 
 static void
@@ -112,7 +114,6 @@ cmd_status(struct control_conn *c, const struct control_caller *who,
 	(void)rq;
 	jbuf_init(&b);
 	commands_status_json(arg, &b);
-	jbuf_raw(&b, "}");
 	control_reply_jbuf(c, &b);
 }
 

@@ -97,6 +97,10 @@ void
 statuspage_json(struct statuspage *sp, struct jbuf *b)
 {
 	commands_status_json(sp->cmds, b);
+	/* Reopen the object to add members. */
+	if (b->oom || b->len == 0 || b->s[b->len - 1] != '}')
+		return;
+	b->s[--b->len] = '\0';
 	jbuf_raw(b, ",\"servers\":");
 	health_report(*sp->cmds->health, -1, b);
 	history_refresh(sp);
