@@ -403,9 +403,10 @@ daemon_free(struct daemon *d)
 	if (d->accesslog != NULL)
 		accesslog_close(d->accesslog);
 	d->accesslog = NULL;
-	transition_cancel(&d->tx, "cutoverd is stopping");
+	/* The fleet first: a change it is writing answers its caller. */
 	fleet_free(d->fleet);
 	d->fleet = NULL;
+	transition_cancel(&d->tx, "cutoverd is stopping");
 	hook_set_cancel_all(&d->hooks);
 	while ((wt = TAILQ_FIRST(&d->waiters)) != NULL) {
 		TAILQ_REMOVE(&d->waiters, wt, link);

@@ -50,10 +50,12 @@ TAILQ_HEAD(waiter_list, waiter);
 
 /* A change being written. */
 struct proposal {
+	TAILQ_ENTRY(proposal) link;
 	struct fleet *f;
 	fleet_written_cb *written;
 	void *arg;
 };
+TAILQ_HEAD(proposal_list, proposal);
 
 struct fleet {
 	struct event_base *base;
@@ -70,6 +72,7 @@ struct fleet {
 	size_t nnodes;
 	struct event *tick, *poll;
 	struct waiter_list waiters;
+	struct proposal_list proposals;
 	/* An automatic rollback made here, to write once etcd is back. */
 	bool rb_pending, rb_writing;
 	int64_t rb_base;
@@ -136,6 +139,7 @@ fleet_new(struct event_base *base, const struct config_fleet *cfg, struct engine
 	f->lease_ms = cfg->lease_ms;
 	f->timeout_ms = cfg->timeout_ms;
 	TAILQ_INIT(&f->waiters);
+	TAILQ_INIT(&f->proposals);
 	if (cfg->node != NULL) {
 		snprintf(host, sizeof(host), "%s", cfg->node);
 	} else if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0') {
@@ -168,10 +172,18 @@ oom:
 void
 fleet_free(struct fleet *f)
 {
+	struct proposal *p;
 	struct waiter *w;
 
 	if (f == NULL)
 		return;
+	/* Changes still being written are answered (their callers freed)
+	 * before the calls go. */
+	while ((p = TAILQ_FIRST(&f->proposals)) != NULL) {
+		TAILQ_REMOVE(&f->proposals, p, link);
+		p->written(p->arg, -1, 0, "etcd: cutoverd is stopping");
+		free(p);
+	}
 	while ((w = TAILQ_FIRST(&f->waiters)) != NULL) {
 		TAILQ_REMOVE(&f->waiters, w, link);
 		free(w->prefix);
@@ -826,6 +838,7 @@ fleet_propose(struct fleet *f, const struct state *next, const struct engine_ori
 		free(p);
 		return -1;
 	}
+	TAILQ_INSERT_TAIL(&f->proposals, p, link);
 	return 0;
 }
 
@@ -835,6 +848,7 @@ on_txn(void *arg, json_t *resp, const char *err)
 	struct proposal *p = arg;
 	struct fleet *f = p->f;
 
+	TAILQ_REMOVE(&f->proposals, p, link);
 	if (resp == NULL) {
 		char msg[600];
 
