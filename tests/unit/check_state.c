@@ -99,8 +99,7 @@ read_file(const char *path)
 START_TEST(test_round_trip_full)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
-	struct state in = {COLOR_GREEN, true, COLOR_BLUE, 7, 1795680000123,
-	    1795680300123};
+	struct state in = {.active = COLOR_GREEN, .has_previous = true, .previous = COLOR_BLUE, .generation = 7, .switched_at_ms = 1795680000123, .window_end_ms = 1795680300123};
 	struct state out;
 	char err[256] = "";
 
@@ -128,7 +127,7 @@ END_TEST
 START_TEST(test_round_trip_minimal)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
-	struct state in = {COLOR_BLUE, false, COLOR_GREEN, 0, 0, 0};
+	struct state in = {.active = COLOR_BLUE, .has_previous = false, .previous = COLOR_GREEN, .generation = 0, .switched_at_ms = 0, .window_end_ms = 0};
 	struct state out;
 	char err[256] = "";
 
@@ -150,8 +149,7 @@ END_TEST
 START_TEST(test_round_trip_limits)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
-	struct state in = {COLOR_BLUE, true, COLOR_GREEN, UINT64_MAX, INT64_MAX,
-	    INT64_MAX};
+	struct state in = {.active = COLOR_BLUE, .has_previous = true, .previous = COLOR_GREEN, .generation = UINT64_MAX, .switched_at_ms = INT64_MAX, .window_end_ms = INT64_MAX};
 	struct state out;
 	char err[256] = "";
 
@@ -359,7 +357,7 @@ START_TEST(test_save_no_tmp_left)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *tmp = join(dir, "state.tmp");
-	struct state in = {COLOR_GREEN, true, COLOR_BLUE, 1, 10, 20};
+	struct state in = {.active = COLOR_GREEN, .has_previous = true, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 10, .window_end_ms = 20};
 	struct state out;
 	struct stat sb;
 	char err[256] = "";
@@ -392,7 +390,7 @@ END_TEST
 START_TEST(test_save_missing_dir)
 {
 	char *dir = test_dir(), *sub = join(dir, "nope"), *path = join(sub, "state");
-	struct state in = {COLOR_BLUE, false, COLOR_BLUE, 1, 0, 0};
+	struct state in = {.active = COLOR_BLUE, .has_previous = false, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 0, .window_end_ms = 0};
 	struct stat sb;
 	char err[512] = "", want[512];
 
@@ -413,7 +411,7 @@ START_TEST(test_save_fail_keeps_old)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *tmp = join(dir, "state.tmp");
-	struct state in = {COLOR_BLUE, false, COLOR_BLUE, 1, 0, 0};
+	struct state in = {.active = COLOR_BLUE, .has_previous = false, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 0, .window_end_ms = 0};
 	struct state out;
 	struct stat sb;
 	char err[512] = "";
@@ -438,7 +436,7 @@ START_TEST(test_save_rename_fails)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *tmp = join(dir, "state.tmp"), *inner = join(path, "x");
-	struct state in = {COLOR_BLUE, false, COLOR_BLUE, 1, 0, 0};
+	struct state in = {.active = COLOR_BLUE, .has_previous = false, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 0, .window_end_ms = 0};
 	struct stat sb;
 	char err[512] = "";
 
@@ -458,7 +456,7 @@ END_TEST
 START_TEST(test_save_invalid)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
-	struct state in = {(enum color)7, false, COLOR_BLUE, 1, 0, 0};
+	struct state in = {.active = (enum color)7, .has_previous = false, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 0, .window_end_ms = 0};
 	struct stat sb;
 	char err[512] = "";
 
@@ -477,7 +475,7 @@ END_TEST
 START_TEST(test_save_relative)
 {
 	char *dir = test_dir();
-	struct state in = {COLOR_GREEN, false, COLOR_BLUE, 4, 0, 0};
+	struct state in = {.active = COLOR_GREEN, .has_previous = false, .previous = COLOR_BLUE, .generation = 4, .switched_at_ms = 0, .window_end_ms = 0};
 	struct state out;
 	char err[256] = "";
 
@@ -499,7 +497,7 @@ START_TEST(test_save_tmp_symlink_not_followed)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *tmp = join(dir, "state.tmp"), *target = join(dir, "precious");
-	struct state in = {COLOR_GREEN, true, COLOR_BLUE, 3, 10, 0};
+	struct state in = {.active = COLOR_GREEN, .has_previous = true, .previous = COLOR_BLUE, .generation = 3, .switched_at_ms = 10, .window_end_ms = 0};
 	struct state out;
 	struct stat sb;
 	char err[512] = "", *text;
@@ -531,7 +529,7 @@ START_TEST(test_load_symlink_refused)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *target = join(dir, "elsewhere");
-	struct state in = {COLOR_GREEN, false, COLOR_BLUE, 9, 0, 0};
+	struct state in = {.active = COLOR_GREEN, .has_previous = false, .previous = COLOR_BLUE, .generation = 9, .switched_at_ms = 0, .window_end_ms = 0};
 	struct state out;
 	char err[512] = "";
 
