@@ -79,7 +79,6 @@ engine_restore(struct engine *e, int load_rc, const struct state *st, enum color
 			/* A ramp resumes at the step it was on, never higher, for
 			 * a whole step: the analysis starts again from here. */
 			struct engine_ramp *r = &e->ramp;
-			int c;
 
 			memset(r, 0, sizeof(*r));
 			r->on = true;
@@ -89,8 +88,8 @@ engine_restore(struct engine *e, int load_rc, const struct state *st, enum color
 			r->step = st->ramp_step;
 			r->step_ms = st->ramp_step_ms;
 			r->step_end_ms = duration_add(e->fx->mono_ms(e->arg), r->step_ms);
-			for (c = 0; c < COLOR_COUNT; c++)
-				e->fx->sample(e->arg, (enum color)c, &r->start[c]);
+			/* The counters start at zero with the process, as r->start
+			 * does (the workers do not run yet: nothing to sample). */
 			snprintf(r->note, sizeof(r->note), "resumed after a restart at step %u of %u", r->step + 1,
 			    r->nsteps);
 			log_info("%s: ramp to %s resumed at %u%% (step %u of %u)", __func__,

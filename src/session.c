@@ -592,6 +592,7 @@ read_head(struct session *s)
 	enum http_parse_result r;
 	const char *data;
 	enum color pcolor = COLOR_BLUE;
+	struct route *rt;
 	bool preview;
 
 	if (len == 0)
@@ -661,6 +662,12 @@ read_head(struct session *s)
 	    (req.framing == HTTP_BODY_LENGTH && req.content_length == 0);
 	forwarded_for(s, &req);
 	preview = cfg->preview.header != NULL && preview_color(s, &req, &pcolor);
+	/* One acquire load; during a ramp one hash more (while req's fields
+	 * still point into the input buffer). */
+	s->set_cookie[0] = '\0';
+	rt = route_current();
+	if (rt != NULL)
+		pcolor = preview ? pcolor : rt->weight_bp > 0 ? ramp_color(s, &req, rt) : rt->active;
 	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
 	if (http_write_request(s->req_head, &req, s->client_ip, s->tls ? "https" : "http") < 0) {
 		respond_error(s, 500, "out of memory");
@@ -681,18 +688,12 @@ read_head(struct session *s)
 	 * body bytes wait in the input buffer, capped by its watermark, until
 	 * the upstream is ready. */
 	s->state = S_CONNECTING;
-	s->set_cookie[0] = '\0';
-	{
-		/* One acquire load; during a ramp one hash more. */
-		struct route *rt = route_current();
-
-		s->pool = NULL;
-		if (rt != NULL) {
-			s->color = preview ? pcolor : rt->weight_bp > 0 ? ramp_color(s, &req, rt) : rt->active;
-			s->pool = rt->pools[s->color];
-			if (s->pool != NULL)
-				pool_ref(s->pool);
-		}
+	s->pool = NULL;
+	if (rt != NULL) {
+		s->color = pcolor;
+		s->pool = rt->pools[s->color];
+		if (s->pool != NULL)
+			pool_ref(s->pool);
 	}
 	if (s->pool == NULL) {
 		respond_error(s, 503, "no route");
