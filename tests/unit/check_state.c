@@ -124,6 +124,57 @@ START_TEST(test_round_trip_full)
 }
 END_TEST
 
+/* A ramp in progress: its four keys, written and read back as they were. */
+START_TEST(test_round_trip_ramp)
+{
+	char *dir = test_dir(), *path = join(dir, "state");
+	struct state in, out;
+	char err[256] = "", buf[512];
+	FILE *f;
+	size_t n;
+
+	memset(&in, 0, sizeof(in));
+	in.active = COLOR_BLUE;
+	in.generation = 3;
+	in.ramping = true;
+	in.ramp_target = COLOR_GREEN;
+	in.ramp_steps[0] = 1;
+	in.ramp_steps[1] = 10;
+	in.ramp_steps[2] = 50;
+	in.ramp_nsteps = 3;
+	in.ramp_step = 1;
+	in.ramp_step_ms = 30000;
+	ck_assert_int_eq(state_save(path, &in, err, sizeof(err)), 0);
+	ck_assert((f = fopen(path, "r")) != NULL);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	ck_assert_str_eq(buf, "cutover-state 1\nactive blue\ngeneration 3\nramp_target green\nramp_steps 1,10,50\n"
+	                      "ramp_step 1\nramp_step_ms 30000\n");
+	memset(&out, 0xa5, sizeof(out));
+	ck_assert_int_eq(state_load(path, &out, err, sizeof(err)), 0);
+	ck_assert(out.ramping);
+	ck_assert_int_eq(out.ramp_target, COLOR_GREEN);
+	ck_assert_uint_eq(out.ramp_nsteps, 3);
+	ck_assert_uint_eq(out.ramp_steps[0], 1);
+	ck_assert_uint_eq(out.ramp_steps[1], 10);
+	ck_assert_uint_eq(out.ramp_steps[2], 50);
+	ck_assert_uint_eq(out.ramp_step, 1);
+	ck_assert_uint_eq(out.ramp_step_ms, 30000);
+	/* Without a ramp none of its keys is written, and none is read. */
+	in.ramping = false;
+	ck_assert_int_eq(state_save(path, &in, err, sizeof(err)), 0);
+	ck_assert_int_eq(state_load(path, &out, err, sizeof(err)), 0);
+	ck_assert(!out.ramping);
+	/* An invalid ramp is not written. */
+	in.ramping = true;
+	in.ramp_step = 3;
+	ck_assert_int_eq(state_save(path, &in, err, sizeof(err)), -1);
+	free(path);
+	free(dir);
+}
+END_TEST
+
 START_TEST(test_round_trip_minimal)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
@@ -300,6 +351,22 @@ static const struct corrupt_case corrupt_cases[] = {
 	{HDR "active blue\ngeneration 1\n\0", sizeof(HDR) + 25, "contains a NUL byte"},
 	{HDR "active \033[31mred\ngeneration 1\n", 0,
 	    "line 2: unknown color '?[31mred'"},
+	{HDR "active blue\ngeneration 1\nramp_target green\n", 0,
+	    "a ramp needs all of ramp_target, ramp_steps, ramp_step, ramp_step_ms"},
+	{HDR "active blue\ngeneration 1\nramp_target green\nramp_steps 1,10\nramp_step 2\nramp_step_ms 5\n", 0,
+	    "ramp_step 2 is past the 2 steps"},
+	{HDR "active blue\ngeneration 1\nramp_target blue\nramp_steps 1,10\nramp_step 0\nramp_step_ms 5\n", 0,
+	    "ramp_target is the active color"},
+	{HDR "active blue\ngeneration 1\nramp_steps 10,5\n", 0,
+	    "line 4: bad ramp_steps '10,5' (rising percentages 1..99, at most 16)"},
+	{HDR "active blue\ngeneration 1\nramp_steps 0\n", 0,
+	    "line 4: bad ramp_steps '0' (rising percentages 1..99, at most 16)"},
+	{HDR "active blue\ngeneration 1\nramp_steps 1,100\n", 0,
+	    "line 4: bad ramp_steps '1,100' (rising percentages 1..99, at most 16)"},
+	{HDR "active blue\ngeneration 1\nramp_steps 1,,2\n", 0,
+	    "line 4: bad ramp_steps '1,,2' (rising percentages 1..99, at most 16)"},
+	{HDR "active blue\ngeneration 1\nramp_step_ms 0\n", 0, "line 4: bad ramp_step_ms '0'"},
+	{HDR "active blue\ngeneration 1\nramp_step 16\n", 0, "line 4: bad ramp_step '16'"},
 	{HDR "active blue\ngeneration 1\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx x\n",
 	    0, "line 4: unknown key 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"},
 };
@@ -599,6 +666,7 @@ state_suite(void)
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_round_trip_full);
 	tcase_add_test(tc, test_round_trip_minimal);
+	tcase_add_test(tc, test_round_trip_ramp);
 	tcase_add_test(tc, test_round_trip_limits);
 	tcase_add_test(tc, test_load_any_order);
 	tcase_add_test(tc, test_load_missing);
