@@ -836,7 +836,7 @@ main(int argc, char **argv)
 	if (req.rq.cmd->id == COMMAND_SWITCH && (req.rq.flags & COMMAND_F_RAMP) &&
 	    (req.rq.flags & COMMAND_F_WAIT) && !json_get_bool(ans, "dry_run", false) &&
 	    json_get(ans, "ramp") != NULL)
-		rc = deploy_follow_ramp(path, "switch", color_name(req.rq.color), 0);
+		rc = deploy_follow_ramp(path, "switch", color_name(req.rq.color), 0, req.rq.json);
 out:
 	/* A full disk or a closed pipe on stdout must not pass for success. */
 	if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -326,7 +326,7 @@ deploy_switch(struct deploy *dp)
 		}
 		say(dp, "%s", json_get_str(ans, "message", "ramp started"));
 		json_free(ans);
-		if ((rc = deploy_follow_ramp(dp->path, "deploy", dp->target, dp->timeout_ms)) != CTL_EXIT_DONE)
+		if ((rc = deploy_follow_ramp(dp->path, "deploy", dp->target, dp->timeout_ms, false)) != CTL_EXIT_DONE)
 			return rc;
 		if ((rc = deploy_status(dp, &ans)) != CTL_EXIT_DONE)
 			return rc;
@@ -420,7 +420,7 @@ deploy_follow(struct deploy *dp)
 
 
 int
-deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms)
+deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms, bool quiet)
 {
 	int64_t deadline = timeout_ms > 0 ? duration_add_signed((int64_t)clock_mono_ms(), timeout_ms) : -1;
 	long long last_pct = -1;
@@ -445,8 +445,9 @@ deploy_follow_ramp(const char *path, const char *who, const char *target, uint64
 		active = json_get_str(st, "active", "?");
 		if (ramp == NULL || ramp->type != JSON_OBJECT) {
 			if (strcmp(active, target) == 0) {
-				printf("%s: ramp completed: %s takes every request (generation %lld)\n", who,
-				    target, (long long)json_get_num(st, "generation", 0));
+				if (!quiet)
+					printf("%s: ramp completed: %s takes every request (generation %lld)\n", who,
+					    target, (long long)json_get_num(st, "generation", 0));
 				fflush(stdout);
 				json_free(st);
 				return CTL_EXIT_DONE;
@@ -461,13 +462,13 @@ deploy_follow_ramp(const char *path, const char *who, const char *target, uint64
 			long long pct = (long long)json_get_num(ramp, "weight_pct", 0);
 			int holding = json_get_bool(ramp, "holding", false) ? 1 : 0;
 
-			if (pct != last_pct)
+			if (pct != last_pct && !quiet)
 				printf("%s: ramp: %s at %lld%% (step %lld of %zu)%s%s\n", who, target, pct,
 				    (long long)json_get_num(ramp, "step", 0),
 				    json_get(ramp, "steps") != NULL ? json_get(ramp, "steps")->n : (size_t)0,
 				    last_pct >= 0 && last_note[0] != '\0' ? "; the step before: " : "",
 				    last_pct >= 0 ? last_note : "");
-			if (holding && holding != last_holding)
+			if (holding && holding != last_holding && !quiet)
 				printf("%s: ramp: %s\n", who, json_get_str(ramp, "analysis", "holding"));
 			if (pct != last_pct && deadline >= 0)
 				deadline = duration_add_signed((int64_t)clock_mono_ms(), timeout_ms);

@@ -21,6 +21,7 @@
  * updating line on a terminal, a line per change elsewhere.
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -71,9 +72,9 @@ int deploy_run_ramp(const char *path, const char *cmd, uint64_t timeout_ms,
  * weight or the analysis's holding changes. Returns CTL_EXIT_DONE once the
  * ramp reached 100 % (target active), CTL_EXIT_FAILED after printing why
  * when it was rolled back or timeout_ms (0: none) passed on one step, or
- * an exit status from ctl_call.
+ * an exit status from ctl_call. quiet: no lines on stdout (--json).
  */
-int deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms)
-    __attribute__((warn_unused_result));
+int deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms,
+    bool quiet) __attribute__((warn_unused_result));
 
 #endif

@@ -439,3 +439,47 @@ def test_ramp_preview_wins(env):
     check(c == "blue", "preview blue with a green bucket went to %s" % c)
     c, _, _ = ask(d.port, on_blue, headers=[("X-Cutover-Color", "green")])
     check(c == "green", "preview green with a blue bucket went to %s" % c)
+
+
+# --------------------------------------------------------------------------
+# deploy --ramp
+
+
+def test_ramp_deploy(env):
+    b, g = two(env)
+    d, ctl = start(env, [b], [g], extra=extra(step="1s", safety_window="1s"))
+    r = ctl.run("deploy", "--run", "echo installing on $CUTOVER_TARGET", "--ramp", "20,50", "--step", "1s",
+                as_json=False, timeout=90)
+    check(r.rc == 0, "deploy --ramp: %r" % r)
+    for want in ("installing on green", "deploy: ramp started: 20% (steps 20,50, each 1s)",
+                 "deploy: ramp: green at 20% (step 1 of 2)", "deploy: ramp: green at 50% (step 2 of 2)",
+                 "deploy: ramp completed: green takes every request", "deploy: green is live"):
+        check(want in r.out, "deploy --ramp output lacks %r: %r" % (want, r.out))
+    check(ctl.active() == "green", "after deploy --ramp")
+
+
+def test_ramp_deploy_rolled_back(env):
+    b, g = two(env)
+    d, ctl = start(env, [b], [g], extra=extra(auto_rollback=True, step="30s"),
+                   expect_errors=(r"auto-rollback",))
+    stop = threading.Event()
+
+    def load():
+        while not stop.is_set():
+            try:
+                ask(d.port)
+            except Exception:  # noqa: BLE001 - the daemon may be busy; keep going
+                time.sleep(0.05)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    try:
+        # The release breaks green: every answer 500 from now on.
+        r = ctl.run("deploy", "--run", "curl -s '%s' >/dev/null" % g.url("/_ctl/fail?status=500"),
+                    "--ramp", "10,50", as_json=False, timeout=90)
+    finally:
+        stop.set()
+        t.join(15)
+    check(r.rc == 1 and "ramp to green rolled back" in r.err and "error rate" in r.err,
+          "deploy --ramp of a failing release: %r" % r)
+    check(ctl.active() == "blue" and "ramp" not in ctl.status(), "after the failed deploy")
