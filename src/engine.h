@@ -6,9 +6,11 @@
  * guards of both colors, the safety window and its verdict, which color's
  * route is published, whether the state file is up to date) and the one way
  * to change it. Each change has one entry point: engine_switch (a switch or
- * a rollback asked for by a caller), engine_commit, engine_auto_rollback,
- * engine_window_end, engine_restore at start and engine_reconfigure on a
- * reload; the guard's tick (engine_tick) and the save retry are the others.
+ * a rollback asked for by a caller, or the start of a ramp), engine_commit,
+ * engine_auto_rollback, engine_window_end, engine_ramp_rollback,
+ * engine_restore at start and engine_reconfigure on a reload; the guard's
+ * tick (engine_tick, which also moves a ramp from step to step or ends it)
+ * and the save retry are the others.
  *
  * Every change is committed in one order: the state file is saved, then the
  * route is published, then the history entry is appended (once, with its
