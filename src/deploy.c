@@ -426,7 +426,11 @@ deploy_follow_ramp(const char *path, const char *who, const char *target, uint64
 	long long last_pct = -1;
 	int last_holding = -1;
 	char last_note[512] = "";
+	struct progress pg;
 	int rc;
+
+	/* The live line (step, time left) on stderr; milestones on stdout. */
+	progress_init(&pg, who, stderr);
 
 	for (;;) {
 		struct json *st = NULL;
@@ -444,6 +448,7 @@ deploy_follow_ramp(const char *path, const char *who, const char *target, uint64
 		ramp = json_get(st, "ramp");
 		active = json_get_str(st, "active", "?");
 		if (ramp == NULL || ramp->type != JSON_OBJECT) {
+			progress_break(&pg);
 			if (strcmp(active, target) == 0) {
 				if (!quiet)
 					printf("%s: ramp completed: %s takes every request (generation %lld)\n", who,
@@ -462,6 +467,8 @@ deploy_follow_ramp(const char *path, const char *who, const char *target, uint64
 			long long pct = (long long)json_get_num(ramp, "weight_pct", 0);
 			int holding = json_get_bool(ramp, "holding", false) ? 1 : 0;
 
+			if (pct != last_pct || (holding && holding != last_holding))
+				progress_break(&pg);
 			if (pct != last_pct && !quiet)
 				printf("%s: ramp: %s at %lld%% (step %lld of %zu)%s%s\n", who, target, pct,
 				    (long long)json_get_num(ramp, "step", 0),
@@ -476,9 +483,12 @@ deploy_follow_ramp(const char *path, const char *who, const char *target, uint64
 			last_holding = holding;
 			snprintf(last_note, sizeof(last_note), "%s", json_get_str(ramp, "analysis", ""));
 			fflush(stdout);
+			if (!quiet)
+				progress_show(&pg, st);
 		}
 		json_free(st);
 		if (deadline >= 0 && (int64_t)clock_mono_ms() >= deadline) {
+			progress_break(&pg);
 			fprintf(stderr, "cutoverctl: %s: timed out following the ramp to %s; it goes on\n", who,
 			    target);
 			return CTL_EXIT_FAILED;
