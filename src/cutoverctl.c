@@ -368,8 +368,11 @@ fmt_status(const struct request *req, const struct json *ans)
 		const struct json *ramp = json_get(ans, "ramp");
 
 		if (ramp != NULL && ramp->type == JSON_OBJECT) {
-			printf("ramp:       %s at %s%% (step %s", json_get_str(ramp, "target", "?"),
-			    num_text(ramp, "weight_pct", n1, sizeof(n1)), num_text(ramp, "step", n2, sizeof(n2)));
+			const struct json *steps = json_get(ramp, "steps");
+
+			printf("ramp:       %s at %s%% (step %s of %zu", json_get_str(ramp, "target", "?"),
+			    num_text(ramp, "weight_pct", n1, sizeof(n1)), num_text(ramp, "step", n2, sizeof(n2)),
+			    steps != NULL && steps->type == JSON_ARRAY ? steps->n : (size_t)0);
 			if (json_get_bool(ramp, "holding", false))
 				printf(", holding");
 			else
