@@ -77,7 +77,24 @@ commands_status_json(const struct commands *x, struct jbuf *out)
 	jbuf_raw(&b, ",\"previous\":");
 	jbuf_str(&b, e->sw.has_previous ? color_name(e->sw.previous) : NULL);
 	jbuf_printf(&b, ",\"state\":\"%s\",\"generation\":%" PRIu64 ",\"window_left_s\":%" PRIu64,
-	    switcher_state_name(e->sw.state), e->sw.generation, (left + 999) / 1000);
+	    e->ramp.on ? "ramping" : switcher_state_name(e->sw.state), e->sw.generation, (left + 999) / 1000);
+	if (e->ramp.on) {
+		const struct engine_ramp *r = &e->ramp;
+
+		jbuf_raw(&b, ",\"ramp\":{\"target\":");
+		jbuf_str(&b, color_name(r->target));
+		jbuf_printf(&b, ",\"weight_pct\":%u,\"steps\":[", r->steps[r->step]);
+		for (unsigned i = 0; i < r->nsteps; i++)
+			jbuf_printf(&b, "%s%u", i ? "," : "", r->steps[i]);
+		jbuf_printf(&b, "],\"step_left_s\":%" PRIu64 ",\"step\":%u,\"holding\":%s,\"guarded\":%s,"
+		                "\"by\":",
+		    (engine_ramp_step_left(e) + 999) / 1000, r->step + 1, r->holding ? "true" : "false",
+		    r->unguarded ? "false" : "true");
+		jbuf_str(&b, x->live->cfg->sw.ramp_by);
+		jbuf_raw(&b, ",\"analysis\":");
+		jbuf_str(&b, r->note);
+		jbuf_raw(&b, "}");
+	}
 	jbuf_printf(&b, ",\"min_healthy\":%u,\"switching\":%s", x->live->cfg->sw.min_healthy,
 	    e->busy ? "true" : "false");
 	if (e->sw.state == SWITCHER_OBSERVING)
@@ -143,6 +160,11 @@ cmd_switch(struct control_conn *c, const struct control_caller *who,
 	tr.has_if_gen = (rq->flags & COMMAND_F_IF_GEN) != 0;
 	tr.if_gen = rq->if_gen;
 	tr.local = (rq->flags & COMMAND_F_LOCAL) != 0;
+	if (rq->flags & COMMAND_F_RAMP) {
+		memcpy(tr.ramp_steps, rq->ramp_steps, sizeof(tr.ramp_steps));
+		tr.ramp_nsteps = rq->ramp_nsteps;
+		tr.ramp_step_ms = rq->step_ms != 0 ? rq->step_ms : x->live->cfg->sw.ramp_step_ms;
+	}
 	transition_begin(x->tx, c, who, &tr);
 }
 
@@ -304,9 +326,16 @@ cmd_commit(struct control_conn *c, const struct control_caller *who,
 	case SWITCH_REFUSED:
 		control_reply_error(c, msg);
 		break;
-	case SWITCH_GO:
-		control_reply(c, "{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"}");
+	case SWITCH_GO: {
+		struct jbuf b;
+
+		jbuf_init(&b);
+		jbuf_raw(&b, "{\"ok\":true,\"changed\":true,\"message\":");
+		jbuf_str(&b, msg);
+		jbuf_raw(&b, "}");
+		control_reply_jbuf(c, &b);
 		break;
+	}
 	}
 }
 

@@ -161,6 +161,8 @@ static key_check_fn check_nonempty;
 static key_check_fn check_tls_version;
 static key_check_fn check_error_rate;
 static key_check_fn check_latency_factor;
+static key_check_fn check_ramp_by;
+static key_check_fn check_ramp_cookie;
 
 static key_parse_fn parse_listens;
 static key_free_fn free_listens;
@@ -272,6 +274,12 @@ static const struct key switch_keys[] = {
 	    RANGE(0, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("safety_window", KT_DURATION, C(sw.safety_window_ms), "5m"),
 	    RANGE(0, MS_MAX_SAFETY_WINDOW), .reload = true},
+	{KEY("ramp_step", KT_DURATION, C(sw.ramp_step_ms), "1m"),
+	    RANGE(1, MS_MAX_SAFETY_WINDOW), .reload = true},
+	{KEY("ramp_cookie", KT_STRING, C(sw.ramp_cookie), "cutover_bucket"),
+	    .check = check_ramp_cookie, .reload = true},
+	{KEY("ramp_by", KT_STRING, C(sw.ramp_by), "cookie"),
+	    .check = check_ramp_by, .reload = true},
 	{.name = NULL},
 };
 
@@ -1134,6 +1142,25 @@ check_tls_version(struct ctx *ctx, const config_setting_t *s, const char *path,
 	if (strcmp(v, "TLSv1.2") != 0 && strcmp(v, "TLSv1.3") != 0)
 		cerr(ctx, s, "'%s' must be \"TLSv1.2\" or \"TLSv1.3\", not \"%s\"",
 		    path, v);
+}
+
+static void
+check_ramp_cookie(struct ctx *ctx, const config_setting_t *s, const char *path, void *field)
+{
+	const char *v = *(char **)field;
+
+	if (!is_token(v) || strlen(v) > 64)
+		cerr(ctx, s, "'%s': \"%s\" is not a cookie name (an HTTP token of at most 64 characters)",
+		    path, v);
+}
+
+static void
+check_ramp_by(struct ctx *ctx, const config_setting_t *s, const char *path, void *field)
+{
+	const char *v = *(char **)field;
+
+	if (strcmp(v, "cookie") != 0 && strcmp(v, "address") != 0)
+		cerr(ctx, s, "'%s' must be \"cookie\" or \"address\", not \"%s\"", path, v);
 }
 
 static void

@@ -64,6 +64,9 @@ struct config_switch {
 	unsigned min_healthy;      /* default 1 */
 	uint64_t drain_timeout_ms; /* default 30s */
 	uint64_t safety_window_ms; /* default 5m */
+	uint64_t ramp_step_ms;     /* default 1m: how long a ramp step holds */
+	char *ramp_cookie;         /* default "cutover_bucket" */
+	char *ramp_by;             /* "cookie" (default) or "address" */
 };
 
 struct config_auto_rollback {

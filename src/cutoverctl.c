@@ -366,6 +366,23 @@ fmt_status(const struct request *req, const struct json *ans)
 	if (json_get_bool(ans, "switching", false))
 		printf("switching:  a switch is in progress (smoke tests or "
 		    "pre_switch hook)\n");
+	{
+		const struct json *ramp = json_get(ans, "ramp");
+
+		if (ramp != NULL && ramp->type == JSON_OBJECT) {
+			const struct json *steps = json_get(ramp, "steps");
+
+			printf("ramp:       %s at %s%% (step %s of %zu", json_get_str(ramp, "target", "?"),
+			    num_text(ramp, "weight_pct", n1, sizeof(n1)), num_text(ramp, "step", n2, sizeof(n2)),
+			    steps != NULL && steps->type == JSON_ARRAY ? steps->n : (size_t)0);
+			if (json_get_bool(ramp, "holding", false))
+				printf(", holding");
+			else
+				printf(", %ss left", num_text(ramp, "step_left_s", n3, sizeof(n3)));
+			printf("; by %s)\n", json_get_str(ramp, "by", "cookie"));
+			printf("analysis:   %s\n", json_get_str(ramp, "analysis", ""));
+		}
+	}
 	if (guard != NULL && guard->type == JSON_OBJECT) {
 		if (!json_get_bool(guard, "enabled", true))
 			printf("guard:      off (auto_rollback is disabled)\n");
@@ -440,6 +457,11 @@ fmt_switch(const struct request *req, const struct json *ans)
 	if (!json_get_bool(ans, "changed", true)) {
 		printf("already on %s (generation %s): nothing to do\n",
 		    active, gen);
+		return;
+	}
+	if (json_get(ans, "ramp") != NULL || json_get(ans, "message") != NULL) {
+		/* A ramp started, or one ended at 0 %. */
+		printf("%s\n", json_get_str(ans, "message", "ramp started"));
 		return;
 	}
 	printf("switched to %s (generation %s)", active, gen);
@@ -649,7 +671,8 @@ run_deploy(const struct request *req, const char *path)
 {
 	static const struct deploy_printers pr = {print_smoke, verdict_text};
 
-	return deploy_run(path, req->rq.run, req->rq.timeout_ms, &pr);
+	return deploy_run_ramp(path, req->rq.run, req->rq.timeout_ms, &pr, req->rq.ramp_steps,
+	    req->rq.ramp_nsteps, req->rq.step_ms);
 }
 
 /*
@@ -831,6 +854,12 @@ main(int argc, char **argv)
 	if (!req.rq.json)
 		req.pr->format(&req, ans);
 	rc = CTL_EXIT_DONE;
+	/* switch --ramp --wait: the daemon answered once the ramp started;
+	 * follow it to its end (exit 0 at 100 %, 1 when rolled back). */
+	if (req.rq.cmd->id == COMMAND_SWITCH && (req.rq.flags & COMMAND_F_RAMP) &&
+	    (req.rq.flags & COMMAND_F_WAIT) && !json_get_bool(ans, "dry_run", false) &&
+	    json_get(ans, "ramp") != NULL)
+		rc = deploy_follow_ramp(path, "switch", color_name(req.rq.color), 0, req.rq.json);
 	/* A fleet change that a live node did not apply in time. */
 	if (json_get(ans, "converged") != NULL && !json_get_bool(ans, "converged", true)) {
 		const struct json *lag = json_get(ans, "lagging");

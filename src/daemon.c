@@ -123,6 +123,7 @@ static uint64_t fx_mono_ms(void *arg);
 static int64_t fx_wall_ms(void *arg);
 static int fx_save_state(void *arg, const struct state *st, char *err, size_t errlen);
 static void fx_publish(void *arg, enum color active);
+static void fx_publish_ramp(void *arg, enum color active, enum color target, unsigned weight_bp);
 static void fx_record(void *arg, const struct history_entry *e);
 static void fx_notify(void *arg, enum color from, enum color to);
 static void fx_run_hook(void *arg, enum engine_hook hook, int from, int to, uint64_t generation,
@@ -138,6 +139,7 @@ static const struct engine_effects effects = {
 	.wall_ms = fx_wall_ms,
 	.save_state = fx_save_state,
 	.publish = fx_publish,
+	.publish_ramp = fx_publish_ramp,
 	.record = fx_record,
 	.notify = fx_notify,
 	.run_hook = fx_run_hook,
@@ -502,6 +504,24 @@ fx_publish(void *arg, enum color active)
 	route_publish(&d->live.routes[active]);
 }
 
+/*
+ * A ramp step: one atomic store of a route that carries the weight. Out of
+ * memory (a few dozen bytes), the route stays as it was and the error is
+ * logged: a step that does not happen is safe.
+ */
+static void
+fx_publish_ramp(void *arg, enum color active, enum color target, unsigned weight_bp)
+{
+	struct daemon *d = arg;
+	struct route *r = generation_ramp_route(&d->live, active, target, weight_bp);
+
+	if (r == NULL) {
+		log_err("%s: out of memory: the route stays as it was", __func__);
+		return;
+	}
+	route_publish(r);
+}
+
 static void
 fx_record(void *arg, const struct history_entry *e)
 {
@@ -731,6 +751,8 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 
 	memset(snap, 0, sizeof(*snap));
 	snap->active = d->engine.sw.active;
+	snap->ramp_weight_bp = engine_ramp_weight_bp(&d->engine);
+	snap->ramp_target = d->engine.ramp.target;
 	for (col = 0; col < COLOR_COUNT; col++) {
 		for (i = 0; i < d->nworkers; i++) {
 			const struct worker_stats *st = &d->workers[i].stats;

@@ -63,6 +63,26 @@ oom:
 	return -1;
 }
 
+struct route *
+generation_ramp_route(struct generation *g, enum color active, enum color target, unsigned weight_bp)
+{
+	struct route *r;
+
+	for (r = g->ramp_routes; r != NULL; r = r->next)
+		if (r->active == active && r->ramp_target == target && r->weight_bp == weight_bp)
+			return r;
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return NULL;
+	r->pools[COLOR_BLUE] = g->pools[COLOR_BLUE];
+	r->pools[COLOR_GREEN] = g->pools[COLOR_GREEN];
+	r->active = active;
+	r->ramp_target = target;
+	r->weight_bp = weight_bp;
+	r->next = g->ramp_routes;
+	g->ramp_routes = r;
+	return r;
+}
+
 void
 generation_hand_over(struct generation *live, struct generation *next,
     struct generation *retired, unsigned epoch, struct worker *workers, unsigned nworkers)
@@ -108,6 +128,12 @@ generation_free(struct generation *g)
 
 	for (c = 0; c < COLOR_COUNT; c++)
 		pool_unref(g->pools[c]);
+	while (g->ramp_routes != NULL) {
+		struct route *r = g->ramp_routes;
+
+		g->ramp_routes = r->next;
+		free(r);
+	}
 	free(g->routes);
 	if (g->tls != NULL)
 		free_tls_servers(g->tls, g->cfg->nlistens);

@@ -29,6 +29,10 @@ struct generation {
 	struct config *cfg;
 	struct pool *pools[COLOR_COUNT];
 	struct route *routes; /* routes[c]: c active */
+	/* Ramp routes published in this generation, each kept (and reused)
+	 * until the generation is freed: a worker may still be reading one
+	 * a later step replaced. */
+	struct route *ramp_routes;
 	struct tls_server **tls; /* per listen[] entry, NULL for plain HTTP */
 	unsigned epoch; /* the workers' cfg_epoch once they took it; 0 at start */
 };
@@ -69,6 +73,14 @@ void generation_hand_over(struct generation *live, struct generation *next,
  */
 bool generation_retire(struct generation *retired, const struct generation *live,
     const struct worker *workers, unsigned nworkers);
+
+/*
+ * The route of a ramp on g: new requests to active, those whose bucket is
+ * below weight_bp (1..9999) to target. An identical route published before
+ * is reused. NULL when out of memory.
+ */
+struct route *generation_ramp_route(struct generation *g, enum color active, enum color target,
+    unsigned weight_bp);
 
 /* Frees g and everything it holds (nothing may use it any more); g is left empty. */
 void generation_free(struct generation *g);

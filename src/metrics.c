@@ -83,6 +83,17 @@ metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
 		bad |= evbuffer_add_printf(out, "cutover_active_color{color=\"%s\"} %d\n", color_name(c),
 		    c == (int)snap->active) < 0;
 
+	bad |= render_header(out, "cutover_ramp_weight_ratio", "gauge",
+	    "Share of new requests each color takes (0 to 1); between 0 and 1 only during a ramp.");
+	for (c = 0; c < COLOR_COUNT; c++) {
+		unsigned bp = c == (int)snap->active ? 10000 : 0;
+
+		if (snap->ramp_weight_bp > 0)
+			bp = c == (int)snap->ramp_target ? snap->ramp_weight_bp : 10000 - snap->ramp_weight_bp;
+		bad |= evbuffer_add_printf(out, "cutover_ramp_weight_ratio{color=\"%s\"} %u.%04u\n",
+		    color_name(c), bp / 10000, bp % 10000) < 0;
+	}
+
 	bad |= render_header(out, "cutover_requests_total", "counter",
 	    "Finished requests by color and status class (code=\"none\": no response was sent).");
 	for (c = 0; c < COLOR_COUNT; c++)

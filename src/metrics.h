@@ -13,7 +13,8 @@
  * cutover_inflight_requests{color}, cutover_server_up{color,server},
  * cutover_switches_total{trigger}, cutover_switch_refused_total,
  * cutover_request_duration_seconds{color} (histogram),
- * cutover_upstream_errors_total{color,kind}.
+ * cutover_upstream_errors_total{color,kind},
+ * cutover_ramp_weight_ratio{color}.
  */
 
 #include <stdbool.h>
@@ -49,6 +50,9 @@ struct metrics_server {
 
 struct metrics_snapshot {
 	enum color active;
+	/* A ramp: ramp_target's share of new requests in basis points (0: none). */
+	enum color ramp_target;
+	unsigned ramp_weight_bp;
 	/* requests by status class: [color][0] = no response, [1..5] = 1xx..5xx */
 	uint64_t requests[COLOR_COUNT][6];
 	uint64_t inflight[COLOR_COUNT];

@@ -49,10 +49,27 @@ struct pool {
 	struct tls_client *tls; /* upstream TLS, or NULL; the pool holds a reference */
 };
 
+/*
+ * A route: where new requests go. With weight_bp > 0 a ramp is on: a
+ * request whose bucket (bucket.h) is below weight_bp goes to ramp_target,
+ * the others to active. A ramp step publishes a new route (one store),
+ * never changes one a worker may be reading.
+ */
 struct route {
 	struct pool *pools[COLOR_COUNT];
 	enum color active;
+	enum color ramp_target; /* valid when weight_bp > 0 */
+	unsigned weight_bp;     /* 0: no ramp; else 1..9999 */
+	struct route *next;     /* the generation's list of ramp routes */
 };
+
+/* Whether new requests may go to color c on route r (the active color, or
+ * a ramp's target). */
+static inline bool
+route_serves(const struct route *r, enum color c)
+{
+	return r->active == c || (r->weight_bp > 0 && r->ramp_target == c);
+}
 
 /* Builds a pool from its configuration, with one reference and an idle
  * upstream connection list per worker. NULL on ENOMEM. */

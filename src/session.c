@@ -15,10 +15,12 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 
 #include "accesslog.h"
 #include "addr.h"
+#include "bucket.h"
 #include "clock.h"
 #include "fdlimit.h"
 #include "http.h"
@@ -140,6 +142,9 @@ struct session {
 	uint64_t t_start_us; /* when the request head was accepted */
 	uint64_t resp_bytes; /* response body bytes queued to the client */
 	char *req_line;      /* "METHOD target HTTP/1.x" for the access log, or NULL */
+	/* The Set-Cookie value the response carries (a ramp gave this
+	 * cookie-less request a new id), or "". */
+	char set_cookie[160];
 };
 
 static void client_readcb(struct bufferevent *bev, void *arg);
@@ -181,6 +186,7 @@ static void release_pool(struct session *s);
 static void read_more(struct bufferevent *bev, size_t limit);
 static void read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit);
 static bool preview_color(struct session *s, struct http_head *req, enum color *color);
+static enum color ramp_color(struct session *s, const struct http_head *req, const struct route *rt);
 static void forwarded_for(struct session *s, struct http_head *req);
 static void set_req_line(struct session *s, const struct http_head *req);
 static void log_access(struct session *s, uint64_t us);
@@ -699,6 +705,7 @@ read_head(struct session *s)
 	enum http_parse_result r;
 	const char *data;
 	enum color pcolor = COLOR_BLUE;
+	struct route *rt;
 	bool preview;
 
 	if (len == 0)
@@ -768,6 +775,12 @@ read_head(struct session *s)
 	    (req.framing == HTTP_BODY_LENGTH && req.content_length == 0);
 	forwarded_for(s, &req);
 	preview = cfg->preview.header != NULL && preview_color(s, &req, &pcolor);
+	/* One acquire load; during a ramp one hash more (while req's fields
+	 * still point into the input buffer). */
+	s->set_cookie[0] = '\0';
+	rt = route_current();
+	if (rt != NULL)
+		pcolor = preview ? pcolor : rt->weight_bp > 0 ? ramp_color(s, &req, rt) : rt->active;
 	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
 	if (http_write_request(s->req_head, &req, s->client_ip, s->tls ? "https" : "http") < 0) {
 		respond_error(s, 500, "out of memory");
@@ -788,15 +801,12 @@ read_head(struct session *s)
 	 * body bytes wait in the input buffer, capped by its watermark, until
 	 * the upstream is ready. */
 	s->state = S_CONNECTING;
-	if (preview) {
-		struct route *rt = route_current();
-
-		s->pool = rt != NULL ? rt->pools[pcolor] : NULL;
+	s->pool = NULL;
+	if (rt != NULL) {
+		s->color = pcolor;
+		s->pool = rt->pools[s->color];
 		if (s->pool != NULL)
 			pool_ref(s->pool);
-		s->color = pcolor;
-	} else {
-		s->pool = route_acquire_pool(&s->color);
 	}
 	if (s->pool == NULL) {
 		respond_error(s, 503, "no route");
@@ -1190,6 +1200,16 @@ read_response_head(struct session *s)
 			f = HTTP_BODY_LENGTH;
 		else if (f == HTTP_BODY_UNTIL_CLOSE)
 			f = HTTP_BODY_NONE;
+		if (s->set_cookie[0] != '\0') {
+			/* The head array has one slot past w->nhdrs for this. */
+			struct http_header *h = &resp.headers[resp.nheaders++];
+
+			h->name = "Set-Cookie";
+			h->name_len = 10;
+			h->value = s->set_cookie;
+			h->value_len = (uint32_t)strlen(s->set_cookie);
+			h->flags = 0;
+		}
 		if (http_write_response(out, &resp, f, cl, keep, s->client_minor) < 0)
 			goto invalid;
 	}
@@ -1443,6 +1463,49 @@ preview_color(struct session *s, struct http_head *req, enum color *color)
 	memcpy(value, found->value, found->value_len);
 	value[found->value_len] = '\0';
 	return color_parse(value, color) == 0;
+}
+
+/*
+ * A ramp is on (rt->weight_bp > 0): the client's bucket picks the color.
+ * The key is the ramp cookie's value, or with switch.ramp_by = "address"
+ * the client's address (the one trusted_proxies and the PROXY header
+ * define). A request without a valid cookie gets a new random id, is
+ * routed by it, and its response sets it.
+ */
+static enum color
+ramp_color(struct session *s, const struct http_head *req, const struct route *rt)
+{
+	const struct config_switch *sw = &s->w->cfg->sw;
+	const char *key = NULL;
+	unsigned char raw[16];
+	char id[BUCKET_ID_LEN + 1];
+	size_t i, klen = 0;
+
+	if (sw->ramp_by[0] == 'a') {
+		key = s->req_client_ip;
+		klen = strlen(key);
+	} else {
+		for (i = 0; i < req->nheaders && key == NULL; i++) {
+			const struct http_header *h = &req->headers[i];
+
+			if (http_header_is(h, "cookie"))
+				(void)bucket_cookie_find(h->value, h->value_len, sw->ramp_cookie, &key, &klen);
+		}
+		if (key == NULL) {
+			if (RAND_bytes(raw, sizeof(raw)) != 1) {
+				/* No id: this request alone stays on the old color. */
+				log_warn("%s: RAND_bytes failed: no ramp cookie for %s", __func__,
+				    s->req_client_ip);
+				return rt->active;
+			}
+			bucket_id_hex(raw, id);
+			snprintf(s->set_cookie, sizeof(s->set_cookie), "%s=%s; Path=/; HttpOnly; SameSite=Lax%s",
+			    sw->ramp_cookie, id, s->tls ? "; Secure" : "");
+			key = id;
+			klen = BUCKET_ID_LEN;
+		}
+	}
+	return bucket_on_target(key, klen, rt->weight_bp) ? rt->ramp_target : rt->active;
 }
 
 static void

@@ -14,6 +14,9 @@
 
 #include "color.h"
 
+/* The most steps a ramp may have (cutoverctl switch --ramp 1,10,50). */
+#define RAMP_MAX_STEPS 16
+
 struct state {
 	enum color active;
 	bool has_previous;
@@ -21,6 +24,13 @@ struct state {
 	uint64_t generation;   /* grows by one per switch; 0 before the first */
 	int64_t switched_at_ms; /* wall clock (Unix ms) of the last switch, 0 if none */
 	int64_t window_end_ms;  /* wall clock end of the safety window, 0 if none/ended */
+	/* A progressive shift (ramp) in progress, when ramping. */
+	bool ramping;
+	enum color ramp_target;
+	unsigned ramp_steps[RAMP_MAX_STEPS]; /* percent, rising, each 1..99 */
+	unsigned ramp_nsteps;
+	unsigned ramp_step;      /* index of the step it is on */
+	uint64_t ramp_step_ms;   /* how long each step holds */
 };
 
 /*

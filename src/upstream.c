@@ -128,7 +128,7 @@ upstream_release(struct upstream_conn *c)
 	if (idle->count >= w->cfg->upstream.keepalive || w->upstream_idle >= worker_idle_cap(w) ||
 	    w->stopping ||
 	    atomic_load_explicit(&c->server->pool->retired, memory_order_relaxed) ||
-	    (r != NULL && r->active != c->server->color)) {
+	    (r != NULL && !route_serves(r, c->server->color))) {
 		upstream_close(c);
 		return;
 	}

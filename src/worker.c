@@ -129,7 +129,8 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	TAILQ_INIT(&w->flushq);
 	atomic_init(&w->pending, 0);
 	(void)nworkers;
-	if ((w->hdrs = calloc(cfg->limits.header_count, sizeof(*w->hdrs))) == NULL)
+	/* One slot more than a head may have: for the ramp's Set-Cookie. */
+	if ((w->hdrs = calloc(cfg->limits.header_count + 1, sizeof(*w->hdrs))) == NULL)
 		goto fail;
 	w->nhdrs = cfg->limits.header_count;
 	/* Nothing on this base is touched by another thread: no locks. */
@@ -446,7 +447,7 @@ apply_reload(struct worker *w)
 	if (nc == NULL)
 		return;
 	if (nc->limits.header_count > w->nhdrs) {
-		struct http_header *h = calloc(nc->limits.header_count, sizeof(*h));
+		struct http_header *h = calloc(nc->limits.header_count + 1, sizeof(*h));
 
 		if (h == NULL) {
 			/* Keep parsing with the old, smaller limit rather than overflow. */

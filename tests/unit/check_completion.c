@@ -205,7 +205,7 @@ START_TEST(test_flags_once_and_values)
 	check_complete("", "deploy", "--timeout", "", NULL);
 	check_complete("blue green", "switch", "--force", "", NULL);
 	check_complete("blue green", "switch", "--if-gen", "4", "", NULL);
-	check_complete("--force --if-gen --wait --local", "switch", "--dry-run", "green", "--", NULL);
+	check_complete("--force --if-gen --wait --local --ramp --step", "switch", "--dry-run", "green", "--", NULL);
 	/* status takes no argument; its one flag is the client's --watch. */
 	check_complete("--watch", "status", "", NULL);
 	check_complete("", "status", "--watch", "", NULL);

@@ -75,6 +75,10 @@ static const char expected_text[] =
     "# TYPE cutover_active_color gauge\n"
     "cutover_active_color{color=\"blue\"} 0\n"
     "cutover_active_color{color=\"green\"} 1\n"
+    "# HELP cutover_ramp_weight_ratio Share of new requests each color takes (0 to 1); between 0 and 1 only during a ramp.\n"
+    "# TYPE cutover_ramp_weight_ratio gauge\n"
+    "cutover_ramp_weight_ratio{color=\"blue\"} 0.0000\n"
+    "cutover_ramp_weight_ratio{color=\"green\"} 1.0000\n"
     "# HELP cutover_requests_total Finished requests by color and status class (code=\"none\": no response was sent).\n"
     "# TYPE cutover_requests_total counter\n"
     "cutover_requests_total{color=\"blue\",code=\"1xx\"} 2\n"
@@ -197,7 +201,7 @@ END_TEST
  */
 START_TEST(test_render_structure)
 {
-	static const char *const families[] = {"cutover_active_color", "cutover_requests_total",
+	static const char *const families[] = {"cutover_active_color", "cutover_ramp_weight_ratio", "cutover_requests_total",
 	    "cutover_inflight_requests", "cutover_server_up", "cutover_switches_total",
 	    "cutover_switch_refused_total", "cutover_request_duration_seconds", "cutover_upstream_errors_total"};
 	const size_t nfam = sizeof(families) / sizeof(families[0]);
@@ -317,6 +321,29 @@ START_TEST(test_render_fleet)
 	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_bucket{le=\"+Inf\"} 3\n"));
 	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_sum 0.0025\n"));
 	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_count 3\n"));
+	free(text);
+}
+END_TEST
+
+/* During a ramp each color's share of new requests, from the basis points. */
+START_TEST(test_render_ramp)
+{
+	struct metrics_snapshot snap;
+	char *text;
+
+	memset(&snap, 0, sizeof(snap));
+	snap.active = COLOR_BLUE;
+	snap.ramp_target = COLOR_GREEN;
+	snap.ramp_weight_bp = 1000;
+	text = render(&snap);
+	ck_assert_ptr_nonnull(strstr(text, "cutover_ramp_weight_ratio{color=\"blue\"} 0.9000\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_ramp_weight_ratio{color=\"green\"} 0.1000\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_active_color{color=\"blue\"} 1\n"));
+	free(text);
+	snap.ramp_weight_bp = 0;
+	text = render(&snap);
+	ck_assert_ptr_nonnull(strstr(text, "cutover_ramp_weight_ratio{color=\"blue\"} 1.0000\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_ramp_weight_ratio{color=\"green\"} 0.0000\n"));
 	free(text);
 }
 END_TEST
@@ -630,6 +657,7 @@ metrics_suite(void)
 	tcase_add_test(tc, test_render_structure);
 	tcase_add_test(tc, test_render_empty);
 	tcase_add_test(tc, test_render_fleet);
+	tcase_add_test(tc, test_render_ramp);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(te, 30);

@@ -104,8 +104,8 @@ END_TEST
 START_TEST(test_route_publish)
 {
 	struct pool *blue = make_pool(1), *green = make_pool(2);
-	struct route r1 = {{blue, green}, COLOR_BLUE};
-	struct route r2 = {{blue, green}, COLOR_GREEN};
+	struct route r1 = {.pools = {blue, green}, .active = COLOR_BLUE};
+	struct route r2 = {.pools = {blue, green}, .active = COLOR_GREEN};
 	enum color c;
 	struct pool *p;
 
