@@ -16,6 +16,7 @@
 #include "history.h"
 #include "json.h"
 #include "pool.h"
+#include "resolver.h"
 #include "smoke.h"
 #include "transition.h"
 #include "worker.h"
@@ -100,7 +101,12 @@ cmd_status(struct control_conn *c, const struct control_caller *who,
 		    col ? "," : "", color_name((enum color)col), pool_healthy(p), pool_confirmed(p),
 		    p->nservers, worker_inflight(x->workers, x->nworkers, (enum color)col));
 	}
-	jbuf_raw(&b, "}}");
+	jbuf_raw(&b, "}");
+	if (x->resolver != NULL && *x->resolver != NULL) {
+		jbuf_raw(&b, ",\"dns\":");
+		resolver_report(*x->resolver, &b);
+	}
+	jbuf_raw(&b, "}");
 	control_reply_jbuf(c, &b);
 }
 

@@ -21,6 +21,7 @@ struct engine;
 struct event_base;
 struct generation;
 struct health;
+struct resolver;
 struct transition_ctx;
 struct worker;
 
@@ -34,6 +35,7 @@ struct commands {
 	const struct worker *workers;
 	unsigned nworkers;
 	const char *history; /* the audit history file */
+	struct resolver *const *resolver; /* NULL inside when no server is written by name */
 	/* `reload`: answers c now, or later with commands_reload_answer. */
 	void (*reload)(void *arg, struct control_conn *c, const struct control_caller *who);
 	void *arg;

@@ -90,7 +90,7 @@ local_failure(const struct server *s)
 	if (log_rate_due(&rate, FDLIMIT_LOG_INTERVAL_MS, &n))
 		log_warn("%s: connect %s: %s; a local failure, not counted against the server "
 		         "(%lu in %us)",
-		    __func__, s->addr.text, strerror(errno), n, FDLIMIT_LOG_INTERVAL_MS / 1000);
+		    __func__, server_label(s), strerror(errno), n, FDLIMIT_LOG_INTERVAL_MS / 1000);
 }
 
 struct bufferevent *

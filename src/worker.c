@@ -459,7 +459,8 @@ apply_reload(struct worker *w)
 	} else {
 		w->nhdrs = nc->limits.header_count;
 	}
-	if (!w->stopping)
+	/* A DNS respin hands over the same configuration: listeners stay. */
+	if (!w->stopping && nc != w->cfg)
 		listeners_rebuild(w, w->cfg, nc);
 	w->cfg = nc;
 	if (!w->stopping && nc->upstream.purge_delay_ms != w->purge_ms)
