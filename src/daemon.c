@@ -505,11 +505,12 @@ fx_servers(void *arg, enum color c, struct engine_servers *n)
 
 	/*
 	 * For the guard, a DNS answer is never the color's failure by itself:
-	 * an address it added counts until a health check judges it, and a
-	 * color it left with fewer servers than min_healthy is judged on
-	 * those it has (they must all be up).
+	 * an address it added counts neither way until `rise` checks confirm
+	 * it, and a color it left with fewer servers than min_healthy is
+	 * judged on those it has (they must all be up). A fresh server is
+	 * never up, so the count of up ones is over settled servers only.
 	 */
-	n->up = (unsigned)(pool_healthy(p) + fresh);
+	n->up = (unsigned)pool_healthy(p);
 	if (d->live.cfg->pools[c].nnames > 0 && p->nservers - fresh < min)
 		n->up += (unsigned)(min - (p->nservers - fresh));
 	n->confirmed = (unsigned)pool_confirmed(p);

@@ -361,8 +361,6 @@ check_done(struct check *c, bool pass, const char *fmt, ...)
 		c->failures++;
 		c->passes = 0;
 		atomic_store(&s->confirmed, false);
-		if (c->failures >= h->fall)
-			s->fresh = false;
 		if (c->failures >= h->fall && up) {
 			atomic_store(&s->up, false);
 			up = false;

@@ -29,8 +29,9 @@ struct server {
 	 * "host:port (address)"; both NULL for a numeric one. Owned by the pool. */
 	char *name;
 	char *label;
-	/* Added by a DNS answer and not judged by a health check yet (main
-	 * thread only): the guard does not count it against its color. */
+	/* Added by a DNS answer and not confirmed by `rise` checks yet (main
+	 * thread only): it counts for its color's min_healthy only once
+	 * confirmed, and never against it before. */
 	bool fresh;
 	struct pool *pool;    /* owner */
 	enum color color;
