@@ -818,7 +818,13 @@ parse_value(struct ctx *ctx, const struct key *k, const config_setting_t *s,
 		return -1;
 	}
 	if (k->type == KT_DURATION && (double)tmp.ms < k->min) {
-		cerr(ctx, s, "'%s' must be greater than 0", path);
+		if (k->min > 1) {
+			duration_format((uint64_t)k->min, maxs, sizeof(maxs));
+			cerr(ctx, s, "'%s' must be at least %s, not \"%s\"", path, maxs,
+			    config_setting_get_string(s));
+		} else {
+			cerr(ctx, s, "'%s' must be greater than 0", path);
+		}
 		return -1;
 	}
 	if (k->type == KT_DURATION && (double)tmp.ms > k->max) {
