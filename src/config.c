@@ -1418,11 +1418,10 @@ parse_servers(struct ctx *ctx, const config_setting_t *s,
 		v = config_setting_get_string(e);
 		if (addr_parse(v, a, err, sizeof(err)) == -1) {
 			/* Not numeric: a name, resolved with DNS. */
-			if (strchr(v, '[') != NULL || strpbrk(v, "*") != NULL ||
+			if (strchr(v, '[') != NULL ||
 			    dnsname_parse(v, nm->host, &nm->port, herr, sizeof(herr)) == -1) {
 				cerr(ctx, e, "'%s[%d]': invalid address \"%s\": %s", path, i,
-				    v, strchr(v, '[') != NULL || strspn(v, "0123456789.:*") == strlen(v)
-				    ? err : herr);
+				    v, strchr(v, '[') != NULL || strchr(v, ':') == NULL ? err : herr);
 				continue;
 			}
 			snprintf(nm->text, sizeof(nm->text), "%s:%u", nm->host, nm->port);

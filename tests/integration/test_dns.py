@@ -396,3 +396,43 @@ def test_dns_change_in_safety_window_is_no_failure(env):
     # The guard still judges what it should: the address it has fails.
     g1.ctl("/_ctl/health?fail=1")
     wait_for(lambda: ctl.status()["active"] == "blue", 20, "a real health failure still rolls back")
+
+
+def test_dns_names_follow_a_reload(env):
+    dns = dns_server(env)
+    port = harness.free_port()
+    g1 = backend_at(env, "green1", "green", "127.0.0.1", port)
+    g2 = backend_at(env, "green2", "green", "127.0.0.10", port)
+    blue = env.backend("blue1", "blue")
+    dns.set("one.test", a=["127.0.0.1"], ttl=300)
+    dns.set("two.test", a=["127.0.0.10"], ttl=300)
+    extra = HEALTH_FAST + switch_conf(1) + AUTO_ROLLBACK_OFF + dns_conf(dns, refresh="1s")
+    d, ctl, _ = start(env, [blue], ["one.test:%d" % port], extra, initial="green")
+    ctl.wait_confirmed("green")
+    load = Load(d.port, nthreads=2).start()
+    try:
+        wait_for(lambda: load.count() >= 50, 20, "50 responses before the reload")
+        # A reload adds a name: its address is resolved in the background and
+        # joins after its checks; the name it keeps keeps its health.
+        env.write_config(blue=[blue], green=["one.test:%d" % port, "two.test:%d" % port], port=d.port,
+                         extra=extra, initial="green")
+        ctl.ok("reload")
+        lab2 = label("two.test", port, "127.0.0.10")
+        wait_for(lambda: lab2 in by_label(ctl, "green") and by_label(ctl, "green")[lab2]["confirmed"], 15,
+                 "the reload's new name resolved and confirmed")
+        wait_for(lambda: any("green2" in x[4] for x in list(load.records)), 20, "traffic on the new name")
+        # A reload drops the first name: its address drains.
+        env.write_config(blue=[blue], green=["two.test:%d" % port], port=d.port, extra=extra, initial="green")
+        ctl.ok("reload")
+        labs = sorted(by_label(ctl, "green"))
+        check(labs == [lab2], "after dropping one.test: %s" % labs)
+        t = time.monotonic()
+        time.sleep(1.5)
+    finally:
+        records = load.stop()
+    bad = failures(records)
+    check(not bad, "%d failed requests across the reloads: %s" % (len(bad), bad[:3]))
+    late = [x for x in records if x[0] > t + 0.5 and "green1" in x[4]]
+    check(not late, "%d requests on the dropped name after the reload" % len(late))
+    names = sorted(n["name"] for n in ctl.status()["dns"])
+    check(names == ["two.test:%d" % port], "status dns after the reloads: %s" % names)

@@ -524,6 +524,10 @@ static const struct bad_case bad_cases[] = {
 	    "  \"green.test:0\" ); }; };\n",
 	    "3: 'pools.green.servers[0]': invalid address \"green.test:0\": port must be 1..65535"},
 	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+	    "pools = { blue = { servers = ( ); }; green = { servers = (\n"
+	    "  \"10.0.0:80\" ); }; };\n",
+	    "3: 'pools.green.servers[0]': invalid address \"10.0.0:80\": not a numeric address nor a host name"},
+	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
 	    "pools = { blue = { servers = ( \"a.test:80\",\n"
 	    "  \"A.test:80\" ); }; green = { servers = ( ); }; };\n",
 	    "3: 'pools.blue.servers[1]': duplicate server a.test:80"},
