@@ -142,6 +142,8 @@ def test_dns_name_two_addresses_both_take_traffic(env):
         key = ("cutover_server_up", (("color", "green"), ("server", lab)))
         found = [v for k, v in samples.items() if k[0] == "cutover_server_up" and dict(k[1]).get("server") == lab]
         check(found == [1.0] or found == [1], "metrics cutover_server_up for %s: %s" % (lab, found))
+    out = ctl.run("status", as_json=False).out
+    check("name:       green green.test:%d -> 127.0.0.1, 127.0.0.2\n" % port in out, "cutoverctl status output: %r" % out)
     # The human health output names the address too.
     out = ctl.run("health", "green", as_json=False).out
     check(label("green.test", port, "127.0.0.2") in out, "cutoverctl health output: %r" % out)
