@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "clock.h"
+#include "dnsname.h"
 #include "fdlimit.h"
 #include "log.h"
 #include "pool.h"
@@ -101,7 +102,21 @@ upstream_bev_new(struct event_base *base, const struct server *s)
 
 	if (s->pool->tls == NULL)
 		return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if ((ssl = tls_client_ssl(s->pool->tls, &s->addr)) == NULL)
+	if (s->name != NULL) {
+		/* "host:port": the host is the name to send and to check. */
+		char host[DNSNAME_HOST_MAX];
+		const char *colon = strrchr(s->name, ':');
+		size_t n = colon != NULL ? (size_t)(colon - s->name) : strlen(s->name);
+
+		if (n >= sizeof(host))
+			return NULL;
+		memcpy(host, s->name, n);
+		host[n] = '\0';
+		ssl = tls_client_ssl_host(s->pool->tls, &s->addr, host);
+	} else {
+		ssl = tls_client_ssl(s->pool->tls, &s->addr);
+	}
+	if (ssl == NULL)
 		return NULL;
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)

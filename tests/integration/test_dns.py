@@ -438,3 +438,37 @@ def test_dns_names_follow_a_reload(env):
     check(not late, "%d requests on the dropped name after the reload" % len(late))
     names = sorted(n["name"] for n in ctl.status()["dns"])
     check(names == ["two.test:%d" % port], "status dns after the reloads: %s" % names)
+
+
+def test_dns_upstream_tls_checks_the_name(env):
+    """Upstream TLS without sni: a server by name sends its host name as SNI
+    and its certificate must be for that name (not merely for the address)."""
+    from ops import TLSBackend, certs, pair
+    dns = dns_server(env)
+    cd = certs(env)
+    up = TLSBackend(env, *pair(cd, "up"))  # certificate: DNS up.test, IP 127.0.0.1
+    dns.set("up.test", a=["127.0.0.1"], ttl=300)
+    dns.set("other.test", a=["127.0.0.1"], ttl=300)
+    port = env.port()
+    tls = 'tls = { verify = true; ca = "%s"; };' % os.path.join(cd, "ca.pem")
+    text = harness.config_text(env, port, ["up.test:%d" % up.port], ["other.test:%d" % up.port],
+                               extra=HEALTH_FAST + switch_conf(1) + AUTO_ROLLBACK_OFF + dns_conf(dns))
+    for color, name in (("blue", "up.test"), ("green", "other.test")):
+        line = '  %s: { servers = ( "%s:%d" ); };\n' % (color, name, up.port)
+        check(line in text, "harness.config_text no longer writes the pool line this test extends")
+        text = text.replace(line, line[:-4] + " %s };\n" % tls)
+    path = os.path.join(env.tmp, "cutover.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    d = harness.Daemon(env, path, port, expect_errors=[r"certificate", r"verify"])
+    env.daemons.append(d)
+    ctl = Ctl(sock_path(env))
+    ctl.wait_confirmed("blue")
+    r = d.get("/tls")
+    check(r.status == 200 and r.body == b"tls1 blue\n", "through upstream TLS by name: %s %r" % (r.status, r.body))
+    check("up.test" in up.snis, "SNI sent: %r" % sorted(set(map(str, up.snis))))
+    g = by_label(ctl, "green")[label("other.test", up.port, "127.0.0.1")]
+    wait_for(lambda: by_label(ctl, "green")[label("other.test", up.port, "127.0.0.1")]["failures"] >= 2, 10,
+             "other.test failing its checks")
+    g = by_label(ctl, "green")[label("other.test", up.port, "127.0.0.1")]
+    check(not g["confirmed"] and "other.test" in g["last"], "a certificate not for the name must fail: %s" % g)
