@@ -504,3 +504,43 @@ def test_dns_upstream_tls_checks_the_name(env):
              "other.test failing its checks")
     g = by_label(ctl, "green")[label("other.test", up.port, "127.0.0.1")]
     check(not g["confirmed"] and "other.test" in g["last"], "a certificate not for the name must fail: %s" % g)
+
+
+def test_dns_hosts_file_answers_first(env):
+    """A name in /etc/hosts is answered from it, without asking DNS."""
+    dns = dns_server(env)
+    hosts = open("/etc/hosts").read().split()
+    if "localhost" not in hosts:
+        fail("this test needs localhost in /etc/hosts")
+    port = harness.free_port()
+    g1 = backend_at(env, "green1", "green", "127.0.0.1", port)
+    blue = env.backend("blue1", "blue")
+    d, ctl, _ = start(env, [blue], ["localhost:%d" % port],
+                      HEALTH_FAST + switch_conf(1) + AUTO_ROLLBACK_OFF + dns_conf(dns, refresh="1s"))
+    labs = sorted(by_label(ctl, "green"))
+    check(label("localhost", port, "127.0.0.1") in labs, "localhost from the hosts file: %s" % labs)
+    time.sleep(2.5)  # a few refreshes
+    check(dns.queries("localhost", "A") == [] and dns.queries("localhost", "AAAA") == [],
+          "DNS was asked for a name the hosts file has")
+
+
+def test_dns_smoke_tests_run_on_every_address(env):
+    dns = dns_server(env)
+    port = harness.free_port()
+    g1 = backend_at(env, "green1", "green", "127.0.0.1", port)
+    g2 = backend_at(env, "green2", "green", "127.0.0.11", port)
+    blue = env.backend("blue1", "blue")
+    dns.set("green.test", a=["127.0.0.1", "127.0.0.11"], ttl=300)
+    smoke = 'smoke = ( { path = "/"; expect_status = 200; expect_body = "green"; } );\n'
+    d, ctl, _ = start(env, [blue], ["green.test:%d" % port],
+                      HEALTH_FAST + switch_conf(1) + AUTO_ROLLBACK_OFF + smoke + dns_conf(dns))
+    ctl.wait_confirmed("green")
+    r = ctl.run("smoke", "green")
+    servers = sorted(e.get("server") for e in (r.json or {}).get("smoke") or [])
+    want = [label("green.test", port, "127.0.0.1"), label("green.test", port, "127.0.0.11")]
+    check(r.rc == 0 and servers == want, "smoke green should test both addresses: %r" % r)
+    g2.ctl("/_ctl/fail?status=500")  # its /healthz stays 200: only the smoke test sees it
+    r = ctl.switch("green")
+    check(r.rc == 1 and want[1] in r.err and "500" in r.err,
+          "a switch must be refused when one address fails its smoke test: %r" % r)
+    check(ctl.active() == "blue", "still blue")
