@@ -26,7 +26,6 @@ struct rname {
 	enum color color;
 	struct config_name cn;
 	char path[64]; /* "pools.green.servers[1]" */
-	const char *file;
 	/* The last good answer, sorted. */
 	struct addr *addrs;
 	size_t naddrs;
@@ -39,6 +38,7 @@ struct rname {
 	bool done;      /* the first lookup ended */
 	bool dead;      /* dropped by a reload: freed when its lookups end */
 	int hosts;      /* in the hosts file: -1 not asked yet, 0 no, 1 yes */
+	bool starting;  /* in lookup_start: callbacks leave lookup_end to it */
 	char problem[96]; /* what went wrong last, "" after a good answer */
 	struct event *timer;
 };
@@ -201,10 +201,16 @@ resolver_set_names(struct resolver *r, const struct config *cfg)
 {
 	struct rname **names;
 	size_t n, i, j;
+	char *file;
 
-	free(r->file);
-	if ((r->file = strdup(cfg->path)) == NULL || build_names(r, cfg, &names, &n) < 0)
+	if ((file = strdup(cfg->path)) == NULL)
 		return -1;
+	if (build_names(r, cfg, &names, &n) < 0) {
+		free(file);
+		return -1;
+	}
+	free(r->file);
+	r->file = file;
 	for (i = 0; i < n; i++) {
 		for (j = 0; j < r->nnames; j++) {
 			struct rname *o = r->names[j];
@@ -214,7 +220,6 @@ resolver_set_names(struct resolver *r, const struct config *cfg)
 			/* Keep the running entry (its answer, its timer, its lookup). */
 			o->cn = names[i]->cn;
 			memcpy(o->path, names[i]->path, sizeof(o->path));
-			o->file = r->file;
 			rname_free(names[i]);
 			names[i] = o;
 			r->names[j] = NULL;
@@ -324,7 +329,6 @@ rname_new(struct resolver *r, enum color c, const struct config_name *cn)
 	n->r = r;
 	n->color = c;
 	n->cn = *cn;
-	n->file = r->file;
 	n->ttl_ms = -1;
 	n->hosts = -1;
 	snprintf(n->path, sizeof(n->path), "pools.%s.servers[%d]", color_name(c), cn->index);
@@ -385,6 +389,7 @@ lookup_start(struct rname *n)
 		}
 	}
 	n->pending = 2;
+	n->starting = true;
 	q4 = evdns_base_resolve_ipv4(n->r->dns, n->cn.host, 0, lookup_cb, n);
 	if (q4 == NULL) {
 		n->pending--;
@@ -395,6 +400,7 @@ lookup_start(struct rname *n)
 		n->pending--;
 		n->err[1] = DNS_ERR_UNKNOWN;
 	}
+	n->starting = false;
 	if (n->pending == 0)
 		lookup_end(n);
 }
@@ -487,7 +493,7 @@ lookup_cb(int result, char type, int count, int ttl, void *addresses, void *arg)
 	} else if (result != DNS_ERR_NONE) {
 		n->err[fam == AF_INET6] = result;
 	}
-	if (n->pending == 0)
+	if (n->pending == 0 && !n->starting)
 		lookup_end(n);
 }
 
