@@ -346,6 +346,14 @@ def test_dns_check_reports_every_unresolvable_name(env):
           and re.search(r":\d+: 'pools\.green\.servers\[0\]': bad\.test:81 does not resolve: lookup failed", err)
           and "ok.test" not in err, "cutoverd -t output: %r" % err)
     check(time.monotonic() - t0 < 20, "cutoverd -t took %.1fs" % (time.monotonic() - t0))
+    # dns.allow_unresolved: the same report, and the file is valid.
+    path2, _ = env.write_config(blue=["ok.test:80", "gone.test:80"], green=["bad.test:81"], name="allowed.conf",
+                                extra=dns_conf(dns, timeout="300ms", allow_unresolved=True))
+    r = env.run([harness.cutoverd_path(), "-t", "-c", path2], timeout=30)
+    err = r.stderr.decode()
+    check(r.returncode == 0 and "gone.test:80 does not resolve" in err and "bad.test:81 does not resolve" in err
+          and "allowed: dns.allow_unresolved" in err and "configuration is valid" in err,
+          "cutoverd -t with allow_unresolved: %s %r" % (r.returncode, err))
     dns.set("gone.test", a=["127.0.0.1"])
     dns.mode("bad.test", "ok")
     dns.set("bad.test", aaaa=["::1"])
