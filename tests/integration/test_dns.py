@@ -232,30 +232,38 @@ def test_dns_removed_address_drains(env):
     def slow_req(i):
         try:
             with d.conn(timeout=30) as c:
-                c.send(http_request("GET", "/delay?ms=4000"))
+                c.send(http_request("GET", "/delay?ms=8000"))
                 r = c.read_response()
                 slow.append((r.status, r.header("X-Backend")))
         except Exception as e:  # recorded, judged below
             slow.append((None, "%s: %s" % (type(e).__name__, e)))
     threads = [threading.Thread(target=slow_req, args=(i,)) for i in range(6)]
+    lab1 = label("green.test", port, "127.0.0.1")
     load = Load(d.port, nthreads=4).start()
     try:
         wait_for(lambda: load.count() >= 100, 20, "100 responses before the change")
+        # The slow requests go to the address about to leave: the other one
+        # is down for their start, then up again before the change.
+        g1.ctl("/_ctl/health?fail=1")
+        wait_for(lambda: by_label(ctl, "green")[lab1]["state"] == "down", 10, "green1 down")
         for t in threads:
             t.start()
         time.sleep(0.5)
+        g1.ctl("/_ctl/health?fail=0")
+        wait_for(lambda: by_label(ctl, "green")[lab1]["state"] == "up", 10, "green1 up again")
         dns.set("green.test", a=["127.0.0.1"], ttl=1)
         lab2 = label("green.test", port, "127.0.0.4")
         t_changed = time.monotonic()
         wait_for(lambda: lab2 not in by_label(ctl, "green"), 15, "the removed address gone from health")
         t_gone = time.monotonic()
+        check(len(slow) == 0, "the slow requests ended before their address was removed: %s" % slow)
         for t in threads:
             t.join(30)
         time.sleep(1.0)
     finally:
         records = load.stop()
     check(len(slow) == 6 and all(s[0] == 200 for s in slow), "slow requests in flight: %s" % slow)
-    check(any(s[1] == "green2" for s in slow), "no slow request was on the removed address: %s" % slow)
+    check(all(s[1] == "green2" for s in slow), "the slow requests were not all on the removed address: %s" % slow)
     bad = failures(records)
     check(not bad, "%d failed requests while the address drained: %s" % (len(bad), bad[:3]))
     late = [x for x in records if x[0] > t_gone + 0.5 and "green2" in x[4]]
