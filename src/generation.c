@@ -11,6 +11,7 @@
 #include "worker.h"
 
 static void keep_health(struct pool *next, const struct pool *prev);
+static bool same_servers(const struct pool *a, const struct pool *b);
 static struct pool *named_pool(enum color c, const struct config *cfg, const struct resolver *res,
     unsigned nworkers);
 static struct tls_server **build_tls_servers(const struct config *cfg, struct config_errors *errs);
@@ -86,6 +87,14 @@ generation_respin(struct generation *g, const struct generation *live, const str
 	for (c = 0; c < COLOR_COUNT; c++) {
 		if ((g->pools[c] = named_pool((enum color)c, live->cfg, res, nworkers)) == NULL)
 			goto fail;
+		if (same_servers(g->pools[c], live->pools[c])) {
+			/* This color's answer did not change: its pool (and the
+			 * idle connections it holds) stays as it is. */
+			pool_unref(g->pools[c]);
+			g->pools[c] = live->pools[c];
+			pool_ref(g->pools[c]);
+			continue;
+		}
 		keep_health(g->pools[c], live->pools[c]);
 		if ((g->pools[c]->tls = live->pools[c]->tls) != NULL)
 			tls_client_ref(g->pools[c]->tls);
@@ -111,8 +120,10 @@ generation_hand_over(struct generation *live, struct generation *next,
 	int c;
 
 	*retired = *live;
+	/* A pool both have (a respin that left a color alone) is not retired. */
 	for (c = 0; c < COLOR_COUNT; c++)
-		atomic_store(&retired->pools[c]->retired, true);
+		if (retired->pools[c] != next->pools[c])
+			atomic_store(&retired->pools[c]->retired, true);
 	if (next->shared) {
 		/* A respin: the configuration and listeners' TLS stay live. */
 		retired->cfg = NULL;
@@ -126,8 +137,8 @@ generation_hand_over(struct generation *live, struct generation *next,
 		struct worker *w = &workers[i];
 
 		w->next_cfg = live->cfg;
-		w->retire[COLOR_BLUE] = retired->pools[COLOR_BLUE];
-		w->retire[COLOR_GREEN] = retired->pools[COLOR_GREEN];
+		for (c = 0; c < COLOR_COUNT; c++)
+			w->retire[c] = retired->pools[c] != live->pools[c] ? retired->pools[c] : NULL;
 		w->next_epoch = epoch;
 		w->next_tls = live->tls;
 		worker_post(w, WORKER_MSG_RELOAD);
@@ -164,6 +175,20 @@ generation_free(struct generation *g)
 		free_tls_servers(g->tls, g->cfg->nlistens);
 	config_free(g->cfg);
 	memset(g, 0, sizeof(*g));
+}
+
+/* The same servers, in the same order. */
+static bool
+same_servers(const struct pool *a, const struct pool *b)
+{
+	size_t i;
+
+	if (a->nservers != b->nservers)
+		return false;
+	for (i = 0; i < a->nservers; i++)
+		if (strcmp(server_label(&a->servers[i]), server_label(&b->servers[i])) != 0)
+			return false;
+	return true;
 }
 
 /* A color's pool: its numeric servers and those its names resolve to now. */

@@ -64,7 +64,8 @@ int generation_build_named(struct generation *g, struct config *cfg, const struc
  * A DNS answer changed a color's servers: g gets new pools and routes over
  * live's configuration (shared, as are live's TLS contexts) with the
  * servers res resolves to now; a server that stays keeps its health, a new
- * address starts down. Handed over like a reload (generation_hand_over),
+ * address starts down. A color whose servers did not change keeps its very
+ * pool (its idle connections stay). Handed over like a reload (generation_hand_over),
  * so requests in flight keep the pools they hold. Returns 0 or -1 (ENOMEM;
  * g is then empty).
  */

@@ -108,8 +108,8 @@ def served_by(d, n):
     return seen
 
 
-def established_to_ip(pid, ip, port):
-    """ESTABLISHED TCP connections process pid holds to ip:port (IPv4)."""
+def conns_to_ip(pid, ip, port):
+    """Local ports of the ESTABLISHED TCP connections process pid holds to ip:port (IPv4)."""
     inodes = set()
     for fd in os.listdir("/proc/%d/fd" % pid):
         try:
@@ -120,14 +120,19 @@ def established_to_ip(pid, ip, port):
             inodes.add(link[8:-1])
     a = [int(x) for x in ip.split(".")]
     want = "%02X%02X%02X%02X:%04X" % (a[3], a[2], a[1], a[0], port)
-    n = 0
+    ports = set()
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
             if fields[2] == want and fields[3] == "01" and fields[9] in inodes:
-                n += 1
-    return n
+                ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+def established_to_ip(pid, ip, port):
+    """ESTABLISHED TCP connections process pid holds to ip:port (IPv4)."""
+    return len(conns_to_ip(pid, ip, port))
 
 
 def failures(records):
@@ -560,3 +565,32 @@ def test_dns_smoke_tests_run_on_every_address(env):
     check(r.rc == 1 and want[1] in r.err and "500" in r.err,
           "a switch must be refused when one address fails its smoke test: %r" % r)
     check(ctl.active() == "blue", "still blue")
+
+
+def test_dns_change_leaves_the_other_color_alone(env):
+    """A change of green's answer does not touch blue's pool: blue's idle
+    upstream connections stay and are reused."""
+    dns = dns_server(env)
+    port = harness.free_port()
+    g1 = backend_at(env, "green1", "green", "127.0.0.1", port)
+    g2 = backend_at(env, "green2", "green", "127.0.0.12", port)
+    blue = env.backend("blue1", "blue")
+    dns.set("green.test", a=["127.0.0.1"], ttl=1)
+    # Checks only at start and at each new server set: no check connection
+    # to blue is open while the idle ones are counted.
+    slow_health = 'health: { path = "/healthz"; interval = "60s"; timeout = "1s"; rise = 1; fall = 2; };\n'
+    d, ctl, _ = start(env, [blue], ["green.test:%d" % port],
+                      slow_health + switch_conf(1) + AUTO_ROLLBACK_OFF + dns_conf(dns, refresh="1s"))
+    ctl.wait_confirmed("blue")
+    check(served_by(d, 20) == {"blue1": 20}, "blue serves")
+    # The idle keep-alive connections to blue.
+    before = conns_to_ip(d.pid, "127.0.0.1", blue.port)
+    check(before, "no idle connection to blue after 20 requests")
+    dns.set("green.test", a=["127.0.0.1", "127.0.0.12"], ttl=1)
+    wait_for(lambda: label("green.test", port, "127.0.0.12") in by_label(ctl, "green"), 15,
+             "green's new address listed")
+    time.sleep(0.3)  # the workers have taken the new servers
+    after = conns_to_ip(d.pid, "127.0.0.1", blue.port)
+    check(before <= after, "blue's idle connections were closed by green's DNS change: %s before, %s after"
+          % (sorted(before), sorted(after)))
+    check(served_by(d, 20) == {"blue1": 20}, "blue serves")
