@@ -1028,6 +1028,9 @@ dns_respin(struct daemon *d)
 	health_free(d->health);
 	d->health = health;
 	health_set_down_cb(d->health, on_server_down, d);
+	/* The new route first: a worker taking the hand-over moves its idle
+	 * connections to the addresses that stay into the pools it finds there. */
+	route_publish(&gen.routes[d->engine.sw.active]);
 	generation_hand_over(&d->live, &gen, &d->retired, ++d->epoch, d->workers, d->nworkers);
 	fx_publish(d, d->engine.sw.active);
 	{

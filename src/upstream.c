@@ -25,6 +25,7 @@
 static void idle_readcb(struct bufferevent *bev, void *arg);
 static void idle_eventcb(struct bufferevent *bev, short what, void *arg);
 static void idle_unlink(struct upstream_conn *c);
+static void idle_link(struct upstream_conn *c);
 static void local_failure(const struct server *s);
 static void purge_server(struct worker *w, struct server *s, uint64_t cutoff_ms);
 
@@ -131,7 +132,6 @@ upstream_release(struct upstream_conn *c)
 	struct worker *w = c->w;
 	struct upstream_idle *idle = &c->server->idle[w->id];
 	struct route *r = route_current();
-	struct timeval tv;
 
 	/* A connection a request just used is one demand needed: kept, unless
 	 * a fixed keepalive cap says otherwise (0 disables reuse), or this
@@ -147,6 +147,17 @@ upstream_release(struct upstream_conn *c)
 		upstream_close(c);
 		return;
 	}
+	idle_link(c);
+}
+
+/* Puts c at the head of its server's idle list, watched for data, EOF and the idle timeout. */
+static void
+idle_link(struct upstream_conn *c)
+{
+	struct worker *w = c->w;
+	struct upstream_idle *idle = &c->server->idle[w->id];
+	struct timeval tv;
+
 	/* An idle connection keeps its pool alive (a reload may drop the pool). */
 	pool_ref(c->server->pool);
 	TAILQ_INSERT_HEAD(&idle->list, c, link);
@@ -181,6 +192,37 @@ upstream_close_idle_pool(struct worker *w, struct pool *p)
 		while ((c = TAILQ_FIRST(&idle->list)) != NULL) {
 			idle_unlink(c);
 			upstream_close(c);
+		}
+	}
+}
+
+void
+upstream_adopt_idle(struct worker *w, struct pool *from, struct pool *to)
+{
+	size_t i, j;
+
+	if (from == to || to == NULL)
+		return;
+	for (i = 0; i < from->nservers; i++) {
+		struct server *os = &from->servers[i], *ns = NULL;
+		struct upstream_idle *idle = &os->idle[w->id];
+		struct upstream_conn *c;
+
+		if (TAILQ_EMPTY(&idle->list))
+			continue;
+		for (j = 0; j < to->nservers && ns == NULL; j++)
+			if (strcmp(server_label(&to->servers[j]), server_label(os)) == 0)
+				ns = &to->servers[j];
+		if (ns == NULL)
+			continue;
+		/* Oldest first, each to the head: the order is kept. */
+		while ((c = TAILQ_LAST(&idle->list, upstream_list)) != NULL) {
+			uint64_t since = c->idle_since_ms;
+
+			idle_unlink(c);
+			c->server = ns;
+			idle_link(c);
+			c->idle_since_ms = since;
 		}
 	}
 }
