@@ -622,3 +622,39 @@ def test_dns_change_keeps_idle_connections_to_addresses_that_stay(env):
     # (the new one is down until checked: interval 60s, it was checked once).
     seen = served_by(d, 10)
     check(set(seen) <= {"green1", "green2"} and sum(seen.values()) == 10, "green serves: %s" % seen)
+
+
+def test_dns_answers_changing_often_under_load(env):
+    """Answers that change every half second (one address always there):
+    the servers follow, nothing fails, nothing leaks."""
+    dns = dns_server(env)
+    port = harness.free_port()
+    ips = ["127.0.0.1", "127.0.0.14", "127.0.0.15"]
+    for i, ip in enumerate(ips):
+        backend_at(env, "green%d" % (i + 1), "green", ip, port)
+    blue = env.backend("blue1", "blue")
+    dns.set("green.test", a=ips[:2], ttl=1)
+    d, ctl, _ = start(env, [blue], ["green.test:%d" % port],
+                      HEALTH_FAST + switch_conf(1) + AUTO_ROLLBACK_OFF + dns_conf(dns, refresh="1s"),
+                      initial="green")
+    ctl.wait_confirmed("green")
+    sets = [ips[:2], [ips[0], ips[2]], ips, [ips[0]], ips[1:] + [ips[0]]]
+    load = Load(d.port, nthreads=4).start()
+    changes = 0
+    try:
+        t_end = time.monotonic() + 10
+        while time.monotonic() < t_end:
+            dns.set("green.test", a=sets[changes % len(sets)], ttl=1)
+            changes += 1
+            time.sleep(0.5)
+        dns.set("green.test", a=ips, ttl=1)
+        wait_for(lambda: len(ctl.health("green")) == 3 and all(s["confirmed"] for s in ctl.health("green")), 15,
+                 "all three addresses confirmed at the end")
+    finally:
+        records = load.stop()
+    bad = failures(records)
+    check(not bad, "%d failed of %d requests over %d answer changes: %s" % (len(bad), len(records), changes, bad[:3]))
+    n_respins = d.log_text().count("dns: servers now")
+    check(n_respins >= 5, "only %d server set changes seen for %d answer changes" % (n_respins, changes))
+    print("# dns churn: %d answer changes, %d server set changes, %d requests, 0 failed"
+          % (changes, n_respins, len(records)), flush=True)
