@@ -5,7 +5,7 @@ and can be told to answer SERVFAIL, NXDOMAIN or REFUSED, or not at all
 
     dns = DNSServer().start()
     dns.set("green.test", a=["127.0.0.1", "127.0.0.2"], ttl=30)
-    dns.mode("green.test", "servfail")     # "ok", "servfail", "nxdomain", "refused", "timeout"
+    dns.mode("green.test", "servfail")     # "ok", "nodata", "servfail", "nxdomain", "refused", "timeout"
     dns.queries("green.test", "A")         # monotonic times of the queries seen
     dns.stop()
 
@@ -20,7 +20,7 @@ import time
 
 QTYPE_A = 1
 QTYPE_AAAA = 28
-RCODES = {"ok": 0, "servfail": 2, "nxdomain": 3, "refused": 5}
+RCODES = {"ok": 0, "nodata": 0, "servfail": 2, "nxdomain": 3, "refused": 5}
 
 
 class DNSServer:
@@ -52,7 +52,8 @@ class DNSServer:
             self.records[name.lower().rstrip(".")] = {"a": list(a), "aaaa": list(aaaa), "ttl": int(ttl)}
 
     def mode(self, name, mode):
-        """mode for name (None: every name): ok, servfail, nxdomain, refused, timeout."""
+        """mode for name (None: every name): ok, nodata (the name exists, no record
+        of the type asked), servfail, nxdomain, refused, timeout."""
         assert mode in RCODES or mode == "timeout", mode
         with self.lock:
             self.modes[name.lower().rstrip(".") if name else None] = mode
@@ -104,7 +105,9 @@ class DNSServer:
             return None
         rcode = RCODES[mode]
         answers = []
-        if rcode == 0:
+        if mode == "nodata":
+            pass
+        elif rcode == 0:
             if rec is None or (not rec["a"] and not rec["aaaa"]):
                 rcode = RCODES["nxdomain"]
             elif qtype == QTYPE_A:
