@@ -68,6 +68,14 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static bool hosts_lookup(struct rname *n);
 static int build_names(struct resolver *r, const struct config *cfg, struct rname ***out, size_t *nout);
 
+/* evdns's own messages (a name server marked failed and back up): debug
+ * lines; what matters to an operator is logged per name in lookup_end. */
+static void
+evdns_log(int is_warning, const char *msg)
+{
+	log_debug("evdns: %s%s", is_warning ? "warning: " : "", msg);
+}
+
 struct resolver *
 resolver_new(struct event_base *base, const struct config *cfg)
 {
@@ -79,6 +87,7 @@ resolver_new(struct event_base *base, const struct config *cfg)
 	if ((r = calloc(1, sizeof(*r))) == NULL || (r->file = strdup(cfg->path)) == NULL)
 		goto oom;
 	LIST_INIT(&r->zombies);
+	evdns_set_log_fn(evdns_log);
 	r->base = base;
 	r->refresh_ms = cfg->dns.refresh_ms;
 	if ((r->dns = evdns_base_new(base, 0)) == NULL)

@@ -297,8 +297,8 @@ def test_dns_failed_lookups_keep_last_answer(env):
     def warnings():
         return [l for l in d.log_text().splitlines() if name in l and "keeping the last answer" in l]
     # evdns treats SERVFAIL as a timeout (it retries, then gives up).
-    for mode, word in (("servfail", "timed out"), ("nxdomain", "NXDOMAIN"), ("nodata", "NODATA"),
-                       ("timeout", "timed out")):
+    for mode, word in (("servfail", "timed out"), ("nxdomain", "NXDOMAIN"), ("refused", "refused"),
+                       ("nodata", "NODATA"), ("timeout", "timed out")):
         n0 = len(dns.queries("green.test"))
         w0 = len(warnings())
         dns.mode("green.test", mode)
