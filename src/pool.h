@@ -89,6 +89,7 @@ server_host(const struct server *s)
 {
 	return s->name != NULL ? s->name : s->addr.text;
 }
+
 void pool_ref(struct pool *p);
 void pool_unref(struct pool *p);
 
@@ -105,7 +106,7 @@ size_t pool_healthy(const struct pool *p);
 /* Number of servers up and confirmed by `rise` consecutive checks. */
 size_t pool_confirmed(const struct pool *p);
 
-/* Number of servers a DNS answer added that no health check judged yet. */
+/* Number of servers a DNS answer added that `rise` checks have not confirmed yet. */
 size_t pool_fresh(const struct pool *p);
 
 /*
