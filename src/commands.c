@@ -58,19 +58,19 @@ const control_handler commands_handlers[COMMAND_COUNT] = {
 	[COMMAND_HELP] = cmd_help,
 };
 
-static void
-cmd_status(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
+/*
+ * The `status --json` answer, appended to out. Shared by the status command
+ * and the status page's /status.json, so that both say the same. Built in
+ * a copy of out, handed back at the end.
+ */
+void
+commands_status_json(const struct commands *x, struct jbuf *out)
 {
-	struct commands *x = arg;
 	const struct engine *e = x->engine;
 	uint64_t left = engine_window_left(e);
-	struct jbuf b;
+	struct jbuf b = *out;
 	int col;
 
-	(void)who;
-	(void)rq;
-	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"active\":");
 	jbuf_str(&b, color_name(e->sw.active));
 	jbuf_raw(&b, ",\"previous\":");
@@ -107,6 +107,19 @@ cmd_status(struct control_conn *c, const struct control_caller *who,
 		resolver_report(*x->resolver, &b);
 	}
 	jbuf_raw(&b, "}");
+	*out = b;
+}
+
+static void
+cmd_status(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
+{
+	struct jbuf b;
+
+	(void)who;
+	(void)rq;
+	jbuf_init(&b);
+	commands_status_json(arg, &b);
 	control_reply_jbuf(c, &b);
 }
 

@@ -21,6 +21,7 @@ struct engine;
 struct event_base;
 struct generation;
 struct health;
+struct jbuf;
 struct resolver;
 struct transition_ctx;
 struct worker;
@@ -43,6 +44,9 @@ struct commands {
 
 /* By command id; give control_new a struct commands as arg. */
 extern const control_handler commands_handlers[COMMAND_COUNT];
+
+/* Appends the `status --json` answer (one JSON object) to out. */
+void commands_status_json(const struct commands *x, struct jbuf *out);
 
 /* Answers a `reload` caller with the outcome (every error when rejected). */
 void commands_reload_answer(struct control_conn *c, int rc, const struct config_errors *errs);

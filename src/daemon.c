@@ -36,6 +36,7 @@
 #include "pool.h"
 #include "resolver.h"
 #include "state.h"
+#include "statuspage.h"
 #include "transition.h"
 #include "watchdog.h"
 #include "worker.h"
@@ -67,6 +68,7 @@ struct daemon {
 	struct control *control;
 	struct metrics *metrics;
 	struct metrics_server *metric_servers;
+	struct statuspage *statuspage; /* with metrics: the page's samples and history */
 	struct accesslog *accesslog;
 	char *history;
 	struct event_base *base;
@@ -148,6 +150,7 @@ static const struct engine_effects effects = {
 	.interrupt = fx_interrupt,
 };
 static void fill_metrics(struct metrics_snapshot *snap, void *arg);
+static void status_json(struct jbuf *b, void *arg);
 static void reload_command(void *arg, struct control_conn *c, const struct control_caller *who);
 
 int
@@ -268,6 +271,12 @@ daemon_start(struct daemon *d)
 	d->cmds.resolver = &d->resolver;
 	d->cmds.reload = reload_command;
 	d->cmds.arg = d;
+	if (d->metrics != NULL) {
+		if ((d->statuspage = statuspage_new(d->base, &d->cmds, fx_sample, d)) == NULL)
+			return -1;
+		metrics_set_status(d->metrics, status_json, d);
+		log_info("status page on http://%s/", cfg->metrics.listen.text);
+	}
 	if (cfg->access_log != NULL && (d->accesslog = accesslog_open(cfg->access_log)) == NULL) {
 		log_err("%s: access_log %s: %s", __func__, cfg->access_log, strerror(errno));
 		return -1;
@@ -366,6 +375,7 @@ daemon_free(struct daemon *d)
 	control_free(d->control);
 	health_free(d->health);
 	metrics_free(d->metrics);
+	statuspage_free(d->statuspage);
 	free(d->metric_servers);
 	if (d->sig_term != NULL)
 		event_free(d->sig_term);
@@ -698,6 +708,15 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 	snap->switch_refused = d->engine.refused;
 	snap->servers = d->metric_servers;
 	snap->nservers = n;
+}
+
+/* GET /status.json on metrics.listen. */
+static void
+status_json(struct jbuf *b, void *arg)
+{
+	struct daemon *d = arg;
+
+	statuspage_json(d->statuspage, b);
 }
 
 /* Runs a notification hook if configured; its result is only logged. */

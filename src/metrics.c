@@ -19,8 +19,10 @@
 #include "addr.h"
 #include "config.h"
 #include "fdlimit.h"
+#include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "statuspage.h"
 
 /* A scraper gets this long to send its request and read the answer. */
 #define METRICS_HTTP_TIMEOUT_S 10
@@ -33,6 +35,8 @@ struct metrics {
 	struct fdlimit_backoff *backoff;
 	metrics_snapshot_cb fill;
 	void *arg;
+	metrics_status_cb status; /* the status page, when set */
+	void *status_arg;
 };
 
 static int fmt_seconds(char *, size_t, uint64_t);
@@ -41,6 +45,7 @@ static int render_header(struct evbuffer *, const char *, const char *, const ch
 static int render_histogram(struct evbuffer *, const struct metrics_snapshot *, enum color);
 static void metrics_request(struct evhttp_request *, void *);
 static void metrics_reply(struct evhttp_request *, int, const char *, const char *, struct evbuffer *);
+static void status_page(struct metrics *, struct evhttp_request *, const char *, struct evbuffer *);
 static int metrics_listen_socket(const struct addr *);
 static void metrics_accept_error(struct evconnlistener *, void *);
 
@@ -201,6 +206,13 @@ metrics_free(struct metrics *m)
 	free(m);
 }
 
+void
+metrics_set_status(struct metrics *m, metrics_status_cb status, void *arg)
+{
+	m->status = status;
+	m->status_arg = arg;
+}
+
 static void
 metrics_accept_error(struct evconnlistener *lst, void *arg)
 {
@@ -256,13 +268,16 @@ metrics_request(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
-	if (strcmp(path, "/metrics") != 0 && strcmp(path, "/") != 0) {
+	if (strcmp(path, "/metrics") != 0 && strcmp(path, "/") != 0 &&
+	    (m->status == NULL || strcmp(path, "/status.json") != 0)) {
 		evbuffer_add_printf(body, "not found; metrics are at /metrics\n");
 		metrics_reply(req, HTTP_NOTFOUND, "Not Found", "text/plain; charset=utf-8", body);
 	} else if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
 		evbuffer_add_printf(body, "method not allowed\n");
 		metrics_reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8", body);
+	} else if (m->status != NULL && strcmp(path, "/metrics") != 0) {
+		status_page(m, req, path, body);
 	} else if (strcmp(path, "/") == 0) {
 		evbuffer_add_printf(body, "<html><head><title>cutover</title></head><body>"
 		    "<h1>cutover</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n");
@@ -281,6 +296,37 @@ metrics_request(struct evhttp_request *req, void *arg)
 	evbuffer_free(body);
 }
 
+/* GET / (the page) or /status.json with the status page on. */
+static void
+status_page(struct metrics *m, struct evhttp_request *req, const char *path, struct evbuffer *body)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	const char *csp;
+	struct jbuf b;
+
+	if (strcmp(path, "/") == 0) {
+		if ((csp = statuspage_csp()) == NULL ||
+		    evbuffer_add_reference(body, statuspage_html, statuspage_html_len, NULL, NULL) == -1) {
+			evhttp_send_error(req, HTTP_INTERNAL, NULL);
+			return;
+		}
+		evhttp_add_header(h, "Content-Security-Policy", csp);
+		evhttp_add_header(h, "X-Frame-Options", "DENY");
+		evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+		metrics_reply(req, HTTP_OK, "OK", "text/html; charset=utf-8", body);
+		return;
+	}
+	jbuf_init(&b);
+	m->status(&b, m->status_arg);
+	if (b.oom || evbuffer_add(body, b.s, b.len) == -1) {
+		log_warn("%s: out of memory rendering /status.json", __func__);
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+	} else {
+		metrics_reply(req, HTTP_OK, "OK", "application/json", body);
+	}
+	jbuf_free(&b);
+}
+
 /* HEAD gets the GET headers and no body (evhttp itself would send the body). */
 static void
 metrics_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
@@ -291,6 +337,7 @@ metrics_reply(struct evhttp_request *req, int code, const char *reason, const ch
 
 	evhttp_add_header(h, "Content-Type", ctype);
 	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
 		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
 		evhttp_add_header(h, "Content-Length", len);

@@ -26,6 +26,7 @@
 
 struct evbuffer;
 struct event_base;
+struct jbuf;
 
 enum upstream_error_kind {
 	UPSTREAM_ERR_CONNECT = 0, /* connect refused/failed */
@@ -76,12 +77,23 @@ typedef void (*metrics_snapshot_cb)(struct metrics_snapshot *snap, void *arg);
 struct metrics;
 
 /*
- * Serves GET /metrics (and GET / with a short pointer to it; anything else
- * 404) on listen, on base. Each scrape calls fill() then metrics_render().
+ * Serves GET /metrics (and GET / with a short pointer to it, or the status
+ * page: metrics_set_status; anything else 404) on listen, on base. Each scrape calls fill() then metrics_render().
  * Returns NULL after logging the cause (e.g. address in use).
  */
 struct metrics *metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot_cb fill,
     void *arg);
 void metrics_free(struct metrics *m);
+
+/*
+ * Turns on the status page (DESIGN.md "Status page"): GET / then serves the
+ * embedded page (statuspage.h) with a Content-Security-Policy that allows
+ * nothing but its own inline script and style, and GET /status.json the
+ * JSON status() appends to b (closed object). Without it, / is a pointer to
+ * /metrics and /status.json is 404. Read only either way: any method but GET
+ * and HEAD gets 405.
+ */
+typedef void (*metrics_status_cb)(struct jbuf *b, void *arg);
+void metrics_set_status(struct metrics *m, metrics_status_cb status, void *arg);
 
 #endif

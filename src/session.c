@@ -53,7 +53,16 @@ enum session_state {
 
 enum resp_state { R_WAIT_HEAD, R_BODY };
 
-enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE, T_RESPONSE };
+enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE, T_PARK, T_RESPONSE };
+
+/*
+ * A plain keep-alive connection idle for PARK_DELAY_MS gives back its
+ * bufferevent, buffers and head buffer and waits with one event (the timer,
+ * re-assigned to the socket) until its next byte or its idle timeout: idle
+ * connections cost the session alone, as in nginx. Connections that come
+ * back sooner keep everything, so busy keep-alive traffic never pays for it.
+ */
+#define PARK_DELAY_MS 200
 
 /*
  * Interim (1xx) answers relayed per exchange: at most this many, and at most
@@ -68,7 +77,9 @@ struct session {
 	TAILQ_ENTRY(session) link;
 	TAILQ_ENTRY(session) flink; /* in w->flushq while flush_queued */
 	bool flush_queued;
-	struct bufferevent *cbev;
+	struct bufferevent *cbev; /* NULL while parked */
+	evutil_socket_t fd;       /* plain connections: ours to close; TLS: -1 */
+	bool parked;
 	struct upstream_conn *up;
 	struct pool *pool; /* reference held for the current request */
 	struct server *server;
@@ -160,6 +171,10 @@ static void respond_error(struct session *s, int status, const char *why);
 static void drop_upstream(struct session *s, bool reusable);
 static void response_head_failed(struct session *s, bool timeout);
 static void arm_timer(struct session *s, enum timer_kind kind);
+static void arm_timer_ms(struct session *s, enum timer_kind kind, uint64_t ms);
+static int client_bev_setup(struct session *s);
+static void park(struct session *s);
+static void parked_cb(evutil_socket_t fd, short what, void *arg);
 static void set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms);
 static void count_response(struct session *s, int status);
 static void release_pool(struct session *s);
@@ -175,11 +190,11 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
     struct tls_server *tls)
 {
 	struct session *s;
-	size_t rhigh;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		goto fail;
 	s->w = w;
+	s->fd = -1;
 	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
 	/* TCP_NODELAY comes from the listening socket (see listener_open). */
 	addr_ip_string(sa, s->client_ip, sizeof(s->client_ip));
@@ -197,14 +212,54 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 			goto fail; /* libevent freed ssl (BEV_OPT_CLOSE_ON_FREE) */
 		bufferevent_openssl_set_allow_dirty_shutdown(s->cbev, 1);
 		s->tls = true;
-	} else if ((s->cbev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		goto fail;
+	} else {
+		/* The session closes a plain socket itself (it outlives its
+		 * bufferevent while parked). */
+		s->fd = fd;
 	}
 	fd = -1;
 	if ((s->timer = evtimer_new(w->base, timer_cb, s)) == NULL)
 		goto fail;
-	if ((s->req_head = evbuffer_new()) == NULL)
+	if (client_bev_setup(s) < 0)
 		goto fail;
+	s->state = S_WAIT_HEAD;
+	TAILQ_INSERT_TAIL(&w->sessions, s, link);
+	w->nconns++;
+	stat_inc(&w->stats.connections);
+	arm_timer(s, s->tls ? T_HANDSHAKE : T_HEADER);
+	return 0;
+fail:
+	log_warn("%s: cannot set up a session: %s", __func__, strerror(errno));
+	if (s != NULL) {
+		if (s->timer != NULL)
+			event_free(s->timer);
+		if (s->req_head != NULL)
+			evbuffer_free(s->req_head);
+		if (s->cbev != NULL)
+			bufferevent_free(s->cbev);
+		if (s->fd >= 0)
+			close(s->fd);
+		free(s);
+	}
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/*
+ * The client's bufferevent (a plain one over s->fd unless it exists already,
+ * as a TLS one does) and its head buffer, reading.
+ */
+static int
+client_bev_setup(struct session *s)
+{
+	struct worker *w = s->w;
+	size_t rhigh;
+
+	if (s->cbev == NULL && (s->cbev = bufferevent_socket_new(w->base, s->fd, 0)) == NULL)
+		return -1;
+	if (s->req_head == NULL && (s->req_head = evbuffer_new()) == NULL)
+		return -1;
 	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
 	bufferevent_setwatermark(s->cbev, EV_READ, 0, rhigh);
 	bufferevent_setwatermark(s->cbev, EV_WRITE, BUF_LOW, 0);
@@ -221,26 +276,62 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		bufferevent_enable(s->cbev, EV_READ);
 		bufferevent_disable(s->cbev, EV_WRITE); /* direct writes: see flush_out() */
 	}
-	s->state = S_WAIT_HEAD;
-	TAILQ_INSERT_TAIL(&w->sessions, s, link);
-	w->nconns++;
-	stat_inc(&w->stats.connections);
-	arm_timer(s, s->tls ? T_HANDSHAKE : T_HEADER);
 	return 0;
-fail:
-	log_warn("%s: cannot set up a session: %s", __func__, strerror(errno));
-	if (s != NULL) {
-		if (s->timer != NULL)
-			event_free(s->timer);
-		if (s->req_head != NULL)
-			evbuffer_free(s->req_head);
-		if (s->cbev != NULL)
-			bufferevent_free(s->cbev);
-		free(s);
+}
+
+/* Idle since PARK_DELAY_MS, nothing buffered either way: see PARK_DELAY_MS. */
+static bool
+parkable(const struct session *s)
+{
+	return !s->tls && !s->dead && s->cbev != NULL && s->state == S_WAIT_HEAD &&
+	    !s->got_bytes && !s->out_blocked && !s->flush_queued && s->up == NULL &&
+	    evbuffer_get_length(bufferevent_get_input(s->cbev)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0 &&
+	    evbuffer_get_length(s->req_head) == 0;
+}
+
+static void
+park(struct session *s)
+{
+	uint64_t ms = s->w->cfg->timeouts.client_idle_ms - PARK_DELAY_MS;
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+	/* Disabled first: its events leave the socket now even if libevent
+	 * frees the bufferevent itself later. */
+	bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
+	bufferevent_free(s->cbev);
+	s->cbev = NULL;
+	evbuffer_free(s->req_head);
+	s->req_head = NULL;
+	evtimer_del(s->timer);
+	event_assign(s->timer, s->w->base, s->fd, EV_READ, parked_cb, s);
+	s->timer_kind = T_IDLE;
+	s->parked = true;
+	event_add(s->timer, &tv);
+}
+
+/* A parked connection's next byte (or its EOF), or its idle timeout. */
+static void
+parked_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	session_enter(s);
+	s->parked = false;
+	event_assign(s->timer, s->w->base, -1, 0, timer_cb, s);
+	if (what & EV_TIMEOUT) {
+		session_kill(s);
+	} else if (client_bev_setup(s) < 0) {
+		log_warn("%s: cannot resume a connection from %s: %s", __func__, s->client_ip,
+		    strerror(errno));
+		session_kill(s);
+	} else {
+		/* The bufferevent reads what is waiting on its first turn. */
+		set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+		arm_timer(s, T_IDLE);
 	}
-	if (fd >= 0)
-		close(fd);
-	return -1;
+	session_leave(s);
 }
 
 void
@@ -289,7 +380,7 @@ session_leave(struct session *s)
 	 * many connections are batched, which matters most when a peer shares
 	 * the CPU (each write may wake it).
 	 */
-	if (!s->flush_queued &&
+	if (!s->flush_queued && s->cbev != NULL &&
 	    (evbuffer_get_length(bufferevent_get_output(s->cbev)) > 0 ||
 	        (s->up != NULL && evbuffer_get_length(bufferevent_get_output(s->up->bev)) > 0))) {
 		struct worker *w = s->w;
@@ -370,7 +461,8 @@ session_kill(struct session *s)
 	if (s->dead)
 		return;
 	s->dead = true;
-	bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
+	if (s->cbev != NULL)
+		bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
 	if (s->up != NULL)
 		bufferevent_disable(s->up->bev, EV_READ | EV_WRITE);
 	evtimer_del(s->timer);
@@ -388,8 +480,12 @@ session_free(struct session *s)
 	if (s->tls && !s->tls_dirty)
 		SSL_shutdown(bufferevent_openssl_get_ssl(s->cbev));
 	event_free(s->timer);
-	evbuffer_free(s->req_head);
-	bufferevent_free(s->cbev);
+	if (s->req_head != NULL)
+		evbuffer_free(s->req_head);
+	if (s->cbev != NULL)
+		bufferevent_free(s->cbev);
+	if (s->fd >= 0)
+		close(s->fd);
 	free(s->req_line);
 	if (s->flush_queued)
 		TAILQ_REMOVE(&w->flushq, s, flink);
@@ -439,6 +535,18 @@ arm_timer(struct session *s, enum timer_kind kind)
 	            : kind == T_HANDSHAKE ? s->w->cfg->timeouts.handshake_ms
 	            : kind == T_RESPONSE  ? s->w->cfg->timeouts.response_ms
 	                                  : s->w->cfg->timeouts.client_header_ms;
+
+	/* Plain idle connections park first (see PARK_DELAY_MS). */
+	if (kind == T_IDLE && !s->tls && ms > PARK_DELAY_MS) {
+		kind = T_PARK;
+		ms = PARK_DELAY_MS;
+	}
+	arm_timer_ms(s, kind, ms);
+}
+
+static void
+arm_timer_ms(struct session *s, enum timer_kind kind, uint64_t ms)
+{
 	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 
 	s->timer_kind = kind;
@@ -457,6 +565,11 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 		log_debug("TLS handshake with %s timed out", s->client_ip);
 		s->tls_dirty = true;
 		session_kill(s);
+	} else if (s->timer_kind == T_PARK) {
+		if (parkable(s))
+			park(s);
+		else if (s->state == S_WAIT_HEAD) /* the rest of its idle time */
+			arm_timer_ms(s, T_IDLE, s->w->cfg->timeouts.client_idle_ms - PARK_DELAY_MS);
 	} else if (s->timer_kind == T_RESPONSE) {
 		/* Interim answers kept coming, but no final one in time. */
 		if (s->state == S_EXCHANGE && s->resp_state == R_WAIT_HEAD && s->up != NULL)
@@ -610,7 +723,7 @@ read_head(struct session *s)
 		s->got_bytes = true;
 		s->req_client = s->peer;
 		memcpy(s->req_client_ip, s->client_ip, sizeof(s->req_client_ip));
-		if (s->timer_kind == T_IDLE || s->timer_kind == T_HANDSHAKE)
+		if (s->timer_kind == T_IDLE || s->timer_kind == T_PARK || s->timer_kind == T_HANDSHAKE)
 			arm_timer(s, T_HEADER);
 	}
 	n = len < cfg->limits.header_size ? len : cfg->limits.header_size;

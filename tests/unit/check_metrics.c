@@ -17,7 +17,9 @@
 
 #include "addr.h"
 #include "config.h"
+#include "json.h"
 #include "metrics.h"
+#include "statuspage.h"
 
 struct exchange {
 	struct event_base *base;
@@ -469,6 +471,78 @@ START_TEST(test_endpoint)
 }
 END_TEST
 
+static void
+status_cb(struct jbuf *b, void *arg)
+{
+	int *calls = arg;
+
+	(*calls)++;
+	jbuf_raw(b, "{\"ok\":true,\"active\":\"green\"}");
+}
+
+/* With the status page on: / is the page with its CSP, /status.json the JSON. */
+START_TEST(test_status_page)
+{
+	struct event_base *base = event_base_new();
+	struct metrics *m;
+	struct addr a;
+	char spec[32], *r, *body;
+	int port = free_port(), calls = 0, scrapes = 0;
+
+	ck_assert_ptr_nonnull(base);
+	snprintf(spec, sizeof(spec), "127.0.0.1:%d", port);
+	ck_assert_int_eq(addr_parse(spec, &a, NULL, 0), 0);
+	m = metrics_new(base, &a, fill_cb, &scrapes);
+	ck_assert_ptr_nonnull(m);
+
+	/* Not yet on: no /status.json. */
+	r = http_exchange(base, port, "GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 404 ", 13) == 0, "GET /status.json: %.80s", r);
+	free(r);
+
+	metrics_set_status(m, status_cb, &calls);
+	r = http_exchange(base, port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200 ", 13) == 0, "GET /: %.80s", r);
+	ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Type: text/html; charset=utf-8\r\n"));
+	ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Security-Policy: default-src 'none'; script-src 'sha256-"));
+	ck_assert_ptr_nonnull(strstr(r, "\r\nX-Content-Type-Options: nosniff\r\n"));
+	ck_assert_ptr_null(strstr(r, "unsafe-inline"));
+	body = strstr(r, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_eq(strlen(body + 4), statuspage_html_len);
+	ck_assert(memcmp(body + 4, statuspage_html, statuspage_html_len) == 0);
+	ck_assert_ptr_nonnull(strstr(body, "/status.json"));
+	free(r);
+
+	r = http_exchange(base, port, "GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200 ", 13) == 0, "GET /status.json: %.80s", r);
+	ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Type: application/json\r\n"));
+	ck_assert_ptr_nonnull(strstr(r, "\r\nCache-Control: no-store\r\n"));
+	body = strstr(r, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	ck_assert_str_eq(body + 4, "{\"ok\":true,\"active\":\"green\"}");
+	free(r);
+	ck_assert_int_eq(calls, 1);
+
+	r = http_exchange(base, port, "POST /status.json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 405 ", 13) == 0, "POST /status.json: %.80s", r);
+	free(r);
+	r = http_exchange(base, port, "DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 405 ", 13) == 0, "DELETE /: %.80s", r);
+	free(r);
+	ck_assert_int_eq(calls, 1);
+
+	/* /metrics is unchanged. */
+	r = http_exchange(base, port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200 ", 13) == 0, "GET /metrics: %.80s", r);
+	free(r);
+	ck_assert_int_eq(scrapes, 1);
+
+	metrics_free(m);
+	event_base_free(base);
+}
+END_TEST
+
 /* Headers past the limit get an error and the connection closed, not a scrape. */
 START_TEST(test_endpoint_header_limit)
 {
@@ -529,6 +603,7 @@ metrics_suite(void)
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(te, 30);
 	tcase_add_test(te, test_endpoint);
+	tcase_add_test(te, test_status_page);
 	tcase_add_test(te, test_endpoint_header_limit);
 	tcase_add_test(te, test_bind_failure);
 	suite_add_tcase(s, te);
