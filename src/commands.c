@@ -17,6 +17,7 @@
 #include "history.h"
 #include "json.h"
 #include "pool.h"
+#include "resolver.h"
 #include "smoke.h"
 #include "state.h"
 #include "transition.h"
@@ -120,6 +121,10 @@ commands_status_json(const struct commands *x, struct jbuf *out)
 		    p->nservers, worker_inflight(x->workers, x->nworkers, (enum color)col));
 	}
 	jbuf_raw(&b, "}");
+	if (x->resolver != NULL && *x->resolver != NULL) {
+		jbuf_raw(&b, ",\"dns\":");
+		resolver_report(*x->resolver, &b);
+	}
 	if (x->fleet != NULL)
 		fleet_status(x->fleet, &b);
 	jbuf_raw(&b, "}");

@@ -22,6 +22,7 @@ struct event_base;
 struct generation;
 struct health;
 struct jbuf;
+struct resolver;
 struct transition_ctx;
 struct worker;
 
@@ -36,6 +37,7 @@ struct commands {
 	unsigned nworkers;
 	const char *history; /* the audit history file */
 	struct fleet *fleet; /* NULL without a fleet group */
+	struct resolver *const *resolver; /* NULL inside when no server is written by name */
 	/* `reload`: answers c now, or later with commands_reload_answer. */
 	void (*reload)(void *arg, struct control_conn *c, const struct control_caller *who);
 	void *arg;

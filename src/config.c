@@ -192,6 +192,9 @@ static key_eq_fn eq_etcd;
 static key_check_fn check_fleet_key;
 static key_check_fn check_fleet_node;
 static key_free_fn free_nothing;
+static key_parse_fn parse_nameservers;
+static key_free_fn free_nameservers;
+static bool eq_nameservers(const void *a, const void *b);
 
 /*
  * The key tables. Every key of cutover.conf(5) is one row here; keep the man
@@ -413,6 +416,17 @@ static const struct key fleet_keys[] = {
 	{.name = NULL},
 };
 
+static const struct key dns_keys[] = {
+	{KEY("refresh", KT_DURATION, C(dns.refresh_ms), "30s"),
+	    RANGE(1000, MS_HOUR)},
+	{KEY("timeout", KT_DURATION, C(dns.timeout_ms), "5s"),
+	    RANGE(100, 60000)},
+	{KEY("allow_unresolved", KT_BOOL, C(dns.allow_unresolved), "false")},
+	{KEY("nameservers", KT_CUSTOM, 0, NULL), .parse = parse_nameservers,
+	    .free = free_nameservers, .eq = eq_nameservers},
+	{.name = NULL},
+};
+
 static const struct key top_keys[] = {
 	{KEY("listen", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_listens,
 	    .free = free_listens, .eq = eq_listens},
@@ -446,6 +460,7 @@ static const struct key top_keys[] = {
 	    .sub = upstream_keys},
 	{KEY("fleet", KT_GROUP, 0, NULL), .sub = fleet_keys,
 	    .has_present = true, .present = C(fleet.enabled)},
+	{KEY("dns", KT_GROUP, 0, NULL), .sub = dns_keys},
 	{.name = NULL},
 };
 
@@ -837,7 +852,13 @@ parse_value(struct ctx *ctx, const struct key *k, const config_setting_t *s,
 		return -1;
 	}
 	if (k->type == KT_DURATION && (double)tmp.ms < k->min) {
-		cerr(ctx, s, "'%s' must be greater than 0", path);
+		if (k->min > 1) {
+			duration_format((uint64_t)k->min, maxs, sizeof(maxs));
+			cerr(ctx, s, "'%s' must be at least %s, not \"%s\"", path, maxs,
+			    config_setting_get_string(s));
+		} else {
+			cerr(ctx, s, "'%s' must be greater than 0", path);
+		}
 		return -1;
 	}
 	if (k->type == KT_DURATION && (double)tmp.ms > k->max) {
@@ -1428,27 +1449,45 @@ parse_servers(struct ctx *ctx, const config_setting_t *s,
 		return;
 	}
 	if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
-		cerr(ctx, s, "'%s' must be a list of \"ip:port\" strings", path);
+		cerr(ctx, s, "'%s' must be a list of \"ip:port\" or \"host:port\" strings", path);
 		return;
 	}
 	n = config_setting_length(s);
 	p->servers = ctx_calloc(ctx, (size_t)n, sizeof(*p->servers));
-	if (p->servers == NULL)
+	p->names = ctx_calloc(ctx, (size_t)n, sizeof(*p->names));
+	if (p->servers == NULL || p->names == NULL)
 		return;
 	for (i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		struct addr *a = &p->servers[p->nservers];
-		char err[128];
+		struct config_name *nm = &p->names[p->nnames];
+		char err[128], herr[128];
 		const char *v;
 
 		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-			cerr(ctx, e, "'%s[%d]' must be an \"ip:port\" string", path, i);
+			cerr(ctx, e, "'%s[%d]' must be an \"ip:port\" or \"host:port\" string", path, i);
 			continue;
 		}
 		v = config_setting_get_string(e);
 		if (addr_parse(v, a, err, sizeof(err)) == -1) {
-			cerr(ctx, e, "'%s[%d]': invalid address \"%s\": %s", path, i,
-			    v, err);
+			/* Not numeric: a name, resolved with DNS. */
+			if (strchr(v, '[') != NULL ||
+			    dnsname_parse(v, nm->host, &nm->port, herr, sizeof(herr)) == -1) {
+				cerr(ctx, e, "'%s[%d]': invalid address \"%s\": %s", path, i,
+				    v, strchr(v, '[') != NULL || strchr(v, ':') == NULL ? err : herr);
+				continue;
+			}
+			snprintf(nm->text, sizeof(nm->text), "%s:%u", nm->host, nm->port);
+			nm->line = (int)config_setting_source_line(e);
+			nm->index = i;
+			for (j = 0; j < (int)p->nnames; j++)
+				if (strcmp(p->names[j].text, nm->text) == 0)
+					break;
+			if (j < (int)p->nnames) {
+				cerr(ctx, e, "'%s[%d]': duplicate server %s", path, i, nm->text);
+				continue;
+			}
+			p->nnames++;
 			continue;
 		}
 		if (a->ss.ss_family == AF_INET &&
@@ -1477,6 +1516,84 @@ free_servers(void *base)
 	free(p->servers);
 	p->servers = NULL;
 	p->nservers = 0;
+	free(p->names);
+	p->names = NULL;
+	p->nnames = 0;
+}
+
+/* dns.nameservers = ( "127.0.0.1:5353", "[::1]" ): port 53 unless given. */
+static void
+parse_nameservers(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+	int i, n;
+
+	(void)parent;
+	if (s == NULL)
+		return;
+	if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
+		cerr(ctx, s, "'%s' must be a list of \"ip[:port]\" strings", path);
+		return;
+	}
+	n = config_setting_length(s);
+	if (n == 0) {
+		cerr(ctx, s, "'%s' needs at least one name server (leave it out for resolv.conf's)", path);
+		return;
+	}
+	cfg->dns.nameservers = ctx_calloc(ctx, (size_t)n, sizeof(*cfg->dns.nameservers));
+	if (cfg->dns.nameservers == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct addr *a = &cfg->dns.nameservers[cfg->dns.nnameservers];
+		char err[128], buf[96];
+		const char *v;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			cerr(ctx, e, "'%s[%d]' must be an \"ip[:port]\" string", path, i);
+			continue;
+		}
+		v = config_setting_get_string(e);
+		snprintf(buf, sizeof(buf), strchr(v, ':') == NULL || (v[0] != '[' && strchr(v, ':') != strrchr(v, ':'))
+		    ? (strchr(v, ':') == NULL ? "%s:53" : "[%s]:53") : "%s", v);
+		if (addr_parse(buf, a, err, sizeof(err)) == -1 || strncmp(buf, "*:", 2) == 0) {
+			cerr(ctx, e, "'%s[%d]': invalid name server \"%s\": %s", path, i, v,
+			    strncmp(buf, "*:", 2) == 0 ? "needs a real address" : err);
+			continue;
+		}
+		cfg->dns.nnameservers++;
+	}
+}
+
+static void
+free_nameservers(void *base)
+{
+	struct config *cfg = base;
+
+	free(cfg->dns.nameservers);
+	cfg->dns.nameservers = NULL;
+	cfg->dns.nnameservers = 0;
+}
+
+static bool
+eq_nameservers(const void *a, const void *b)
+{
+	const struct config *x = a, *y = b;
+	size_t i;
+
+	if (x->dns.nnameservers != y->dns.nnameservers)
+		return false;
+	for (i = 0; i < x->dns.nnameservers; i++)
+		if (strcmp(x->dns.nameservers[i].text, y->dns.nameservers[i].text) != 0)
+			return false;
+	return true;
+}
+
+size_t
+config_nnames(const struct config *cfg)
+{
+	return cfg->pools[COLOR_BLUE].nnames + cfg->pools[COLOR_GREEN].nnames;
 }
 
 static void

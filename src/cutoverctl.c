@@ -339,6 +339,8 @@ verdict_text(const char *verdict)
 	return verdict;
 }
 
+static void fmt_dns(const struct json *dns);
+
 static void
 fmt_status(const struct request *req, const struct json *ans)
 {
@@ -434,6 +436,31 @@ fmt_status(const struct request *req, const struct json *ans)
 			    sizeof(n3)));
 		printf(", %s in flight\n", num_text(p, "inflight", n3,
 		    sizeof(n3)));
+	}
+	fmt_dns(json_get(ans, "dns"));
+}
+
+/* Servers by name: "name:   green green1.internal:8080 -> 10.0.2.7, 10.0.2.8". */
+static void
+fmt_dns(const struct json *dns)
+{
+	size_t i, k;
+
+	if (dns == NULL || dns->type != JSON_ARRAY)
+		return;
+	for (i = 0; i < dns->n; i++) {
+		const struct json *n = dns->items[i];
+		const struct json *addrs = json_get(n, "addresses");
+		const char *problem = json_get_str(n, "problem", NULL);
+
+		printf("name:       %s %s ->", json_get_str(n, "color", "?"), json_get_str(n, "name", "?"));
+		for (k = 0; addrs != NULL && addrs->type == JSON_ARRAY && k < addrs->n; k++)
+			printf("%s %s", k ? "," : "", addrs->items[k]->type == JSON_STRING ? addrs->items[k]->str : "?");
+		if (addrs == NULL || addrs->type != JSON_ARRAY || addrs->n == 0)
+			printf(" (no address)");
+		if (problem != NULL)
+			printf(" [%s]", problem);
+		printf("\n");
 	}
 }
 

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "resolver.h"
 #include "state.h"
 #include "statuspage.h"
 #include "transition.h"
@@ -88,6 +89,8 @@ struct daemon {
 	struct event *state_timer; /* engine_retry_save while the state is unsaved */
 	struct watchdog watchdog;
 	struct fleet *fleet; /* NULL without a fleet group */
+	struct resolver *resolver; /* NULL while no server is written by name */
+	bool dns_dirty; /* an answer changed while a reload or respin was being handed over */
 	bool stopping;
 };
 
@@ -117,6 +120,9 @@ static void on_server_down(void *arg);
 static void daemon_post(struct daemon *d, unsigned msg);
 static int fleet_start(struct daemon *d, int *load_rc, struct state *st);
 static void guard_tick(struct daemon *d);
+static int start_resolver(struct daemon *d);
+static void on_dns_change(void *arg);
+static void dns_respin(struct daemon *d);
 
 /* The engine's effects (engine.h): the real state file, route, history, hooks and timers. */
 static uint64_t fx_mono_ms(void *arg);
@@ -199,8 +205,13 @@ daemon_start(struct daemon *d)
 	engine_init(&d->engine, &effects, d, &ec, cfg->initial);
 	if (load_state(cfg, &st, &load_rc) < 0)
 		return -1;
+	if ((d->base = event_base_new()) == NULL)
+		goto oom;
+	/* Names are resolved before the first generation is built. */
+	if (config_nnames(cfg) > 0 && start_resolver(d) < 0)
+		return -1;
 	/* The first generation: built as a reload builds its own. */
-	if (generation_build(&d->live, cfg, NULL, d->nworkers, &errs) < 0) {
+	if (generation_build_named(&d->live, cfg, NULL, d->resolver, d->nworkers, &errs) < 0) {
 		for (size_t k = 0; k < errs.n; k++)
 			log_err("%s", errs.msgs[k]);
 		config_errors_free(&errs);
@@ -208,8 +219,6 @@ daemon_start(struct daemon *d)
 	}
 	if (generation_check(cfg, NULL, &errs) < 0)
 		return -1;
-	if ((d->base = event_base_new()) == NULL)
-		goto oom;
 	/* Before any signal or timer is on the loop: fleet_boot runs it. */
 	if (cfg->fleet.enabled && fleet_start(d, &load_rc, &st) < 0)
 		return -1;
@@ -260,6 +269,8 @@ daemon_start(struct daemon *d)
 	if ((d->health = health_new(d->base, &cfg->health, d->live.pools)) == NULL)
 		goto oom;
 	health_set_down_cb(d->health, on_server_down, d);
+	if (d->resolver != NULL)
+		resolver_set_change_cb(d->resolver, on_dns_change, d);
 	if ((d->workers = calloc(d->nworkers, sizeof(*d->workers))) == NULL)
 		goto oom;
 	d->cmds.base = d->base;
@@ -270,6 +281,7 @@ daemon_start(struct daemon *d)
 	d->cmds.workers = d->workers;
 	d->cmds.nworkers = d->nworkers;
 	d->cmds.history = d->history;
+	d->cmds.resolver = &d->resolver;
 	d->cmds.reload = reload_command;
 	d->cmds.arg = d;
 	if (d->metrics != NULL) {
@@ -448,6 +460,7 @@ daemon_free(struct daemon *d)
 		event_free(d->state_timer);
 	/* Workers are gone: nothing uses the old generation any more. */
 	generation_free(&d->retired);
+	resolver_free(d->resolver);
 	if (d->base != NULL)
 		event_base_free(d->base);
 	route_publish(NULL);
@@ -570,9 +583,21 @@ fx_servers(void *arg, enum color c, struct engine_servers *n)
 {
 	struct daemon *d = arg;
 
-	n->up = (unsigned)pool_healthy(d->live.pools[c]);
-	n->confirmed = (unsigned)pool_confirmed(d->live.pools[c]);
-	n->total = (unsigned)d->live.pools[c]->nservers;
+	const struct pool *p = d->live.pools[c];
+	size_t fresh = pool_fresh(p), min = d->live.cfg->sw.min_healthy;
+
+	/*
+	 * For the guard, a DNS answer is never the color's failure by itself:
+	 * an address it added counts neither way until `rise` checks confirm
+	 * it, and a color it left with fewer servers than min_healthy is
+	 * judged on those it has (they must all be up). A fresh server is
+	 * never up, so the count of up ones is over settled servers only.
+	 */
+	n->up = (unsigned)pool_healthy(p);
+	if (d->live.cfg->pools[c].nnames > 0 && p->nservers - fresh < min)
+		n->up += (unsigned)(min - (p->nservers - fresh));
+	n->confirmed = (unsigned)pool_confirmed(p);
+	n->total = (unsigned)p->nservers;
 }
 
 static void
@@ -939,7 +964,7 @@ build_metric_servers(struct daemon *d)
 	for (i = 0; i < COLOR_COUNT; i++)
 		for (k = 0; k < d->live.pools[i]->nservers; k++, n++) {
 			d->metric_servers[n].color = (enum color)i;
-			d->metric_servers[n].address = d->live.pools[i]->servers[k].addr.text;
+			d->metric_servers[n].address = server_label(&d->live.pools[i]->servers[k]);
 		}
 	return 0;
 }
@@ -948,7 +973,7 @@ build_metric_servers(struct daemon *d)
 static bool
 reload_pending(const struct daemon *d)
 {
-	return d->retired.cfg != NULL;
+	return d->retired.routes != NULL;
 }
 
 /*
@@ -980,7 +1005,19 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 #ifdef HAVE_SYSTEMD
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_mono_ms() * 1000ull);
 #endif
-	if (generation_build(&gen, next, &d->live, d->nworkers, errs) < 0)
+	/* The reload's names: those it keeps keep their answers, new ones
+	 * are looked up now and join when they answer. */
+	if (config_nnames(next) > 0 && d->resolver == NULL) {
+		if ((d->resolver = resolver_new(d->base, next)) == NULL) {
+			config_errors_add(errs, "%s: reload: cannot start the resolver", next->path);
+			goto fail;
+		}
+		resolver_set_change_cb(d->resolver, on_dns_change, d);
+	} else if (d->resolver != NULL && resolver_set_names(d->resolver, next) < 0) {
+		config_errors_add(errs, "%s: reload: out of memory", next->path);
+		goto fail;
+	}
+	if (generation_build_named(&gen, next, &d->live, d->resolver, d->nworkers, errs) < 0)
 		goto fail;
 	if ((health = health_new(d->base, &next->health, gen.pools)) == NULL) {
 		config_errors_add(errs, "%s: reload: out of memory", next->path);
@@ -1014,6 +1051,8 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 fail:
 	/* gen holds next (and whatever was built on it). */
 	generation_free(&gen);
+	if (d->resolver != NULL && resolver_set_names(d->resolver, d->live.cfg) < 0)
+		log_err("%s: reload: out of memory restoring the names to resolve", __func__);
 #ifdef HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
 #endif
@@ -1033,6 +1072,107 @@ on_retire(evutil_socket_t fd, short what, void *arg)
 	event_del(d->retire_timer);
 	if (d->reload_queued)
 		run_queued_reload(d);
+	if (d->dns_dirty && !reload_pending(d))
+		dns_respin(d);
+}
+
+/*
+ * Resolves the names of the configuration before the first generation is
+ * built (the loop runs nothing else yet): a name without an address stops
+ * the start unless dns.allow_unresolved, and every such name is logged.
+ */
+static int
+start_resolver(struct daemon *d)
+{
+	const struct config *cfg = d->live.cfg;
+	struct config_errors errs = {0};
+	size_t k;
+
+	if ((d->resolver = resolver_new(d->base, cfg)) == NULL)
+		return -1;
+	resolver_wait(d->resolver, RESOLVER_WAIT_MS(cfg));
+	if (resolver_unresolved(d->resolver, &errs) > 0) {
+		for (k = 0; k < errs.n; k++) {
+			if (cfg->dns.allow_unresolved)
+				log_warn("%s; starting without its addresses (dns.allow_unresolved)", errs.msgs[k]);
+			else
+				log_err("%s", errs.msgs[k]);
+		}
+		config_errors_free(&errs);
+		if (!cfg->dns.allow_unresolved) {
+			log_err("%s: a server name does not resolve (dns.allow_unresolved = true starts anyway)",
+			    __func__);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A name's addresses changed: the colors' servers follow, now or after the hand-over under way. */
+static void
+on_dns_change(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->stopping)
+		return;
+	if (reload_pending(d)) {
+		d->dns_dirty = true;
+		return;
+	}
+	dns_respin(d);
+}
+
+/*
+ * New pools over the same configuration, handed to the workers as a reload
+ * hands its own: requests in flight finish on the pools they hold, idle
+ * connections to the old pools are closed, addresses that stay keep their
+ * health, new ones start down (health.rise checks bring them in). The route
+ * of the active color is published again; nothing else changes (no switch
+ * under way is interrupted).
+ */
+static void
+dns_respin(struct daemon *d)
+{
+	struct generation gen;
+	struct health *health;
+
+	d->dns_dirty = false;
+	if (generation_respin(&gen, &d->live, d->resolver, d->nworkers) < 0) {
+		log_err("%s: out of memory: the servers stay as they were", __func__);
+		return;
+	}
+	if ((health = health_new(d->base, &d->live.cfg->health, gen.pools)) == NULL) {
+		generation_free(&gen);
+		log_err("%s: out of memory: the servers stay as they were", __func__);
+		return;
+	}
+	health_carry(health, d->health);
+	health_free(d->health);
+	d->health = health;
+	health_set_down_cb(d->health, on_server_down, d);
+	/* The new route first: a worker taking the hand-over moves its idle
+	 * connections to the addresses that stay into the pools it finds there. */
+	{
+		struct route *r = NULL;
+
+		/* During a ramp, the ramp's route of the new pools (its weight kept). */
+		if (d->engine.ramp.on)
+			r = generation_ramp_route(&gen, d->engine.sw.active, d->engine.ramp.target,
+			    engine_ramp_weight_bp(&d->engine));
+		route_publish(r != NULL ? r : &gen.routes[d->engine.sw.active]);
+	}
+	generation_hand_over(&d->live, &gen, &d->retired, ++d->epoch, d->workers, d->nworkers);
+	engine_publish(&d->engine);
+	{
+		struct timeval tv = {0, 20 * 1000};
+
+		event_add(d->retire_timer, &tv);
+	}
+	if (d->metrics != NULL && build_metric_servers(d) < 0)
+		log_err("%s: out of memory for the metrics server list", __func__);
+	log_info("dns: servers now blue %zu, green %zu", d->live.pools[COLOR_BLUE]->nservers,
+	    d->live.pools[COLOR_GREEN]->nservers);
 }
 
 /* The `reload` command: applied now, or queued behind the one being applied. */

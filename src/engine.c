@@ -748,6 +748,12 @@ publish(struct engine *e)
 		e->fx->publish(e->arg, e->sw.active);
 }
 
+void
+engine_publish(struct engine *e)
+{
+	publish(e);
+}
+
 unsigned
 engine_ramp_weight_bp(const struct engine *e)
 {

@@ -265,6 +265,9 @@ enum switch_verdict engine_ramp_rollback(struct engine *e, const struct engine_c
     size_t msglen) __attribute__((warn_unused_result));
 
 /* The weight of the ramp's target in basis points; 0 when no ramp is on. */
+/* Publishes the route of the present state again (the pools were replaced). */
+void engine_publish(struct engine *e);
+
 unsigned engine_ramp_weight_bp(const struct engine *e);
 
 /* Milliseconds left in the ramp's current step (0 when holding or none). */

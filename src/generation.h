@@ -35,7 +35,10 @@ struct generation {
 	struct route *ramp_routes;
 	struct tls_server **tls; /* per listen[] entry, NULL for plain HTTP */
 	unsigned epoch; /* the workers' cfg_epoch once they took it; 0 at start */
+	bool shared; /* a respin not handed over yet: cfg and tls are the live generation's */
 };
+
+struct resolver;
 
 /*
  * Validates next as a replacement of running (running NULL: at start, the
@@ -55,6 +58,23 @@ int generation_check(const struct config *next, const struct config *running,
  */
 int generation_build(struct generation *g, struct config *cfg, const struct generation *prev,
     unsigned nworkers, struct config_errors *errs) __attribute__((warn_unused_result));
+
+/* generation_build with the servers res's names resolve to (res may be NULL). */
+int generation_build_named(struct generation *g, struct config *cfg, const struct generation *prev,
+    const struct resolver *res, unsigned nworkers, struct config_errors *errs)
+    __attribute__((warn_unused_result));
+
+/*
+ * A DNS answer changed a color's servers: g gets new pools and routes over
+ * live's configuration (shared, as are live's TLS contexts) with the
+ * servers res resolves to now; a server that stays keeps its health, a new
+ * address starts down. A color whose servers did not change keeps its very
+ * pool (its idle connections stay). Handed over like a reload (generation_hand_over),
+ * so requests in flight keep the pools they hold. Returns 0 or -1 (ENOMEM;
+ * g is then empty).
+ */
+int generation_respin(struct generation *g, const struct generation *live, const struct resolver *res,
+    unsigned nworkers) __attribute__((warn_unused_result));
 
 /*
  * The reload's swap: next becomes live (with epoch), live's previous

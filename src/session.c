@@ -849,7 +849,7 @@ start_upstream(struct session *s, const struct server *skip)
 	s->reused = false;
 	c = upstream_connect(w, srv, up_readcb, up_writecb, up_eventcb, s);
 	if (c == NULL) {
-		log_debug("%s: connect %s: %s", __func__, srv->addr.text, strerror(errno));
+		log_debug("%s: connect %s: %s", __func__, server_label(srv), strerror(errno));
 		if (fdlimit_local_error(errno)) {
 			/* Ours, not the server's: no passive failure, no
 			 * retry, and the guard does not count it (see
@@ -876,11 +876,11 @@ connect_failed(struct session *s, bool timeout)
 	const struct server *failed = s->server;
 
 	stat_inc(&s->w->stats.upstream_errors[s->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT]);
-	log_warn("%s: upstream %s: %s", __func__, failed->addr.text,
+	log_warn("%s: upstream %s: %s", __func__, server_label(failed),
 	    timeout ? "connect timed out" : "connect failed");
 	if (server_passive_failure(s->server, s->w->cfg->health.fall))
 		log_warn("%s: %s server %s is down: %u connect failures in a row on live traffic", __func__,
-		    color_name(s->color), failed->addr.text, s->w->cfg->health.fall);
+		    color_name(s->color), server_label(failed), s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	s->timed_out = timeout;
 	if (s->attempts >= s->pool->nservers) {
@@ -898,11 +898,11 @@ static void
 response_head_failed(struct session *s, bool timeout)
 {
 	stat_inc(&s->w->stats.upstream_errors[s->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
-	log_warn("%s: upstream %s: %s before the response", __func__, s->server->addr.text,
+	log_warn("%s: upstream %s: %s before the response", __func__, server_label(s->server),
 	    timeout ? "timed out" : "closed");
 	if (timeout && server_passive_failure(s->server, s->w->cfg->health.fall))
 		log_warn("%s: %s server %s is down: %u timeouts in a row on live traffic", __func__,
-		    color_name(s->color), s->server->addr.text, s->w->cfg->health.fall);
+		    color_name(s->color), server_label(s->server), s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	respond_error(s, timeout ? 504 : 502, timeout ? "upstream timed out" : "upstream closed");
 }
@@ -1089,7 +1089,7 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 			stat_inc(&s->w->stats.upstream_errors[s->color]
 			    [(what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
 			stat_inc(&s->w->stats.cut_short[s->color]);
-			log_warn("%s: upstream %s: response cut short", __func__, s->server->addr.text);
+			log_warn("%s: upstream %s: response cut short", __func__, server_label(s->server));
 			drop_upstream(s, false);
 			close_after_flush(s);
 		}
@@ -1230,7 +1230,7 @@ invalid:
 	stat_inc(&w->stats.upstream_errors[s->color][UPSTREAM_ERR_INVALID]);
 	if (s->resp_started)
 		stat_inc(&w->stats.cut_short[s->color]);
-	log_warn("%s: upstream %s: %s", __func__, s->server->addr.text, why);
+	log_warn("%s: upstream %s: %s", __func__, server_label(s->server), why);
 	drop_upstream(s, false);
 	if (s->resp_started)
 		close_after_flush(s);
@@ -1270,7 +1270,7 @@ pump_response(struct session *s)
 		if (r < 0) {
 			stat_inc(&s->w->stats.upstream_errors[s->color][UPSTREAM_ERR_INVALID]);
 			stat_inc(&s->w->stats.cut_short[s->color]);
-			log_warn("%s: upstream %s: malformed chunked body", __func__, s->server->addr.text);
+			log_warn("%s: upstream %s: malformed chunked body", __func__, server_label(s->server));
 			drop_upstream(s, false);
 			close_after_flush(s);
 			return;
