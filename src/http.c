@@ -509,6 +509,12 @@ parse_fields(const char *buf, size_t len, size_t pos, struct http_header *header
 			}
 			break;
 		default:
+			/* A name that only begins with Transfer-Encoding: some
+			 * parsers (http-parser among them) take it for framing,
+			 * so it is refused whatever else the head says (an
+			 * upgrade must not make it pass). */
+			if (name_len > 17 && ci_eq(h->name, "transfer-encoding", 17))
+				return HTTP_BAD_REQUEST;
 			break;
 		}
 		n++;

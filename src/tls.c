@@ -801,9 +801,16 @@ tls_client_ssl_host(struct tls_client *c, const struct addr *peer, const char *h
 		return NULL;
 	if ((ssl = SSL_new(c->ctx)) == NULL)
 		return NULL;
-	if (name != NULL && !name_ip &&
-	    SSL_set_tlsext_host_name(ssl, name) != 1)
-		goto fail;
+	if (name != NULL && !name_ip) {
+		/* OpenSSL's macro casts the const away; do it in one place. */
+		union {
+			const char *c;
+			char *m;
+		} sni = {.c = name};
+
+		if (SSL_set_tlsext_host_name(ssl, sni.m) != 1)
+			goto fail;
+	}
 	if (name == NULL && peer != NULL) {
 		addr_ip_string((const struct sockaddr *)&peer->ss, ip, sizeof(ip));
 		name = ip;

@@ -109,6 +109,10 @@ static const struct req_case req_cases[] = {
 	/* What Debian's lenient http-parser would let through. */
 	{ "space before colon", RAW("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n"), HTTP_BAD_REQUEST, 0, 0, ANY, 1, NULL, 0, 0 },
 	{ "tab before colon", RAW("GET / HTTP/1.1\r\nHost\t: a\r\n\r\n"), HTTP_BAD_REQUEST, 0, 0, ANY, 1, NULL, 0, 0 },
+	/* A longer name that begins with Transfer-Encoding, with an upgrade or
+	 * without (the fuzzer found the upgrade case accepted, its rewrite not). */
+	{ "Transfer-Encoding prefix", RAW("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encodingx: chunked\r\n\r\n"), HTTP_BAD_REQUEST, 0, 0, ANY, 1, NULL, 0, 0 },
+	{ "Transfer-Encoding prefix, 1.0 upgrade", RAW("GET / HTTP/1.0\r\nTransfer-Encodingon:Upgrade\r\nConnection: Upgrade\r\nUpgrade: a\r\n\r\n"), HTTP_BAD_REQUEST, 0, 0, ANY, 0, NULL, 0, 0 },
 	{ "http/0.9", RAW("GET /\r\n\r\n"), HTTP_BAD_REQUEST, 0, 0, ANY, 1, NULL, 0, 0 },
 	{ "letters for HTTP", RAW("GET / HXYZ/1.1\r\nHost: a\r\n\r\n"), HTTP_BAD_REQUEST, 0, 0, ANY, 1, NULL, 0, 0 },
 	{ "lowercase version", RAW("GET / http/1.1\r\nHost: a\r\n\r\n"), HTTP_BAD_REQUEST, 0, 0, ANY, 1, NULL, 0, 0 },
