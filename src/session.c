@@ -16,6 +16,23 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SESSION_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SESSION_ASAN 1
+#endif
+#endif
+#ifdef SESSION_ASAN
+#include <sanitizer/asan_interface.h>
+#define SLOT_POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define SLOT_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define SLOT_POISON(p, n)   ((void)(p), (void)(n))
+#define SLOT_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 #include "accesslog.h"
 #include "addr.h"
@@ -62,7 +79,7 @@ enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE, T_PARK, T_RESPONSE };
  * connections cost the session alone, as in nginx. Connections that come
  * back sooner keep everything, so busy keep-alive traffic never pays for it.
  */
-#define PARK_DELAY_MS 200
+#define PARK_DELAY_MS 50
 
 /*
  * Interim (1xx) answers relayed per exchange: at most this many, and at most
@@ -157,6 +174,29 @@ struct session {
 	struct exchange *x; /* NULL while parked */
 };
 
+/*
+ * Sessions, each with its timer event behind it, come from per-worker chunks
+ * of SESSION_CHUNK slots and go back to a free list. Long-lived idle
+ * connections so sit densely together instead of between the short-lived
+ * buffers of busy ones, and a worker's memory follows its connections (as
+ * nginx's connection array does). Freed slots are poisoned for ASan.
+ */
+#define SESSION_CHUNK 64
+#define ALIGN16(n)    (((n) + 15) & ~(size_t)15)
+
+struct session_chunk {
+	struct session_chunk *next;
+};
+
+struct session_cache {
+	struct session_chunk *chunks;
+	void *free;  /* free slots, linked through their first word */
+	size_t slot; /* bytes per slot: the session, then its event */
+};
+
+static struct session *session_alloc(struct worker *w);
+static void session_release(struct session *s);
+
 static void client_readcb(struct bufferevent *bev, void *arg);
 static void client_writecb(struct bufferevent *bev, void *arg);
 static void client_eventcb(struct bufferevent *bev, short what, void *arg);
@@ -207,9 +247,10 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 {
 	struct session *s;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if ((s = session_alloc(w)) == NULL)
 		goto fail;
 	s->w = w;
+	event_assign(s->timer, w->base, -1, 0, timer_cb, s);
 	s->fd = -1;
 	if ((s->x = calloc(1, sizeof(*s->x))) == NULL)
 		goto fail;
@@ -236,8 +277,6 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		s->fd = fd;
 	}
 	fd = -1;
-	if ((s->timer = evtimer_new(w->base, timer_cb, s)) == NULL)
-		goto fail;
 	if (client_bev_setup(s) < 0)
 		goto fail;
 	s->state = S_WAIT_HEAD;
@@ -249,8 +288,6 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 fail:
 	log_warn("%s: cannot set up a session: %s", __func__, strerror(errno));
 	if (s != NULL) {
-		if (s->timer != NULL)
-			event_free(s->timer);
 		if (s->x != NULL && s->x->req_head != NULL)
 			evbuffer_free(s->x->req_head);
 		if (s->cbev != NULL)
@@ -258,7 +295,7 @@ fail:
 		if (s->fd >= 0)
 			close(s->fd);
 		free(s->x);
-		free(s);
+		session_release(s);
 	}
 	if (fd >= 0)
 		close(fd);
@@ -513,7 +550,7 @@ session_free(struct session *s)
 	 * sessions of connections freed without close_notify). */
 	if (s->tls && !s->tls_dirty)
 		SSL_shutdown(bufferevent_openssl_get_ssl(s->cbev));
-	event_free(s->timer);
+	event_del(s->timer);
 	if (s->x != NULL && s->x->req_head != NULL)
 		evbuffer_free(s->x->req_head);
 	if (s->cbev != NULL)
@@ -526,8 +563,74 @@ session_free(struct session *s)
 	if (s->flush_queued)
 		TAILQ_REMOVE(&w->flushq, s, flink);
 	TAILQ_REMOVE(&w->sessions, s, link);
-	free(s);
+	session_release(s);
 	worker_session_closed(w, NULL);
+}
+
+static struct session *
+session_alloc(struct worker *w)
+{
+	struct session_cache *c = w->scache;
+	struct session *s;
+	void *slot;
+
+	if (c == NULL) {
+		if ((c = calloc(1, sizeof(*c))) == NULL)
+			return NULL;
+		c->slot = ALIGN16(ALIGN16(sizeof(struct session)) + event_get_struct_event_size());
+		w->scache = c;
+	}
+	if (c->free == NULL) {
+		struct session_chunk *k;
+		char *base;
+		size_t i;
+
+		if ((k = malloc(ALIGN16(sizeof(*k)) + SESSION_CHUNK * c->slot)) == NULL)
+			return NULL;
+		k->next = c->chunks;
+		c->chunks = k;
+		base = (char *)k + ALIGN16(sizeof(*k));
+		for (i = SESSION_CHUNK; i-- > 0;) {
+			slot = base + i * c->slot;
+			*(void **)slot = c->free;
+			c->free = slot;
+			SLOT_POISON(slot, c->slot);
+		}
+	}
+	slot = c->free;
+	SLOT_UNPOISON(slot, c->slot);
+	c->free = *(void **)slot;
+	memset(slot, 0, c->slot);
+	s = slot;
+	s->timer = (struct event *)((char *)slot + ALIGN16(sizeof(struct session)));
+	return s;
+}
+
+static void
+session_release(struct session *s)
+{
+	struct session_cache *c = s->w->scache;
+
+	*(void **)(void *)s = c->free;
+	c->free = s;
+	SLOT_POISON(s, c->slot);
+}
+
+void
+session_cache_free(struct worker *w)
+{
+	struct session_cache *c = w->scache;
+	struct session_chunk *k, *next;
+
+	if (c == NULL)
+		return;
+	for (k = c->chunks; k != NULL; k = next) {
+		next = k->next;
+		SLOT_UNPOISON(k, ALIGN16(sizeof(*k)) + SESSION_CHUNK * c->slot);
+		free(k);
+	}
+	free(c);
+	w->scache = NULL;
 }
 
 /* Stops reading the client and closes once everything queued was written. */
