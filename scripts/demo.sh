@@ -2,8 +2,8 @@
 # The demo from a fresh clone: installs the build dependencies, builds
 # cutover in build/, starts four test backends (blue1 :9001, blue2 :9002,
 # green1 :9003, green2 :9004) and cutoverd on 127.0.0.1:8080 with
-# conf/demo.conf, in the foreground, then shows a switch to green and a
-# rollback with cutoverctl (DEMO_SCRIPT=0 skips that). Ctrl-C stops
+# conf/demo.conf, in the foreground, then shows a switch to green, a
+# rollback and a short ramp with cutoverctl (DEMO_SCRIPT=0 skips that). Ctrl-C stops
 # everything.
 set -euo pipefail
 
@@ -113,6 +113,7 @@ Drive it with cutoverctl (the demo's control socket is /tmp/cutover-demo/control
   $CTL health
   $CTL switch green          # refused while green is unhealthy or fails smoke tests
   $CTL rollback              # back to the previous color, at any time
+  $CTL switch green --ramp 1,10,50 --step 30s --wait   # a progressive shift
   $CTL history
   curl -s http://127.0.0.1:9180/metrics     # Prometheus metrics
 
@@ -140,6 +141,17 @@ if [ "${DEMO_SCRIPT:-1}" = 1 ]; then
 	show "status: green, observing its safety window" $CTL status
 	show "roll back to blue" $CTL rollback
 	show "blue is live again" curl -s http://127.0.0.1:8080/
+	show "end the rollback's safety window" $CTL commit
+	echo "=== demo: a short ramp (progressive shift) ==="
+	# Traffic from many new clients, so that each step has enough requests
+	# on both colors for the guard to judge it (auto_rollback.min_requests).
+	( while :; do curl -s -o /dev/null http://127.0.0.1:8080/; done ) &
+	load_pid=$!
+	show "10 %, then 50 % of new clients to green, 3 s each, then 100 %" \
+		timeout 120 $CTL switch green --ramp 10,50 --step 3s --wait
+	kill "$load_pid" 2>/dev/null || true
+	wait "$load_pid" 2>/dev/null || true
+	show "green is live" curl -s http://127.0.0.1:8080/
 	show "the audit log" $CTL history
 	echo "=== end of the scripted part; the daemon keeps running ==="
 	echo

@@ -137,6 +137,8 @@ done
 for f in "$ROOT"/build/tests/integration/run.sh.log "$ROOT"/build-asan/tests/integration/run.sh.log; do
 	if [ -e "$f" ]; then
 		grep -E '^FAIL ' "$f" | sed "s|^|${f#"$ROOT"/}: |" >&2 || true
+		# Skipped tests are neither passed nor failed: say so.
+		grep -E '^SKIP ' "$f" | sed "s|^|${f#"$ROOT"/}: |" >&2 || true
 	fi
 done
 echo "$passed passed, $failed failed"

@@ -23,14 +23,20 @@ const struct command_flag command_flags[] = {
 	    "refuse unless the switch generation is N", false},
 	{"--dry-run", COMMAND_F_DRY_RUN, COMMAND_VALUE_NONE, NULL, "run every check, change nothing",
 	    false},
-	{"--wait", COMMAND_F_WAIT, COMMAND_VALUE_NONE, NULL, "return once the old color has drained",
-	    false},
+	{"--wait", COMMAND_F_WAIT, COMMAND_VALUE_NONE, NULL,
+	    "return once the old color has drained (with --ramp: once the ramp ended)", false},
 	{"--run", COMMAND_F_RUN, COMMAND_VALUE_COMMAND, "CMD",
 	    "install the release (sh -c CMD, CUTOVER_TARGET=idle color)", false},
 	{"--timeout", COMMAND_F_TIMEOUT, COMMAND_VALUE_DURATION, "T",
 	    "give up waiting after T (each wait; default " DEPLOY_DEFAULT_TIMEOUT ")", false},
+	{"--local", COMMAND_F_LOCAL, COMMAND_VALUE_NONE, NULL,
+	    "in a fleet: change this node alone (when etcd is unreachable)", false},
 	{"--watch", COMMAND_F_WATCH, COMMAND_VALUE_NONE, NULL, "redraw every second until Ctrl-C",
 	    true},
+	{"--ramp", COMMAND_F_RAMP, COMMAND_VALUE_STEPS, "STEPS",
+	    "shift progressively: percentages such as 1,10,50, then 100", false},
+	{"--step", COMMAND_F_STEP, COMMAND_VALUE_DURATION, "T",
+	    "hold each ramp step for T (default switch.ramp_step)", false},
 };
 const size_t command_nflags = NELEM(command_flags);
 
@@ -43,22 +49,26 @@ const struct command command_table[COMMAND_COUNT] = {
 	    false, BOTH,
 	    "active and previous color, state, verdict, pools"},
 	[COMMAND_SWITCH] = {COMMAND_SWITCH, "switch", COMMAND_ARG_COLOR, true,
-	    COMMAND_F_FORCE | COMMAND_F_IF_GEN | COMMAND_F_DRY_RUN | COMMAND_F_WAIT, 0, true, BOTH,
-	    "send new requests to that color"},
+	    COMMAND_F_FORCE | COMMAND_F_IF_GEN | COMMAND_F_DRY_RUN | COMMAND_F_WAIT | COMMAND_F_LOCAL |
+	        COMMAND_F_RAMP | COMMAND_F_STEP,
+	    0, true, BOTH, "send new requests to that color (--ramp: a growing share)"},
 	[COMMAND_ROLLBACK] = {COMMAND_ROLLBACK, "rollback", COMMAND_ARG_NONE, false,
-	    COMMAND_F_FORCE | COMMAND_F_IF_GEN, 0, true, BOTH, "switch back to the previous color"},
+	    COMMAND_F_FORCE | COMMAND_F_IF_GEN | COMMAND_F_LOCAL, 0, true, BOTH,
+	    "switch back to the previous color"},
 	[COMMAND_HEALTH] = {COMMAND_HEALTH, "health", COMMAND_ARG_COLOR, false, 0, 0, false, BOTH,
 	    "each server's state, last check and latency"},
 	[COMMAND_HISTORY] = {COMMAND_HISTORY, "history", COMMAND_ARG_COUNT, false, 0, 0, false, BOTH,
 	    "the switch audit log (the last N entries)"},
 	[COMMAND_SMOKE] = {COMMAND_SMOKE, "smoke", COMMAND_ARG_COLOR, true, 0, 0, true, BOTH,
 	    "run the smoke tests against that color now"},
-	[COMMAND_COMMIT] = {COMMAND_COMMIT, "commit", COMMAND_ARG_NONE, false, 0, 0, true, BOTH,
+	[COMMAND_COMMIT] = {COMMAND_COMMIT, "commit", COMMAND_ARG_NONE, false, COMMAND_F_LOCAL, 0,
+	    true, BOTH,
 	    "end the safety window now"},
 	[COMMAND_RELOAD] = {COMMAND_RELOAD, "reload", COMMAND_ARG_NONE, false, 0, 0, true, BOTH,
 	    "reload the configuration (like SIGHUP)"},
 	[COMMAND_DEPLOY] = {COMMAND_DEPLOY, "deploy", COMMAND_ARG_NONE, false,
-	    COMMAND_F_RUN | COMMAND_F_TIMEOUT, COMMAND_F_RUN, true, COMMAND_CLIENT,
+	    COMMAND_F_RUN | COMMAND_F_TIMEOUT | COMMAND_F_RAMP | COMMAND_F_STEP, COMMAND_F_RUN, true,
+	    COMMAND_CLIENT,
 	    "install on the idle color, switch, follow the window"},
 	[COMMAND_HELP] = {COMMAND_HELP, "help", COMMAND_ARG_NONE, false, 0, 0, false, COMMAND_DAEMON,
 	    "list commands"},
@@ -155,17 +165,31 @@ command_parse(struct command_request *rq, int argc, char **argv, unsigned side, 
 				return fail(err, errlen, "%s: %s needs a command", cmd->name, f->name);
 			rq->run = value;
 			break;
-		case COMMAND_VALUE_DURATION:
-			if (value == NULL || duration_parse(value, &rq->timeout_ms) < 0 ||
-			    rq->timeout_ms == 0)
+		case COMMAND_VALUE_DURATION: {
+			uint64_t *ms = f->bit == COMMAND_F_STEP ? &rq->step_ms : &rq->timeout_ms;
+
+			if (value == NULL || duration_parse(value, ms) < 0 || *ms == 0)
 				return fail(err, errlen,
 				    "%s: %s needs a duration such as \"90s\" or \"10m\"", cmd->name,
 				    f->name);
 			break;
+		}
+		case COMMAND_VALUE_STEPS: {
+			char why[128];
+
+			if (value == NULL)
+				return fail(err, errlen, "%s: %s needs steps such as 1,10,50", cmd->name,
+				    f->name);
+			if (command_parse_steps(value, rq->ramp_steps, &rq->ramp_nsteps, why, sizeof(why)) < 0)
+				return fail(err, errlen, "%s: %s %.64s: %s", cmd->name, f->name, value, why);
+			break;
+		}
 		case COMMAND_VALUE_NONE:
 			break;
 		}
 	}
+	if ((rq->flags & COMMAND_F_STEP) && !(rq->flags & COMMAND_F_RAMP))
+		return fail(err, errlen, "%s: --step needs --ramp", cmd->name);
 	if (cmd->arg_required && !rq->has_arg)
 		return fail(err, errlen, "%s: missing argument (%s)", cmd->name,
 		    cmd->arg == COMMAND_ARG_COLOR ? "blue or green" : "a number");
@@ -196,8 +220,46 @@ command_format(const struct command_request *rq, struct jbuf *line)
 		jbuf_printf(line, " %s", f->name);
 		if (f->value == COMMAND_VALUE_NUMBER)
 			jbuf_printf(line, " %" PRIu64, rq->if_gen);
+		if (f->value == COMMAND_VALUE_DURATION) {
+			char d[32];
+
+			duration_format(f->bit == COMMAND_F_STEP ? rq->step_ms : rq->timeout_ms, d, sizeof(d));
+			jbuf_printf(line, " %s", d);
+		}
+		if (f->value == COMMAND_VALUE_STEPS)
+			for (unsigned k = 0; k < rq->ramp_nsteps; k++)
+				jbuf_printf(line, "%s%u", k ? "," : " ", rq->ramp_steps[k]);
 	}
 	return 0;
+}
+
+int
+command_parse_steps(const char *v, unsigned *steps, unsigned *n, char *err, size_t errlen)
+{
+	const char *p = v;
+	uint64_t u;
+
+	*n = 0;
+	for (;;) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+		char num[8];
+
+		if (*n == RAMP_MAX_STEPS)
+			return fail(err, errlen, "at most %d steps", RAMP_MAX_STEPS);
+		if (len == 0 || len >= sizeof(num))
+			return fail(err, errlen, "steps are percentages separated by commas, such as 1,10,50");
+		memcpy(num, p, len);
+		num[len] = '\0';
+		if (!number_ok(num, true, &u) || u > 99)
+			return fail(err, errlen, "'%s' is not a percentage from 1 to 99", num);
+		if (*n > 0 && u <= steps[*n - 1])
+			return fail(err, errlen, "steps must rise (%u then %u)", steps[*n - 1], (unsigned)u);
+		steps[(*n)++] = (unsigned)u;
+		if (comma == NULL)
+			return 0;
+		p = comma + 1;
+	}
 }
 
 void

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "color.h"
+#include "state.h" /* RAMP_MAX_STEPS */
 
 struct jbuf;
 
@@ -53,6 +54,9 @@ enum {
 	COMMAND_F_RUN = 1u << 4,
 	COMMAND_F_TIMEOUT = 1u << 5,
 	COMMAND_F_WATCH = 1u << 6,
+	COMMAND_F_LOCAL = 1u << 7,
+	COMMAND_F_RAMP = 1u << 8,
+	COMMAND_F_STEP = 1u << 9,
 };
 
 /* Which program knows a command (a bit set). */
@@ -66,6 +70,7 @@ enum command_value {
 	COMMAND_VALUE_NUMBER,   /* a generation number */
 	COMMAND_VALUE_COMMAND,  /* a shell command line (may hold blanks) */
 	COMMAND_VALUE_DURATION, /* "30s", "10m" */
+	COMMAND_VALUE_STEPS,    /* "1,10,50": rising percentages, each 1..99 */
 };
 
 struct command_flag {
@@ -101,6 +106,9 @@ struct command_request {
 	uint64_t if_gen;    /* --if-gen N */
 	const char *run;    /* --run CMD */
 	uint64_t timeout_ms; /* --timeout T */
+	unsigned ramp_steps[RAMP_MAX_STEPS]; /* --ramp 1,10,50 */
+	unsigned ramp_nsteps;
+	uint64_t step_ms;    /* --step T (0: switch.ramp_step) */
 	bool json;          /* --json after the command (client side only) */
 };
 
@@ -125,6 +133,13 @@ const struct command *command_find(const char *name, unsigned side);
  */
 int command_parse(struct command_request *rq, int argc, char **argv, unsigned side, char *err,
     size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * Parses a ramp's steps ("1,10,50": 1 to RAMP_MAX_STEPS percentages, each
+ * 1..99, rising). Returns 0, or -1 with the reason in err.
+ */
+int command_parse_steps(const char *v, unsigned *steps, unsigned *n, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /*
  * Appends to line the wire form of rq, which must be a daemon command: its

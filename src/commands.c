@@ -11,12 +11,15 @@
 #include "commands.h"
 #include "control.h"
 #include "engine.h"
+#include "fleet.h"
 #include "generation.h"
 #include "health.h"
 #include "history.h"
 #include "json.h"
 #include "pool.h"
+#include "resolver.h"
 #include "smoke.h"
+#include "state.h"
 #include "transition.h"
 #include "worker.h"
 
@@ -57,25 +60,42 @@ const control_handler commands_handlers[COMMAND_COUNT] = {
 	[COMMAND_HELP] = cmd_help,
 };
 
-static void
-cmd_status(struct control_conn *c, const struct control_caller *who,
-    const struct command_request *rq, void *arg)
+/*
+ * The `status --json` answer, appended to out. Shared by the status command
+ * and the status page's /status.json, so that both say the same. Built in
+ * a copy of out, handed back at the end.
+ */
+void
+commands_status_json(const struct commands *x, struct jbuf *out)
 {
-	struct commands *x = arg;
 	const struct engine *e = x->engine;
 	uint64_t left = engine_window_left(e);
-	struct jbuf b;
+	struct jbuf b = *out;
 	int col;
 
-	(void)who;
-	(void)rq;
-	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"active\":");
 	jbuf_str(&b, color_name(e->sw.active));
 	jbuf_raw(&b, ",\"previous\":");
 	jbuf_str(&b, e->sw.has_previous ? color_name(e->sw.previous) : NULL);
 	jbuf_printf(&b, ",\"state\":\"%s\",\"generation\":%" PRIu64 ",\"window_left_s\":%" PRIu64,
-	    switcher_state_name(e->sw.state), e->sw.generation, (left + 999) / 1000);
+	    e->ramp.on ? "ramping" : switcher_state_name(e->sw.state), e->sw.generation, (left + 999) / 1000);
+	if (e->ramp.on) {
+		const struct engine_ramp *r = &e->ramp;
+
+		jbuf_raw(&b, ",\"ramp\":{\"target\":");
+		jbuf_str(&b, color_name(r->target));
+		jbuf_printf(&b, ",\"weight_pct\":%u,\"steps\":[", r->steps[r->step]);
+		for (unsigned i = 0; i < r->nsteps; i++)
+			jbuf_printf(&b, "%s%u", i ? "," : "", r->steps[i]);
+		jbuf_printf(&b, "],\"step_left_s\":%" PRIu64 ",\"step\":%u,\"holding\":%s,\"guarded\":%s,"
+		                "\"by\":",
+		    (engine_ramp_step_left(e) + 999) / 1000, r->step + 1, r->holding ? "true" : "false",
+		    r->unguarded ? "false" : "true");
+		jbuf_str(&b, x->live->cfg->sw.ramp_by);
+		jbuf_raw(&b, ",\"analysis\":");
+		jbuf_str(&b, r->note);
+		jbuf_raw(&b, "}");
+	}
 	jbuf_printf(&b, ",\"min_healthy\":%u,\"switching\":%s", x->live->cfg->sw.min_healthy,
 	    e->busy ? "true" : "false");
 	if (e->sw.state == SWITCHER_OBSERVING)
@@ -100,7 +120,27 @@ cmd_status(struct control_conn *c, const struct control_caller *who,
 		    col ? "," : "", color_name((enum color)col), pool_healthy(p), pool_confirmed(p),
 		    p->nservers, worker_inflight(x->workers, x->nworkers, (enum color)col));
 	}
-	jbuf_raw(&b, "}}");
+	jbuf_raw(&b, "}");
+	if (x->resolver != NULL && *x->resolver != NULL) {
+		jbuf_raw(&b, ",\"dns\":");
+		resolver_report(*x->resolver, &b);
+	}
+	if (x->fleet != NULL)
+		fleet_status(x->fleet, &b);
+	jbuf_raw(&b, "}");
+	*out = b;
+}
+
+static void
+cmd_status(struct control_conn *c, const struct control_caller *who,
+    const struct command_request *rq, void *arg)
+{
+	struct jbuf b;
+
+	(void)who;
+	(void)rq;
+	jbuf_init(&b);
+	commands_status_json(arg, &b);
 	control_reply_jbuf(c, &b);
 }
 
@@ -124,6 +164,12 @@ cmd_switch(struct control_conn *c, const struct control_caller *who,
 	tr.wait = (rq->flags & COMMAND_F_WAIT) != 0;
 	tr.has_if_gen = (rq->flags & COMMAND_F_IF_GEN) != 0;
 	tr.if_gen = rq->if_gen;
+	tr.local = (rq->flags & COMMAND_F_LOCAL) != 0;
+	if (rq->flags & COMMAND_F_RAMP) {
+		memcpy(tr.ramp_steps, rq->ramp_steps, sizeof(tr.ramp_steps));
+		tr.ramp_nsteps = rq->ramp_nsteps;
+		tr.ramp_step_ms = rq->step_ms != 0 ? rq->step_ms : x->live->cfg->sw.ramp_step_ms;
+	}
 	transition_begin(x->tx, c, who, &tr);
 }
 
@@ -210,6 +256,60 @@ cmd_history(struct control_conn *c, const struct control_caller *who,
 	control_reply_jbuf(c, &b);
 }
 
+/* A fleet commit being written to etcd. */
+struct commit_cmd {
+	struct commands *x;
+	struct control_conn *conn;
+};
+
+static void
+commit_written(void *arg, int rc, int64_t revision, const char *err)
+{
+	struct commit_cmd *cc = arg;
+	char msg[768];
+	char *prefix;
+
+	if (rc != 0) {
+		snprintf(msg, sizeof(msg), "commit refused: %s", err);
+		control_reply_error(cc->conn, msg);
+	} else if ((prefix = strdup("{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"")) == NULL) {
+		control_reply_error(cc->conn, "out of memory");
+	} else {
+		fleet_await(cc->x->fleet, cc->conn, revision, prefix);
+	}
+	free(cc);
+}
+
+/* commit in a fleet: written to etcd, applied by every node from its watch. */
+static void
+fleet_commit(struct commands *x, struct control_conn *c, const struct control_caller *who)
+{
+	struct engine_origin o = {fleet_node(x->fleet), "commit", "manual", NULL, (long)who->uid,
+	    (long)who->pid};
+	struct commit_cmd *cc;
+	struct state next;
+
+	if (!fleet_connected(x->fleet)) {
+		control_reply_error(c, "commit refused: etcd is unreachable: the fleet cannot agree on a "
+		                       "change now (--local changes this node alone)");
+		return;
+	}
+	if (!engine_plan_commit(x->engine, &next)) {
+		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
+		return;
+	}
+	if ((cc = calloc(1, sizeof(*cc))) == NULL) {
+		control_reply_error(c, "out of memory");
+		return;
+	}
+	cc->x = x;
+	cc->conn = c;
+	if (fleet_propose(x->fleet, &next, &o, commit_written, cc) < 0) {
+		free(cc);
+		control_reply_error(c, "commit refused: cannot write to etcd: out of memory");
+	}
+}
+
 static void
 cmd_commit(struct control_conn *c, const struct control_caller *who,
     const struct command_request *rq, void *arg)
@@ -218,7 +318,12 @@ cmd_commit(struct control_conn *c, const struct control_caller *who,
 	struct engine_caller ec = {(long)who->uid, (long)who->pid};
 	char msg[640];
 
-	(void)rq;
+	if (x->fleet != NULL && !(rq->flags & COMMAND_F_LOCAL)) {
+		fleet_commit(x, c, who);
+		return;
+	}
+	if (x->fleet != NULL && x->engine->sw.state == SWITCHER_OBSERVING)
+		fleet_diverge(x->fleet);
 	switch (engine_commit(x->engine, &ec, msg, sizeof(msg))) {
 	case SWITCH_NOOP:
 		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
@@ -226,9 +331,16 @@ cmd_commit(struct control_conn *c, const struct control_caller *who,
 	case SWITCH_REFUSED:
 		control_reply_error(c, msg);
 		break;
-	case SWITCH_GO:
-		control_reply(c, "{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"}");
+	case SWITCH_GO: {
+		struct jbuf b;
+
+		jbuf_init(&b);
+		jbuf_raw(&b, "{\"ok\":true,\"changed\":true,\"message\":");
+		jbuf_str(&b, msg);
+		jbuf_raw(&b, "}");
+		control_reply_jbuf(c, &b);
 		break;
+	}
 	}
 }
 

@@ -21,6 +21,8 @@ struct engine;
 struct event_base;
 struct generation;
 struct health;
+struct jbuf;
+struct resolver;
 struct transition_ctx;
 struct worker;
 
@@ -34,6 +36,8 @@ struct commands {
 	const struct worker *workers;
 	unsigned nworkers;
 	const char *history; /* the audit history file */
+	struct fleet *fleet; /* NULL without a fleet group */
+	struct resolver *const *resolver; /* NULL inside when no server is written by name */
 	/* `reload`: answers c now, or later with commands_reload_answer. */
 	void (*reload)(void *arg, struct control_conn *c, const struct control_caller *who);
 	void *arg;
@@ -41,6 +45,9 @@ struct commands {
 
 /* By command id; give control_new a struct commands as arg. */
 extern const control_handler commands_handlers[COMMAND_COUNT];
+
+/* Appends the `status --json` answer (one JSON object) to out. */
+void commands_status_json(const struct commands *x, struct jbuf *out);
 
 /* Answers a `reload` caller with the outcome (every error when rejected). */
 void commands_reload_answer(struct control_conn *c, int rc, const struct config_errors *errs);

@@ -161,6 +161,8 @@ static key_check_fn check_nonempty;
 static key_check_fn check_tls_version;
 static key_check_fn check_error_rate;
 static key_check_fn check_latency_factor;
+static key_check_fn check_ramp_by;
+static key_check_fn check_ramp_cookie;
 
 static key_parse_fn parse_listens;
 static key_free_fn free_listens;
@@ -184,7 +186,15 @@ static key_free_fn free_trusted;
 static void cidr_list(struct ctx *ctx, const config_setting_t *s, const char *path,
     struct addr_cidr **out, size_t *nout);
 static key_parse_fn parse_keepalive;
+static key_parse_fn parse_etcd;
+static key_free_fn free_etcd;
+static key_eq_fn eq_etcd;
+static key_check_fn check_fleet_key;
+static key_check_fn check_fleet_node;
 static key_free_fn free_nothing;
+static key_parse_fn parse_nameservers;
+static key_free_fn free_nameservers;
+static bool eq_nameservers(const void *a, const void *b);
 
 /*
  * The key tables. Every key of cutover.conf(5) is one row here; keep the man
@@ -267,6 +277,12 @@ static const struct key switch_keys[] = {
 	    RANGE(0, MS_MAX_TIMEOUT), .reload = true},
 	{KEY("safety_window", KT_DURATION, C(sw.safety_window_ms), "5m"),
 	    RANGE(0, MS_MAX_SAFETY_WINDOW), .reload = true},
+	{KEY("ramp_step", KT_DURATION, C(sw.ramp_step_ms), "1m"),
+	    RANGE(1, MS_MAX_SAFETY_WINDOW), .reload = true},
+	{KEY("ramp_cookie", KT_STRING, C(sw.ramp_cookie), "cutover_bucket"),
+	    .check = check_ramp_cookie, .reload = true},
+	{KEY("ramp_by", KT_STRING, C(sw.ramp_by), "cookie"),
+	    .check = check_ramp_by, .reload = true},
 	{.name = NULL},
 };
 
@@ -381,6 +397,36 @@ static const struct key upstream_keys[] = {
 	{.name = NULL},
 };
 
+static const struct key fleet_tls_keys[] = {
+	{KEY("ca", KT_STRING, C(fleet.tls_ca), NULL), .check = check_abs_path},
+	{KEY("cert", KT_STRING, C(fleet.tls_cert), NULL), .check = check_abs_path},
+	{KEY("key", KT_STRING, C(fleet.tls_key), NULL), .check = check_abs_path},
+	{.name = NULL},
+};
+
+static const struct key fleet_keys[] = {
+	{KEY("etcd", KT_CUSTOM, 0, NULL), .parse = parse_etcd, .free = free_etcd,
+	    .eq = eq_etcd},
+	{KEY("key", KT_STRING, C(fleet.key), NULL), .check = check_fleet_key,
+	    .required = true},
+	{KEY("node", KT_STRING, C(fleet.node), NULL), .check = check_fleet_node},
+	{KEY("lease", KT_DURATION, C(fleet.lease_ms), "10s"), RANGE(2000, MS_HOUR)},
+	{KEY("timeout", KT_DURATION, C(fleet.timeout_ms), "2s"), RANGE(100, MS_HOUR)},
+	{KEY("tls", KT_GROUP, 0, NULL), .sub = fleet_tls_keys},
+	{.name = NULL},
+};
+
+static const struct key dns_keys[] = {
+	{KEY("refresh", KT_DURATION, C(dns.refresh_ms), "30s"),
+	    RANGE(1000, MS_HOUR)},
+	{KEY("timeout", KT_DURATION, C(dns.timeout_ms), "5s"),
+	    RANGE(100, 60000)},
+	{KEY("allow_unresolved", KT_BOOL, C(dns.allow_unresolved), "false")},
+	{KEY("nameservers", KT_CUSTOM, 0, NULL), .parse = parse_nameservers,
+	    .free = free_nameservers, .eq = eq_nameservers},
+	{.name = NULL},
+};
+
 static const struct key top_keys[] = {
 	{KEY("listen", KT_CUSTOM, 0, NULL), .reload = true, .parse = parse_listens,
 	    .free = free_listens, .eq = eq_listens},
@@ -412,6 +458,9 @@ static const struct key top_keys[] = {
 	    .sub = timeouts_keys},
 	{KEY("upstream", KT_GROUP, 0, NULL), .reload = true,
 	    .sub = upstream_keys},
+	{KEY("fleet", KT_GROUP, 0, NULL), .sub = fleet_keys,
+	    .has_present = true, .present = C(fleet.enabled)},
+	{KEY("dns", KT_GROUP, 0, NULL), .sub = dns_keys},
 	{.name = NULL},
 };
 
@@ -803,7 +852,13 @@ parse_value(struct ctx *ctx, const struct key *k, const config_setting_t *s,
 		return -1;
 	}
 	if (k->type == KT_DURATION && (double)tmp.ms < k->min) {
-		cerr(ctx, s, "'%s' must be greater than 0", path);
+		if (k->min > 1) {
+			duration_format((uint64_t)k->min, maxs, sizeof(maxs));
+			cerr(ctx, s, "'%s' must be at least %s, not \"%s\"", path, maxs,
+			    config_setting_get_string(s));
+		} else {
+			cerr(ctx, s, "'%s' must be greater than 0", path);
+		}
 		return -1;
 	}
 	if (k->type == KT_DURATION && (double)tmp.ms > k->max) {
@@ -1111,6 +1166,25 @@ check_tls_version(struct ctx *ctx, const config_setting_t *s, const char *path,
 }
 
 static void
+check_ramp_cookie(struct ctx *ctx, const config_setting_t *s, const char *path, void *field)
+{
+	const char *v = *(char **)field;
+
+	if (!is_token(v) || strlen(v) > 64)
+		cerr(ctx, s, "'%s': \"%s\" is not a cookie name (an HTTP token of at most 64 characters)",
+		    path, v);
+}
+
+static void
+check_ramp_by(struct ctx *ctx, const config_setting_t *s, const char *path, void *field)
+{
+	const char *v = *(char **)field;
+
+	if (strcmp(v, "cookie") != 0 && strcmp(v, "address") != 0)
+		cerr(ctx, s, "'%s' must be \"cookie\" or \"address\", not \"%s\"", path, v);
+}
+
+static void
 check_error_rate(struct ctx *ctx, const config_setting_t *s, const char *path,
     void *field)
 {
@@ -1375,27 +1449,45 @@ parse_servers(struct ctx *ctx, const config_setting_t *s,
 		return;
 	}
 	if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
-		cerr(ctx, s, "'%s' must be a list of \"ip:port\" strings", path);
+		cerr(ctx, s, "'%s' must be a list of \"ip:port\" or \"host:port\" strings", path);
 		return;
 	}
 	n = config_setting_length(s);
 	p->servers = ctx_calloc(ctx, (size_t)n, sizeof(*p->servers));
-	if (p->servers == NULL)
+	p->names = ctx_calloc(ctx, (size_t)n, sizeof(*p->names));
+	if (p->servers == NULL || p->names == NULL)
 		return;
 	for (i = 0; i < n; i++) {
 		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
 		struct addr *a = &p->servers[p->nservers];
-		char err[128];
+		struct config_name *nm = &p->names[p->nnames];
+		char err[128], herr[128];
 		const char *v;
 
 		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
-			cerr(ctx, e, "'%s[%d]' must be an \"ip:port\" string", path, i);
+			cerr(ctx, e, "'%s[%d]' must be an \"ip:port\" or \"host:port\" string", path, i);
 			continue;
 		}
 		v = config_setting_get_string(e);
 		if (addr_parse(v, a, err, sizeof(err)) == -1) {
-			cerr(ctx, e, "'%s[%d]': invalid address \"%s\": %s", path, i,
-			    v, err);
+			/* Not numeric: a name, resolved with DNS. */
+			if (strchr(v, '[') != NULL ||
+			    dnsname_parse(v, nm->host, &nm->port, herr, sizeof(herr)) == -1) {
+				cerr(ctx, e, "'%s[%d]': invalid address \"%s\": %s", path, i,
+				    v, strchr(v, '[') != NULL || strchr(v, ':') == NULL ? err : herr);
+				continue;
+			}
+			snprintf(nm->text, sizeof(nm->text), "%s:%u", nm->host, nm->port);
+			nm->line = (int)config_setting_source_line(e);
+			nm->index = i;
+			for (j = 0; j < (int)p->nnames; j++)
+				if (strcmp(p->names[j].text, nm->text) == 0)
+					break;
+			if (j < (int)p->nnames) {
+				cerr(ctx, e, "'%s[%d]': duplicate server %s", path, i, nm->text);
+				continue;
+			}
+			p->nnames++;
 			continue;
 		}
 		if (a->ss.ss_family == AF_INET &&
@@ -1424,6 +1516,84 @@ free_servers(void *base)
 	free(p->servers);
 	p->servers = NULL;
 	p->nservers = 0;
+	free(p->names);
+	p->names = NULL;
+	p->nnames = 0;
+}
+
+/* dns.nameservers = ( "127.0.0.1:5353", "[::1]" ): port 53 unless given. */
+static void
+parse_nameservers(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+	int i, n;
+
+	(void)parent;
+	if (s == NULL)
+		return;
+	if (!config_setting_is_list(s) && !config_setting_is_array(s)) {
+		cerr(ctx, s, "'%s' must be a list of \"ip[:port]\" strings", path);
+		return;
+	}
+	n = config_setting_length(s);
+	if (n == 0) {
+		cerr(ctx, s, "'%s' needs at least one name server (leave it out for resolv.conf's)", path);
+		return;
+	}
+	cfg->dns.nameservers = ctx_calloc(ctx, (size_t)n, sizeof(*cfg->dns.nameservers));
+	if (cfg->dns.nameservers == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct addr *a = &cfg->dns.nameservers[cfg->dns.nnameservers];
+		char err[128], buf[96];
+		const char *v;
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+			cerr(ctx, e, "'%s[%d]' must be an \"ip[:port]\" string", path, i);
+			continue;
+		}
+		v = config_setting_get_string(e);
+		snprintf(buf, sizeof(buf), strchr(v, ':') == NULL || (v[0] != '[' && strchr(v, ':') != strrchr(v, ':'))
+		    ? (strchr(v, ':') == NULL ? "%s:53" : "[%s]:53") : "%s", v);
+		if (addr_parse(buf, a, err, sizeof(err)) == -1 || strncmp(buf, "*:", 2) == 0) {
+			cerr(ctx, e, "'%s[%d]': invalid name server \"%s\": %s", path, i, v,
+			    strncmp(buf, "*:", 2) == 0 ? "needs a real address" : err);
+			continue;
+		}
+		cfg->dns.nnameservers++;
+	}
+}
+
+static void
+free_nameservers(void *base)
+{
+	struct config *cfg = base;
+
+	free(cfg->dns.nameservers);
+	cfg->dns.nameservers = NULL;
+	cfg->dns.nnameservers = 0;
+}
+
+static bool
+eq_nameservers(const void *a, const void *b)
+{
+	const struct config *x = a, *y = b;
+	size_t i;
+
+	if (x->dns.nnameservers != y->dns.nnameservers)
+		return false;
+	for (i = 0; i < x->dns.nnameservers; i++)
+		if (strcmp(x->dns.nameservers[i].text, y->dns.nameservers[i].text) != 0)
+			return false;
+	return true;
+}
+
+size_t
+config_nnames(const struct config *cfg)
+{
+	return cfg->pools[COLOR_BLUE].nnames + cfg->pools[COLOR_GREEN].nnames;
 }
 
 static void
@@ -1588,6 +1758,105 @@ free_trusted(void *base)
 	cfg->ntrusted_proxies = 0;
 }
 
+/*
+ * fleet.etcd: a non-empty list of "http://host:port" or "https://host:port"
+ * (no path), required when the group is written.
+ */
+static void
+parse_etcd(struct ctx *ctx, const config_setting_t *s,
+    const config_setting_t *parent, const char *path, void *base)
+{
+	struct config *cfg = base;
+	int i, n;
+
+	if (s == NULL) {
+		if (parent != NULL)
+			cerr(ctx, parent, "'%s' is required in group 'fleet'", path);
+		return;
+	}
+	if (!config_setting_is_array(s) && !config_setting_is_list(s)) {
+		cerr(ctx, s, "'%s' must be a list of URLs such as (\"http://127.0.0.1:2379\")", path);
+		return;
+	}
+	if ((n = config_setting_length(s)) == 0) {
+		cerr(ctx, s, "'%s' must name at least one etcd endpoint", path);
+		return;
+	}
+	if ((cfg->fleet.etcd = ctx_calloc(ctx, (size_t)n, sizeof(char *))) == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		const char *v = config_setting_get_string(e);
+		const char *hp;
+
+		if (v == NULL) {
+			cerr(ctx, e, "'%s' item %d must be a string", path, i + 1);
+			continue;
+		}
+		hp = strncmp(v, "http://", 7) == 0 ? v + 7 : strncmp(v, "https://", 8) == 0 ? v + 8 : NULL;
+		if (hp == NULL || *hp == '\0' || strchr(hp, '/') != NULL || strchr(hp, ':') == NULL ||
+		    strpbrk(hp, " \t") != NULL) {
+			cerr(ctx, e, "'%s' item %d: \"%s\" is not an etcd endpoint "
+			    "(\"http://host:port\" or \"https://host:port\")", path, i + 1, v);
+			continue;
+		}
+		if ((cfg->fleet.etcd[cfg->fleet.netcd] = ctx_strdup(ctx, v)) != NULL)
+			cfg->fleet.netcd++;
+	}
+}
+
+static void
+free_etcd(void *base)
+{
+	struct config *cfg = base;
+	size_t i;
+
+	for (i = 0; i < cfg->fleet.netcd; i++)
+		free(cfg->fleet.etcd[i]);
+	free(cfg->fleet.etcd);
+	cfg->fleet.etcd = NULL;
+	cfg->fleet.netcd = 0;
+}
+
+static bool
+eq_etcd(const void *a, const void *b)
+{
+	const struct config *ca = a, *cb = b;
+	size_t i;
+
+	if (ca->fleet.netcd != cb->fleet.netcd)
+		return false;
+	for (i = 0; i < ca->fleet.netcd; i++)
+		if (strcmp(ca->fleet.etcd[i], cb->fleet.etcd[i]) != 0)
+			return false;
+	return true;
+}
+
+/* fleet.key: an absolute key prefix without a trailing '/'. */
+static void
+check_fleet_key(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+	size_t len = strlen(v);
+
+	if (v[0] != '/' || len < 2 || v[len - 1] == '/' || strpbrk(v, " \t\n") != NULL)
+		cerr(ctx, s, "'%s' must be a key prefix such as \"/cutover/shop\" "
+		    "(starting with '/', not ending with one, no blanks)", path);
+}
+
+/* fleet.node: a name made of letters, digits, '-', '_' and '.'. */
+static void
+check_fleet_node(struct ctx *ctx, const config_setting_t *s, const char *path,
+    void *field)
+{
+	const char *v = *(char **)field;
+
+	if (*v == '\0' || strlen(v) > 64 ||
+	    strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(v))
+		cerr(ctx, s, "'%s' must be 1 to 64 letters, digits, '-', '_' or '.'", path);
+}
+
 /* ---- whole-configuration checks ----------------------------------------- */
 
 /* The first of the settings a, b that exists, for an error's line. */
@@ -1609,6 +1878,12 @@ validate_whole(struct ctx *ctx, const config_t *lc, struct config *cfg)
 	if (cfg->health.timeout_ms >= cfg->health.interval_ms)
 		cerr(ctx, lookup_line(lc, "health.timeout", "health.interval"),
 		    "'health.timeout' must be shorter than 'health.interval'");
+	if (cfg->fleet.enabled && (cfg->fleet.tls_cert == NULL) != (cfg->fleet.tls_key == NULL))
+		cerr(ctx, lookup_line(lc, "fleet.tls", "fleet"),
+		    "'fleet.tls': cert and key go together");
+	if (cfg->fleet.enabled && cfg->fleet.timeout_ms >= cfg->fleet.lease_ms)
+		cerr(ctx, lookup_line(lc, "fleet.timeout", "fleet"),
+		    "'fleet.timeout' must be shorter than 'fleet.lease'");
 	if (cfg->metrics.enabled) {
 		for (i = 0; i < cfg->nlistens; i++) {
 			if (strcmp(cfg->listens[i].addr.text,

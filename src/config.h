@@ -21,6 +21,7 @@
 
 #include "addr.h"
 #include "color.h"
+#include "dnsname.h"
 
 struct config_tls_cert {
 	char *cert; /* PEM path, chain included */
@@ -45,10 +46,30 @@ struct config_pool_tls {
 	char *sni;
 };
 
+/* A server written as "host:port": resolved with DNS (see resolver.h). */
+struct config_name {
+	char host[DNSNAME_HOST_MAX];
+	unsigned port;
+	char text[DNSNAME_HOST_MAX + 8]; /* "host:port" */
+	int line;
+	int index; /* position in servers = ( ... ) */
+};
+
 struct config_pool {
-	struct addr *servers;
+	struct addr *servers; /* the numeric ones */
 	size_t nservers;
+	struct config_name *names; /* the ones by name */
+	size_t nnames;
 	struct config_pool_tls tls;
+};
+
+/* Group "dns" { refresh; timeout; allow_unresolved; nameservers; }. */
+struct config_dns {
+	uint64_t refresh_ms;   /* default 30s (or the TTL when shorter) */
+	uint64_t timeout_ms;   /* one lookup attempt, default 5s */
+	bool allow_unresolved; /* start even when a name does not resolve */
+	struct addr *nameservers; /* replace resolv.conf's when set */
+	size_t nnameservers;
 };
 
 struct config_health {
@@ -64,6 +85,9 @@ struct config_switch {
 	unsigned min_healthy;      /* default 1 */
 	uint64_t drain_timeout_ms; /* default 30s */
 	uint64_t safety_window_ms; /* default 5m */
+	uint64_t ramp_step_ms;     /* default 1m: how long a ramp step holds */
+	char *ramp_cookie;         /* default "cutover_bucket" */
+	char *ramp_by;             /* "cookie" (default) or "address" */
 };
 
 struct config_auto_rollback {
@@ -145,6 +169,18 @@ struct config_upstream {
 };
 
 /* Collected errors, each already formatted as "FILE:LINE: message". */
+/* Group "fleet" (DESIGN.md "A fleet of cutoverd on etcd"); absent: no fleet. */
+struct config_fleet {
+	bool enabled;
+	char **etcd;   /* endpoints "http://host:port" or "https://host:port" */
+	size_t netcd;
+	char *key;     /* key prefix, "/cutover/shop" (no trailing '/') */
+	char *node;    /* this node's name; NULL: the host name */
+	uint64_t lease_ms;   /* default 10s */
+	uint64_t timeout_ms; /* default 2s */
+	char *tls_ca, *tls_cert, *tls_key; /* group fleet.tls */
+};
+
 struct config_errors {
 	char **msgs;
 	size_t n;
@@ -178,6 +214,8 @@ struct config {
 	struct config_limits limits;
 	struct config_timeouts timeouts;
 	struct config_upstream upstream;
+	struct config_fleet fleet;
+	struct config_dns dns;
 };
 
 /*
@@ -201,6 +239,9 @@ void config_free(struct config *cfg);
  */
 int config_reload_check(const struct config *old, const struct config *next,
     struct config_errors *errs) __attribute__((warn_unused_result));
+
+/* Number of servers written by name, in both pools. */
+size_t config_nnames(const struct config *cfg);
 
 /* Number of worker threads to run: cfg->workers, or the CPU count when 0. */
 unsigned config_workers(const struct config *cfg);

@@ -23,6 +23,7 @@ enum {
 	CTL_EXIT_FAILED = 1,            /* refused or failed */
 	CTL_EXIT_USAGE = 2,
 	CTL_EXIT_UNREACHABLE = 3,       /* the daemon is unreachable */
+	CTL_EXIT_LAGGING = 4,           /* a fleet change: a live node did not apply it in time */
 };
 
 /* How long to wait for an answer; `switch --wait` waits for as long as the

@@ -169,7 +169,8 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "\n"
 	    "Exit status: 0 done, 1 refused or failed (reason on stderr),\n"
-	    "2 usage error, 3 daemon unreachable.\n");
+	    "2 usage error, 3 daemon unreachable, 4 a fleet change not applied\n"
+	    "by every live node within fleet.timeout (it stays in effect).\n");
 }
 
 /* Checks argv (the command and its words, global options already consumed)
@@ -338,12 +339,15 @@ verdict_text(const char *verdict)
 	return verdict;
 }
 
+static void fmt_dns(const struct json *dns);
+
 static void
 fmt_status(const struct request *req, const struct json *ans)
 {
 	static const char *const colors[] = {"blue", "green"};
 	const struct json *pools = json_get(ans, "pools");
 	const struct json *guard = json_get(ans, "guard");
+	const struct json *fleet = json_get(ans, "fleet");
 	const char *state = json_get_str(ans, "state", "?");
 	const char *verdict = json_get_str(ans, "verdict", NULL);
 	const char *vreason = json_get_str(ans, "verdict_reason", NULL);
@@ -364,6 +368,23 @@ fmt_status(const struct request *req, const struct json *ans)
 	if (json_get_bool(ans, "switching", false))
 		printf("switching:  a switch is in progress (smoke tests or "
 		    "pre_switch hook)\n");
+	{
+		const struct json *ramp = json_get(ans, "ramp");
+
+		if (ramp != NULL && ramp->type == JSON_OBJECT) {
+			const struct json *steps = json_get(ramp, "steps");
+
+			printf("ramp:       %s at %s%% (step %s of %zu", json_get_str(ramp, "target", "?"),
+			    num_text(ramp, "weight_pct", n1, sizeof(n1)), num_text(ramp, "step", n2, sizeof(n2)),
+			    steps != NULL && steps->type == JSON_ARRAY ? steps->n : (size_t)0);
+			if (json_get_bool(ramp, "holding", false))
+				printf(", holding");
+			else
+				printf(", %ss left", num_text(ramp, "step_left_s", n3, sizeof(n3)));
+			printf("; by %s)\n", json_get_str(ramp, "by", "cookie"));
+			printf("analysis:   %s\n", json_get_str(ramp, "analysis", ""));
+		}
+	}
 	if (guard != NULL && guard->type == JSON_OBJECT) {
 		if (!json_get_bool(guard, "enabled", true))
 			printf("guard:      off (auto_rollback is disabled)\n");
@@ -382,6 +403,22 @@ fmt_status(const struct request *req, const struct json *ans)
 			printf(" (%s)", vreason);
 		printf("\n");
 	}
+	if (fleet != NULL && fleet->type == JSON_OBJECT) {
+		const struct json *nodes = json_get(fleet, "nodes");
+
+		printf("fleet:      node %s, etcd %s%s, %s\n", json_get_str(fleet, "node", "?"),
+		    json_get_str(fleet, "etcd", "?"),
+		    json_get_bool(fleet, "diverged", false) ? ", DIVERGED (a --local change)" : "",
+		    json_get_bool(fleet, "converged", false) ? "converged" : "not converged");
+		for (i = 0; nodes != NULL && nodes->type == JSON_ARRAY && i < nodes->n; i++) {
+			const struct json *nd = nodes->items[i];
+
+			printf("  %-16s %-6s generation %s, presence %ss old%s\n",
+			    json_get_str(nd, "node", "?"), json_get_str(nd, "active", "?"),
+			    num_text(nd, "generation", n1, sizeof(n1)), num_text(nd, "age_s", n2, sizeof(n2)),
+			    json_get_bool(nd, "diverged", false) ? ", diverged" : "");
+		}
+	}
 	for (i = 0; i < NELEM(colors); i++) {
 		const struct json *p = json_get(pools, colors[i]);
 		const struct json *conf = json_get(p, "confirmed");
@@ -399,6 +436,31 @@ fmt_status(const struct request *req, const struct json *ans)
 			    sizeof(n3)));
 		printf(", %s in flight\n", num_text(p, "inflight", n3,
 		    sizeof(n3)));
+	}
+	fmt_dns(json_get(ans, "dns"));
+}
+
+/* Servers by name: "name:   green green1.internal:8080 -> 10.0.2.7, 10.0.2.8". */
+static void
+fmt_dns(const struct json *dns)
+{
+	size_t i, k;
+
+	if (dns == NULL || dns->type != JSON_ARRAY)
+		return;
+	for (i = 0; i < dns->n; i++) {
+		const struct json *n = dns->items[i];
+		const struct json *addrs = json_get(n, "addresses");
+		const char *problem = json_get_str(n, "problem", NULL);
+
+		printf("name:       %s %s ->", json_get_str(n, "color", "?"), json_get_str(n, "name", "?"));
+		for (k = 0; addrs != NULL && addrs->type == JSON_ARRAY && k < addrs->n; k++)
+			printf("%s %s", k ? "," : "", addrs->items[k]->type == JSON_STRING ? addrs->items[k]->str : "?");
+		if (addrs == NULL || addrs->type != JSON_ARRAY || addrs->n == 0)
+			printf(" (no address)");
+		if (problem != NULL)
+			printf(" [%s]", problem);
+		printf("\n");
 	}
 }
 
@@ -424,9 +486,16 @@ fmt_switch(const struct request *req, const struct json *ans)
 		    active, gen);
 		return;
 	}
+	if (json_get(ans, "ramp") != NULL || json_get(ans, "message") != NULL) {
+		/* A ramp started, or one ended at 0 %. */
+		printf("%s\n", json_get_str(ans, "message", "ramp started"));
+		return;
+	}
 	printf("switched to %s (generation %s)", active, gen);
 	if (json_get_bool(ans, "drained", false) && previous != NULL)
 		printf("; %s drained", previous);
+	if (json_get_bool(ans, "converged", false))
+		printf("; every live node of the fleet applied it");
 	printf("\n");
 }
 
@@ -629,7 +698,8 @@ run_deploy(const struct request *req, const char *path)
 {
 	static const struct deploy_printers pr = {print_smoke, verdict_text};
 
-	return deploy_run(path, req->rq.run, req->rq.timeout_ms, &pr);
+	return deploy_run_ramp(path, req->rq.run, req->rq.timeout_ms, &pr, req->rq.ramp_steps,
+	    req->rq.ramp_nsteps, req->rq.step_ms);
 }
 
 /*
@@ -811,6 +881,24 @@ main(int argc, char **argv)
 	if (!req.rq.json)
 		req.pr->format(&req, ans);
 	rc = CTL_EXIT_DONE;
+	/* switch --ramp --wait: the daemon answered once the ramp started;
+	 * follow it to its end (exit 0 at 100 %, 1 when rolled back). */
+	if (req.rq.cmd->id == COMMAND_SWITCH && (req.rq.flags & COMMAND_F_RAMP) &&
+	    (req.rq.flags & COMMAND_F_WAIT) && !json_get_bool(ans, "dry_run", false) &&
+	    json_get(ans, "ramp") != NULL)
+		rc = deploy_follow_ramp(path, "switch", color_name(req.rq.color), 0, req.rq.json);
+	/* A fleet change that a live node did not apply in time. */
+	if (json_get(ans, "converged") != NULL && !json_get_bool(ans, "converged", true)) {
+		const struct json *lag = json_get(ans, "lagging");
+
+		fprintf(stderr, "cutoverctl: the change stays in effect but not every live node "
+		    "applied it within fleet.timeout; lagging:");
+		for (size_t k = 0; lag != NULL && lag->type == JSON_ARRAY && k < lag->n; k++)
+			if (lag->items[k]->type == JSON_STRING)
+				fprintf(stderr, " %s", lag->items[k]->str);
+		fprintf(stderr, "\n");
+		rc = CTL_EXIT_LAGGING;
+	}
 out:
 	/* A full disk or a closed pipe on stdout must not pass for success. */
 	if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -6,9 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "config.h"
 #include "daemon.h"
 #include "log.h"
+#include "resolver.h"
 #include "tls.h"
 
 #ifndef SYSCONFDIR
@@ -27,8 +30,9 @@ usage(FILE *fp)
 	    "Blue/green HTTP/1.1 reverse proxy. Runs in the foreground, logs to stderr.\n"
 	    "\n"
 	    "  -c, --config FILE  configuration file (default %s)\n"
-	    "  -t, --test         check the configuration, print every error as\n"
-	    "                     FILE:LINE: message, exit 0 if valid, 1 if not\n"
+	    "  -t, --test         check the configuration (server names are resolved),\n"
+	    "                     print every error as FILE:LINE: message, exit 0 if\n"
+	    "                     valid, 1 if not\n"
 	    "  -V, --version      print the version and exit\n"
 	    "  -h, --help         print this help and exit\n"
 	    "\n"
@@ -36,6 +40,33 @@ usage(FILE *fp)
 	    "(at most switch.drain_timeout), then exit 0.\n"
 	    "See cutoverd(8) and cutover.conf(5).\n",
 	    DEFAULT_CONFIG);
+}
+
+/* -t: resolves every name; 0 when all resolve or dns.allow_unresolved. */
+static int
+test_names(const struct config *cfg)
+{
+	struct config_errors errs = {0};
+	struct event_base *base;
+	struct resolver *r;
+	size_t n, i;
+
+	log_set_level(LOG_LVL_ERR);
+	if ((base = event_base_new()) == NULL || (r = resolver_new(base, cfg)) == NULL) {
+		fprintf(stderr, "%s: cannot start the resolver\n", cfg->path);
+		if (base != NULL)
+			event_base_free(base);
+		return -1;
+	}
+	resolver_wait(r, RESOLVER_WAIT_MS(cfg));
+	n = resolver_unresolved(r, &errs);
+	for (i = 0; i < errs.n; i++)
+		fprintf(stderr, "%s%s\n", errs.msgs[i],
+		    cfg->dns.allow_unresolved ? " (allowed: dns.allow_unresolved)" : "");
+	config_errors_free(&errs);
+	resolver_free(r);
+	event_base_free(base);
+	return n > 0 && !cfg->dns.allow_unresolved ? -1 : 0;
 }
 
 int
@@ -97,6 +128,12 @@ main(int argc, char **argv)
 	config_errors_free(&errs);
 	if (test) {
 		config_errors_print(&cfg->warnings, stderr);
+		/* Names are resolved too (each lookup bounded by dns.timeout),
+		 * every one that does not resolve reported. */
+		if (config_nnames(cfg) > 0 && test_names(cfg) < 0) {
+			config_free(cfg);
+			return 1;
+		}
 		fprintf(stderr, "%s: configuration is valid\n", path);
 		config_free(cfg);
 		return 0;

@@ -26,6 +26,7 @@
 #include "duration.h"
 #include "engine.h"
 #include "fdlimit.h"
+#include "fleet.h"
 #include "generation.h"
 #include "health.h"
 #include "history.h"
@@ -34,7 +35,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "resolver.h"
 #include "state.h"
+#include "statuspage.h"
 #include "transition.h"
 #include "watchdog.h"
 #include "worker.h"
@@ -66,6 +69,7 @@ struct daemon {
 	struct control *control;
 	struct metrics *metrics;
 	struct metrics_server *metric_servers;
+	struct statuspage *statuspage; /* with metrics: the page's samples and history */
 	struct accesslog *accesslog;
 	char *history;
 	struct event_base *base;
@@ -84,6 +88,9 @@ struct daemon {
 	uint64_t watchdog_usec;
 	struct event *state_timer; /* engine_retry_save while the state is unsaved */
 	struct watchdog watchdog;
+	struct fleet *fleet; /* NULL without a fleet group */
+	struct resolver *resolver; /* NULL while no server is written by name */
+	bool dns_dirty; /* an answer changed while a reload or respin was being handed over */
 	bool stopping;
 };
 
@@ -111,12 +118,18 @@ static int build_metric_servers(struct daemon *d);
 static void on_guard_tick(evutil_socket_t fd, short what, void *arg);
 static void on_server_down(void *arg);
 static void daemon_post(struct daemon *d, unsigned msg);
+static int fleet_start(struct daemon *d, int *load_rc, struct state *st);
+static void guard_tick(struct daemon *d);
+static int start_resolver(struct daemon *d);
+static void on_dns_change(void *arg);
+static void dns_respin(struct daemon *d);
 
 /* The engine's effects (engine.h): the real state file, route, history, hooks and timers. */
 static uint64_t fx_mono_ms(void *arg);
 static int64_t fx_wall_ms(void *arg);
 static int fx_save_state(void *arg, const struct state *st, char *err, size_t errlen);
 static void fx_publish(void *arg, enum color active);
+static void fx_publish_ramp(void *arg, enum color active, enum color target, unsigned weight_bp);
 static void fx_record(void *arg, const struct history_entry *e);
 static void fx_notify(void *arg, enum color from, enum color to);
 static void fx_run_hook(void *arg, enum engine_hook hook, int from, int to, uint64_t generation,
@@ -132,6 +145,7 @@ static const struct engine_effects effects = {
 	.wall_ms = fx_wall_ms,
 	.save_state = fx_save_state,
 	.publish = fx_publish,
+	.publish_ramp = fx_publish_ramp,
 	.record = fx_record,
 	.notify = fx_notify,
 	.run_hook = fx_run_hook,
@@ -142,6 +156,7 @@ static const struct engine_effects effects = {
 	.interrupt = fx_interrupt,
 };
 static void fill_metrics(struct metrics_snapshot *snap, void *arg);
+static void status_json(struct jbuf *b, void *arg);
 static void reload_command(void *arg, struct control_conn *c, const struct control_caller *who);
 
 int
@@ -190,8 +205,13 @@ daemon_start(struct daemon *d)
 	engine_init(&d->engine, &effects, d, &ec, cfg->initial);
 	if (load_state(cfg, &st, &load_rc) < 0)
 		return -1;
+	if ((d->base = event_base_new()) == NULL)
+		goto oom;
+	/* Names are resolved before the first generation is built. */
+	if (config_nnames(cfg) > 0 && start_resolver(d) < 0)
+		return -1;
 	/* The first generation: built as a reload builds its own. */
-	if (generation_build(&d->live, cfg, NULL, d->nworkers, &errs) < 0) {
+	if (generation_build_named(&d->live, cfg, NULL, d->resolver, d->nworkers, &errs) < 0) {
 		for (size_t k = 0; k < errs.n; k++)
 			log_err("%s", errs.msgs[k]);
 		config_errors_free(&errs);
@@ -199,8 +219,9 @@ daemon_start(struct daemon *d)
 	}
 	if (generation_check(cfg, NULL, &errs) < 0)
 		return -1;
-	if ((d->base = event_base_new()) == NULL)
-		goto oom;
+	/* Before any signal or timer is on the loop: fleet_boot runs it. */
+	if (cfg->fleet.enabled && fleet_start(d, &load_rc, &st) < 0)
+		return -1;
 	d->sig_term = evsignal_new(d->base, SIGTERM, on_stop_signal, d);
 	d->sig_int = evsignal_new(d->base, SIGINT, on_stop_signal, d);
 	d->sig_hup = evsignal_new(d->base, SIGHUP, on_hup, d);
@@ -220,6 +241,8 @@ daemon_start(struct daemon *d)
 	    evsignal_add(d->sig_term, NULL) < 0 || evsignal_add(d->sig_int, NULL) < 0 ||
 	    evsignal_add(d->sig_hup, NULL) < 0 || evsignal_add(d->sig_usr1, NULL) < 0)
 		goto oom;
+	d->tx.fleet = d->fleet;
+	d->cmds.fleet = d->fleet;
 	d->tx.base = d->base;
 	d->tx.live = &d->live;
 	d->tx.engine = &d->engine;
@@ -233,6 +256,8 @@ daemon_start(struct daemon *d)
 	/* The route and the window, from the state file (or `initial`). */
 	if (engine_restore(&d->engine, load_rc, &st, cfg->initial) < 0)
 		return -1;
+	if (d->fleet != NULL)
+		fleet_run(d->fleet);
 	if (cfg->metrics.enabled) {
 		if (build_metric_servers(d) < 0)
 			goto oom;
@@ -244,6 +269,8 @@ daemon_start(struct daemon *d)
 	if ((d->health = health_new(d->base, &cfg->health, d->live.pools)) == NULL)
 		goto oom;
 	health_set_down_cb(d->health, on_server_down, d);
+	if (d->resolver != NULL)
+		resolver_set_change_cb(d->resolver, on_dns_change, d);
 	if ((d->workers = calloc(d->nworkers, sizeof(*d->workers))) == NULL)
 		goto oom;
 	d->cmds.base = d->base;
@@ -254,8 +281,15 @@ daemon_start(struct daemon *d)
 	d->cmds.workers = d->workers;
 	d->cmds.nworkers = d->nworkers;
 	d->cmds.history = d->history;
+	d->cmds.resolver = &d->resolver;
 	d->cmds.reload = reload_command;
 	d->cmds.arg = d;
+	if (d->metrics != NULL) {
+		if ((d->statuspage = statuspage_new(d->base, &d->cmds, fx_sample, d)) == NULL)
+			return -1;
+		metrics_set_status(d->metrics, status_json, d);
+		log_info("status page on http://%s/", cfg->metrics.listen.text);
+	}
 	if (cfg->access_log != NULL && (d->accesslog = accesslog_open(cfg->access_log)) == NULL) {
 		log_err("%s: access_log %s: %s", __func__, cfg->access_log, strerror(errno));
 		return -1;
@@ -302,6 +336,45 @@ fail:
 }
 
 /*
+ * In a fleet, etcd's KEY/state wins over the state file, which keeps only
+ * the last applied copy (saved here at once); the file is used when etcd
+ * cannot be reached at start, and with neither the daemon refuses to start,
+ * as with a corrupt state file: no color is ever guessed.
+ */
+static int
+fleet_start(struct daemon *d, int *load_rc, struct state *st)
+{
+	const struct config *cfg = d->live.cfg;
+	struct state est;
+	char err[512];
+	int rc;
+
+	if ((d->fleet = fleet_new(d->base, &cfg->fleet, &d->engine, err, sizeof(err))) == NULL) {
+		log_err("%s: fleet: %s", __func__, err);
+		return -1;
+	}
+	rc = fleet_boot(d->fleet, *load_rc, st, &est);
+	if (rc < 0)
+		return -1;
+	if (rc == 0) {
+		*st = est;
+		*load_rc = 0;
+		if (state_save(cfg->state_file, st, err, sizeof(err)) < 0)
+			log_err("%s: fleet: cannot keep etcd's state in the state file: %s", __func__, err);
+		return 0;
+	}
+	if (*load_rc == 1) {
+		log_err("%s: fleet: etcd is unreachable and there is no state file %s: refusing to start "
+		        "(no color is ever guessed)", __func__, cfg->state_file);
+		return -1;
+	}
+	log_warn("%s: fleet: etcd is unreachable at start: serving the state file's last applied copy "
+	         "(%s, generation %" PRIu64 ") until etcd answers", __func__, color_name(st->active),
+	    st->generation);
+	return 0;
+}
+
+/*
  * Reads the state file for engine_restore (which lets it win over
  * `initial`); a corrupt one stops startup, and so does a state directory
  * others could plant links in.
@@ -344,6 +417,9 @@ daemon_free(struct daemon *d)
 	if (d->accesslog != NULL)
 		accesslog_close(d->accesslog);
 	d->accesslog = NULL;
+	/* The fleet first: a change it is writing answers its caller. */
+	fleet_free(d->fleet);
+	d->fleet = NULL;
 	transition_cancel(&d->tx, "cutoverd is stopping");
 	hook_set_cancel_all(&d->hooks);
 	while ((wt = TAILQ_FIRST(&d->waiters)) != NULL) {
@@ -354,6 +430,7 @@ daemon_free(struct daemon *d)
 	control_free(d->control);
 	health_free(d->health);
 	metrics_free(d->metrics);
+	statuspage_free(d->statuspage);
 	free(d->metric_servers);
 	if (d->sig_term != NULL)
 		event_free(d->sig_term);
@@ -383,6 +460,7 @@ daemon_free(struct daemon *d)
 		event_free(d->state_timer);
 	/* Workers are gone: nothing uses the old generation any more. */
 	generation_free(&d->retired);
+	resolver_free(d->resolver);
 	if (d->base != NULL)
 		event_base_free(d->base);
 	route_publish(NULL);
@@ -439,6 +517,24 @@ fx_publish(void *arg, enum color active)
 	route_publish(&d->live.routes[active]);
 }
 
+/*
+ * A ramp step: one atomic store of a route that carries the weight. Out of
+ * memory (a few dozen bytes), the route stays as it was and the error is
+ * logged: a step that does not happen is safe.
+ */
+static void
+fx_publish_ramp(void *arg, enum color active, enum color target, unsigned weight_bp)
+{
+	struct daemon *d = arg;
+	struct route *r = generation_ramp_route(&d->live, active, target, weight_bp);
+
+	if (r == NULL) {
+		log_err("%s: out of memory: the route stays as it was", __func__);
+		return;
+	}
+	route_publish(r);
+}
+
 static void
 fx_record(void *arg, const struct history_entry *e)
 {
@@ -487,9 +583,21 @@ fx_servers(void *arg, enum color c, struct engine_servers *n)
 {
 	struct daemon *d = arg;
 
-	n->up = (unsigned)pool_healthy(d->live.pools[c]);
-	n->confirmed = (unsigned)pool_confirmed(d->live.pools[c]);
-	n->total = (unsigned)d->live.pools[c]->nservers;
+	const struct pool *p = d->live.pools[c];
+	size_t fresh = pool_fresh(p), min = d->live.cfg->sw.min_healthy;
+
+	/*
+	 * For the guard, a DNS answer is never the color's failure by itself:
+	 * an address it added counts neither way until `rise` checks confirm
+	 * it, and a color it left with fewer servers than min_healthy is
+	 * judged on those it has (they must all be up). A fresh server is
+	 * never up, so the count of up ones is over settled servers only.
+	 */
+	n->up = (unsigned)pool_healthy(p);
+	if (d->live.cfg->pools[c].nnames > 0 && p->nservers - fresh < min)
+		n->up += (unsigned)(min - (p->nservers - fresh));
+	n->confirmed = (unsigned)pool_confirmed(p);
+	n->total = (unsigned)p->nservers;
 }
 
 static void
@@ -517,6 +625,8 @@ on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	d->stopping = true;
+	if (d->fleet != NULL)
+		fleet_leave(d->fleet);
 	log_info("signal %d: stopping, draining requests in flight for at most %" PRIu64 "ms",
 	    (int)sig, ms);
 #ifdef HAVE_SYSTEMD
@@ -572,6 +682,8 @@ on_reap(evutil_socket_t fd, short what, void *arg)
 	for (i = 0; i < d->nworkers; i++)
 		if (!atomic_load(&d->workers[i].done))
 			return;
+	if (d->fleet != NULL && fleet_leaving(d->fleet))
+		return;
 	event_base_loopexit(d->base, NULL);
 }
 
@@ -605,7 +717,21 @@ on_guard_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	guard_tick(d);
+}
+
+/* The engine's tick; in a fleet, a rollback the guard made here goes to etcd. */
+static void
+guard_tick(struct daemon *d)
+{
+	uint64_t before = d->engine.switches[ENGINE_AUTO_ROLLBACK];
+
 	engine_tick(&d->engine);
+	if (d->fleet == NULL)
+		return;
+	if (d->engine.switches[ENGINE_AUTO_ROLLBACK] != before)
+		fleet_local_rollback(d->fleet, d->engine.verdict_reason);
+	fleet_tick(d->fleet);
 }
 
 /* A health check took a server down: judge the window now, not at the tick. */
@@ -614,7 +740,7 @@ on_server_down(void *arg)
 {
 	struct daemon *d = arg;
 
-	engine_tick(&d->engine);
+	guard_tick(d);
 }
 
 static void
@@ -650,6 +776,8 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 
 	memset(snap, 0, sizeof(*snap));
 	snap->active = d->engine.sw.active;
+	snap->ramp_weight_bp = engine_ramp_weight_bp(&d->engine);
+	snap->ramp_target = d->engine.ramp.target;
 	for (col = 0; col < COLOR_COUNT; col++) {
 		for (i = 0; i < d->nworkers; i++) {
 			const struct worker_stats *st = &d->workers[i].stats;
@@ -673,6 +801,26 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 	snap->switch_refused = d->engine.refused;
 	snap->servers = d->metric_servers;
 	snap->nservers = n;
+	if (d->fleet != NULL) {
+		struct fleet_metrics fm;
+
+		fleet_get_metrics(d->fleet, &fm);
+		snap->fleet = true;
+		snap->fleet_connected = fm.connected;
+		snap->fleet_nodes = fm.nodes;
+		snap->fleet_converged = fm.converged;
+		memcpy(snap->fleet_apply, fm.apply, sizeof(snap->fleet_apply));
+		snap->fleet_apply_sum_us = fm.apply_sum_us;
+	}
+}
+
+/* GET /status.json on metrics.listen. */
+static void
+status_json(struct jbuf *b, void *arg)
+{
+	struct daemon *d = arg;
+
+	statuspage_json(d->statuspage, b);
 }
 
 /* Runs a notification hook if configured; its result is only logged. */
@@ -816,7 +964,7 @@ build_metric_servers(struct daemon *d)
 	for (i = 0; i < COLOR_COUNT; i++)
 		for (k = 0; k < d->live.pools[i]->nservers; k++, n++) {
 			d->metric_servers[n].color = (enum color)i;
-			d->metric_servers[n].address = d->live.pools[i]->servers[k].addr.text;
+			d->metric_servers[n].address = server_label(&d->live.pools[i]->servers[k]);
 		}
 	return 0;
 }
@@ -825,7 +973,7 @@ build_metric_servers(struct daemon *d)
 static bool
 reload_pending(const struct daemon *d)
 {
-	return d->retired.cfg != NULL;
+	return d->retired.routes != NULL;
 }
 
 /*
@@ -857,7 +1005,19 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 #ifdef HAVE_SYSTEMD
 	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_mono_ms() * 1000ull);
 #endif
-	if (generation_build(&gen, next, &d->live, d->nworkers, errs) < 0)
+	/* The reload's names: those it keeps keep their answers, new ones
+	 * are looked up now and join when they answer. */
+	if (config_nnames(next) > 0 && d->resolver == NULL) {
+		if ((d->resolver = resolver_new(d->base, next)) == NULL) {
+			config_errors_add(errs, "%s: reload: cannot start the resolver", next->path);
+			goto fail;
+		}
+		resolver_set_change_cb(d->resolver, on_dns_change, d);
+	} else if (d->resolver != NULL && resolver_set_names(d->resolver, next) < 0) {
+		config_errors_add(errs, "%s: reload: out of memory", next->path);
+		goto fail;
+	}
+	if (generation_build_named(&gen, next, &d->live, d->resolver, d->nworkers, errs) < 0)
 		goto fail;
 	if ((health = health_new(d->base, &next->health, gen.pools)) == NULL) {
 		config_errors_add(errs, "%s: reload: out of memory", next->path);
@@ -891,6 +1051,8 @@ daemon_reload(struct daemon *d, struct config_errors *errs)
 fail:
 	/* gen holds next (and whatever was built on it). */
 	generation_free(&gen);
+	if (d->resolver != NULL && resolver_set_names(d->resolver, d->live.cfg) < 0)
+		log_err("%s: reload: out of memory restoring the names to resolve", __func__);
 #ifdef HAVE_SYSTEMD
 	sd_notify(0, "READY=1");
 #endif
@@ -910,6 +1072,107 @@ on_retire(evutil_socket_t fd, short what, void *arg)
 	event_del(d->retire_timer);
 	if (d->reload_queued)
 		run_queued_reload(d);
+	if (d->dns_dirty && !reload_pending(d))
+		dns_respin(d);
+}
+
+/*
+ * Resolves the names of the configuration before the first generation is
+ * built (the loop runs nothing else yet): a name without an address stops
+ * the start unless dns.allow_unresolved, and every such name is logged.
+ */
+static int
+start_resolver(struct daemon *d)
+{
+	const struct config *cfg = d->live.cfg;
+	struct config_errors errs = {0};
+	size_t k;
+
+	if ((d->resolver = resolver_new(d->base, cfg)) == NULL)
+		return -1;
+	resolver_wait(d->resolver, RESOLVER_WAIT_MS(cfg));
+	if (resolver_unresolved(d->resolver, &errs) > 0) {
+		for (k = 0; k < errs.n; k++) {
+			if (cfg->dns.allow_unresolved)
+				log_warn("%s; starting without its addresses (dns.allow_unresolved)", errs.msgs[k]);
+			else
+				log_err("%s", errs.msgs[k]);
+		}
+		config_errors_free(&errs);
+		if (!cfg->dns.allow_unresolved) {
+			log_err("%s: a server name does not resolve (dns.allow_unresolved = true starts anyway)",
+			    __func__);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* A name's addresses changed: the colors' servers follow, now or after the hand-over under way. */
+static void
+on_dns_change(void *arg)
+{
+	struct daemon *d = arg;
+
+	if (d->stopping)
+		return;
+	if (reload_pending(d)) {
+		d->dns_dirty = true;
+		return;
+	}
+	dns_respin(d);
+}
+
+/*
+ * New pools over the same configuration, handed to the workers as a reload
+ * hands its own: requests in flight finish on the pools they hold, idle
+ * connections to the old pools are closed, addresses that stay keep their
+ * health, new ones start down (health.rise checks bring them in). The route
+ * of the active color is published again; nothing else changes (no switch
+ * under way is interrupted).
+ */
+static void
+dns_respin(struct daemon *d)
+{
+	struct generation gen;
+	struct health *health;
+
+	d->dns_dirty = false;
+	if (generation_respin(&gen, &d->live, d->resolver, d->nworkers) < 0) {
+		log_err("%s: out of memory: the servers stay as they were", __func__);
+		return;
+	}
+	if ((health = health_new(d->base, &d->live.cfg->health, gen.pools)) == NULL) {
+		generation_free(&gen);
+		log_err("%s: out of memory: the servers stay as they were", __func__);
+		return;
+	}
+	health_carry(health, d->health);
+	health_free(d->health);
+	d->health = health;
+	health_set_down_cb(d->health, on_server_down, d);
+	/* The new route first: a worker taking the hand-over moves its idle
+	 * connections to the addresses that stay into the pools it finds there. */
+	{
+		struct route *r = NULL;
+
+		/* During a ramp, the ramp's route of the new pools (its weight kept). */
+		if (d->engine.ramp.on)
+			r = generation_ramp_route(&gen, d->engine.sw.active, d->engine.ramp.target,
+			    engine_ramp_weight_bp(&d->engine));
+		route_publish(r != NULL ? r : &gen.routes[d->engine.sw.active]);
+	}
+	generation_hand_over(&d->live, &gen, &d->retired, ++d->epoch, d->workers, d->nworkers);
+	engine_publish(&d->engine);
+	{
+		struct timeval tv = {0, 20 * 1000};
+
+		event_add(d->retire_timer, &tv);
+	}
+	if (d->metrics != NULL && build_metric_servers(d) < 0)
+		log_err("%s: out of memory for the metrics server list", __func__);
+	log_info("dns: servers now blue %zu, green %zu", d->live.pools[COLOR_BLUE]->nservers,
+	    d->live.pools[COLOR_GREEN]->nservers);
 }
 
 /* The `reload` command: applied now, or queued behind the one being applied. */

@@ -40,6 +40,9 @@ struct deploy {
 	char timeout_text[32];
 	uint64_t generation;    /* the current one; ours after the switch */
 	struct progress pg;     /* the switch and the window, on stderr */
+	const unsigned *ramp_steps; /* deploy --ramp, when ramp_nsteps > 0 */
+	unsigned ramp_nsteps;
+	uint64_t ramp_step_ms;
 };
 
 static void say(struct deploy *dp, const char *fmt, ...)
@@ -58,12 +61,22 @@ int
 deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
     const struct deploy_printers *pr)
 {
+	return deploy_run_ramp(path, cmd, timeout_ms, pr, NULL, 0, 0);
+}
+
+int
+deploy_run_ramp(const char *path, const char *cmd, uint64_t timeout_ms,
+    const struct deploy_printers *pr, const unsigned *steps, unsigned nsteps, uint64_t step_ms)
+{
 	struct deploy dp;
 	struct json *st = NULL;
 	const char *state;
 	int rc;
 
 	memset(&dp, 0, sizeof(dp));
+	dp.ramp_steps = steps;
+	dp.ramp_nsteps = nsteps;
+	dp.ramp_step_ms = step_ms;
 	dp.path = path;
 	dp.pr = pr;
 	dp.timeout_ms = timeout_ms;
@@ -94,6 +107,10 @@ deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
 	if (json_get_bool(st, "switching", false)) {
 		json_free(st);
 		return deploy_fail(&dp, "another switch is in progress");
+	}
+	if (strcmp(state, "ramping") == 0) {
+		json_free(st);
+		return deploy_fail(&dp, "a ramp is in progress; commit it or roll it back first");
 	}
 	json_free(st);
 	say(&dp, "%s is live (generation %" PRIu64 "); deploying to %s", dp.from,
@@ -264,6 +281,12 @@ deploy_switch(struct deploy *dp)
 	rq.has_arg = true;
 	rq.flags = COMMAND_F_IF_GEN;
 	rq.if_gen = dp->generation;
+	if (dp->ramp_nsteps > 0) {
+		rq.flags |= COMMAND_F_RAMP | (dp->ramp_step_ms > 0 ? COMMAND_F_STEP : 0);
+		memcpy(rq.ramp_steps, dp->ramp_steps, dp->ramp_nsteps * sizeof(*dp->ramp_steps));
+		rq.ramp_nsteps = dp->ramp_nsteps;
+		rq.step_ms = dp->ramp_step_ms;
+	}
 	jbuf_init(&line);
 	if (color_parse(dp->target, &rq.color) < 0 ||
 	    command_format(&rq, &line) < 0 || line.oom) {
@@ -295,6 +318,22 @@ deploy_switch(struct deploy *dp)
 		    "switch refused"), dp->from);
 		json_free(ans);
 		return rc;
+	}
+	if (dp->ramp_nsteps > 0) {
+		if (json_get(ans, "ramp") == NULL) {
+			json_free(ans);
+			return deploy_fail(dp, "the ramp to %s did not start", dp->target);
+		}
+		say(dp, "%s", json_get_str(ans, "message", "ramp started"));
+		json_free(ans);
+		if ((rc = deploy_follow_ramp(dp->path, "deploy", dp->target, dp->timeout_ms, false)) != CTL_EXIT_DONE)
+			return rc;
+		if ((rc = deploy_status(dp, &ans)) != CTL_EXIT_DONE)
+			return rc;
+		dp->generation = (uint64_t)json_get_num(ans, "generation", 0);
+		json_free(ans);
+		say(dp, "following the safety window");
+		return CTL_EXIT_DONE;
 	}
 	if (!json_get_bool(ans, "changed", true) ||
 	    strcmp(json_get_str(ans, "active", ""), dp->target) != 0) {
@@ -379,6 +418,84 @@ deploy_follow(struct deploy *dp)
 	}
 }
 
+
+int
+deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms, bool quiet)
+{
+	int64_t deadline = timeout_ms > 0 ? duration_add_signed((int64_t)clock_mono_ms(), timeout_ms) : -1;
+	long long last_pct = -1;
+	int last_holding = -1;
+	char last_note[512] = "";
+	struct progress pg;
+	int rc;
+
+	/* The live line (step, time left) on stderr; milestones on stdout. */
+	progress_init(&pg, who, stderr);
+
+	for (;;) {
+		struct json *st = NULL;
+		const struct json *ramp;
+		const char *active;
+
+		if ((rc = ctl_call(path, "status", &st)) != CTL_EXIT_DONE)
+			return rc;
+		if (!json_get_bool(st, "ok", false)) {
+			fprintf(stderr, "cutoverctl: %s: status: %s\n", who,
+			    json_get_str(st, "error", "request failed"));
+			json_free(st);
+			return CTL_EXIT_FAILED;
+		}
+		ramp = json_get(st, "ramp");
+		active = json_get_str(st, "active", "?");
+		if (ramp == NULL || ramp->type != JSON_OBJECT) {
+			progress_break(&pg);
+			if (strcmp(active, target) == 0) {
+				if (!quiet)
+					printf("%s: ramp completed: %s takes every request (generation %lld)\n", who,
+					    target, (long long)json_get_num(st, "generation", 0));
+				fflush(stdout);
+				json_free(st);
+				return CTL_EXIT_DONE;
+			}
+			fflush(stdout);
+			fprintf(stderr, "cutoverctl: %s: ramp to %s rolled back: %s; %s takes every request\n",
+			    who, target, json_get_str(st, "verdict_reason", "see cutoverctl history"), active);
+			json_free(st);
+			return CTL_EXIT_FAILED;
+		}
+		{
+			long long pct = (long long)json_get_num(ramp, "weight_pct", 0);
+			int holding = json_get_bool(ramp, "holding", false) ? 1 : 0;
+
+			if (pct != last_pct || (holding && holding != last_holding))
+				progress_break(&pg);
+			if (pct != last_pct && !quiet)
+				printf("%s: ramp: %s at %lld%% (step %lld of %zu)%s%s\n", who, target, pct,
+				    (long long)json_get_num(ramp, "step", 0),
+				    json_get(ramp, "steps") != NULL ? json_get(ramp, "steps")->n : (size_t)0,
+				    last_pct >= 0 && last_note[0] != '\0' ? "; the step before: " : "",
+				    last_pct >= 0 ? last_note : "");
+			if (holding && holding != last_holding && !quiet)
+				printf("%s: ramp: %s\n", who, json_get_str(ramp, "analysis", "holding"));
+			if (pct != last_pct && deadline >= 0)
+				deadline = duration_add_signed((int64_t)clock_mono_ms(), timeout_ms);
+			last_pct = pct;
+			last_holding = holding;
+			snprintf(last_note, sizeof(last_note), "%s", json_get_str(ramp, "analysis", ""));
+			fflush(stdout);
+			if (!quiet)
+				progress_show(&pg, st);
+		}
+		json_free(st);
+		if (deadline >= 0 && (int64_t)clock_mono_ms() >= deadline) {
+			progress_break(&pg);
+			fprintf(stderr, "cutoverctl: %s: timed out following the ramp to %s; it goes on\n", who,
+			    target);
+			return CTL_EXIT_FAILED;
+		}
+		sleep_ms(PROGRESS_POLL_MS);
+	}
+}
 
 static bool
 color_ok(const char *s)

@@ -21,6 +21,7 @@
  * updating line on a terminal, a line per change elsewhere.
  */
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -54,5 +55,26 @@ struct deploy_printers {
  */
 int deploy_run(const char *path, const char *cmd, uint64_t timeout_ms,
     const struct deploy_printers *pr) __attribute__((warn_unused_result));
+
+/*
+ * deploy --ramp STEPS [--step T]: the same flow with step 4 a ramp
+ * ("switch TARGET --ramp STEPS [--step T] --if-gen G"), followed step by
+ * step (each step and its analysis printed as it goes) before the safety
+ * window of the 100 % switch is followed as above. nsteps 0: deploy_run.
+ */
+int deploy_run_ramp(const char *path, const char *cmd, uint64_t timeout_ms,
+    const struct deploy_printers *pr, const unsigned *steps, unsigned nsteps, uint64_t step_ms)
+    __attribute__((warn_unused_result));
+
+/*
+ * Follows a ramp to target that the daemon has started, asking for status
+ * every PROGRESS_POLL_MS: prints "WHO: ramp: ..." on stdout each time the
+ * weight or the analysis's holding changes. Returns CTL_EXIT_DONE once the
+ * ramp reached 100 % (target active), CTL_EXIT_FAILED after printing why
+ * when it was rolled back or timeout_ms (0: none) passed on one step, or
+ * an exit status from ctl_call. quiet: no lines on stdout (--json).
+ */
+int deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms,
+    bool quiet) __attribute__((warn_unused_result));
 
 #endif

@@ -15,9 +15,18 @@ static void set_limits(struct engine *e, const struct engine_config *cfg);
 static enum switch_verdict decide(const struct engine *e, struct engine_request *rq, char *reason,
     size_t len);
 static int commit_change(struct engine *e, enum color target, enum engine_trigger trigger,
-    const char *reason, const struct engine_caller *who, char *err, size_t errlen);
-static int save(struct engine *e, const struct switcher *sw, int64_t switched_at_ms, char *err,
-    size_t errlen);
+    const char *reason, const struct engine_caller *who, bool stable, char *err, size_t errlen);
+static int save(struct engine *e, const struct switcher *sw, int64_t switched_at_ms,
+    const struct engine_ramp *ramp, char *err, size_t errlen);
+static void publish(struct engine *e);
+static enum switch_verdict ramp_begin(struct engine *e, struct engine_request *rq, char *msg,
+    size_t msglen);
+static void ramp_tick(struct engine *e, uint64_t now, const struct guard_sample cur[COLOR_COUNT]);
+static void ramp_advance(struct engine *e, uint64_t now, const struct guard_sample cur[COLOR_COUNT],
+    const char *why);
+static int ramp_end(struct engine *e, enum engine_trigger trigger, const char *reason,
+    const struct engine_caller *who, char *err, size_t errlen);
+static void ramp_steps_text(const struct engine_ramp *r, char *buf, size_t len);
 static void state_unsaved(struct engine *e, const char *err);
 static void record(struct engine *e, const char *event, int from, int to, const char *trigger,
     const char *reason, const struct engine_caller *who);
@@ -27,6 +36,10 @@ static void set_verdict(struct engine *e, enum window_verdict v, const char *rea
 static void refusal(struct engine *e, const struct engine_request *rq, const char *reason, char *msg,
     size_t msglen);
 static void trim_utf8(char *s);
+static void state_of(const struct engine *e, const struct switcher *sw, int64_t switched_at_ms,
+    const struct engine_ramp *ramp, struct state *st);
+static void record_as(struct engine *e, const char *event, int from, int to, const char *trigger,
+    const char *reason, long uid, long pid, const char *node);
 
 void
 engine_init(struct engine *e, const struct engine_effects *fx, void *arg,
@@ -65,8 +78,29 @@ engine_restore(struct engine *e, int load_rc, const struct state *st, enum color
 			e->sw.window_end_ms = duration_add(e->fx->mono_ms(e->arg),
 			    (uint64_t)st->window_end_ms - (uint64_t)wall);
 		}
+		if (st->ramping && st->ramp_target != st->active && st->ramp_nsteps <= RAMP_MAX_STEPS &&
+		    st->ramp_step < st->ramp_nsteps) {
+			/* A ramp resumes at the step it was on, never higher, for
+			 * a whole step: the analysis starts again from here. */
+			struct engine_ramp *r = &e->ramp;
+
+			memset(r, 0, sizeof(*r));
+			r->on = true;
+			r->target = st->ramp_target;
+			memcpy(r->steps, st->ramp_steps, sizeof(r->steps));
+			r->nsteps = st->ramp_nsteps;
+			r->step = st->ramp_step;
+			r->step_ms = st->ramp_step_ms;
+			r->step_end_ms = duration_add(e->fx->mono_ms(e->arg), r->step_ms);
+			/* The counters start at zero with the process, as r->start
+			 * does (the workers do not run yet: nothing to sample). */
+			snprintf(r->note, sizeof(r->note), "resumed after a restart at step %u of %u", r->step + 1,
+			    r->nsteps);
+			log_info("%s: ramp to %s resumed at %u%% (step %u of %u)", __func__,
+			    color_name(r->target), r->steps[r->step], r->step + 1, r->nsteps);
+		}
 	}
-	e->fx->publish(e->arg, e->sw.active);
+	publish(e);
 	arm_window(e);
 	return 0;
 }
@@ -78,7 +112,7 @@ engine_reconfigure(struct engine *e, const struct engine_config *cfg)
 		e->fx->interrupt(e->arg, "interrupted by a configuration reload");
 	e->busy = false;
 	set_limits(e, cfg);
-	e->fx->publish(e->arg, e->sw.active);
+	publish(e);
 }
 
 /* The guards' rings of samples carry over; only the limits change. */
@@ -112,6 +146,16 @@ engine_prepare(struct engine *e, struct engine_request *rq, char *msg, size_t ms
 		refusal(e, rq, "another switch is in progress", msg, msglen);
 		return SWITCH_REFUSED;
 	}
+	if (rq->ramp_nsteps > 0 && e->ramp.on) {
+		snprintf(reason, sizeof(reason), "a ramp to %s is in progress (commit or roll it back first)",
+		    color_name(e->ramp.target));
+		refusal(e, rq, reason, msg, msglen);
+		return SWITCH_REFUSED;
+	}
+	if (rq->ramp_nsteps > 0 && e->sw.state == SWITCHER_OBSERVING) {
+		refusal(e, rq, "a safety window is open (commit it or let it end first)", msg, msglen);
+		return SWITCH_REFUSED;
+	}
 	v = decide(e, rq, reason, sizeof(reason));
 	if (v == SWITCH_REFUSED)
 		refusal(e, rq, reason, msg, msglen);
@@ -136,8 +180,10 @@ engine_switch(struct engine *e, struct engine_request *rq, char *msg, size_t msg
 			engine_refuse(e, rq, reason, msg, msglen);
 		return v;
 	}
+	if (rq->ramp_nsteps > 0)
+		return ramp_begin(e, rq, msg, msglen);
 	if (commit_change(e, rq->target, rq->rollback ? ENGINE_ROLLBACK : ENGINE_MANUAL,
-	        rq->force ? "forced" : NULL, &rq->who, err, sizeof(err)) < 0) {
+	        rq->force ? "forced" : NULL, &rq->who, false, err, sizeof(err)) < 0) {
 		snprintf(reason, sizeof(reason), "cannot write state: %s", err);
 		engine_refuse(e, rq, reason, msg, msglen);
 		return SWITCH_REFUSED;
@@ -212,13 +258,35 @@ engine_commit(struct engine *e, const struct engine_caller *who, char *msg, size
 	char err[512];
 
 	msg[0] = '\0';
+	if (e->ramp.on) {
+		enum color from = e->sw.active, to = e->ramp.target;
+		char why[256];
+
+		snprintf(why, sizeof(why), "ramp committed at %u%% by uid %ld", e->ramp.steps[e->ramp.step],
+		    who->uid);
+		if (e->busy && e->fx->interrupt != NULL)
+			e->fx->interrupt(e->arg, "interrupted by a commit of the ramp");
+		e->busy = false;
+		if (commit_change(e, to, ENGINE_MANUAL, why, who, true, err, sizeof(err)) < 0) {
+			snprintf(msg, msglen, "commit refused: cannot write state: %s", err);
+			trim_utf8(msg);
+			record(e, "refused", -1, (int)to, "manual", msg, who);
+			return SWITCH_REFUSED;
+		}
+		set_verdict(e, WINDOW_COMMITTED, why);
+		record(e, "commit", -1, (int)e->sw.active, "manual", why, who);
+		hook(e, ENGINE_HOOK_POST_SWITCH, (int)from, (int)to, "ramp committed");
+		hook(e, ENGINE_HOOK_WINDOW_END, (int)from, (int)to, "commit");
+		snprintf(msg, msglen, "ramp committed: %s takes every request", color_name(to));
+		return SWITCH_GO;
+	}
 	if (!switcher_end_window(&next)) {
 		snprintf(msg, msglen, "no safety window is open");
 		return SWITCH_NOOP;
 	}
 	/* Durable first: a restart must not reopen a window the operator
 	 * closed, nor let the guard roll back a release they committed. */
-	if (save(e, &next, e->switched_at_ms, err, sizeof(err)) < 0) {
+	if (save(e, &next, e->switched_at_ms, NULL, err, sizeof(err)) < 0) {
 		snprintf(msg, msglen, "commit refused: cannot write state: %s", err);
 		trim_utf8(msg);
 		log_err("%s: %s (uid %ld pid %ld); the safety window stays open", __func__, msg, who->uid, who->pid);
@@ -266,7 +334,7 @@ engine_auto_rollback(struct engine *e, enum guard_trigger trigger, const char *r
 		return;
 	}
 	/* Cannot fail: an automatic rollback goes ahead even unsaved. */
-	(void)commit_change(e, to, ENGINE_AUTO_ROLLBACK, reason, NULL, err, sizeof(err));
+	(void)commit_change(e, to, ENGINE_AUTO_ROLLBACK, reason, NULL, true, err, sizeof(err));
 	set_verdict(e, WINDOW_ROLLED_BACK, reason);
 	hook(e, ENGINE_HOOK_ROLLBACK, (int)from, (int)to, reason);
 }
@@ -275,16 +343,18 @@ void
 engine_tick(struct engine *e)
 {
 	uint64_t now = e->fx->mono_ms(e->arg);
-	struct guard_sample smp;
+	struct guard_sample smp[COLOR_COUNT];
 	struct engine_servers n;
 	enum guard_trigger trig;
 	char reason[512];
 	int c;
 
 	for (c = 0; c < COLOR_COUNT; c++) {
-		e->fx->sample(e->arg, (enum color)c, &smp);
-		guard_add(&e->guards[c], now, &smp);
+		e->fx->sample(e->arg, (enum color)c, &smp[c]);
+		guard_add(&e->guards[c], now, &smp[c]);
 	}
+	if (e->ramp.on)
+		ramp_tick(e, now, smp);
 	if (e->sw.state != SWITCHER_OBSERVING || !e->cfg.auto_rollback || e->guard_tripped)
 		return;
 	memset(&n, 0, sizeof(n));
@@ -327,7 +397,7 @@ engine_retry_save(struct engine *e)
 
 	if (!e->unsaved)
 		return;
-	if (save(e, &e->sw, e->switched_at_ms, err, sizeof(err)) == 0)
+	if (save(e, &e->sw, e->switched_at_ms, &e->ramp, err, sizeof(err)) == 0)
 		return;
 	if (e->retry_ms < ENGINE_STATE_RETRY_MAX_MS)
 		e->retry_ms = e->retry_ms * 2 > ENGINE_STATE_RETRY_MAX_MS ? ENGINE_STATE_RETRY_MAX_MS
@@ -342,7 +412,7 @@ engine_save_now(struct engine *e, char *err, size_t errlen)
 {
 	if (!e->unsaved)
 		return 0;
-	return save(e, &e->sw, e->switched_at_ms, err, errlen);
+	return save(e, &e->sw, e->switched_at_ms, &e->ramp, err, errlen);
 }
 
 uint64_t
@@ -374,7 +444,7 @@ engine_trigger_name(enum engine_trigger t)
  */
 static int
 commit_change(struct engine *e, enum color target, enum engine_trigger trigger, const char *reason,
-    const struct engine_caller *who, char *err, size_t errlen)
+    const struct engine_caller *who, bool stable, char *err, size_t errlen)
 {
 	enum color from = e->sw.active;
 	uint64_t now = e->fx->mono_ms(e->arg);
@@ -386,13 +456,15 @@ commit_change(struct engine *e, enum color target, enum engine_trigger trigger, 
 	char why[768];
 
 	switcher_commit(&next, target, now);
-	if (trigger == ENGINE_AUTO_ROLLBACK) {
-		/* Back on the known-good color: nothing left to observe. */
+	if (stable) {
+		/* Back on the known-good color (or a committed ramp): nothing
+		 * left to observe. */
 		next.state = SWITCHER_STABLE;
 		next.window_end_ms = 0;
 	}
 	switched_at = e->fx->wall_ms(e->arg);
-	if (save(e, &next, switched_at, err, errlen) < 0) {
+	/* A switch ends a ramp: the state saved has none. */
+	if (save(e, &next, switched_at, NULL, err, errlen) < 0) {
 		if (trigger != ENGINE_AUTO_ROLLBACK) {
 			log_err("%s: switch to %s not done: %s", __func__, color_name(target), err);
 			return -1;
@@ -405,7 +477,8 @@ commit_change(struct engine *e, enum color target, enum engine_trigger trigger, 
 	baseline = guard_window_p99(&e->guards[from], now);
 	e->sw = next;
 	e->switched_at_ms = switched_at;
-	e->fx->publish(e->arg, e->sw.active);
+	e->ramp.on = false;
+	publish(e);
 	e->switches[trigger]++;
 	log_info("%s: %s -> %s, generation %" PRIu64 "%s%s%s", engine_trigger_name(trigger),
 	    color_name(from), color_name(target), e->sw.generation, reason ? " (" : "",
@@ -429,20 +502,12 @@ commit_change(struct engine *e, enum color target, enum engine_trigger trigger, 
 
 /* Saves the state sw describes; a success ends a pending retry. */
 static int
-save(struct engine *e, const struct switcher *sw, int64_t switched_at_ms, char *err, size_t errlen)
+save(struct engine *e, const struct switcher *sw, int64_t switched_at_ms, const struct engine_ramp *ramp,
+    char *err, size_t errlen)
 {
 	struct state st;
 
-	memset(&st, 0, sizeof(st));
-	st.active = sw->active;
-	st.has_previous = sw->has_previous;
-	st.previous = sw->previous;
-	st.generation = sw->generation;
-	st.switched_at_ms = switched_at_ms;
-	/* The window's end as wall clock, so that it survives a restart. */
-	st.window_end_ms = sw->state == SWITCHER_OBSERVING
-	    ? duration_add_signed(e->fx->wall_ms(e->arg), switcher_window_left(sw, e->fx->mono_ms(e->arg)))
-	    : 0;
+	state_of(e, sw, switched_at_ms, ramp, &st);
 	if (e->fx->save_state(e->arg, &st, err, errlen) < 0)
 		return -1;
 	if (e->unsaved) {
@@ -453,6 +518,145 @@ save(struct engine *e, const struct switcher *sw, int64_t switched_at_ms, char *
 		log_info("%s: state file saved again (generation %" PRIu64 ")", __func__, sw->generation);
 	}
 	return 0;
+}
+
+/* The state sw describes. */
+static void
+state_of(const struct engine *e, const struct switcher *sw, int64_t switched_at_ms,
+    const struct engine_ramp *ramp, struct state *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->active = sw->active;
+	st->has_previous = sw->has_previous;
+	st->previous = sw->previous;
+	st->generation = sw->generation;
+	st->switched_at_ms = switched_at_ms;
+	/* The window's end as wall clock, so that it survives a restart. */
+	st->window_end_ms = sw->state == SWITCHER_OBSERVING
+	    ? duration_add_signed(e->fx->wall_ms(e->arg), switcher_window_left(sw, e->fx->mono_ms(e->arg)))
+	    : 0;
+	if (ramp != NULL && ramp->on) {
+		st->ramping = true;
+		st->ramp_target = ramp->target;
+		memcpy(st->ramp_steps, ramp->steps, sizeof(st->ramp_steps));
+		st->ramp_nsteps = ramp->nsteps;
+		st->ramp_step = ramp->step;
+		st->ramp_step_ms = ramp->step_ms;
+	}
+}
+
+void
+engine_state(const struct engine *e, struct state *st)
+{
+	state_of(e, &e->sw, e->switched_at_ms, &e->ramp, st);
+}
+
+enum switch_verdict
+engine_plan(struct engine *e, struct engine_request *rq, struct state *next, char *msg,
+    size_t msglen)
+{
+	struct switcher sw = e->sw;
+	enum switch_verdict v;
+	char reason[768];
+
+	msg[0] = '\0';
+	v = decide(e, rq, reason, sizeof(reason));
+	if (v != SWITCH_GO) {
+		e->busy = false;
+		if (v == SWITCH_REFUSED)
+			engine_refuse(e, rq, reason, msg, msglen);
+		return v;
+	}
+	switcher_commit(&sw, rq->target, e->fx->mono_ms(e->arg));
+	state_of(e, &sw, e->fx->wall_ms(e->arg), NULL, next);
+	return SWITCH_GO;
+}
+
+bool
+engine_plan_commit(const struct engine *e, struct state *next)
+{
+	struct switcher sw = e->sw;
+
+	if (!switcher_end_window(&sw))
+		return false;
+	state_of(e, &sw, e->switched_at_ms, NULL, next);
+	return true;
+}
+
+bool
+engine_apply(struct engine *e, const struct state *st, const struct engine_origin *o, bool force)
+{
+	enum color from = e->sw.active;
+	uint64_t now = e->fx->mono_ms(e->arg);
+	int64_t wall = e->fx->wall_ms(e->arg);
+	struct switcher next = e->sw;
+	struct guard_sample sample;
+	enum engine_trigger trigger;
+	double baseline;
+	bool rollback = strcmp(o->event, "rollback") == 0;
+	bool auto_rb = o->trigger != NULL && strcmp(o->trigger, "auto-rollback") == 0;
+	char err[512];
+
+	if (!force && st->generation == e->sw.generation && st->active == e->sw.active &&
+	    st->has_previous == e->sw.has_previous &&
+	    (!st->has_previous || st->previous == e->sw.previous)) {
+		/* The same switch: only a commit (the window ended) is news. */
+		if (e->sw.state != SWITCHER_OBSERVING || st->window_end_ms > wall)
+			return false;
+		next = e->sw;
+		(void)switcher_end_window(&next);
+		if (save(e, &next, e->switched_at_ms, NULL, err, sizeof(err)) < 0)
+			state_unsaved(e, err);
+		e->sw = next;
+		arm_window(e);
+		set_verdict(e, WINDOW_COMMITTED, "committed");
+		log_info("fleet: safety window ended by %s; %s is stable", o->node != NULL ? o->node : "?",
+		    color_name(e->sw.active));
+		record_as(e, "commit", -1, (int)e->sw.active, o->trigger, o->reason, o->uid, o->pid,
+		    o->node);
+		hook(e, ENGINE_HOOK_WINDOW_END, e->sw.has_previous ? (int)e->sw.previous : -1,
+		    (int)e->sw.active, "commit");
+		return true;
+	}
+	switcher_init(&next, st->active, st->generation, e->cfg.min_healthy, e->cfg.safety_window_ms);
+	next.has_previous = st->has_previous;
+	next.previous = st->previous;
+	if (st->window_end_ms > wall) {
+		next.state = SWITCHER_OBSERVING;
+		next.window_end_ms = duration_add(now, (uint64_t)st->window_end_ms - (uint64_t)wall);
+	}
+	/* A fleet change ends a ramp this node ran alone (--local). */
+	if (save(e, &next, st->switched_at_ms, NULL, err, sizeof(err)) < 0)
+		state_unsaved(e, err);
+	baseline = guard_window_p99(&e->guards[from], now);
+	e->sw = next;
+	e->switched_at_ms = st->switched_at_ms;
+	e->ramp.on = false;
+	publish(e);
+	trigger = auto_rb ? ENGINE_AUTO_ROLLBACK : rollback ? ENGINE_ROLLBACK : ENGINE_MANUAL;
+	if (from != e->sw.active)
+		e->switches[trigger]++;
+	log_info("fleet: applied generation %" PRIu64 " from %s: %s -> %s (%s, %s)%s%s",
+	    e->sw.generation, o->node != NULL ? o->node : "?", color_name(from),
+	    color_name(e->sw.active), o->event, o->trigger != NULL ? o->trigger : "?",
+	    o->reason != NULL ? ": " : "", o->reason != NULL ? o->reason : "");
+	record_as(e, o->event, (int)from, (int)e->sw.active, o->trigger, o->reason, o->uid, o->pid,
+	    o->node);
+	if (from != e->sw.active)
+		e->fx->notify(e->arg, from, e->sw.active);
+	if (e->sw.state == SWITCHER_OBSERVING) {
+		e->fx->sample(e->arg, e->sw.active, &sample);
+		guard_start(&e->guards[e->sw.active], now, &sample, baseline);
+		e->guard_tripped = false;
+		set_verdict(e, WINDOW_NONE, "");
+	} else if (auto_rb) {
+		set_verdict(e, WINDOW_ROLLED_BACK, o->reason != NULL ? o->reason : "auto-rollback");
+	}
+	arm_window(e);
+	if (from != e->sw.active)
+		hook(e, rollback ? ENGINE_HOOK_ROLLBACK : ENGINE_HOOK_POST_SWITCH, (int)from,
+		    (int)e->sw.active, o->reason != NULL ? o->reason : o->event);
+	return true;
 }
 
 /*
@@ -479,6 +683,14 @@ static void
 record(struct engine *e, const char *event, int from, int to, const char *trigger, const char *reason,
     const struct engine_caller *who)
 {
+	record_as(e, event, from, to, trigger, reason, who != NULL ? who->uid : -1,
+	    who != NULL ? who->pid : -1, e->node);
+}
+
+static void
+record_as(struct engine *e, const char *event, int from, int to, const char *trigger,
+    const char *reason, long uid, long pid, const char *node)
+{
 	struct history_entry h;
 
 	memset(&h, 0, sizeof(h));
@@ -488,9 +700,10 @@ record(struct engine *e, const char *event, int from, int to, const char *trigge
 	h.to = to < 0 ? NULL : color_name((enum color)to);
 	h.trigger = trigger;
 	h.reason = reason;
-	h.uid = who != NULL ? who->uid : -1;
-	h.pid = who != NULL ? who->pid : -1;
+	h.uid = uid;
+	h.pid = pid;
 	h.generation = e->sw.generation;
+	h.node = node;
 	e->fx->record(e->arg, &h);
 }
 
@@ -521,4 +734,264 @@ static void
 trim_utf8(char *s)
 {
 	s[utf8_trim(s, strlen(s))] = '\0';
+}
+
+/* ---- progressive shift (ramp) ------------------------------------------ */
+
+/* The one publication of the route: the active color's, or a ramp's. */
+static void
+publish(struct engine *e)
+{
+	if (e->ramp.on)
+		e->fx->publish_ramp(e->arg, e->sw.active, e->ramp.target, e->ramp.steps[e->ramp.step] * 100);
+	else
+		e->fx->publish(e->arg, e->sw.active);
+}
+
+void
+engine_publish(struct engine *e)
+{
+	publish(e);
+}
+
+unsigned
+engine_ramp_weight_bp(const struct engine *e)
+{
+	return e->ramp.on ? e->ramp.steps[e->ramp.step] * 100 : 0;
+}
+
+uint64_t
+engine_ramp_step_left(const struct engine *e)
+{
+	uint64_t now = e->fx->mono_ms(e->arg);
+
+	if (!e->ramp.on || now >= e->ramp.step_end_ms)
+		return 0;
+	return e->ramp.step_end_ms - now;
+}
+
+/* "1,10,50" */
+static void
+ramp_steps_text(const struct engine_ramp *r, char *buf, size_t len)
+{
+	size_t used = 0;
+	unsigned i;
+
+	buf[0] = '\0';
+	for (i = 0; i < r->nsteps && used < len; i++)
+		used += (size_t)snprintf(buf + used, len - used, "%s%u", i ? "," : "", r->steps[i]);
+}
+
+/* engine_switch's second half for a ramp: the engine is held for rq. */
+static enum switch_verdict
+ramp_begin(struct engine *e, struct engine_request *rq, char *msg, size_t msglen)
+{
+	struct engine_ramp next;
+	char err[512], reason[768], steps[96], span[32];
+	int c;
+
+	memset(&next, 0, sizeof(next));
+	next.on = true;
+	next.target = rq->target;
+	memcpy(next.steps, rq->ramp_steps, sizeof(next.steps));
+	next.nsteps = rq->ramp_nsteps;
+	next.step_ms = rq->ramp_step_ms;
+	next.step_end_ms = duration_add(e->fx->mono_ms(e->arg), next.step_ms);
+	next.unguarded = !e->cfg.auto_rollback;
+	/* Durable first: a restart resumes the ramp, never forgets it. */
+	if (save(e, &e->sw, e->switched_at_ms, &next, err, sizeof(err)) < 0) {
+		snprintf(reason, sizeof(reason), "cannot write state: %s", err);
+		trim_utf8(reason);
+		engine_refuse(e, rq, reason, msg, msglen);
+		return SWITCH_REFUSED;
+	}
+	for (c = 0; c < COLOR_COUNT; c++)
+		e->fx->sample(e->arg, (enum color)c, &next.start[c]);
+	ramp_steps_text(&next, steps, sizeof(steps));
+	duration_format(next.step_ms, span, sizeof(span));
+	snprintf(next.note, sizeof(next.note), "step 1 of %u started%s", next.nsteps,
+	    next.unguarded ? "; unguarded: auto_rollback is disabled, steps advance on time alone" : "");
+	e->ramp = next;
+	e->busy = false;
+	publish(e);
+	snprintf(reason, sizeof(reason), "ramp started: %u%% (steps %s, each %s)", next.steps[0], steps, span);
+	log_info("ramp: %s -> %s: %u%% of new requests (steps %s%%, each %s; uid %ld pid %ld)",
+	    color_name(e->sw.active), color_name(next.target), next.steps[0], steps, span, rq->who.uid,
+	    rq->who.pid);
+	record(e, "ramp", (int)e->sw.active, (int)next.target, "manual", reason, &rq->who);
+	snprintf(msg, msglen, "%s", reason);
+	return SWITCH_GO;
+}
+
+/* Judges the ramp's step at the tick (cur: both colors' counters now). */
+static void
+ramp_tick(struct engine *e, uint64_t now, const struct guard_sample cur[COLOR_COUNT])
+{
+	struct engine_ramp *r = &e->ramp;
+	enum color tc = r->target, oc = e->sw.active;
+	enum guard_compare_verdict v;
+	enum guard_trigger trig;
+	struct engine_servers n;
+	char figures[400], why[640];
+
+	r->unguarded = !e->cfg.auto_rollback;
+	if (r->unguarded) {
+		if (now < r->step_end_ms) {
+			snprintf(r->note, sizeof(r->note),
+			    "unguarded: auto_rollback is disabled, steps advance on time alone");
+			return;
+		}
+		ramp_advance(e, now, cur, "unguarded: auto_rollback is disabled");
+		return;
+	}
+	memset(&n, 0, sizeof(n));
+	e->fx->servers(e->arg, tc, &n);
+	if (e->cfg.guard.min_healthy > 0 && n.up < e->cfg.guard.min_healthy) {
+		snprintf(why, sizeof(why), "ramp at %u%%: %s has %u servers up, needs %u", r->steps[r->step],
+		    color_name(tc), n.up, e->cfg.guard.min_healthy);
+		ramp_end(e, ENGINE_AUTO_ROLLBACK, why, NULL, NULL, 0);
+		return;
+	}
+	v = guard_compare(&e->cfg.guard, color_name(tc), &r->start[tc], &cur[tc], color_name(oc),
+	    &r->start[oc], &cur[oc], &trig, figures, sizeof(figures));
+	if (v == GUARD_CMP_BREACH) {
+		snprintf(why, sizeof(why), "ramp at %u%% (%s): %s", r->steps[r->step], guard_trigger_name(trig),
+		    figures);
+		trim_utf8(why);
+		log_err("%s: auto-rollback: %s", __func__, why);
+		ramp_end(e, ENGINE_AUTO_ROLLBACK, why, NULL, NULL, 0);
+		return;
+	}
+	if (now < r->step_end_ms) {
+		snprintf(r->note, sizeof(r->note), "step %u of %u: %s", r->step + 1, r->nsteps, figures);
+		trim_utf8(r->note);
+		return;
+	}
+	if (v == GUARD_CMP_HOLD) {
+		/* Too little traffic is never a pass: the step holds. */
+		if (!r->holding)
+			log_warn("%s: ramp to %s holds at %u%%: %s", __func__, color_name(tc), r->steps[r->step],
+			    figures);
+		r->holding = true;
+		snprintf(r->note, sizeof(r->note), "holding: %s", figures);
+		trim_utf8(r->note);
+		return;
+	}
+	ramp_advance(e, now, cur, figures);
+}
+
+/* The step passed (why says how): the next step, or 100 % after the last. */
+static void
+ramp_advance(struct engine *e, uint64_t now, const struct guard_sample cur[COLOR_COUNT], const char *why)
+{
+	struct engine_ramp next = e->ramp;
+	enum color from = e->sw.active, to = e->ramp.target;
+	char err[512], reason[1024], steps[96];
+
+	ramp_steps_text(&e->ramp, steps, sizeof(steps));
+	if (next.step + 1 == next.nsteps) {
+		snprintf(reason, sizeof(reason), "ramp completed (steps %s): last step %u%% passed: %s", steps,
+		    next.steps[next.step], why);
+		trim_utf8(reason);
+		/* An ordinary switch, with its safety window. */
+		if (commit_change(e, to, ENGINE_MANUAL, reason, NULL, false, err, sizeof(err)) < 0) {
+			snprintf(e->ramp.note, sizeof(e->ramp.note), "holding: cannot write state: %.400s", err);
+			trim_utf8(e->ramp.note);
+			e->ramp.holding = true;
+			return;
+		}
+		hook(e, ENGINE_HOOK_POST_SWITCH, (int)from, (int)to, "ramp completed");
+		return;
+	}
+	next.step++;
+	next.step_end_ms = duration_add(now, next.step_ms);
+	next.holding = false;
+	memcpy(next.start, cur, sizeof(next.start));
+	if (save(e, &e->sw, e->switched_at_ms, &next, err, sizeof(err)) < 0) {
+		/* The weight does not rise past what a restart would resume. */
+		if (!e->ramp.holding)
+			log_err("%s: ramp holds at %u%%: cannot write state: %s", __func__,
+			    e->ramp.steps[e->ramp.step], err);
+		snprintf(e->ramp.note, sizeof(e->ramp.note), "holding: cannot write state: %.400s", err);
+		trim_utf8(e->ramp.note);
+		e->ramp.holding = true;
+		return;
+	}
+	snprintf(next.note, sizeof(next.note), "step %u of %u started", next.step + 1, next.nsteps);
+	e->ramp = next;
+	publish(e);
+	snprintf(reason, sizeof(reason), "ramp step %u of %u: %u%% (step %u%% passed: %s)", next.step + 1,
+	    next.nsteps, next.steps[next.step], next.steps[next.step - 1], why);
+	trim_utf8(reason);
+	log_info("ramp: %s", reason);
+	record(e, "ramp", (int)from, (int)to, "timer", reason, NULL);
+}
+
+/*
+ * Ends the ramp at 0 %: the old color takes every new request again (one
+ * store); requests and tunnels on the target finish there. A caller's end
+ * is refused when the state cannot be saved (-1, err); the guard's goes
+ * ahead unsaved.
+ */
+static int
+ramp_end(struct engine *e, enum engine_trigger trigger, const char *reason, const struct engine_caller *who,
+    char *err, size_t errlen)
+{
+	enum color from = e->ramp.target, to = e->sw.active;
+	char serr[512], why[1024];
+	bool unsaved = false;
+
+	if (save(e, &e->sw, e->switched_at_ms, NULL, serr, sizeof(serr)) < 0) {
+		if (trigger != ENGINE_AUTO_ROLLBACK) {
+			if (err != NULL)
+				snprintf(err, errlen, "%s", serr);
+			return -1;
+		}
+		unsaved = true;
+		snprintf(why, sizeof(why), "%s; state file not saved: %s", reason, serr);
+		trim_utf8(why);
+		reason = why;
+	}
+	if (e->busy && e->fx->interrupt != NULL && trigger == ENGINE_AUTO_ROLLBACK)
+		e->fx->interrupt(e->arg, "interrupted by an automatic rollback");
+	if (trigger == ENGINE_AUTO_ROLLBACK)
+		e->busy = false;
+	e->ramp.on = false;
+	publish(e);
+	e->switches[trigger]++;
+	log_info("%s: ramp to %s ended at 0%%: %s is active (%s)", engine_trigger_name(trigger),
+	    color_name(from), color_name(to), reason);
+	record(e, "rollback", (int)from, (int)to, trigger == ENGINE_AUTO_ROLLBACK ? "auto-rollback" : "manual",
+	    reason, who);
+	if (trigger == ENGINE_AUTO_ROLLBACK)
+		set_verdict(e, WINDOW_ROLLED_BACK, reason);
+	hook(e, ENGINE_HOOK_ROLLBACK, (int)from, (int)to, reason);
+	if (unsaved)
+		state_unsaved(e, serr);
+	return 0;
+}
+
+enum switch_verdict
+engine_ramp_rollback(struct engine *e, const struct engine_caller *who, char *msg, size_t msglen)
+{
+	char why[256], err[512];
+	unsigned pct;
+
+	msg[0] = '\0';
+	if (!e->ramp.on) {
+		snprintf(msg, msglen, "no ramp is in progress");
+		return SWITCH_NOOP;
+	}
+	pct = e->ramp.steps[e->ramp.step];
+	snprintf(why, sizeof(why), "ramp to %s rolled back at %u%% by uid %ld", color_name(e->ramp.target),
+	    pct, who->uid);
+	if (ramp_end(e, ENGINE_ROLLBACK, why, who, err, sizeof(err)) < 0) {
+		snprintf(msg, msglen, "rollback refused: cannot write state: %s", err);
+		trim_utf8(msg);
+		log_err("%s: %s (uid %ld pid %ld); the ramp goes on", __func__, msg, who->uid, who->pid);
+		record(e, "refused", (int)e->ramp.target, (int)e->sw.active, "manual", msg, who);
+		return SWITCH_REFUSED;
+	}
+	snprintf(msg, msglen, "%s", why);
+	return SWITCH_GO;
 }

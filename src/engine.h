@@ -6,9 +6,11 @@
  * guards of both colors, the safety window and its verdict, which color's
  * route is published, whether the state file is up to date) and the one way
  * to change it. Each change has one entry point: engine_switch (a switch or
- * a rollback asked for by a caller), engine_commit, engine_auto_rollback,
- * engine_window_end, engine_restore at start and engine_reconfigure on a
- * reload; the guard's tick (engine_tick) and the save retry are the others.
+ * a rollback asked for by a caller, or the start of a ramp), engine_commit,
+ * engine_auto_rollback, engine_window_end, engine_ramp_rollback,
+ * engine_restore at start and engine_reconfigure on a reload; the guard's
+ * tick (engine_tick, which also moves a ramp from step to step or ends it)
+ * and the save retry are the others.
  *
  * Every change is committed in one order: the state file is saved, then the
  * route is published, then the history entry is appended (once, with its
@@ -29,10 +31,10 @@
 
 #include "color.h"
 #include "guard.h"
+#include "state.h"
 #include "switcher.h"
 
 struct history_entry;
-struct state;
 
 /* Why a switch happened, as counted by cutover_switches_total{trigger}. */
 enum engine_trigger { ENGINE_MANUAL = 0, ENGINE_ROLLBACK, ENGINE_AUTO_ROLLBACK, ENGINE_TRIGGERS };
@@ -58,6 +60,9 @@ enum engine_hook { ENGINE_HOOK_POST_SWITCH, ENGINE_HOOK_ROLLBACK, ENGINE_HOOK_WI
  *   mono_ms, wall_ms: the clocks (monotonic; Unix wall clock).
  *   save_state: writes st durably; 0, or -1 with "PATH: reason" in err.
  *   publish: makes color's route the one requests take (one atomic store).
+ *   publish_ramp: the same for a ramp's route: new requests to active,
+ *     those whose bucket is below weight_bp (1..9999) to target. Needed
+ *     only by an engine that ramps.
  *   record: appends e to the audit history (its errors are the callee's).
  *   notify: after a switch to `to`: workers drop idle connections to
  *     `from`, tunnels to it are drained, `--wait` callers are answered once
@@ -76,6 +81,7 @@ struct engine_effects {
 	int64_t (*wall_ms)(void *arg);
 	int (*save_state)(void *arg, const struct state *st, char *err, size_t errlen);
 	void (*publish)(void *arg, enum color active);
+	void (*publish_ramp)(void *arg, enum color active, enum color target, unsigned weight_bp);
 	void (*record)(void *arg, const struct history_entry *e);
 	void (*notify)(void *arg, enum color from, enum color to);
 	void (*run_hook)(void *arg, enum engine_hook hook, int from, int to, uint64_t generation,
@@ -103,6 +109,31 @@ struct engine_request {
 	bool has_if_gen;
 	uint64_t if_gen;
 	struct engine_caller who;
+	/* A ramp (switch --ramp): the steps in percent, rising, each 1..99;
+	 * none when ramp_nsteps is 0. */
+	unsigned ramp_steps[RAMP_MAX_STEPS];
+	unsigned ramp_nsteps;
+	uint64_t ramp_step_ms;
+};
+
+/*
+ * A progressive shift in progress: sw.active keeps the old color, target
+ * takes steps[step] percent of new requests (by bucket, see bucket.h).
+ * Each step holds step_ms; the guard compares the two colors over it
+ * (guard_compare) from their counters at the step's start.
+ */
+struct engine_ramp {
+	bool on;
+	enum color target;
+	unsigned steps[RAMP_MAX_STEPS];
+	unsigned nsteps;
+	unsigned step;         /* index of the current step */
+	uint64_t step_ms;
+	uint64_t step_end_ms;  /* monotonic */
+	bool holding;          /* the step's time is up but the analysis cannot judge yet */
+	bool unguarded;        /* auto_rollback is off: steps advance on time alone */
+	char note[512];        /* the analysis's latest word, for status */
+	struct guard_sample start[COLOR_COUNT];
 };
 
 #define ENGINE_STATE_RETRY_MIN_MS 1000
@@ -126,6 +157,20 @@ struct engine {
 	uint64_t retry_ms;
 	uint64_t switches[ENGINE_TRIGGERS];
 	uint64_t refused;
+	const char *node; /* in a fleet: this node's name, recorded in history; else NULL */
+	struct engine_ramp ramp;
+};
+
+/*
+ * A change made elsewhere (another node of a fleet, or this one through
+ * etcd), as KEY/state describes it: what happened, who made it and why.
+ */
+struct engine_origin {
+	const char *node;
+	const char *event;   /* "switch", "rollback", "commit" */
+	const char *trigger; /* "manual", "auto-rollback" */
+	const char *reason;  /* or NULL */
+	long uid, pid;       /* -1 when not a caller's */
 };
 
 /* Starts on `initial` at generation 0 until engine_restore; publishes nothing. */
@@ -163,7 +208,10 @@ enum switch_verdict engine_prepare(struct engine *e, struct engine_request *rq, 
 
 /*
  * Commits the switch prepared for rq (checked again: health may have moved)
- * and releases the engine. SWITCH_GO: done (saved, published, recorded,
+ * and releases the engine. With rq->ramp_nsteps, starts a ramp instead:
+ * the state file records it, then the route with the first step's weight
+ * is published (one store), then history gets a "ramp" entry; sw.active
+ * stays. Each later step is engine_tick's (see below). SWITCH_GO: done (saved, published, recorded,
  * notified, hooks started); SWITCH_REFUSED: nothing changed, recorded, msg
  * says why (a failed save is one); SWITCH_NOOP: nothing changed.
  */
@@ -179,7 +227,8 @@ void engine_refuse(struct engine *e, const struct engine_request *rq, const char
 void engine_release(struct engine *e);
 
 /*
- * The operator's commit: ends the safety window now. SWITCH_NOOP when no
+ * The operator's commit: ends the safety window now; during a ramp, switches
+ * to the ramp's target at once (100 %) and ends it stable, without a window. SWITCH_NOOP when no
  * window is open; SWITCH_REFUSED when the state cannot be saved (the window
  * stays open; recorded, msg says why); SWITCH_GO when done.
  */
@@ -194,8 +243,35 @@ enum switch_verdict engine_commit(struct engine *e, const struct engine_caller *
  */
 void engine_auto_rollback(struct engine *e, enum guard_trigger trigger, const char *reason);
 
-/* The guard's tick: feeds both guards and judges the active color. */
+/*
+ * The guard's tick: feeds both guards and judges the active color. During
+ * a ramp it also judges the step: a breach (guard_compare, or the target
+ * below min_healthy servers up) ends the ramp at 0 % at once (route
+ * published, history "rollback" with trigger auto-rollback and the
+ * figures, rollback hook), even when the state cannot be saved; at the
+ * step's end a pass (or auto_rollback off) moves to the next step, and
+ * after the last one to 100 %: an ordinary switch to the target with its
+ * safety window; too little traffic holds the step (status says so).
+ */
 void engine_tick(struct engine *e);
+
+/*
+ * Ends a ramp at 0 % now for a caller (rollback, or a switch to the old
+ * color): SWITCH_GO when done (saved, published, recorded, rollback hook),
+ * SWITCH_REFUSED when the state cannot be saved (the ramp goes on; msg
+ * says why), SWITCH_NOOP when no ramp is on.
+ */
+enum switch_verdict engine_ramp_rollback(struct engine *e, const struct engine_caller *who, char *msg,
+    size_t msglen) __attribute__((warn_unused_result));
+
+/* The weight of the ramp's target in basis points; 0 when no ramp is on. */
+/* Publishes the route of the present state again (the pools were replaced). */
+void engine_publish(struct engine *e);
+
+unsigned engine_ramp_weight_bp(const struct engine *e);
+
+/* Milliseconds left in the ramp's current step (0 when holding or none). */
+uint64_t engine_ramp_step_left(const struct engine *e);
 
 /* The window timer fired: ends the window (verdict judged by the guard) or
  * re-arms the timer if it fired early. Returns true when it ended. */
@@ -206,6 +282,33 @@ void engine_retry_save(struct engine *e);
 
 /* A last save at stop when the state is unsaved: 0 or -1 with err. */
 int engine_save_now(struct engine *e, char *err, size_t errlen) __attribute__((warn_unused_result));
+
+/*
+ * The fleet's side of a caller's change (fleet.c): the change is written to
+ * etcd instead of committed here, and every node applies it from its watch.
+ * engine_plan checks the switch prepared for rq again (like engine_switch)
+ * and, on SWITCH_GO, fills *next with the state it would commit; the engine
+ * stays reserved until engine_release or engine_refuse. engine_plan_commit
+ * fills *next with the state after a commit, false when no window is open.
+ * engine_state fills *st with the state now.
+ */
+enum switch_verdict engine_plan(struct engine *e, struct engine_request *rq, struct state *next,
+    char *msg, size_t msglen) __attribute__((warn_unused_result));
+bool engine_plan_commit(const struct engine *e, struct state *next);
+void engine_state(const struct engine *e, struct state *st);
+
+/*
+ * Applies a state read from the fleet (etcd's KEY/state), the one path by
+ * which every node, the writer included, follows a fleet change. A state
+ * equal to this node's (same generation, active and previous) changes
+ * nothing unless force (a diverged node taking etcd's state back), except
+ * that an ended window ends here too (a commit: recorded, window_end hook).
+ * Otherwise the state is taken whole: saved (a failed save is retried, as
+ * after an automatic rollback: etcd holds the truth), published, recorded
+ * with o, workers told, hooks run. Returns true when something changed.
+ */
+bool engine_apply(struct engine *e, const struct state *st, const struct engine_origin *o,
+    bool force);
 
 /* Milliseconds left in the safety window. */
 uint64_t engine_window_left(const struct engine *e);

@@ -29,9 +29,16 @@ struct generation {
 	struct config *cfg;
 	struct pool *pools[COLOR_COUNT];
 	struct route *routes; /* routes[c]: c active */
+	/* Ramp routes published in this generation, each kept (and reused)
+	 * until the generation is freed: a worker may still be reading one
+	 * a later step replaced. */
+	struct route *ramp_routes;
 	struct tls_server **tls; /* per listen[] entry, NULL for plain HTTP */
 	unsigned epoch; /* the workers' cfg_epoch once they took it; 0 at start */
+	bool shared; /* a respin not handed over yet: cfg and tls are the live generation's */
 };
+
+struct resolver;
 
 /*
  * Validates next as a replacement of running (running NULL: at start, the
@@ -52,6 +59,23 @@ int generation_check(const struct config *next, const struct config *running,
 int generation_build(struct generation *g, struct config *cfg, const struct generation *prev,
     unsigned nworkers, struct config_errors *errs) __attribute__((warn_unused_result));
 
+/* generation_build with the servers res's names resolve to (res may be NULL). */
+int generation_build_named(struct generation *g, struct config *cfg, const struct generation *prev,
+    const struct resolver *res, unsigned nworkers, struct config_errors *errs)
+    __attribute__((warn_unused_result));
+
+/*
+ * A DNS answer changed a color's servers: g gets new pools and routes over
+ * live's configuration (shared, as are live's TLS contexts) with the
+ * servers res resolves to now; a server that stays keeps its health, a new
+ * address starts down. A color whose servers did not change keeps its very
+ * pool (its idle connections stay). Handed over like a reload (generation_hand_over),
+ * so requests in flight keep the pools they hold. Returns 0 or -1 (ENOMEM;
+ * g is then empty).
+ */
+int generation_respin(struct generation *g, const struct generation *live, const struct resolver *res,
+    unsigned nworkers) __attribute__((warn_unused_result));
+
 /*
  * The reload's swap: next becomes live (with epoch), live's previous
  * content moves to *retired and its pools are marked retired; each worker
@@ -69,6 +93,14 @@ void generation_hand_over(struct generation *live, struct generation *next,
  */
 bool generation_retire(struct generation *retired, const struct generation *live,
     const struct worker *workers, unsigned nworkers);
+
+/*
+ * The route of a ramp on g: new requests to active, those whose bucket is
+ * below weight_bp (1..9999) to target. An identical route published before
+ * is reused. NULL when out of memory.
+ */
+struct route *generation_ramp_route(struct generation *g, enum color active, enum color target,
+    unsigned weight_bp);
 
 /* Frees g and everything it holds (nothing may use it any more); g is left empty. */
 void generation_free(struct generation *g);

@@ -350,3 +350,50 @@ guard_judge_window(const struct guard *g, bool enabled, char *reason, size_t rea
 	snprintf(reason, reasonlen, "%" PRIu64 " requests within the limits", seen);
 	return WINDOW_PASSED;
 }
+
+enum guard_compare_verdict
+guard_compare(const struct guard_config *cfg, const char *target_name, const struct guard_sample *t0,
+    const struct guard_sample *t1, const char *old_name, const struct guard_sample *o0,
+    const struct guard_sample *o1, enum guard_trigger *trigger, char *reason, size_t reasonlen)
+{
+	uint64_t tr = sub_sat(t1->requests, t0->requests), te = sub_sat(t1->errors, t0->errors);
+	uint64_t orq = sub_sat(o1->requests, o0->requests), oe = sub_sat(o1->errors, o0->errors);
+	double trate, orate, tp99, op99;
+	char tps[32], ops[32];
+
+	*trigger = GUARD_TRIGGER_NONE;
+	if (tr < cfg->min_requests || orq < cfg->min_requests || tr == 0 || orq == 0) {
+		snprintf(reason, reasonlen,
+		    "insufficient traffic: %s %" PRIu64 " and %s %" PRIu64
+		    " requests this step, min_requests is %u",
+		    target_name, tr, old_name, orq, cfg->min_requests);
+		return GUARD_CMP_HOLD;
+	}
+	/* Bounded: errors counted before their request finished can make te > tr. */
+	trate = te >= tr ? 1.0 : (double)te / (double)tr;
+	orate = oe >= orq ? 1.0 : (double)oe / (double)orq;
+	if (cfg->error_rate > 0 && trate - orate >= cfg->error_rate) {
+		*trigger = GUARD_TRIGGER_ERRORS;
+		snprintf(reason, reasonlen,
+		    "%s error rate %.1f%% (%" PRIu64 " of %" PRIu64 " requests) against %s %.1f%% (%" PRIu64
+		    " of %" PRIu64 "): %.1f points above, the limit is %.1f",
+		    target_name, trate * 100, te, tr, old_name, orate * 100, oe, orq, (trate - orate) * 100,
+		    cfg->error_rate * 100);
+		return GUARD_CMP_BREACH;
+	}
+	tp99 = guard_p99_us(t1->latency, t0->latency);
+	op99 = guard_p99_us(o1->latency, o0->latency);
+	fmt_ms(tps, sizeof(tps), tp99);
+	fmt_ms(ops, sizeof(ops), op99);
+	if (cfg->latency_factor > 0 && op99 > 0 && tp99 > cfg->latency_factor * baseline_floor(op99)) {
+		*trigger = GUARD_TRIGGER_LATENCY;
+		snprintf(reason, reasonlen, "%s p99 latency %s against %s %s: more than %.1fx", target_name,
+		    tps, old_name, ops, cfg->latency_factor);
+		return GUARD_CMP_BREACH;
+	}
+	snprintf(reason, reasonlen,
+	    "%s error rate %.1f%% (%" PRIu64 " of %" PRIu64 " requests), p99 %s against %s %.1f%% (%" PRIu64
+	    " of %" PRIu64 "), p99 %s",
+	    target_name, trate * 100, te, tr, tps, old_name, orate * 100, oe, orq, ops);
+	return GUARD_CMP_PASS;
+}

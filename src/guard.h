@@ -126,4 +126,23 @@ const char *window_verdict_name(enum window_verdict v);
 enum window_verdict guard_judge_window(const struct guard *g, bool enabled, char *reason,
     size_t reasonlen);
 
+/*
+ * A ramp step's analysis: the target and the old color side by side over
+ * the same span (each given by its cumulative counters at the step's start
+ * and now). HOLD when either color saw fewer than cfg->min_requests
+ * requests in the span (too little traffic to call the target good or
+ * bad); BREACH when the target's error rate (5xx and cut-short answers)
+ * exceeds the old color's by cfg->error_rate or more, or, with
+ * cfg->latency_factor, when its p99 exceeds latency_factor times the old
+ * color's; PASS otherwise. reason gets one line with the figures, e.g.
+ * "green error rate 100.0% (60 of 60 requests) against blue 0.0% (0 of
+ * 540): 100.0 points above, the limit is 5.0".
+ */
+enum guard_compare_verdict { GUARD_CMP_PASS, GUARD_CMP_HOLD, GUARD_CMP_BREACH };
+
+enum guard_compare_verdict guard_compare(const struct guard_config *cfg, const char *target_name,
+    const struct guard_sample *t0, const struct guard_sample *t1, const char *old_name,
+    const struct guard_sample *o0, const struct guard_sample *o1, enum guard_trigger *trigger,
+    char *reason, size_t reasonlen);
+
 #endif

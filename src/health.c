@@ -108,6 +108,30 @@ fail:
 }
 
 void
+health_carry(struct health *h, const struct health *prev)
+{
+	size_t i, j;
+
+	for (i = 0; i < h->nchecks; i++) {
+		struct check *c = &h->checks[i];
+
+		for (j = 0; j < prev->nchecks; j++) {
+			const struct check *o = &prev->checks[j];
+
+			if (o->srv->color != c->srv->color ||
+			    strcmp(server_label(o->srv), server_label(c->srv)) != 0)
+				continue;
+			c->passes = o->passes;
+			c->failures = o->failures;
+			c->checked = o->checked;
+			c->latency_ms = o->latency_ms;
+			memcpy(c->last, o->last, sizeof(c->last));
+			break;
+		}
+	}
+}
+
+void
 health_set_down_cb(struct health *h, health_down_cb cb, void *arg)
 {
 	h->on_down = cb;
@@ -153,7 +177,11 @@ health_report(const struct health *h, int only, struct jbuf *out)
 		jbuf_raw(out, "{\"color\":");
 		jbuf_str(out, color_name(c->srv->color));
 		jbuf_raw(out, ",\"address\":");
-		jbuf_str(out, c->srv->addr.text);
+		jbuf_str(out, server_label(c->srv));
+		if (c->srv->name != NULL) {
+			jbuf_raw(out, ",\"name\":");
+			jbuf_str(out, c->srv->name);
+		}
 		jbuf_printf(out, ",\"state\":\"%s\",\"checked\":%s,\"confirmed\":%s,\"last\":",
 		    atomic_load(&c->srv->up) ? "up" : "down", c->checked ? "true" : "false",
 		    atomic_load(&c->srv->confirmed) ? "true" : "false");
@@ -203,7 +231,7 @@ check_start(struct check *c)
 	out = bufferevent_get_output(c->bev);
 	evbuffer_add_printf(out,
 	    "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cutover-health\r\nConnection: close\r\n\r\n",
-	    h->path, c->srv->addr.text);
+	    h->path, server_host(c->srv));
 	schedule(c, h->timeout_ms);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&c->srv->addr.ss,
 	        (int)c->srv->addr.len) < 0) {
@@ -287,7 +315,7 @@ check_not_run(struct check *c, const char *why)
 	snprintf(c->last, sizeof(c->last), "not checked: %s", why);
 	if (log_rate_due(&rate, HEALTH_LOCAL_LOG_MS, &n))
 		log_warn("%s: %s server %s: %s; not counted against the server (%lu check%s skipped in %us)",
-		    __func__, color_name(c->srv->color), c->srv->addr.text, c->last, n, n == 1 ? "" : "s",
+		    __func__, color_name(c->srv->color), server_label(c->srv), c->last, n, n == 1 ? "" : "s",
 		    HEALTH_LOCAL_LOG_MS / 1000);
 	schedule(c, c->h->interval_ms);
 }
@@ -320,12 +348,13 @@ check_done(struct check *c, bool pass, const char *fmt, ...)
 		c->failures = 0;
 		if (c->passes >= h->rise) {
 			atomic_store(&s->confirmed, true);
+			s->fresh = false;
 			if (!up) {
 				atomic_store(&s->passive_fails, 0);
 				atomic_store(&s->up, true);
 				up = true;
 				log_info("health: %s server %s is up (%u checks passed)",
-				    color_name(s->color), s->addr.text, c->passes);
+				    color_name(s->color), server_label(s), c->passes);
 			}
 		}
 	} else {
@@ -335,7 +364,7 @@ check_done(struct check *c, bool pass, const char *fmt, ...)
 		if (c->failures >= h->fall && up) {
 			atomic_store(&s->up, false);
 			up = false;
-			log_warn("%s: health: %s server %s is down: %s", __func__, color_name(s->color), s->addr.text,
+			log_warn("%s: health: %s server %s is down: %s", __func__, color_name(s->color), server_label(s),
 			    c->last);
 			c->was_up = up;
 			schedule(c, elapsed_ms >= h->interval_ms ? 0 : h->interval_ms - elapsed_ms);

@@ -34,6 +34,13 @@ struct health *health_new(struct event_base *base, const struct config_health *c
 typedef void (*health_down_cb)(void *arg);
 void health_set_down_cb(struct health *h, health_down_cb cb, void *arg);
 
+/*
+ * Carries the check counts and last results of the servers h and prev both
+ * check (same color and label) over to h: a new server set (a DNS answer)
+ * does not start their `rise` over.
+ */
+void health_carry(struct health *h, const struct health *prev);
+
 /* Stops all checks and frees h (drops the pool references). */
 void health_free(struct health *h);
 

@@ -119,8 +119,13 @@ history_append(const char *path, const struct history_entry *e, char *err,
 	else
 		jbuf_strn(&b, e->reason, utf8_trim(e->reason,
 		    strnlen(e->reason, HISTORY_REASON_MAX)));
-	jbuf_printf(&b, ",\"uid\":%ld,\"pid\":%ld,\"generation\":%" PRIu64 "}\n",
+	jbuf_printf(&b, ",\"uid\":%ld,\"pid\":%ld,\"generation\":%" PRIu64,
 	    e->uid, e->pid, e->generation);
+	if (e->node != NULL) {
+		jbuf_raw(&b, ",\"node\":");
+		jbuf_str(&b, e->node);
+	}
+	jbuf_raw(&b, "}\n");
 	if (b.oom) {
 		snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
 		goto fail;

@@ -21,6 +21,7 @@ struct history_entry {
 	long uid;            /* -1 when not a caller's action */
 	long pid;            /* -1 when not a caller's action */
 	uint64_t generation; /* generation after the event */
+	const char *node;    /* in a fleet: the node that made the change; else NULL */
 };
 
 /* The history path for a state file: state_file + ".history" (malloc'd). */
@@ -30,6 +31,7 @@ char *history_path(const char *state_file);
  * Appends e as one JSON line, valid UTF-8 whatever e holds (see history.c):
  * {"time":"2026-11-26T06:30:00.123Z","event":"switch","from":"blue","to":"green",
  *  "trigger":"manual","reason":"...","uid":0,"pid":123,"generation":8}
+ * plus "node":"door-1" in a fleet (when e->node is set)
  * (from/to/reason null when NULL). O_APPEND, one write(2), then fsync. A
  * symbolic link at path is refused, never followed. Returns 0, or -1 with
  * "PATH: reason" in err.

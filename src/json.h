@@ -36,6 +36,9 @@ void jbuf_utf8(struct jbuf *b, const char *s, size_t n);
  */
 size_t utf8_trim(const char *s, size_t len);
 
+/* The small reader below; a file that uses jansson (whose names clash)
+ * defines CUTOVER_JSON_WRITER_ONLY before including this header. */
+#ifndef CUTOVER_JSON_WRITER_ONLY
 enum json_type { JSON_NULL, JSON_BOOL, JSON_NUMBER, JSON_STRING, JSON_ARRAY, JSON_OBJECT };
 
 struct json {
@@ -59,5 +62,6 @@ const struct json *json_get(const struct json *j, const char *key);
 const char *json_get_str(const struct json *j, const char *key, const char *fallback);
 double json_get_num(const struct json *j, const char *key, double fallback);
 bool json_get_bool(const struct json *j, const char *key, bool fallback);
+#endif
 
 #endif

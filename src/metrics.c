@@ -19,8 +19,10 @@
 #include "addr.h"
 #include "config.h"
 #include "fdlimit.h"
+#include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "statuspage.h"
 
 /* A scraper gets this long to send its request and read the answer. */
 #define METRICS_HTTP_TIMEOUT_S 10
@@ -33,14 +35,18 @@ struct metrics {
 	struct fdlimit_backoff *backoff;
 	metrics_snapshot_cb fill;
 	void *arg;
+	metrics_status_cb status; /* the status page, when set */
+	void *status_arg;
 };
 
 static int fmt_seconds(char *, size_t, uint64_t);
 static int label_escape(struct evbuffer *, const char *);
 static int render_header(struct evbuffer *, const char *, const char *, const char *);
+static int render_fleet(struct evbuffer *out, const struct metrics_snapshot *snap);
 static int render_histogram(struct evbuffer *, const struct metrics_snapshot *, enum color);
 static void metrics_request(struct evhttp_request *, void *);
 static void metrics_reply(struct evhttp_request *, int, const char *, const char *, struct evbuffer *);
+static void status_page(struct metrics *, struct evhttp_request *, const char *, struct evbuffer *);
 static int metrics_listen_socket(const struct addr *);
 static void metrics_accept_error(struct evconnlistener *, void *);
 
@@ -76,6 +82,17 @@ metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
 	for (c = 0; c < COLOR_COUNT; c++)
 		bad |= evbuffer_add_printf(out, "cutover_active_color{color=\"%s\"} %d\n", color_name(c),
 		    c == (int)snap->active) < 0;
+
+	bad |= render_header(out, "cutover_ramp_weight_ratio", "gauge",
+	    "Share of new requests each color takes (0 to 1); between 0 and 1 only during a ramp.");
+	for (c = 0; c < COLOR_COUNT; c++) {
+		unsigned bp = c == (int)snap->active ? 10000 : 0;
+
+		if (snap->ramp_weight_bp > 0)
+			bp = c == (int)snap->ramp_target ? snap->ramp_weight_bp : 10000 - snap->ramp_weight_bp;
+		bad |= evbuffer_add_printf(out, "cutover_ramp_weight_ratio{color=\"%s\"} %u.%04u\n",
+		    color_name(c), bp / 10000, bp % 10000) < 0;
+	}
 
 	bad |= render_header(out, "cutover_requests_total", "counter",
 	    "Finished requests by color and status class (code=\"none\": no response was sent).");
@@ -127,7 +144,44 @@ metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
 			    "cutover_upstream_errors_total{color=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
 			    color_name(c), upstream_error_names[i], snap->upstream_errors[c][i]) < 0;
 
+	if (snap->fleet)
+		bad |= render_fleet(out, snap);
 	return bad ? -1 : 0;
+}
+
+/* Only with a fleet group (DESIGN.md "A fleet of cutoverd on etcd"). */
+static int
+render_fleet(struct evbuffer *out, const struct metrics_snapshot *snap)
+{
+	uint64_t cum = 0;
+	char le[32], sum[32];
+	unsigned i;
+	int bad = 0;
+
+	bad |= render_header(out, "cutover_fleet_connected", "gauge",
+	    "1 while etcd answers this node, 0 while it is unreachable.");
+	bad |= evbuffer_add_printf(out, "cutover_fleet_connected %d\n", snap->fleet_connected ? 1 : 0) < 0;
+	bad |= render_header(out, "cutover_fleet_nodes", "gauge",
+	    "Live nodes of the fleet (presence in etcd under a lease).");
+	bad |= evbuffer_add_printf(out, "cutover_fleet_nodes %u\n", snap->fleet_nodes) < 0;
+	bad |= render_header(out, "cutover_fleet_converged", "gauge",
+	    "1 when every live node applied the fleet state this node applied.");
+	bad |= evbuffer_add_printf(out, "cutover_fleet_converged %d\n", snap->fleet_converged ? 1 : 0) < 0;
+	bad |= render_header(out, "cutover_fleet_apply_seconds", "histogram",
+	    "Time from a change's etcd commit to its application on this node.");
+	for (i = 0; i < HISTOGRAM_BUCKETS; i++) {
+		cum += snap->fleet_apply[i];
+		if (i < HISTOGRAM_BUCKETS - 1)
+			bad |= fmt_seconds(le, sizeof(le), histogram_bounds_us[i]);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		bad |= evbuffer_add_printf(out, "cutover_fleet_apply_seconds_bucket{le=\"%s\"} %" PRIu64 "\n",
+		    le, cum) < 0;
+	}
+	bad |= fmt_seconds(sum, sizeof(sum), snap->fleet_apply_sum_us);
+	bad |= evbuffer_add_printf(out, "cutover_fleet_apply_seconds_sum %s\n", sum) < 0;
+	bad |= evbuffer_add_printf(out, "cutover_fleet_apply_seconds_count %" PRIu64 "\n", cum) < 0;
+	return bad;
 }
 
 struct metrics *
@@ -201,6 +255,13 @@ metrics_free(struct metrics *m)
 	free(m);
 }
 
+void
+metrics_set_status(struct metrics *m, metrics_status_cb status, void *arg)
+{
+	m->status = status;
+	m->status_arg = arg;
+}
+
 static void
 metrics_accept_error(struct evconnlistener *lst, void *arg)
 {
@@ -256,13 +317,16 @@ metrics_request(struct evhttp_request *req, void *arg)
 		evhttp_send_error(req, HTTP_INTERNAL, NULL);
 		return;
 	}
-	if (strcmp(path, "/metrics") != 0 && strcmp(path, "/") != 0) {
+	if (strcmp(path, "/metrics") != 0 && strcmp(path, "/") != 0 &&
+	    (m->status == NULL || strcmp(path, "/status.json") != 0)) {
 		evbuffer_add_printf(body, "not found; metrics are at /metrics\n");
 		metrics_reply(req, HTTP_NOTFOUND, "Not Found", "text/plain; charset=utf-8", body);
 	} else if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
 		evbuffer_add_printf(body, "method not allowed\n");
 		metrics_reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8", body);
+	} else if (m->status != NULL && strcmp(path, "/metrics") != 0) {
+		status_page(m, req, path, body);
 	} else if (strcmp(path, "/") == 0) {
 		evbuffer_add_printf(body, "<html><head><title>cutover</title></head><body>"
 		    "<h1>cutover</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n");
@@ -281,6 +345,37 @@ metrics_request(struct evhttp_request *req, void *arg)
 	evbuffer_free(body);
 }
 
+/* GET / (the page) or /status.json with the status page on. */
+static void
+status_page(struct metrics *m, struct evhttp_request *req, const char *path, struct evbuffer *body)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+	const char *csp;
+	struct jbuf b;
+
+	if (strcmp(path, "/") == 0) {
+		if ((csp = statuspage_csp()) == NULL ||
+		    evbuffer_add_reference(body, statuspage_html, statuspage_html_len, NULL, NULL) == -1) {
+			evhttp_send_error(req, HTTP_INTERNAL, NULL);
+			return;
+		}
+		evhttp_add_header(h, "Content-Security-Policy", csp);
+		evhttp_add_header(h, "X-Frame-Options", "DENY");
+		evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+		metrics_reply(req, HTTP_OK, "OK", "text/html; charset=utf-8", body);
+		return;
+	}
+	jbuf_init(&b);
+	m->status(&b, m->status_arg);
+	if (b.oom || evbuffer_add(body, b.s, b.len) == -1) {
+		log_warn("%s: out of memory rendering /status.json", __func__);
+		evhttp_send_error(req, HTTP_INTERNAL, NULL);
+	} else {
+		metrics_reply(req, HTTP_OK, "OK", "application/json", body);
+	}
+	jbuf_free(&b);
+}
+
 /* HEAD gets the GET headers and no body (evhttp itself would send the body). */
 static void
 metrics_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
@@ -291,6 +386,7 @@ metrics_reply(struct evhttp_request *req, int code, const char *reason, const ch
 
 	evhttp_add_header(h, "Content-Type", ctype);
 	evhttp_add_header(h, "Cache-Control", "no-store");
+	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
 		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
 		evhttp_add_header(h, "Content-Length", len);

@@ -13,7 +13,8 @@
  * cutover_inflight_requests{color}, cutover_server_up{color,server},
  * cutover_switches_total{trigger}, cutover_switch_refused_total,
  * cutover_request_duration_seconds{color} (histogram),
- * cutover_upstream_errors_total{color,kind}.
+ * cutover_upstream_errors_total{color,kind},
+ * cutover_ramp_weight_ratio{color}.
  */
 
 #include <stdbool.h>
@@ -26,6 +27,7 @@
 
 struct evbuffer;
 struct event_base;
+struct jbuf;
 
 enum upstream_error_kind {
 	UPSTREAM_ERR_CONNECT = 0, /* connect refused/failed */
@@ -48,6 +50,9 @@ struct metrics_server {
 
 struct metrics_snapshot {
 	enum color active;
+	/* A ramp: ramp_target's share of new requests in basis points (0: none). */
+	enum color ramp_target;
+	unsigned ramp_weight_bp;
 	/* requests by status class: [color][0] = no response, [1..5] = 1xx..5xx */
 	uint64_t requests[COLOR_COUNT][6];
 	uint64_t inflight[COLOR_COUNT];
@@ -58,6 +63,14 @@ struct metrics_snapshot {
 	uint64_t switch_refused;
 	const struct metrics_server *servers;
 	size_t nservers;
+	/* In a fleet only: cutover_fleet_connected, _nodes, _converged,
+	 * _apply_seconds (etcd commit to local apply, per bucket). */
+	bool fleet;
+	bool fleet_connected;
+	unsigned fleet_nodes;
+	bool fleet_converged;
+	uint64_t fleet_apply[HISTOGRAM_BUCKETS];
+	uint64_t fleet_apply_sum_us;
 };
 
 /*
@@ -76,12 +89,23 @@ typedef void (*metrics_snapshot_cb)(struct metrics_snapshot *snap, void *arg);
 struct metrics;
 
 /*
- * Serves GET /metrics (and GET / with a short pointer to it; anything else
- * 404) on listen, on base. Each scrape calls fill() then metrics_render().
+ * Serves GET /metrics (and GET / with a short pointer to it, or the status
+ * page: metrics_set_status; anything else 404) on listen, on base. Each scrape calls fill() then metrics_render().
  * Returns NULL after logging the cause (e.g. address in use).
  */
 struct metrics *metrics_new(struct event_base *base, const struct addr *listen, metrics_snapshot_cb fill,
     void *arg);
 void metrics_free(struct metrics *m);
+
+/*
+ * Turns on the status page (DESIGN.md "Status page"): GET / then serves the
+ * embedded page (statuspage.h) with a Content-Security-Policy that allows
+ * nothing but its own inline script and style, and GET /status.json the
+ * JSON status() appends to b (closed object). Without it, / is a pointer to
+ * /metrics and /status.json is 404. Read only either way: any method but GET
+ * and HEAD gets 405.
+ */
+typedef void (*metrics_status_cb)(struct jbuf *b, void *arg);
+void metrics_set_status(struct metrics *m, metrics_status_cb status, void *arg);
 
 #endif

@@ -3,14 +3,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dnsname.h"
 #include "pool.h"
 #include "tls.h"
 #include "upstream.h"
 
 static _Atomic(struct route *) active_route;
 
+static void pool_free_servers(struct pool *p);
+
 struct pool *
 pool_new(enum color color, const struct config_pool *cp, unsigned nworkers)
+{
+	return pool_new_named(color, cp, NULL, 0, nworkers);
+}
+
+struct pool *
+pool_new_named(enum color color, const struct config_pool *cp, const struct pool_named *named,
+    size_t nnamed, unsigned nworkers)
 {
 	struct pool *p;
 	size_t i;
@@ -20,13 +30,23 @@ pool_new(enum color color, const struct config_pool *cp, unsigned nworkers)
 	atomic_init(&p->refs, 1);
 	atomic_init(&p->retired, false);
 	p->color = color;
-	p->nservers = cp->nservers;
+	p->nservers = cp->nservers + nnamed;
 	if (p->nservers > 0 && (p->servers = calloc(p->nservers, sizeof(*p->servers))) == NULL)
 		goto fail;
 	for (i = 0; i < p->nservers; i++) {
 		struct server *s = &p->servers[i];
 
-		s->addr = cp->servers[i];
+		if (i < cp->nservers) {
+			s->addr = cp->servers[i];
+		} else {
+			char label[DNSNAME_LABEL_MAX];
+			const struct pool_named *nm = &named[i - cp->nservers];
+
+			s->addr = nm->addr;
+			dnsname_label(label, sizeof(label), nm->name, &nm->addr);
+			if ((s->name = strdup(nm->name)) == NULL || (s->label = strdup(label)) == NULL)
+				goto fail;
+		}
 		s->pool = p;
 		s->color = color;
 		s->index = (unsigned)i;
@@ -42,12 +62,23 @@ pool_new(enum color color, const struct config_pool *cp, unsigned nworkers)
 	}
 	return p;
 fail:
-	if (p->servers != NULL)
-		for (i = 0; i < p->nservers; i++)
-			free(p->servers[i].idle);
-	free(p->servers);
+	pool_free_servers(p);
 	free(p);
 	return NULL;
+}
+
+static void
+pool_free_servers(struct pool *p)
+{
+	size_t i;
+
+	if (p->servers != NULL)
+		for (i = 0; i < p->nservers; i++) {
+			free(p->servers[i].idle);
+			free(p->servers[i].name);
+			free(p->servers[i].label);
+		}
+	free(p->servers);
 }
 
 void
@@ -59,13 +90,10 @@ pool_ref(struct pool *p)
 void
 pool_unref(struct pool *p)
 {
-	size_t i;
 
 	if (p == NULL || atomic_fetch_sub_explicit(&p->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	for (i = 0; i < p->nservers; i++)
-		free(p->servers[i].idle);
-	free(p->servers);
+	pool_free_servers(p);
 	if (p->tls != NULL)
 		tls_client_unref(p->tls);
 	free(p);
@@ -106,6 +134,17 @@ pool_confirmed(const struct pool *p)
 	for (i = 0; i < p->nservers; i++)
 		if (atomic_load_explicit(&p->servers[i].up, memory_order_relaxed) &&
 		    atomic_load_explicit(&p->servers[i].confirmed, memory_order_relaxed))
+			n++;
+	return n;
+}
+
+size_t
+pool_fresh(const struct pool *p)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < p->nservers; i++)
+		if (p->servers[i].fresh)
 			n++;
 	return n;
 }

@@ -25,6 +25,14 @@ struct tls_client;
 
 struct server {
 	struct addr addr;
+	/* A server a name resolved to: "host:port" and the label
+	 * "host:port (address)"; both NULL for a numeric one. Owned by the pool. */
+	char *name;
+	char *label;
+	/* Added by a DNS answer and not confirmed by `rise` checks yet (main
+	 * thread only): it counts for its color's min_healthy only once
+	 * confirmed, and never against it before. */
+	bool fresh;
 	struct pool *pool;    /* owner */
 	enum color color;
 	unsigned index;       /* position in its pool */
@@ -49,14 +57,56 @@ struct pool {
 	struct tls_client *tls; /* upstream TLS, or NULL; the pool holds a reference */
 };
 
+/*
+ * A route: where new requests go. With weight_bp > 0 a ramp is on: a
+ * request whose bucket (bucket.h) is below weight_bp goes to ramp_target,
+ * the others to active. A ramp step publishes a new route (one store),
+ * never changes one a worker may be reading.
+ */
 struct route {
 	struct pool *pools[COLOR_COUNT];
 	enum color active;
+	enum color ramp_target; /* valid when weight_bp > 0 */
+	unsigned weight_bp;     /* 0: no ramp; else 1..9999 */
+	struct route *next;     /* the generation's list of ramp routes */
 };
+
+/* Whether new requests may go to color c on route r (the active color, or
+ * a ramp's target). */
+static inline bool
+route_serves(const struct route *r, enum color c)
+{
+	return r->active == c || (r->weight_bp > 0 && r->ramp_target == c);
+}
 
 /* Builds a pool from its configuration, with one reference and an idle
  * upstream connection list per worker. NULL on ENOMEM. */
 struct pool *pool_new(enum color color, const struct config_pool *cp, unsigned nworkers);
+
+/* A server a name resolved to (resolver.h): its address and "host:port". */
+struct pool_named {
+	struct addr addr;
+	const char *name;
+};
+
+/* pool_new with, after the numeric servers of cp, the nnamed servers named. */
+struct pool *pool_new_named(enum color color, const struct config_pool *cp,
+    const struct pool_named *named, size_t nnamed, unsigned nworkers);
+
+/* What logs, health, status and metrics call a server: its label or address. */
+static inline const char *
+server_label(const struct server *s)
+{
+	return s->label != NULL ? s->label : s->addr.text;
+}
+
+/* What a Host header names: "host:port" for a name, else the address. */
+static inline const char *
+server_host(const struct server *s)
+{
+	return s->name != NULL ? s->name : s->addr.text;
+}
+
 void pool_ref(struct pool *p);
 void pool_unref(struct pool *p);
 
@@ -72,6 +122,9 @@ size_t pool_healthy(const struct pool *p);
 
 /* Number of servers up and confirmed by `rise` consecutive checks. */
 size_t pool_confirmed(const struct pool *p);
+
+/* Number of servers a DNS answer added that `rise` checks have not confirmed yet. */
+size_t pool_fresh(const struct pool *p);
 
 /*
  * Passive health, called by workers: a connect failure or timeout on live

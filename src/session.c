@@ -15,6 +15,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
 
@@ -36,6 +37,7 @@
 
 #include "accesslog.h"
 #include "addr.h"
+#include "bucket.h"
 #include "clock.h"
 #include "fdlimit.h"
 #include "http.h"
@@ -145,6 +147,9 @@ struct exchange {
 	uint64_t t_start_us; /* when the request head was accepted */
 	uint64_t resp_bytes; /* response body bytes queued to the client */
 	char *req_line;      /* "METHOD target HTTP/1.x" for the access log, or NULL */
+	/* The Set-Cookie value the response carries (a ramp gave this
+	 * cookie-less request a new id), or "". */
+	char set_cookie[160];
 };
 
 /* A client's TCP address: what the accept (or the PROXY header) gives. */
@@ -167,7 +172,7 @@ struct session {
 	enum timer_kind timer_kind;
 	unsigned busy; /* callback nesting depth */
 	bool dead;     /* free when busy drops to 0 */
-	char client_ip[INET6_ADDRSTRLEN]; /* the peer (the PROXY header's client where there is one) */
+	char client_ip[INET6_ADDRSTRLEN];           /* the peer (the PROXY header's client where there is one) */
 	union peer_addr peer;
 	bool tls;       /* the client speaks TLS to us */
 	bool tls_dirty; /* TLS connection failed: no close_notify */
@@ -237,6 +242,7 @@ static void release_pool(struct session *s);
 static void read_more(struct bufferevent *bev, size_t limit);
 static void read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit);
 static bool preview_color(struct session *s, struct http_head *req, enum color *color);
+static enum color ramp_color(struct session *s, const struct http_head *req, const struct route *rt);
 static void forwarded_for(struct session *s, struct http_head *req);
 static void set_req_line(struct session *s, const struct http_head *req);
 static void log_access(struct session *s, uint64_t us);
@@ -838,6 +844,7 @@ read_head(struct session *s)
 	enum http_parse_result r;
 	const char *data;
 	enum color pcolor = COLOR_BLUE;
+	struct route *rt;
 	bool preview;
 
 	if (len == 0)
@@ -907,6 +914,12 @@ read_head(struct session *s)
 	    (req.framing == HTTP_BODY_LENGTH && req.content_length == 0);
 	forwarded_for(s, &req);
 	preview = cfg->preview.header != NULL && preview_color(s, &req, &pcolor);
+	/* One acquire load; during a ramp one hash more (while req's fields
+	 * still point into the input buffer). */
+	s->x->set_cookie[0] = '\0';
+	rt = route_current();
+	if (rt != NULL)
+		pcolor = preview ? pcolor : rt->weight_bp > 0 ? ramp_color(s, &req, rt) : rt->active;
 	evbuffer_drain(s->x->req_head, evbuffer_get_length(s->x->req_head));
 	if (http_write_request(s->x->req_head, &req, s->client_ip, s->tls ? "https" : "http") < 0) {
 		respond_error(s, 500, "out of memory");
@@ -927,15 +940,12 @@ read_head(struct session *s)
 	 * body bytes wait in the input buffer, capped by its watermark, until
 	 * the upstream is ready. */
 	s->state = S_CONNECTING;
-	if (preview) {
-		struct route *rt = route_current();
-
-		s->x->pool = rt != NULL ? rt->pools[pcolor] : NULL;
+	s->x->pool = NULL;
+	if (rt != NULL) {
+		s->x->color = pcolor;
+		s->x->pool = rt->pools[s->x->color];
 		if (s->x->pool != NULL)
 			pool_ref(s->x->pool);
-		s->x->color = pcolor;
-	} else {
-		s->x->pool = route_acquire_pool(&s->x->color);
 	}
 	if (s->x->pool == NULL) {
 		respond_error(s, 503, "no route");
@@ -978,7 +988,7 @@ start_upstream(struct session *s, const struct server *skip)
 	s->x->reused = false;
 	c = upstream_connect(w, srv, up_readcb, up_writecb, up_eventcb, s);
 	if (c == NULL) {
-		log_debug("%s: connect %s: %s", __func__, srv->addr.text, strerror(errno));
+		log_debug("%s: connect %s: %s", __func__, server_label(srv), strerror(errno));
 		if (fdlimit_local_error(errno)) {
 			/* Ours, not the server's: no passive failure, no
 			 * retry, and the guard does not count it (see
@@ -1005,11 +1015,11 @@ connect_failed(struct session *s, bool timeout)
 	const struct server *failed = s->x->server;
 
 	stat_inc(&s->w->stats.upstream_errors[s->x->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT]);
-	log_warn("%s: upstream %s: %s", __func__, failed->addr.text,
+	log_warn("%s: upstream %s: %s", __func__, server_label(failed),
 	    timeout ? "connect timed out" : "connect failed");
 	if (server_passive_failure(s->x->server, s->w->cfg->health.fall))
 		log_warn("%s: %s server %s is down: %u connect failures in a row on live traffic", __func__,
-		    color_name(s->x->color), failed->addr.text, s->w->cfg->health.fall);
+		    color_name(s->x->color), server_label(failed), s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	s->x->timed_out = timeout;
 	if (s->x->attempts >= s->x->pool->nservers) {
@@ -1027,11 +1037,11 @@ static void
 response_head_failed(struct session *s, bool timeout)
 {
 	stat_inc(&s->w->stats.upstream_errors[s->x->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
-	log_warn("%s: upstream %s: %s before the response", __func__, s->x->server->addr.text,
+	log_warn("%s: upstream %s: %s before the response", __func__, server_label(s->x->server),
 	    timeout ? "timed out" : "closed");
 	if (timeout && server_passive_failure(s->x->server, s->w->cfg->health.fall))
 		log_warn("%s: %s server %s is down: %u timeouts in a row on live traffic", __func__,
-		    color_name(s->x->color), s->x->server->addr.text, s->w->cfg->health.fall);
+		    color_name(s->x->color), server_label(s->x->server), s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	respond_error(s, timeout ? 504 : 502, timeout ? "upstream timed out" : "upstream closed");
 }
@@ -1218,7 +1228,7 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 			stat_inc(&s->w->stats.upstream_errors[s->x->color]
 			    [(what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
 			stat_inc(&s->w->stats.cut_short[s->x->color]);
-			log_warn("%s: upstream %s: response cut short", __func__, s->x->server->addr.text);
+			log_warn("%s: upstream %s: response cut short", __func__, server_label(s->x->server));
 			drop_upstream(s, false);
 			close_after_flush(s);
 		}
@@ -1329,6 +1339,16 @@ read_response_head(struct session *s)
 			f = HTTP_BODY_LENGTH;
 		else if (f == HTTP_BODY_UNTIL_CLOSE)
 			f = HTTP_BODY_NONE;
+		if (s->x->set_cookie[0] != '\0') {
+			/* The head array has one slot past w->nhdrs for this. */
+			struct http_header *h = &resp.headers[resp.nheaders++];
+
+			h->name = "Set-Cookie";
+			h->name_len = 10;
+			h->value = s->x->set_cookie;
+			h->value_len = (uint32_t)strlen(s->x->set_cookie);
+			h->flags = 0;
+		}
 		if (http_write_response(out, &resp, f, cl, keep, s->x->client_minor) < 0)
 			goto invalid;
 	}
@@ -1349,7 +1369,7 @@ invalid:
 	stat_inc(&w->stats.upstream_errors[s->x->color][UPSTREAM_ERR_INVALID]);
 	if (s->x->resp_started)
 		stat_inc(&w->stats.cut_short[s->x->color]);
-	log_warn("%s: upstream %s: %s", __func__, s->x->server->addr.text, why);
+	log_warn("%s: upstream %s: %s", __func__, server_label(s->x->server), why);
 	drop_upstream(s, false);
 	if (s->x->resp_started)
 		close_after_flush(s);
@@ -1389,7 +1409,7 @@ pump_response(struct session *s)
 		if (r < 0) {
 			stat_inc(&s->w->stats.upstream_errors[s->x->color][UPSTREAM_ERR_INVALID]);
 			stat_inc(&s->w->stats.cut_short[s->x->color]);
-			log_warn("%s: upstream %s: malformed chunked body", __func__, s->x->server->addr.text);
+			log_warn("%s: upstream %s: malformed chunked body", __func__, server_label(s->x->server));
 			drop_upstream(s, false);
 			close_after_flush(s);
 			return;
@@ -1582,6 +1602,49 @@ preview_color(struct session *s, struct http_head *req, enum color *color)
 	memcpy(value, found->value, found->value_len);
 	value[found->value_len] = '\0';
 	return color_parse(value, color) == 0;
+}
+
+/*
+ * A ramp is on (rt->weight_bp > 0): the client's bucket picks the color.
+ * The key is the ramp cookie's value, or with switch.ramp_by = "address"
+ * the client's address (the one trusted_proxies and the PROXY header
+ * define). A request without a valid cookie gets a new random id, is
+ * routed by it, and its response sets it.
+ */
+static enum color
+ramp_color(struct session *s, const struct http_head *req, const struct route *rt)
+{
+	const struct config_switch *sw = &s->w->cfg->sw;
+	const char *key = NULL;
+	unsigned char raw[16];
+	char id[BUCKET_ID_LEN + 1];
+	size_t i, klen = 0;
+
+	if (sw->ramp_by[0] == 'a') {
+		key = s->x->req_client_ip;
+		klen = strlen(key);
+	} else {
+		for (i = 0; i < req->nheaders && key == NULL; i++) {
+			const struct http_header *h = &req->headers[i];
+
+			if (http_header_is(h, "cookie"))
+				(void)bucket_cookie_find(h->value, h->value_len, sw->ramp_cookie, &key, &klen);
+		}
+		if (key == NULL) {
+			if (RAND_bytes(raw, sizeof(raw)) != 1) {
+				/* No id: this request alone stays on the old color. */
+				log_warn("%s: RAND_bytes failed: no ramp cookie for %s", __func__,
+				    s->x->req_client_ip);
+				return rt->active;
+			}
+			bucket_id_hex(raw, id);
+			snprintf(s->x->set_cookie, sizeof(s->x->set_cookie), "%s=%s; Path=/; HttpOnly; SameSite=Lax%s",
+			    sw->ramp_cookie, id, s->tls ? "; Secure" : "");
+			key = id;
+			klen = BUCKET_ID_LEN;
+		}
+	}
+	return bucket_on_target(key, klen, rt->weight_bp) ? rt->ramp_target : rt->active;
 }
 
 static void

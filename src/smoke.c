@@ -264,7 +264,7 @@ exch_write_request(struct smoke_exch *ex, const struct config_smoke *cs)
 
 	if (evbuffer_add_printf(out, "%s %s HTTP/1.1\r\n", ex->test->method, ex->test->path) < 0)
 		goto fail;
-	if (!has_header(cs, "Host") && evbuffer_add_printf(out, "Host: %s\r\n", ex->srv->addr.text) < 0)
+	if (!has_header(cs, "Host") && evbuffer_add_printf(out, "Host: %s\r\n", server_host(ex->srv)) < 0)
 		goto fail;
 	if (!has_header(cs, "User-Agent") && evbuffer_add_printf(out, "User-Agent: cutover-smoke\r\n") < 0)
 		goto fail;
@@ -523,7 +523,7 @@ exch_finish(struct smoke_exch *ex, bool ok, const char *fmt, ...)
 		/* NULL here means ENOMEM: the report then says "failed". */
 		ex->error = strdup(msg);
 		log_debug("%s: smoke test %zu (%s %s) on %s: %s", __func__, ex->test_no, ex->test->method,
-		    ex->test->path, ex->srv->addr.text, msg);
+		    ex->test->path, server_label(ex->srv), msg);
 	}
 	exch_release(ex);
 	if (--run->pending == 0)
@@ -603,7 +603,7 @@ run_finish_cb(evutil_socket_t fd, short what, void *arg)
 		jbuf_raw(&report, ",\"path\":");
 		report_str(&report, ex->test->path);
 		jbuf_raw(&report, ",\"server\":");
-		report_str(&report, ex->srv->addr.text);
+		report_str(&report, server_label(ex->srv));
 		jbuf_printf(&report, ",\"ok\":%s,\"status\":", ex->ok ? "true" : "false");
 		if (ex->status > 0)
 			jbuf_printf(&report, "%d", ex->status);
@@ -615,7 +615,7 @@ run_finish_cb(evutil_socket_t fd, short what, void *arg)
 		if (!ex->ok && ok) {
 			ok = false;
 			jbuf_printf(&failure, "smoke test %zu (%s %s) on %s: %s", ex->test_no,
-			    ex->test->method, ex->test->path, ex->srv->addr.text, err);
+			    ex->test->method, ex->test->path, server_label(ex->srv), err);
 		}
 	}
 	jbuf_raw(&report, "]");

@@ -10,11 +10,18 @@
  *	generation 7
  *	switched_at 1795680000123
  *	window_end 1795680300123
+ *	ramp_target green
+ *	ramp_steps 1,10,50
+ *	ramp_step 1
+ *	ramp_step_ms 30000
  *
  * The first line is the magic and version. Then one "key value" per line,
  * separated by exactly one space, each line ended by '\n' (the last one too),
  * in any order. active and generation are required; previous, switched_at
- * and window_end are optional (absent means "none" / 0). Numbers are unsigned
+ * and window_end are optional (absent means "none" / 0). The four ramp_
+ * keys describe a ramp in progress: all four or none; ramp_steps are
+ * percentages, rising, each 1..99, at most RAMP_MAX_STEPS; ramp_step is an
+ * index into them. Numbers are unsigned
  * decimal without sign or leading zeros; times are Unix milliseconds.
  * Unknown or duplicate keys, blank lines, bytes after a value, NUL bytes, an
  * empty file or one larger than STATE_MAX_SIZE are corrupt. state_save writes
@@ -53,12 +60,19 @@ enum state_key {
 	SK_GENERATION,
 	SK_SWITCHED_AT,
 	SK_WINDOW_END,
+	SK_RAMP_TARGET,
+	SK_RAMP_STEPS,
+	SK_RAMP_STEP,
+	SK_RAMP_STEP_MS,
 	SK_COUNT
 };
 
 static const char *const state_keys[SK_COUNT] = {
-	"active", "previous", "generation", "switched_at", "window_end"
+	"active", "previous", "generation", "switched_at", "window_end",
+	"ramp_target", "ramp_steps", "ramp_step", "ramp_step_ms"
 };
+
+static int parse_steps(const char *v, unsigned *steps, unsigned *n);
 
 static int parse_u64(const char *s, uint64_t *out);
 static void printable(const char *s, char *out, size_t outlen);
@@ -68,6 +82,59 @@ static int parse_state(char *buf, size_t len, struct state *st, char *why,
     size_t whylen);
 static int write_all(int fd, const char *buf, size_t len);
 static char *parent_dir(const char *path);
+
+int
+state_format(const struct state *st, char *buf, size_t size)
+{
+	int len;
+
+	if ((unsigned)st->active >= COLOR_COUNT ||
+	    (st->has_previous && (unsigned)st->previous >= COLOR_COUNT) ||
+	    st->switched_at_ms < 0 || st->window_end_ms < 0 || size < 256 ||
+	    (st->ramping && ((unsigned)st->ramp_target >= COLOR_COUNT || st->ramp_nsteps == 0 ||
+	        st->ramp_nsteps > RAMP_MAX_STEPS || st->ramp_step >= st->ramp_nsteps)))
+		return -1;
+	len = snprintf(buf, size, "%s %d\nactive %s\n", STATE_MAGIC,
+	    STATE_VERSION, color_name(st->active));
+	if (st->has_previous)
+		len += snprintf(buf + len, size - (size_t)len,
+		    "previous %s\n", color_name(st->previous));
+	len += snprintf(buf + len, size - (size_t)len,
+	    "generation %" PRIu64 "\n", st->generation);
+	if (st->switched_at_ms != 0)
+		len += snprintf(buf + len, size - (size_t)len,
+		    "switched_at %" PRId64 "\n", st->switched_at_ms);
+	if (st->window_end_ms != 0)
+		len += snprintf(buf + len, size - (size_t)len,
+		    "window_end %" PRId64 "\n", st->window_end_ms);
+	if (st->ramping) {
+		len += snprintf(buf + len, size - (size_t)len, "ramp_target %s\nramp_steps ",
+		    color_name(st->ramp_target));
+		for (unsigned i = 0; i < st->ramp_nsteps; i++)
+			len += snprintf(buf + len, size - (size_t)len, "%s%u", i ? "," : "",
+			    st->ramp_steps[i]);
+		len += snprintf(buf + len, size - (size_t)len,
+		    "\nramp_step %u\nramp_step_ms %" PRIu64 "\n", st->ramp_step, st->ramp_step_ms);
+	}
+	return len < (int)size ? len : -1;
+}
+
+int
+state_parse(const char *text, size_t len, struct state *st, char *why, size_t whylen)
+{
+	char buf[STATE_MAX_SIZE + 1];
+	struct state tmp;
+
+	if (len > STATE_MAX_SIZE) {
+		snprintf(why, whylen, "larger than %d bytes", STATE_MAX_SIZE);
+		return -1;
+	}
+	memcpy(buf, text, len);
+	if (parse_state(buf, len, &tmp, why, whylen) == -1)
+		return -1;
+	*st = tmp;
+	return 0;
+}
 
 /*
  * Reads path. Returns 0 when loaded, 1 when it does not exist, -1 otherwise
@@ -159,26 +226,10 @@ state_save(const char *path, const struct state *st, char *err, size_t errlen)
 	int len, fd = -1, dirfd = -1;
 	bool created = false;
 
-	if ((unsigned)st->active >= COLOR_COUNT ||
-	    (st->has_previous && (unsigned)st->previous >= COLOR_COUNT) ||
-	    st->switched_at_ms < 0 || st->window_end_ms < 0) {
+	if ((len = state_format(st, buf, sizeof(buf))) < 0) {
 		snprintf(err, errlen, "%s: refusing to write an invalid state", path);
 		goto fail;
 	}
-
-	len = snprintf(buf, sizeof(buf), "%s %d\nactive %s\n", STATE_MAGIC,
-	    STATE_VERSION, color_name(st->active));
-	if (st->has_previous)
-		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-		    "previous %s\n", color_name(st->previous));
-	len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-	    "generation %" PRIu64 "\n", st->generation);
-	if (st->switched_at_ms != 0)
-		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-		    "switched_at %" PRId64 "\n", st->switched_at_ms);
-	if (st->window_end_ms != 0)
-		len += snprintf(buf + len, sizeof(buf) - (size_t)len,
-		    "window_end %" PRId64 "\n", st->window_end_ms);
 
 	if ((dir = parent_dir(path)) == NULL) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
@@ -380,6 +431,7 @@ parse_line(char *line, bool seen[SK_COUNT], struct state *st, char *why,
 	switch ((enum state_key)k) {
 	case SK_ACTIVE:
 	case SK_PREVIOUS:
+	case SK_RAMP_TARGET:
 		if (color_parse(value, &c) == -1) {
 			printable(value, shown, sizeof(shown));
 			snprintf(why, whylen, "unknown color '%s'", shown);
@@ -387,6 +439,8 @@ parse_line(char *line, bool seen[SK_COUNT], struct state *st, char *why,
 		}
 		if (k == SK_ACTIVE) {
 			st->active = c;
+		} else if (k == SK_RAMP_TARGET) {
+			st->ramp_target = c;
 		} else {
 			st->has_previous = true;
 			st->previous = c;
@@ -407,6 +461,27 @@ parse_line(char *line, bool seen[SK_COUNT], struct state *st, char *why,
 			st->switched_at_ms = (int64_t)u;
 		else
 			st->window_end_ms = (int64_t)u;
+		break;
+	case SK_RAMP_STEPS:
+		if (parse_steps(value, st->ramp_steps, &st->ramp_nsteps) == -1) {
+			printable(value, shown, sizeof(shown));
+			snprintf(why, whylen, "bad ramp_steps '%s' (rising percentages 1..99, at most %d)",
+			    shown, RAMP_MAX_STEPS);
+			goto fail;
+		}
+		break;
+	case SK_RAMP_STEP:
+	case SK_RAMP_STEP_MS:
+		if (parse_u64(value, &u) == -1 || (k == SK_RAMP_STEP && u >= RAMP_MAX_STEPS) ||
+		    (k == SK_RAMP_STEP_MS && u == 0)) {
+			printable(value, shown, sizeof(shown));
+			snprintf(why, whylen, "bad %s '%s'", state_keys[k], shown);
+			goto fail;
+		}
+		if (k == SK_RAMP_STEP)
+			st->ramp_step = (unsigned)u;
+		else
+			st->ramp_step_ms = u;
 		break;
 	case SK_COUNT:
 		break;
@@ -479,10 +554,50 @@ parse_state(char *buf, size_t len, struct state *st, char *why, size_t whylen)
 		snprintf(why, whylen, "no 'generation' line");
 		goto fail;
 	}
+	st->ramping = seen[SK_RAMP_TARGET];
+	if (seen[SK_RAMP_STEPS] != st->ramping || seen[SK_RAMP_STEP] != st->ramping ||
+	    seen[SK_RAMP_STEP_MS] != st->ramping) {
+		snprintf(why, whylen, "a ramp needs all of ramp_target, ramp_steps, ramp_step, ramp_step_ms");
+		goto fail;
+	}
+	if (st->ramping && st->ramp_step >= st->ramp_nsteps) {
+		snprintf(why, whylen, "ramp_step %u is past the %u steps", st->ramp_step, st->ramp_nsteps);
+		goto fail;
+	}
+	if (st->ramping && st->ramp_target == st->active) {
+		snprintf(why, whylen, "ramp_target is the active color");
+		goto fail;
+	}
 	return 0;
 
 fail:
 	return -1;
+}
+
+/* "1,10,50": rising percentages, each 1..99, 1..RAMP_MAX_STEPS of them. */
+static int
+parse_steps(const char *v, unsigned *steps, unsigned *n)
+{
+	char num[8];
+	const char *comma;
+	size_t len;
+	uint64_t u;
+
+	*n = 0;
+	for (;;) {
+		comma = strchr(v, ',');
+		len = comma != NULL ? (size_t)(comma - v) : strlen(v);
+		if (len == 0 || len >= sizeof(num) || *n == RAMP_MAX_STEPS)
+			return -1;
+		memcpy(num, v, len);
+		num[len] = '\0';
+		if (parse_u64(num, &u) == -1 || u < 1 || u > 99 || (*n > 0 && u <= steps[*n - 1]))
+			return -1;
+		steps[(*n)++] = (unsigned)u;
+		if (comma == NULL)
+			return 0;
+		v = comma + 1;
+	}
 }
 
 /* Writes all of buf, across short writes and EINTR. 0, or -1 with errno. */

@@ -14,6 +14,9 @@
 
 #include "color.h"
 
+/* The most steps a ramp may have (cutoverctl switch --ramp 1,10,50). */
+#define RAMP_MAX_STEPS 16
+
 struct state {
 	enum color active;
 	bool has_previous;
@@ -21,6 +24,13 @@ struct state {
 	uint64_t generation;   /* grows by one per switch; 0 before the first */
 	int64_t switched_at_ms; /* wall clock (Unix ms) of the last switch, 0 if none */
 	int64_t window_end_ms;  /* wall clock end of the safety window, 0 if none/ended */
+	/* A progressive shift (ramp) in progress, when ramping. */
+	bool ramping;
+	enum color ramp_target;
+	unsigned ramp_steps[RAMP_MAX_STEPS]; /* percent, rising, each 1..99 */
+	unsigned ramp_nsteps;
+	unsigned ramp_step;      /* index of the step it is on */
+	uint64_t ramp_step_ms;   /* how long each step holds */
 };
 
 /*
@@ -39,6 +49,19 @@ int state_load(const char *path, struct state *st, char *err, size_t errlen)
  * unchanged, except after a failed directory fsync: see state.c).
  */
 int state_save(const char *path, const struct state *st, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+/*
+ * The one codec of a state, shared by the state file and the fleet's
+ * KEY/state in etcd (fleet.c), so that a field added here reaches both.
+ * state_format writes st as the file holds it into buf (NUL-terminated);
+ * returns its length, or -1 for an invalid state or a buffer too small
+ * (size must be at least 256). state_parse reads that text (len bytes, no
+ * NUL needed): 0 with *st, or -1 with the reason in why (*st untouched).
+ */
+int state_format(const struct state *st, char *buf, size_t size)
+    __attribute__((warn_unused_result));
+int state_parse(const char *text, size_t len, struct state *st, char *why, size_t whylen)
     __attribute__((warn_unused_result));
 
 /*

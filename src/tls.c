@@ -784,10 +784,16 @@ tls_client_unref(struct tls_client *c)
 SSL *
 tls_client_ssl(struct tls_client *c, const struct addr *peer)
 {
+	return tls_client_ssl_host(c, peer, NULL);
+}
+
+SSL *
+tls_client_ssl_host(struct tls_client *c, const struct addr *peer, const char *host)
+{
 	char ip[INET6_ADDRSTRLEN];
 	struct tls_peer *p = NULL;
-	const char *name = c->sni;
-	bool name_ip = c->sni_ip;
+	const char *name = c->sni != NULL ? c->sni : host;
+	bool name_ip = c->sni != NULL ? c->sni_ip : false;
 	SSL *ssl;
 
 	if (c->verify && (pthread_once(&peer_index_once, peer_index_init) != 0 ||
@@ -795,8 +801,8 @@ tls_client_ssl(struct tls_client *c, const struct addr *peer)
 		return NULL;
 	if ((ssl = SSL_new(c->ctx)) == NULL)
 		return NULL;
-	if (c->sni != NULL && !c->sni_ip &&
-	    SSL_set_tlsext_host_name(ssl, c->sni) != 1)
+	if (name != NULL && !name_ip &&
+	    SSL_set_tlsext_host_name(ssl, name) != 1)
 		goto fail;
 	if (name == NULL && peer != NULL) {
 		addr_ip_string((const struct sockaddr *)&peer->ss, ip, sizeof(ip));

@@ -69,6 +69,13 @@ struct addr;
 SSL *tls_client_ssl(struct tls_client *c, const struct addr *peer);
 
 /*
+ * tls_client_ssl for a server written by name: without sni, host (the DNS
+ * name, no port) is sent as SNI and is the name the certificate must be
+ * for. host NULL: as tls_client_ssl.
+ */
+SSL *tls_client_ssl_host(struct tls_client *c, const struct addr *peer, const char *host);
+
+/*
  * After a failed handshake of an SSL from tls_client_ssl: "certificate
  * rejected: REASON (expected name NAME)" in buf, or NULL when the
  * certificate was not what failed. For health and smoke reports.

@@ -8,11 +8,13 @@
 
 #include "control.h"
 #include "engine.h"
+#include "fleet.h"
 #include "generation.h"
 #include "hooks.h"
 #include "json.h"
 #include "log.h"
 #include "smoke.h"
+#include "state.h"
 #include "transition.h"
 
 struct transition {
@@ -20,10 +22,13 @@ struct transition {
 	struct control_conn *conn;
 	struct engine_request rq;
 	bool wait;
+	bool local;     /* a fleet node's --local change */
+	bool proposing; /* written to etcd, its outcome not known yet */
 	enum color from;
 	struct smoke_run *smoke;
 	struct hook_run *hook;
 	char *smoke_report; /* JSON array, NULL when no smoke tests ran */
+	struct state next;  /* in a fleet: the state written to etcd */
 };
 
 static void step_smoke(struct transition *t);
@@ -36,6 +41,11 @@ static void reply_refused(struct transition *t, const char *msg);
 static void reply_unchanged(struct transition *t);
 static void finish(struct transition *t);
 static void trim_utf8(char *s);
+static void step_propose(struct transition *t);
+static void on_written(void *arg, int rc, int64_t revision, const char *err);
+static char *answer_prefix(const struct state *st, const char *smoke);
+static void ramp_rollback(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who,
+    const struct transition_request *rq);
 
 void
 transition_begin(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who,
@@ -44,6 +54,11 @@ transition_begin(struct transition_ctx *x, struct control_conn *c, const struct 
 	struct transition *t;
 	char msg[1024];
 
+	if (x->engine->ramp.on && rq->ramp_nsteps == 0 &&
+	    (rq->rollback || rq->target == x->engine->sw.active)) {
+		ramp_rollback(x, c, who, rq);
+		return;
+	}
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		control_reply_error(c, "out of memory");
 		return;
@@ -58,7 +73,12 @@ transition_begin(struct transition_ctx *x, struct control_conn *c, const struct 
 	t->rq.if_gen = rq->if_gen;
 	t->rq.who.uid = (long)who->uid;
 	t->rq.who.pid = (long)who->pid;
-	t->wait = rq->wait;
+	t->local = rq->local;
+	memcpy(t->rq.ramp_steps, rq->ramp_steps, sizeof(t->rq.ramp_steps));
+	t->rq.ramp_nsteps = rq->ramp_nsteps;
+	t->rq.ramp_step_ms = rq->ramp_step_ms;
+	/* A ramp's end is followed by the client (status), not waited for here. */
+	t->wait = rq->wait && rq->ramp_nsteps == 0;
 	t->from = x->engine->sw.active;
 	switch (engine_prepare(x->engine, &t->rq, msg, sizeof(msg))) {
 	case SWITCH_REFUSED:
@@ -73,6 +93,22 @@ transition_begin(struct transition_ctx *x, struct control_conn *c, const struct 
 		break;
 	}
 	x->op = t;
+	if (x->fleet != NULL && !t->local && t->rq.ramp_nsteps > 0) {
+		refuse(t, "a ramp is not coordinated through the fleet yet: "
+		          "switch without --ramp, or ramp each node with --local");
+		return;
+	}
+	if (x->fleet != NULL && !t->local && !t->rq.dry_run && !fleet_connected(x->fleet)) {
+		refuse(t, "etcd is unreachable: the fleet cannot agree on a change now "
+		          "(--local changes this node alone)");
+		return;
+	}
+	if (x->fleet != NULL && !t->local && !t->rq.force &&
+	    fleet_check_health(x->fleet, t->rq.target, x->live->cfg->sw.min_healthy, msg,
+	        sizeof(msg)) < 0) {
+		refuse(t, msg);
+		return;
+	}
 	step_smoke(t);
 }
 
@@ -81,7 +117,8 @@ transition_cancel(struct transition_ctx *x, const char *why)
 {
 	struct transition *t = x->op;
 
-	if (t == NULL)
+	/* Written to etcd already: its outcome decides, and answers. */
+	if (t == NULL || t->proposing)
 		return;
 	if (t->smoke != NULL)
 		smoke_cancel(t->smoke);
@@ -147,7 +184,7 @@ step_hook(struct transition *t)
 	env.from = color_name(t->from);
 	env.to = color_name(t->rq.target);
 	env.generation = x->engine->sw.generation + 1;
-	env.reason = t->rq.rollback ? "rollback" : "manual";
+	env.reason = t->rq.rollback ? "rollback" : t->rq.ramp_nsteps > 0 ? "ramp" : "manual";
 	t->hook = hook_start(x->base, cfg->hooks.pre_switch, cfg->hooks.timeout_ms, &env,
 	    pre_hook_done, t);
 	if (t->hook == NULL) {
@@ -190,6 +227,10 @@ step_commit(struct transition *t)
 	char msg[1024];
 	struct jbuf b;
 
+	if (x->fleet != NULL && !t->local) {
+		step_propose(t);
+		return;
+	}
 	switch (engine_switch(x->engine, &t->rq, msg, sizeof(msg))) {
 	case SWITCH_REFUSED:
 		reply_refused(t, msg);
@@ -202,12 +243,24 @@ step_commit(struct transition *t)
 	case SWITCH_GO:
 		break;
 	}
+	if (x->fleet != NULL)
+		fleet_diverge(x->fleet);
 	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"active\":");
 	jbuf_str(&b, color_name(sw->active));
 	jbuf_raw(&b, ",\"previous\":");
 	jbuf_str(&b, color_name(sw->previous));
 	jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":true,\"dry_run\":false", sw->generation);
+	if (t->rq.ramp_nsteps > 0) {
+		jbuf_raw(&b, ",\"message\":");
+		jbuf_str(&b, msg);
+		jbuf_raw(&b, ",\"ramp\":{\"target\":");
+		jbuf_str(&b, color_name(t->rq.target));
+		jbuf_printf(&b, ",\"weight_pct\":%u,\"steps\":[", t->rq.ramp_steps[0]);
+		for (unsigned i = 0; i < t->rq.ramp_nsteps; i++)
+			jbuf_printf(&b, "%s%u", i ? "," : "", t->rq.ramp_steps[i]);
+		jbuf_raw(&b, "]}");
+	}
 	if (t->smoke_report != NULL) {
 		jbuf_raw(&b, ",\"smoke\":");
 		jbuf_raw(&b, t->smoke_report);
@@ -226,6 +279,90 @@ step_commit(struct transition *t)
 	}
 	jbuf_free(&b);
 	finish(t);
+}
+
+/*
+ * In a fleet: the switch is written to etcd (one transaction comparing the
+ * revision this node applied last); every node, this one included, applies
+ * it from its watch, and the caller is answered once every live node has.
+ */
+static void
+step_propose(struct transition *t)
+{
+	struct transition_ctx *x = t->x;
+	struct engine_origin o;
+	struct state next;
+	char msg[1024];
+
+	switch (engine_plan(x->engine, &t->rq, &next, msg, sizeof(msg))) {
+	case SWITCH_REFUSED:
+		reply_refused(t, msg);
+		finish(t);
+		return;
+	case SWITCH_NOOP:
+		reply_unchanged(t);
+		finish(t);
+		return;
+	case SWITCH_GO:
+		break;
+	}
+	memset(&o, 0, sizeof(o));
+	o.node = fleet_node(x->fleet);
+	o.event = t->rq.rollback ? "rollback" : "switch";
+	o.trigger = "manual";
+	o.reason = t->rq.force ? "forced" : NULL;
+	o.uid = t->rq.who.uid;
+	o.pid = t->rq.who.pid;
+	t->next = next;
+	t->proposing = true;
+	if (fleet_propose(x->fleet, &next, &o, on_written, t) < 0) {
+		t->proposing = false;
+		refuse(t, "cannot write to etcd: out of memory");
+	}
+}
+
+static void
+on_written(void *arg, int rc, int64_t revision, const char *err)
+{
+	struct transition *t = arg;
+	struct transition_ctx *x = t->x;
+	char *prefix;
+
+	t->proposing = false;
+	if (rc != 0) {
+		refuse(t, err);
+		return;
+	}
+	engine_release(x->engine);
+	log_info("fleet: %s to %s written to etcd (revision %" PRId64 ", generation %" PRIu64 ")",
+	    t->rq.rollback ? "rollback" : "switch", color_name(t->rq.target), revision, t->next.generation);
+	if ((prefix = answer_prefix(&t->next, t->smoke_report)) == NULL)
+		control_reply_error(t->conn, "out of memory");
+	else
+		fleet_await(x->fleet, t->conn, revision, prefix);
+	finish(t);
+}
+
+static char *
+answer_prefix(const struct state *st, const char *smoke)
+{
+	struct jbuf b;
+
+	jbuf_init(&b);
+	jbuf_raw(&b, "{\"ok\":true,\"active\":");
+	jbuf_str(&b, color_name(st->active));
+	jbuf_raw(&b, ",\"previous\":");
+	jbuf_str(&b, st->has_previous ? color_name(st->previous) : NULL);
+	jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":true,\"dry_run\":false", st->generation);
+	if (smoke != NULL) {
+		jbuf_raw(&b, ",\"smoke\":");
+		jbuf_raw(&b, smoke);
+	}
+	if (b.oom) {
+		jbuf_free(&b);
+		return NULL;
+	}
+	return b.s;
 }
 
 /* Refuses through the engine (which records it), answers, ends. */
@@ -284,6 +421,47 @@ finish(struct transition *t)
 		t->x->op = NULL;
 	free(t->smoke_report);
 	free(t);
+}
+
+/* A rollback, or a switch to the old color, during a ramp: back to 0 %. */
+static void
+ramp_rollback(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who,
+    const struct transition_request *rq)
+{
+	struct engine *e = x->engine;
+	struct engine_caller ec = {(long)who->uid, (long)who->pid};
+	char msg[1024];
+	struct jbuf b;
+
+	if (rq->has_if_gen && rq->if_gen != e->sw.generation) {
+		snprintf(msg, sizeof(msg), "rollback refused: generation is %" PRIu64 ", not %" PRIu64,
+		    e->sw.generation, rq->if_gen);
+		control_reply_error(c, msg);
+		return;
+	}
+	if (rq->dry_run) {
+		jbuf_init(&b);
+		jbuf_raw(&b, "{\"ok\":true,\"active\":");
+		jbuf_str(&b, color_name(e->sw.active));
+		jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":false,\"dry_run\":true}",
+		    e->sw.generation);
+		control_reply_jbuf(c, &b);
+		return;
+	}
+	if (engine_ramp_rollback(e, &ec, msg, sizeof(msg)) == SWITCH_REFUSED) {
+		control_reply_error(c, msg);
+		return;
+	}
+	jbuf_init(&b);
+	jbuf_raw(&b, "{\"ok\":true,\"active\":");
+	jbuf_str(&b, color_name(e->sw.active));
+	jbuf_raw(&b, ",\"previous\":");
+	jbuf_str(&b, e->sw.has_previous ? color_name(e->sw.previous) : NULL);
+	jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":true,\"dry_run\":false,\"message\":",
+	    e->sw.generation);
+	jbuf_str(&b, msg);
+	jbuf_raw(&b, "}");
+	control_reply_jbuf(c, &b);
 }
 
 /* After snprintf cut s to fit its buffer: drop a character cut in half. */

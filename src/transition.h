@@ -16,10 +16,12 @@
 #include <stdint.h>
 
 #include "color.h"
+#include "state.h" /* RAMP_MAX_STEPS */
 
 struct control_caller;
 struct control_conn;
 struct engine;
+struct fleet;
 struct event_base;
 struct generation;
 struct transition;
@@ -38,6 +40,7 @@ struct transition_ctx {
 	int (*add_waiter)(void *arg, struct control_conn *c, enum color old, char *answer_prefix);
 	void *arg;
 	struct transition *op; /* the switch being prepared (at most one) */
+	struct fleet *fleet;   /* NULL without a fleet group */
 };
 
 struct transition_request {
@@ -48,9 +51,20 @@ struct transition_request {
 	bool wait;    /* answer once the old color has drained */
 	bool has_if_gen;
 	uint64_t if_gen;
+	bool local;   /* in a fleet: this node alone, not through etcd */
+	/* --ramp: start a ramp (answered once it started, even with wait);
+	 * none when ramp_nsteps is 0. */
+	unsigned ramp_steps[RAMP_MAX_STEPS];
+	unsigned ramp_nsteps;
+	uint64_t ramp_step_ms;
 };
 
-/* Starts a transition for a control client; it is answered exactly once. */
+/*
+ * Starts a transition for a control client; it is answered exactly once.
+ * During a ramp, a rollback or a switch to the old color ends the ramp at
+ * 0 % (engine_ramp_rollback) and a switch to its target is an ordinary
+ * switch that ends it at 100 %.
+ */
 void transition_begin(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who,
     const struct transition_request *rq);
 

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "clock.h"
+#include "dnsname.h"
 #include "fdlimit.h"
 #include "log.h"
 #include "pool.h"
@@ -24,6 +25,7 @@
 static void idle_readcb(struct bufferevent *bev, void *arg);
 static void idle_eventcb(struct bufferevent *bev, short what, void *arg);
 static void idle_unlink(struct upstream_conn *c);
+static void idle_link(struct upstream_conn *c);
 static void local_failure(const struct server *s);
 static void purge_server(struct worker *w, struct server *s, uint64_t cutoff_ms);
 
@@ -90,7 +92,7 @@ local_failure(const struct server *s)
 	if (log_rate_due(&rate, FDLIMIT_LOG_INTERVAL_MS, &n))
 		log_warn("%s: connect %s: %s; a local failure, not counted against the server "
 		         "(%lu in %us)",
-		    __func__, s->addr.text, strerror(errno), n, FDLIMIT_LOG_INTERVAL_MS / 1000);
+		    __func__, server_label(s), strerror(errno), n, FDLIMIT_LOG_INTERVAL_MS / 1000);
 }
 
 struct bufferevent *
@@ -101,7 +103,21 @@ upstream_bev_new(struct event_base *base, const struct server *s)
 
 	if (s->pool->tls == NULL)
 		return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if ((ssl = tls_client_ssl(s->pool->tls, &s->addr)) == NULL)
+	if (s->name != NULL) {
+		/* "host:port": the host is the name to send and to check. */
+		char host[DNSNAME_HOST_MAX];
+		const char *colon = strrchr(s->name, ':');
+		size_t n = colon != NULL ? (size_t)(colon - s->name) : strlen(s->name);
+
+		if (n >= sizeof(host))
+			return NULL;
+		memcpy(host, s->name, n);
+		host[n] = '\0';
+		ssl = tls_client_ssl_host(s->pool->tls, &s->addr, host);
+	} else {
+		ssl = tls_client_ssl(s->pool->tls, &s->addr);
+	}
+	if (ssl == NULL)
 		return NULL;
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
@@ -116,7 +132,6 @@ upstream_release(struct upstream_conn *c)
 	struct worker *w = c->w;
 	struct upstream_idle *idle = &c->server->idle[w->id];
 	struct route *r = route_current();
-	struct timeval tv;
 
 	/* A connection a request just used is one demand needed: kept, unless
 	 * a fixed keepalive cap says otherwise (0 disables reuse), or this
@@ -128,10 +143,21 @@ upstream_release(struct upstream_conn *c)
 	if (idle->count >= w->cfg->upstream.keepalive || w->upstream_idle >= worker_idle_cap(w) ||
 	    w->stopping ||
 	    atomic_load_explicit(&c->server->pool->retired, memory_order_relaxed) ||
-	    (r != NULL && r->active != c->server->color)) {
+	    (r != NULL && !route_serves(r, c->server->color))) {
 		upstream_close(c);
 		return;
 	}
+	idle_link(c);
+}
+
+/* Puts c at the head of its server's idle list, watched for data, EOF and the idle timeout. */
+static void
+idle_link(struct upstream_conn *c)
+{
+	struct worker *w = c->w;
+	struct upstream_idle *idle = &c->server->idle[w->id];
+	struct timeval tv;
+
 	/* An idle connection keeps its pool alive (a reload may drop the pool). */
 	pool_ref(c->server->pool);
 	TAILQ_INSERT_HEAD(&idle->list, c, link);
@@ -166,6 +192,37 @@ upstream_close_idle_pool(struct worker *w, struct pool *p)
 		while ((c = TAILQ_FIRST(&idle->list)) != NULL) {
 			idle_unlink(c);
 			upstream_close(c);
+		}
+	}
+}
+
+void
+upstream_adopt_idle(struct worker *w, struct pool *from, struct pool *to)
+{
+	size_t i, j;
+
+	if (from == to || to == NULL)
+		return;
+	for (i = 0; i < from->nservers; i++) {
+		struct server *os = &from->servers[i], *ns = NULL;
+		struct upstream_idle *idle = &os->idle[w->id];
+		struct upstream_conn *c;
+
+		if (TAILQ_EMPTY(&idle->list))
+			continue;
+		for (j = 0; j < to->nservers && ns == NULL; j++)
+			if (strcmp(server_label(&to->servers[j]), server_label(os)) == 0)
+				ns = &to->servers[j];
+		if (ns == NULL)
+			continue;
+		/* Oldest first, each to the head: the order is kept. */
+		while ((c = TAILQ_LAST(&idle->list, upstream_list)) != NULL) {
+			uint64_t since = c->idle_since_ms;
+
+			idle_unlink(c);
+			c->server = ns;
+			idle_link(c);
+			c->idle_since_ms = since;
 		}
 	}
 }

@@ -96,4 +96,11 @@ void upstream_purge(struct worker *w);
 struct pool;
 void upstream_close_idle_pool(struct worker *w, struct pool *p);
 
+/*
+ * A DNS answer replaced pool from by to over the same configuration: this
+ * worker's idle connections to a server of from that to has too (same
+ * label) move to it, in their order. Worker thread.
+ */
+void upstream_adopt_idle(struct worker *w, struct pool *from, struct pool *to);
+
 #endif

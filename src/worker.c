@@ -129,7 +129,8 @@ worker_init(struct worker *w, unsigned id, unsigned nworkers, const struct confi
 	TAILQ_INIT(&w->flushq);
 	atomic_init(&w->pending, 0);
 	(void)nworkers;
-	if ((w->hdrs = calloc(cfg->limits.header_count, sizeof(*w->hdrs))) == NULL)
+	/* One slot more than a head may have: for the ramp's Set-Cookie. */
+	if ((w->hdrs = calloc(cfg->limits.header_count + 1, sizeof(*w->hdrs))) == NULL)
 		goto fail;
 	w->nhdrs = cfg->limits.header_count;
 	/* Nothing on this base is touched by another thread: no locks. */
@@ -442,12 +443,15 @@ static void
 apply_reload(struct worker *w)
 {
 	struct config *nc = w->next_cfg;
+	struct route *r = route_current();
+	bool respin;
 	int c;
 
 	if (nc == NULL)
 		return;
+	respin = nc == w->cfg;
 	if (nc->limits.header_count > w->nhdrs) {
-		struct http_header *h = calloc(nc->limits.header_count, sizeof(*h));
+		struct http_header *h = calloc(nc->limits.header_count + 1, sizeof(*h));
 
 		if (h == NULL) {
 			/* Keep parsing with the old, smaller limit rather than overflow. */
@@ -460,16 +464,24 @@ apply_reload(struct worker *w)
 	} else {
 		w->nhdrs = nc->limits.header_count;
 	}
-	if (!w->stopping)
+	/* A DNS respin hands over the same configuration: listeners stay. */
+	if (!w->stopping && !respin)
 		listeners_rebuild(w, w->cfg, nc);
 	w->cfg = nc;
 	if (!w->stopping && nc->upstream.purge_delay_ms != w->purge_ms)
 		purge_arm(w);
 	if (w->next_tls != NULL)
 		w->tls = w->next_tls;
-	for (c = 0; c < COLOR_COUNT; c++)
-		if (w->retire[c] != NULL)
-			upstream_close_idle_pool(w, w->retire[c]);
+	for (c = 0; c < COLOR_COUNT; c++) {
+		if (w->retire[c] == NULL)
+			continue;
+		/* A DNS respin (the route of the new pools is published before
+		 * it is handed over): idle connections to addresses that stay
+		 * are kept. A reload's may have other TLS settings: closed. */
+		if (respin && !w->stopping && r != NULL)
+			upstream_adopt_idle(w, w->retire[c], r->pools[c]);
+		upstream_close_idle_pool(w, w->retire[c]);
+	}
 	atomic_store(&w->cfg_epoch, w->next_epoch);
 }
 

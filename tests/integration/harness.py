@@ -33,6 +33,11 @@ class TestFailure(AssertionError):
     """A test's one stated reason for failing."""
 
 
+class TestSkip(Exception):
+    """Raised by a test that cannot run here (a tool it needs is missing);
+    run.py reports it as SKIP, counted neither as passed nor as failed."""
+
+
 def fail(msg):
     raise TestFailure(msg)
 
@@ -845,9 +850,19 @@ class Env:
         self.raw_backends = []
         self.daemons = []
         self.closers = []
+        # Closed after the daemons and backends (services they depend on, etcd).
+        self.late_closers = []
 
     def port(self):
         return free_port()
+
+    def artifact_dir(self):
+        """A directory for files a test leaves for people to look at (a
+        screenshot): <tmp>/artifacts, which run.py keeps when the test
+        passes (the rest of the temp dir goes)."""
+        path = os.path.join(self.tmp, "artifacts")
+        os.makedirs(path, exist_ok=True)
+        return path
 
     def backend(self, name, color, *args):
         b = Backend(self, name, color, args)
@@ -904,4 +919,6 @@ class Env:
         for r in self.raw_backends:
             r.stop()
             problems += ["raw backend handler error: %s" % e for e in r.errors]
+        for c in self.late_closers:
+            c.close()
         return problems

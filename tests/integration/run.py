@@ -3,8 +3,11 @@
 
 Discovers test_*.py next to this file and runs every test_* function in
 them, each with a fresh harness.Env (its own temporary directory). Prints
-"PASS name" or "FAIL name: reason" per test and ends with exactly one line
-"N passed, M failed"; exits 1 when M > 0.
+"PASS name", "FAIL name: reason" or "SKIP name: reason" per test and ends
+with exactly one line "N passed, M failed"; exits 1 when M > 0. A test skips
+by raising harness.TestSkip (only where a tool it needs cannot be installed,
+e.g. chromium); skipped tests count neither as passed nor as failed and are
+listed again, with their number, in a "# K skipped" line before the last.
 
 Usage: run.py [SUBSTRING...]   only tests whose name contains a substring
 Environment: CUTOVERD, TESTBACKEND (binaries), KEEP_TMP=1 keeps every temp dir.
@@ -61,13 +64,17 @@ def one_line(s):
 
 
 def run_one(name, fn):
+    """Runs one test: (None, None) passed, (reason, None) failed,
+    (None, why) skipped."""
     tmp = tempfile.mkdtemp(prefix="cutover-it-")
     env = harness.Env(tmp, name)
-    reason = None
+    reason = skipped = None
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(TEST_TIMEOUT)
     try:
         fn(env)
+    except harness.TestSkip as e:
+        skipped = str(e) or "skipped"
     except harness.TestFailure as e:
         reason = str(e)
     except TestTimeout as e:
@@ -87,26 +94,44 @@ def run_one(name, fn):
     elif reason is not None and problems:
         reason += " [also: %s]" % problems[0]
     if reason is None and not os.environ.get("KEEP_TMP"):
-        shutil.rmtree(tmp, ignore_errors=True)
+        # Keep what the test left to look at (env.artifact_dir()), nothing else.
+        for entry in os.listdir(tmp):
+            if entry != "artifacts":
+                path = os.path.join(tmp, entry)
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    try:
+                        os.unlink(path)
+                    except OSError:
+                        pass
+        if not os.listdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
     elif reason is not None:
         reason += " (files in %s)" % tmp
-    return reason
+    return reason, (skipped if reason is None else None)
 
 
 def main(argv):
     filters = argv[1:]
     tests = [(n, f) for n, f in discover() if not filters or any(s in n for s in filters)]
     passed = failed = 0
+    skipped = []
     t0 = time.monotonic()
     for name, fn in tests:
-        reason = run_one(name, fn)
-        if reason is None:
-            passed += 1
-            print("PASS %s" % name, flush=True)
-        else:
+        reason, why = run_one(name, fn)
+        if reason is not None:
             failed += 1
             print("FAIL %s: %s" % (name, one_line(reason)), flush=True)
-    print("# %d tests in %.1fs" % (passed + failed, time.monotonic() - t0), flush=True)
+        elif why is not None:
+            skipped.append(name)
+            print("SKIP %s: %s" % (name, one_line(why)), flush=True)
+        else:
+            passed += 1
+            print("PASS %s" % name, flush=True)
+    print("# %d tests in %.1fs" % (passed + failed + len(skipped), time.monotonic() - t0), flush=True)
+    if skipped:
+        print("# %d skipped (not counted as passed): %s" % (len(skipped), " ".join(skipped)), flush=True)
     print("%d passed, %d failed" % (passed, failed), flush=True)
     return 1 if failed else 0
 

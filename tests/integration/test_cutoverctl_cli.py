@@ -172,9 +172,9 @@ def test_completion_bash(env):
         f.write(script_text)
     for words, want in ((["sw"], ["switch"]),
                         (["switch", ""], ["blue", "green"]),
-                        (["rollback", "--"], ["--force", "--if-gen"]),
+                        (["rollback", "--"], ["--force", "--if-gen", "--local"]),
                         (["switch", "green", "--w"], ["--wait"]),
-                        (["deploy", "--"], ["--run", "--timeout"])):
+                        (["deploy", "--"], ["--run", "--timeout", "--ramp", "--step"])):
         got = _bash_complete(script, words)
         check(got == want, "cutoverctl %s<TAB> offers %s, expected %s" % (" ".join(words), got, want))
     # Every command and flag --help lists (both come from the command

@@ -184,8 +184,8 @@ def test_control_grammar_is_the_command_table(env):
           "a refused command changed something: %s" % st)
     h = c.command("help")
     cmds = h.get("commands") or []
-    check(h.get("ok") is True and any(x.startswith("rollback [--force] [--if-gen N]:") for x in cmds)
-          and any(x.startswith("switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]:")
+    check(h.get("ok") is True and any(x.startswith("rollback [--force] [--if-gen N] [--local]:") for x in cmds)
+          and any(x.startswith("switch blue|green [--force] [--if-gen N] [--dry-run] [--wait] [--local] [--ramp STEPS] [--step T]:")
                   for x in cmds)
           and not any(x.startswith("deploy") for x in cmds),
           "help does not list the command table: %s" % h)

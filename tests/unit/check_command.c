@@ -84,6 +84,10 @@ START_TEST(test_every_row_round_trips)
 			strcat(line, command_flags[k].name);
 			if (command_flags[k].value == COMMAND_VALUE_NUMBER)
 				strcat(line, " 42");
+			if (command_flags[k].value == COMMAND_VALUE_STEPS)
+				strcat(line, " 1,10,50");
+			if (command_flags[k].value == COMMAND_VALUE_DURATION)
+				strcat(line, " 30s");
 		}
 		ck_assert_msg(parse_line(line, COMMAND_DAEMON, &rq, buf, sizeof(buf), err, sizeof(err)) == 0,
 		    "daemon refused '%s': %s", line, err);
@@ -103,8 +107,54 @@ START_TEST(test_every_row_round_trips)
 		ck_assert_uint_eq(again.count, rq.count);
 		ck_assert_uint_eq(again.flags, rq.flags);
 		ck_assert_uint_eq(again.if_gen, rq.if_gen);
+		ck_assert_uint_eq(again.ramp_nsteps, rq.ramp_nsteps);
+		for (k = 0; k < rq.ramp_nsteps; k++)
+			ck_assert_uint_eq(again.ramp_steps[k], rq.ramp_steps[k]);
+		ck_assert_uint_eq(again.step_ms, rq.step_ms);
 		jbuf_free(&b);
 	}
+}
+END_TEST
+
+/* --ramp STEPS [--step T]: rising percentages 1..99; --step only with --ramp. */
+START_TEST(test_ramp_flags)
+{
+	struct command_request rq;
+	char buf[256], err[256];
+
+	ck_assert_int_eq(parse_line("switch green --ramp 1,10,50 --step 2s", COMMAND_DAEMON, &rq, buf,
+	    sizeof(buf), err, sizeof(err)), 0);
+	ck_assert_uint_eq(rq.ramp_nsteps, 3);
+	ck_assert_uint_eq(rq.ramp_steps[0], 1);
+	ck_assert_uint_eq(rq.ramp_steps[1], 10);
+	ck_assert_uint_eq(rq.ramp_steps[2], 50);
+	ck_assert_uint_eq(rq.step_ms, 2000);
+	ck_assert_int_eq(parse_line("switch green --ramp=5", COMMAND_CLIENT, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), 0);
+	ck_assert_uint_eq(rq.ramp_nsteps, 1);
+	ck_assert_uint_eq(rq.step_ms, 0);
+	ck_assert_int_eq(parse_line("switch green --ramp 10,5", COMMAND_DAEMON, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), -1);
+	ck_assert_str_eq(err, "switch: --ramp 10,5: steps must rise (10 then 5)");
+	ck_assert_int_eq(parse_line("switch green --ramp 0,10", COMMAND_DAEMON, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), -1);
+	ck_assert_str_eq(err, "switch: --ramp 0,10: '0' is not a percentage from 1 to 99");
+	ck_assert_int_eq(parse_line("switch green --ramp 1,100", COMMAND_DAEMON, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), -1);
+	ck_assert_int_eq(parse_line("switch green --ramp 1,,5", COMMAND_DAEMON, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), -1);
+	ck_assert_int_eq(parse_line("switch green --ramp 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17",
+	    COMMAND_DAEMON, &rq, buf, sizeof(buf), err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "switch: --ramp 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17: at most 16 steps");
+	ck_assert_int_eq(parse_line("switch green --step 5s", COMMAND_DAEMON, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), -1);
+	ck_assert_str_eq(err, "switch: --step needs --ramp");
+	ck_assert_int_eq(parse_line("rollback --ramp 1", COMMAND_DAEMON, &rq, buf, sizeof(buf), err,
+	    sizeof(err)), -1);
+	ck_assert_int_eq(parse_line("deploy --run x --ramp 1,50 --step 1m", COMMAND_CLIENT, &rq, buf,
+	    sizeof(buf), err, sizeof(err)), 0);
+	ck_assert_uint_eq(rq.ramp_nsteps, 2);
+	ck_assert_uint_eq(rq.step_ms, 60000);
 }
 END_TEST
 
@@ -288,9 +338,9 @@ START_TEST(test_synopsis)
 	char syn[128];
 
 	command_synopsis(&command_table[COMMAND_SWITCH], syn, sizeof(syn));
-	ck_assert_str_eq(syn, "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait]");
+	ck_assert_str_eq(syn, "switch blue|green [--force] [--if-gen N] [--dry-run] [--wait] [--local] [--ramp STEPS] [--step T]");
 	command_synopsis(&command_table[COMMAND_ROLLBACK], syn, sizeof(syn));
-	ck_assert_str_eq(syn, "rollback [--force] [--if-gen N]");
+	ck_assert_str_eq(syn, "rollback [--force] [--if-gen N] [--local]");
 	command_synopsis(&command_table[COMMAND_HEALTH], syn, sizeof(syn));
 	ck_assert_str_eq(syn, "health [blue|green]");
 	command_synopsis(&command_table[COMMAND_HISTORY], syn, sizeof(syn));
@@ -298,7 +348,7 @@ START_TEST(test_synopsis)
 	command_synopsis(&command_table[COMMAND_SMOKE], syn, sizeof(syn));
 	ck_assert_str_eq(syn, "smoke blue|green");
 	command_synopsis(&command_table[COMMAND_DEPLOY], syn, sizeof(syn));
-	ck_assert_str_eq(syn, "deploy --run CMD [--timeout T]");
+	ck_assert_str_eq(syn, "deploy --run CMD [--timeout T] [--ramp STEPS] [--step T]");
 }
 END_TEST
 
@@ -325,6 +375,7 @@ command_suite(void)
 
 	tcase_add_test(tc, test_every_row_round_trips);
 	tcase_add_test(tc, test_typed_request);
+	tcase_add_test(tc, test_ramp_flags);
 	tcase_add_test(tc, test_wire_text);
 	tcase_add_test(tc, test_deploy_is_client_only);
 	tcase_add_test(tc, test_watch_is_client_only);

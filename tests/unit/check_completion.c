@@ -196,16 +196,16 @@ END_TEST
 
 START_TEST(test_flags_once_and_values)
 {
-	check_complete("--force --if-gen", "rollback", "--", NULL);
-	check_complete("--if-gen", "rollback", "--force", "--", NULL);
-	check_complete("--force", "rollback", "--if-gen", "3", "", NULL);
+	check_complete("--force --if-gen --local", "rollback", "--", NULL);
+	check_complete("--if-gen --local", "rollback", "--force", "--", NULL);
+	check_complete("--force --local", "rollback", "--if-gen", "3", "", NULL);
 	/* readline splits "--if-gen=3" at the '='. */
-	check_complete("--force", "rollback", "--if-gen", "=", "3", "", NULL);
+	check_complete("--force --local", "rollback", "--if-gen", "=", "3", "", NULL);
 	check_complete("", "rollback", "--if-gen", "", NULL);
 	check_complete("", "deploy", "--timeout", "", NULL);
 	check_complete("blue green", "switch", "--force", "", NULL);
 	check_complete("blue green", "switch", "--if-gen", "4", "", NULL);
-	check_complete("--force --if-gen --wait", "switch", "--dry-run", "green", "--", NULL);
+	check_complete("--force --if-gen --wait --local --ramp --step", "switch", "--dry-run", "green", "--", NULL);
 	/* status takes no argument; its one flag is the client's --watch. */
 	check_complete("--watch", "status", "", NULL);
 	check_complete("", "status", "--watch", "", NULL);

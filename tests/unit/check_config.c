@@ -516,9 +516,30 @@ static const struct bad_case bad_cases[] = {
 	    "port (use \"127.0.0.1:8080\")"},
 	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
 	    "pools = { blue = { servers = ( ); }; green = { servers = (\n"
-	    "  \"localhost:80\" ); }; };\n",
-	    "3: 'pools.green.servers[0]': invalid address \"localhost:80\": not a "
-	    "numeric IPv4 address (host names are not allowed)"},
+	    "  \"local_host:80\" ); }; };\n",
+	    "3: 'pools.green.servers[0]': invalid address \"local_host:80\": '_' is "
+	    "not allowed in a host name"},
+	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+	    "pools = { blue = { servers = ( ); }; green = { servers = (\n"
+	    "  \"green.test:0\" ); }; };\n",
+	    "3: 'pools.green.servers[0]': invalid address \"green.test:0\": port must be 1..65535"},
+	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+	    "pools = { blue = { servers = ( ); }; green = { servers = (\n"
+	    "  \"10.0.0:80\" ); }; };\n",
+	    "3: 'pools.green.servers[0]': invalid address \"10.0.0:80\": not a numeric address nor a host name"},
+	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+	    "pools = { blue = { servers = ( \"a.test:80\",\n"
+	    "  \"A.test:80\" ); }; green = { servers = ( ); }; };\n",
+	    "3: 'pools.blue.servers[1]': duplicate server a.test:80"},
+	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+	    "pools = { blue = { servers = ( ); }; green = { servers = ( ); }; };\n"
+	    "dns = { nameservers = ( \"ns.test:53\" ); };\n",
+	    "3: 'dns.nameservers[0]': invalid name server \"ns.test:53\": not a numeric "
+	    "IPv4 address (host names are not allowed)"},
+	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+	    "pools = { blue = { servers = ( ); }; green = { servers = ( ); }; };\n"
+	    "dns = { refresh = \"10ms\"; };\n",
+	    "3: 'dns.refresh' must be at least 1s, not \"10ms\""},
 	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
 	    "pools = { blue = { servers = ( \"10.0.0.1:80\",\n"
 	    "  \"10.0.0.1:80\" ); }; green = { servers = ( ); }; };\n",
@@ -529,7 +550,7 @@ static const struct bad_case bad_cases[] = {
 	    "0.0.0.0:80"},
 	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
 	    "pools = { blue = { servers = ( 80 ); }; green = { servers = ( ); }; };\n",
-	    "2: 'pools.blue.servers[0]' must be an \"ip:port\" string"},
+	    "2: 'pools.blue.servers[0]' must be an \"ip:port\" or \"host:port\" string"},
 	{"listen = ( { address = \"127.0.0.1:8080\"; } );\n"
 	    "pools = { blue = { servers = ( ); }; green = { servers = ( );\n"
 	    "  tls = { ca = \"nope.pem\"; }; }; };\n",

@@ -111,12 +111,20 @@ fx_publish(void *arg, enum color c)
 }
 
 static void
+fx_publish_ramp(void *arg, enum color active, enum color target, unsigned weight_bp)
+{
+	(void)arg;
+	note("publish_ramp %s %s %u", color_name(active), color_name(target), weight_bp);
+	fk.publishes++;
+}
+
+static void
 fx_record(void *arg, const struct history_entry *e)
 {
 	(void)arg;
-	note("record %s %s %s->%s gen=%llu uid=%ld reason=%s", e->event, e->trigger,
+	note("record %s %s %s->%s gen=%llu uid=%ld reason=%s%s%s", e->event, e->trigger,
 	    e->from ? e->from : "-", e->to ? e->to : "-", (unsigned long long)e->generation, e->uid,
-	    e->reason ? e->reason : "-");
+	    e->reason ? e->reason : "-", e->node ? " node=" : "", e->node ? e->node : "");
 }
 
 static void
@@ -185,6 +193,7 @@ static const struct engine_effects effects = {
 	.wall_ms = fx_wall,
 	.save_state = fx_save,
 	.publish = fx_publish,
+	.publish_ramp = fx_publish_ramp,
 	.record = fx_record,
 	.notify = fx_notify,
 	.run_hook = fx_hook,
@@ -294,6 +303,84 @@ START_TEST(test_commit_order)
 	ck_assert_uint_eq(count("record rollback manual green->blue gen=2"), 1);
 	ck_assert_int_gt(find("hook rollback 1->0 gen=2 reason=manual rollback"), find("publish blue"));
 	ck_assert_uint_eq(eng.switches[ENGINE_ROLLBACK], 1);
+}
+END_TEST
+
+/*
+ * The fleet's side: engine_plan computes the state a switch would commit
+ * and changes nothing; engine_apply takes a state from etcd through the
+ * same order as a local change, recording the node that made it.
+ */
+START_TEST(test_fleet_plan_and_apply)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	struct engine_origin o = {"door-2", "switch", "manual", NULL, 1000, 42};
+	struct state next, st;
+	char msg[512];
+
+	eng.node = "door-1";
+	ck_assert_int_eq(engine_prepare(&eng, &rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_eq(engine_plan(&eng, &rq, &next, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert(eng.busy);
+	ck_assert_uint_eq(fk.n, 0); /* nothing saved, published or recorded */
+	ck_assert_int_eq(eng.sw.active, COLOR_BLUE);
+	ck_assert_int_eq(next.active, COLOR_GREEN);
+	ck_assert_uint_eq(next.generation, 1);
+	ck_assert(next.has_previous && next.previous == COLOR_BLUE);
+	ck_assert_int_eq(next.window_end_ms, fk.wall + 60000);
+	engine_release(&eng);
+
+	/* Applied from the watch: saved, published, recorded with the node. */
+	ck_assert(engine_apply(&eng, &next, &o, false));
+	ck_assert_int_gt(find("publish green"), find("save green 1"));
+	ck_assert_int_gt(find("record switch manual blue->green gen=1 uid=1000 reason=- node=door-2"),
+	    find("publish green"));
+	ck_assert_int_gt(find("hook post_switch 0->1 gen=1"), find("notify blue->green"));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	ck_assert_uint_eq(eng.switches[ENGINE_MANUAL], 1);
+
+	/* The same state again (the writer's own watch, a re-read): nothing. */
+	fk.n = 0;
+	ck_assert(!engine_apply(&eng, &next, &o, false));
+	ck_assert_uint_eq(fk.n, 0);
+	/* Unless forced (a diverged node taking etcd's state back). */
+	ck_assert(engine_apply(&eng, &next, &o, true));
+	ck_assert_uint_eq(count("publish green"), 1);
+
+	/* A commit elsewhere: the same switch with its window ended. */
+	fk.n = 0;
+	ck_assert(engine_plan_commit(&eng, &st));
+	ck_assert_int_eq(st.window_end_ms, 0);
+	o.event = "commit";
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_STABLE);
+	ck_assert_int_eq(eng.verdict, WINDOW_COMMITTED);
+	ck_assert_uint_eq(count("record commit manual -->green gen=1 uid=1000 reason=- node=door-2"), 1);
+	ck_assert_uint_eq(count("publish "), 0);
+	ck_assert(!engine_plan_commit(&eng, &st));
+
+	/* Another node's automatic rollback: counted and judged as such. */
+	fk.n = 0;
+	engine_state(&eng, &st);
+	st.active = COLOR_BLUE;
+	st.previous = COLOR_GREEN;
+	st.generation = 2;
+	st.window_end_ms = 0;
+	o.event = "rollback";
+	o.trigger = "auto-rollback";
+	o.reason = "error rate 0.9 > 0.5";
+	o.uid = o.pid = -1;
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_uint_eq(count("record rollback auto-rollback green->blue gen=2 uid=-1 reason=error rate 0.9 > 0.5 node=door-2"), 1);
+	ck_assert_uint_eq(eng.switches[ENGINE_AUTO_ROLLBACK], 1);
+	ck_assert_int_eq(eng.verdict, WINDOW_ROLLED_BACK);
+	ck_assert_int_ge(find("hook rollback 1->0 gen=2"), 0);
+
+	/* A local change records this node. */
+	fk.n = 0;
+	rq = request(COLOR_GREEN);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_uint_eq(count("record switch manual blue->green gen=3 uid=1000 reason=- node=door-1"), 1);
 }
 END_TEST
 
@@ -591,6 +678,328 @@ START_TEST(test_window_verdict)
 }
 END_TEST
 
+/* ---- ramps ---------------------------------------------------------------- */
+
+/* A caller's ramp to green with these steps, each step_ms. */
+static enum switch_verdict
+do_ramp(const unsigned *steps, unsigned n, uint64_t step_ms, char *msg, size_t len)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+
+	memcpy(rq.ramp_steps, steps, n * sizeof(*steps));
+	rq.ramp_nsteps = n;
+	rq.ramp_step_ms = step_ms;
+	return do_switch(&rq, msg, len);
+}
+
+/* Traffic on both colors: requests (and errors) added to the counters. */
+static void
+traffic(enum color c, uint64_t requests, uint64_t errors)
+{
+	fk.sample[c].requests += requests;
+	fk.sample[c].errors += errors;
+}
+
+START_TEST(test_ramp_steps_on_passes)
+{
+	static const unsigned steps[] = {1, 10, 50};
+	char msg[512];
+	int save, publish, rec;
+
+	ck_assert_int_eq(do_ramp(steps, 3, 1000, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_str_eq(msg, "ramp started: 1% (steps 1,10,50, each 1s)");
+	save = find("save blue 0");
+	publish = find("publish_ramp blue green 100");
+	rec = find("record ramp manual blue->green gen=0 uid=1000");
+	/* Saved (with the ramp) before published, recorded after. */
+	ck_assert_int_ge(save, 0);
+	ck_assert_int_gt(publish, save);
+	ck_assert_int_gt(rec, publish);
+	ck_assert(fk.saved.ramping);
+	ck_assert_int_eq(fk.saved.ramp_target, COLOR_GREEN);
+	ck_assert_uint_eq(fk.saved.ramp_nsteps, 3);
+	ck_assert_uint_eq(fk.saved.ramp_step, 0);
+	ck_assert_uint_eq(fk.saved.ramp_step_ms, 1000);
+	ck_assert_int_eq(eng.sw.active, COLOR_BLUE);
+	ck_assert_uint_eq(eng.sw.generation, 0);
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 100);
+	ck_assert_uint_eq(engine_ramp_step_left(&eng), 1000);
+	ck_assert(!eng.busy);
+	ck_assert_int_eq(find("hook"), -1);
+
+	/* Before the step's end nothing moves, whatever the traffic. */
+	traffic(COLOR_BLUE, 500, 0);
+	traffic(COLOR_GREEN, 20, 0);
+	fk.mono += 500;
+	fk.n = 0;
+	engine_tick(&eng);
+	ck_assert_uint_eq(fk.n, 0);
+	ck_assert_ptr_nonnull(strstr(eng.ramp.note, "step 1 of 3: green error rate 0.0% (0 of 20 requests)"));
+
+	/* At its end a pass moves to the next step: saved, then published. */
+	fk.mono += 500;
+	engine_tick(&eng);
+	ck_assert_int_gt(find("publish_ramp blue green 1000"), find("save blue 0"));
+	ck_assert_uint_eq(fk.saved.ramp_step, 1);
+	ck_assert_int_ge(find("record ramp timer blue->green gen=0 uid=-1 reason=ramp step 2 of 3: 10% (step 1% "
+	                      "passed: green error rate 0.0%"), 0);
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 1000);
+
+	/* The counters start again at each step: the step before does not count. */
+	fk.mono += 1000;
+	fk.n = 0;
+	engine_tick(&eng);
+	ck_assert(eng.ramp.holding);
+	ck_assert_int_eq(find("publish"), -1);
+	traffic(COLOR_BLUE, 100, 0);
+	traffic(COLOR_GREEN, 10, 0);
+	engine_tick(&eng);
+	ck_assert(!eng.ramp.holding || engine_ramp_weight_bp(&eng) == 5000);
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 5000);
+
+	/* After the last step: an ordinary switch, with its window. */
+	traffic(COLOR_BLUE, 100, 0);
+	traffic(COLOR_GREEN, 100, 0);
+	fk.mono += 1000;
+	fk.n = 0;
+	engine_tick(&eng);
+	ck_assert_int_gt(find("publish green"), find("save green 1"));
+	ck_assert_int_ge(find("record switch manual blue->green gen=1 uid=-1 reason=ramp completed (steps "
+	                      "1,10,50): last step 50% passed"), 0);
+	ck_assert_int_gt(find("hook post_switch 0->1 gen=1 reason=ramp completed"), find("publish green"));
+	ck_assert(!eng.ramp.on);
+	ck_assert(!fk.saved.ramping);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 0);
+}
+END_TEST
+
+START_TEST(test_ramp_holds_on_little_traffic)
+{
+	static const unsigned steps[] = {1, 50};
+	char msg[512];
+
+	ck_assert_int_eq(do_ramp(steps, 2, 1000, msg, sizeof(msg)), SWITCH_GO);
+	traffic(COLOR_BLUE, 1000, 0);
+	traffic(COLOR_GREEN, 9, 0); /* min_requests is 10 */
+	fk.mono += 5000;
+	fk.n = 0;
+	engine_tick(&eng);
+	engine_tick(&eng);
+	ck_assert(eng.ramp.holding);
+	ck_assert_str_eq(eng.ramp.note, "holding: insufficient traffic: green 9 and blue 1000 requests this step, "
+	                                "min_requests is 10");
+	ck_assert_int_eq(find("publish"), -1);
+	ck_assert_int_eq(find("save"), -1);
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 100);
+	ck_assert_uint_eq(engine_ramp_step_left(&eng), 0);
+	/* Enough traffic at last: it moves on. */
+	traffic(COLOR_GREEN, 1, 0);
+	engine_tick(&eng);
+	ck_assert(!eng.ramp.holding);
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 5000);
+}
+END_TEST
+
+START_TEST(test_ramp_unguarded_advances_on_time)
+{
+	static const unsigned steps[] = {10};
+	struct engine_config cfg = config;
+	char msg[512];
+
+	cfg.auto_rollback = false;
+	engine_reconfigure(&eng, &cfg);
+	ck_assert_int_eq(do_ramp(steps, 1, 1000, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert(eng.ramp.unguarded);
+	traffic(COLOR_GREEN, 5, 5); /* would be a breach if guarded */
+	fk.mono += 999;
+	engine_tick(&eng);
+	ck_assert(eng.ramp.on);
+	ck_assert_ptr_nonnull(strstr(eng.ramp.note, "steps advance on time alone"));
+	fk.mono += 1;
+	engine_tick(&eng);
+	ck_assert(!eng.ramp.on);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+}
+END_TEST
+
+START_TEST(test_ramp_breach_rolls_back)
+{
+	static const unsigned steps[] = {10, 50};
+	char msg[512];
+	int save, publish, rec, hook;
+
+	ck_assert_int_eq(do_ramp(steps, 2, 60000, msg, sizeof(msg)), SWITCH_GO);
+	traffic(COLOR_BLUE, 90, 0);
+	traffic(COLOR_GREEN, 10, 10);
+	fk.mono += 250;
+	fk.n = 0;
+	/* Judged at once, not at the step's end. */
+	engine_tick(&eng);
+	save = find("save blue 0");
+	publish = find("publish blue");
+	rec = find("record rollback auto-rollback green->blue gen=0 uid=-1 reason=ramp at 10% (error-rate): green "
+	           "error rate 100.0% (10 of 10 requests) against blue 0.0% (0 of 90)");
+	hook = find("hook rollback 1->0 gen=0 reason=ramp at 10%");
+	ck_assert_int_ge(save, 0);
+	ck_assert_int_gt(publish, save);
+	ck_assert_int_gt(rec, publish);
+	ck_assert_int_gt(hook, rec);
+	ck_assert(!fk.saved.ramping);
+	ck_assert(!eng.ramp.on);
+	ck_assert_int_eq(eng.sw.active, COLOR_BLUE);
+	ck_assert_uint_eq(eng.sw.generation, 0);
+	ck_assert_int_eq(eng.verdict, WINDOW_ROLLED_BACK);
+	ck_assert_str_eq(eng.verdict_reason, "ramp at 10% (error-rate): green error rate 100.0% (10 of 10 requests) "
+	                                     "against blue 0.0% (0 of 90): 100.0 points above, the limit is 50.0");
+	ck_assert_uint_eq(eng.switches[ENGINE_AUTO_ROLLBACK], 1);
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 0);
+
+	/* The old color failing as much is not the release's fault. */
+	ck_assert_int_eq(do_ramp(steps, 2, 60000, msg, sizeof(msg)), SWITCH_GO);
+	traffic(COLOR_BLUE, 90, 45);
+	traffic(COLOR_GREEN, 10, 5);
+	fk.mono += 250;
+	engine_tick(&eng);
+	ck_assert(eng.ramp.on);
+}
+END_TEST
+
+START_TEST(test_ramp_breach_unsaved_goes_ahead)
+{
+	static const unsigned steps[] = {10};
+	char msg[512];
+
+	ck_assert_int_eq(do_ramp(steps, 1, 60000, msg, sizeof(msg)), SWITCH_GO);
+	fk.servers[COLOR_GREEN].up = 0; /* health: below min_healthy */
+	fk.save_fails = true;
+	fk.n = 0;
+	engine_tick(&eng);
+	ck_assert_int_ge(find("publish blue"), 0);
+	ck_assert_int_ge(find("record rollback auto-rollback green->blue gen=0 uid=-1 reason=ramp at 10%: green has 0 "
+	                      "servers up, needs 1; state file not saved"), 0);
+	ck_assert(!eng.ramp.on);
+	ck_assert(eng.unsaved);
+	ck_assert_uint_eq(fk.retry_ms, ENGINE_STATE_RETRY_MIN_MS);
+	/* The retry saves the state without the ramp. */
+	fk.save_fails = false;
+	engine_retry_save(&eng);
+	ck_assert(!eng.unsaved);
+	ck_assert(!fk.saved.ramping);
+}
+END_TEST
+
+START_TEST(test_ramp_commit_and_rollback)
+{
+	static const unsigned steps[] = {10, 50};
+	struct engine_caller who = {1000, 42};
+	char msg[512];
+
+	ck_assert_int_eq(do_ramp(steps, 2, 60000, msg, sizeof(msg)), SWITCH_GO);
+	fk.n = 0;
+	ck_assert_int_eq(engine_commit(&eng, &who, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_str_eq(msg, "ramp committed: green takes every request");
+	ck_assert_int_gt(find("publish green"), find("save green 1"));
+	ck_assert_int_ge(find("record commit manual -->green gen=1 uid=1000 reason=ramp committed at 10% by uid 1000"), 0);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+	ck_assert_int_eq(eng.sw.state, SWITCHER_STABLE); /* no window */
+	ck_assert_int_eq(fk.saved.window_end_ms, 0);
+	ck_assert(!fk.saved.ramping);
+	ck_assert_int_eq(eng.verdict, WINDOW_COMMITTED);
+	ck_assert(!eng.ramp.on);
+
+	/* Back to blue by a ramp; a rollback ends it at 0 %. */
+	{
+		struct engine_request rq = request(COLOR_BLUE);
+
+		rq.ramp_steps[0] = 25;
+		rq.ramp_nsteps = 1;
+		rq.ramp_step_ms = 60000;
+		ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	}
+	ck_assert_int_ge(find("publish_ramp green blue 2500"), 0);
+	/* Not while the state cannot be saved: the ramp goes on. */
+	fk.save_fails = true;
+	ck_assert_int_eq(engine_ramp_rollback(&eng, &who, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_ptr_nonnull(strstr(msg, "rollback refused: cannot write state"));
+	ck_assert(eng.ramp.on);
+	fk.save_fails = false;
+	fk.n = 0;
+	ck_assert_int_eq(engine_ramp_rollback(&eng, &who, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_gt(find("publish green"), find("save green 1"));
+	ck_assert_int_ge(find("record rollback manual blue->green gen=1 uid=1000 reason=ramp to blue rolled back at "
+	                      "25% by uid 1000"), 0);
+	ck_assert_int_ge(find("hook rollback 0->1"), 0);
+	ck_assert(!eng.ramp.on);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+	ck_assert_int_eq(engine_ramp_rollback(&eng, &who, msg, sizeof(msg)), SWITCH_NOOP);
+}
+END_TEST
+
+START_TEST(test_ramp_refusals)
+{
+	static const unsigned steps[] = {10};
+	struct engine_request rq;
+	char msg[512];
+
+	ck_assert_int_eq(do_ramp(steps, 1, 60000, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_eq(do_ramp(steps, 1, 60000, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_str_eq(msg, "switch to green refused: a ramp to green is in progress (commit or roll it back first)");
+	/* A plain switch to the target ends the ramp at 100 %, with a window. */
+	rq = request(COLOR_GREEN);
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert(!eng.ramp.on);
+	ck_assert(!fk.saved.ramping);
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	rq = request(COLOR_BLUE);
+	rq.ramp_steps[0] = 10;
+	rq.ramp_nsteps = 1;
+	rq.ramp_step_ms = 1000;
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_str_eq(msg, "switch to blue refused: a safety window is open (commit it or let it end first)");
+	/* A failed save refuses the ramp: nothing published. */
+	ck_assert_int_eq(engine_commit(&eng, &rq.who, msg, sizeof(msg)), SWITCH_GO);
+	fk.save_fails = true;
+	fk.n = 0;
+	ck_assert_int_eq(do_switch(&rq, msg, sizeof(msg)), SWITCH_REFUSED);
+	ck_assert_int_eq(find("publish"), -1);
+	ck_assert(!eng.ramp.on);
+	ck_assert(!eng.busy);
+}
+END_TEST
+
+START_TEST(test_ramp_restore)
+{
+	struct state st;
+
+	memset(&st, 0, sizeof(st));
+	st.active = COLOR_BLUE;
+	st.generation = 4;
+	st.ramping = true;
+	st.ramp_target = COLOR_GREEN;
+	st.ramp_steps[0] = 1;
+	st.ramp_steps[1] = 10;
+	st.ramp_steps[2] = 50;
+	st.ramp_nsteps = 3;
+	st.ramp_step = 1;
+	st.ramp_step_ms = 30000;
+	engine_init(&eng, &effects, NULL, &config, COLOR_BLUE);
+	fk.n = 0;
+	ck_assert_int_eq(engine_restore(&eng, 0, &st, COLOR_BLUE), 0);
+	/* Resumed at the step it was on, for a whole step. */
+	ck_assert_int_ge(find("publish_ramp blue green 1000"), 0);
+	ck_assert_int_eq(find("publish blue"), -1);
+	ck_assert(eng.ramp.on);
+	ck_assert_uint_eq(eng.ramp.step, 1);
+	ck_assert_uint_eq(engine_ramp_step_left(&eng), 30000);
+	/* A reload publishes the ramp's route again. */
+	fk.n = 0;
+	engine_reconfigure(&eng, &config);
+	ck_assert_int_ge(find("publish_ramp blue green 1000"), 0);
+}
+END_TEST
+
 static Suite *
 engine_suite(void)
 {
@@ -606,9 +1015,19 @@ engine_suite(void)
 	tcase_add_test(tc, test_dry_run_and_noop);
 	tcase_add_test(tc, test_restore);
 	tcase_add_test(tc, test_window_verdict);
+	tcase_add_test(tc, test_fleet_plan_and_apply);
+	tcase_add_test(tc, test_ramp_steps_on_passes);
+	tcase_add_test(tc, test_ramp_holds_on_little_traffic);
+	tcase_add_test(tc, test_ramp_unguarded_advances_on_time);
+	tcase_add_test(tc, test_ramp_breach_rolls_back);
+	tcase_add_test(tc, test_ramp_breach_unsaved_goes_ahead);
+	tcase_add_test(tc, test_ramp_commit_and_rollback);
+	tcase_add_test(tc, test_ramp_refusals);
+	tcase_add_test(tc, test_ramp_restore);
 	suite_add_tcase(s, tc);
 	return s;
 }
+
 
 int
 main(void)

@@ -437,6 +437,52 @@ START_TEST(test_trigger_names)
 END_TEST
 
 /* Without a name the health reason still reads. */
+/* A ramp step: the target against the old color over the same span. */
+START_TEST(test_compare)
+{
+	struct guard_config cfg = {.error_rate = 0.05, .min_requests = 20, .latency_factor = 3};
+	struct guard_sample t0 = mk(1000, 10, 0), o0 = mk(5000, 50, 0), t1, o1;
+	enum guard_trigger trig;
+	char reason[512];
+
+	/* Too little traffic on either side: hold, never pass. */
+	t1 = mk(1019, 10, 0);
+	o1 = mk(6000, 50, 0);
+	ck_assert_int_eq(guard_compare(&cfg, "green", &t0, &t1, "blue", &o0, &o1, &trig, reason, sizeof(reason)),
+	    GUARD_CMP_HOLD);
+	ck_assert_str_eq(reason, "insufficient traffic: green 19 and blue 1000 requests this step, min_requests is 20");
+	t1 = mk(1100, 10, 0);
+	o1 = mk(5010, 50, 0);
+	ck_assert_int_eq(guard_compare(&cfg, "green", &t0, &t1, "blue", &o0, &o1, &trig, reason, sizeof(reason)),
+	    GUARD_CMP_HOLD);
+	/* Within the limit of the old color's rate: pass, with the figures. */
+	t1 = mk(1100, 16, 0); /* 6% */
+	o1 = mk(6000, 100, 0); /* 5% */
+	ck_assert_int_eq(guard_compare(&cfg, "green", &t0, &t1, "blue", &o0, &o1, &trig, reason, sizeof(reason)),
+	    GUARD_CMP_PASS);
+	ck_assert_int_eq(trig, GUARD_TRIGGER_NONE);
+	ck_assert_ptr_nonnull(strstr(reason, "green error rate 6.0% (6 of 100 requests), p99 "));
+	ck_assert_ptr_nonnull(strstr(reason, " against blue 5.0% (50 of 1000), p99 "));
+	/* Errors the old color does not have: breach. */
+	t1 = mk(1100, 21, 0); /* 11% */
+	ck_assert_int_eq(guard_compare(&cfg, "green", &t0, &t1, "blue", &o0, &o1, &trig, reason, sizeof(reason)),
+	    GUARD_CMP_BREACH);
+	ck_assert_int_eq(trig, GUARD_TRIGGER_ERRORS);
+	ck_assert_str_eq(reason, "green error rate 11.0% (11 of 100 requests) against blue 5.0% (50 of 1000): "
+	                         "6.0 points above, the limit is 5.0");
+	/* Slow where the old color is fast: latency breach. */
+	t1 = mk(1100, 10, 50);
+	ck_assert_int_eq(guard_compare(&cfg, "green", &t0, &t1, "blue", &o0, &o1, &trig, reason, sizeof(reason)),
+	    GUARD_CMP_BREACH);
+	ck_assert_int_eq(trig, GUARD_TRIGGER_LATENCY);
+	ck_assert_ptr_nonnull(strstr(reason, "green p99 latency "));
+	/* Both as slow: no breach. */
+	o1 = mk(6000, 100, 500);
+	ck_assert_int_eq(guard_compare(&cfg, "green", &t0, &t1, "blue", &o0, &o1, &trig, reason, sizeof(reason)),
+	    GUARD_CMP_PASS);
+}
+END_TEST
+
 START_TEST(test_unnamed_reason)
 {
 	struct guard_config cfg = {.error_rate = 0.05, .min_requests = 1, .window_ms = 1000, .min_healthy = 1};
@@ -470,6 +516,7 @@ guard_suite(void)
 	tcase_add_test(tc, test_window_p99);
 	tcase_add_test(tc, test_trigger_names);
 	tcase_add_test(tc, test_unnamed_reason);
+	tcase_add_test(tc, test_compare);
 	suite_add_tcase(s, tc);
 	return s;
 }

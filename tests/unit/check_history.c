@@ -82,7 +82,7 @@ static void
 append(const char *path, int64_t time_ms, const char *reason, uint64_t gen)
 {
 	struct history_entry e = {time_ms, "switch", "blue", "green", "manual",
-	    reason, 0, 42, gen};
+	    reason, 0, 42, gen, NULL};
 	char err[512] = "";
 
 	ck_assert_msg(history_append(path, &e, err, sizeof(err)) == 0, "%s", err);
@@ -101,9 +101,9 @@ START_TEST(test_append_format)
 {
 	char *path = test_path();
 	struct history_entry e = {1795680000123, "switch", "blue", "green",
-	    "manual", "deploy 42", 0, 123, 8};
+	    "manual", "deploy 42", 0, 123, 8, NULL};
 	struct history_entry r = {0, "rollback", NULL, NULL, "auto-rollback",
-	    NULL, -1, -1, UINT64_MAX};
+	    NULL, -1, -1, UINT64_MAX, NULL};
 	char err[512] = "";
 	char **lines = NULL;
 	size_t n = 99;
@@ -241,7 +241,7 @@ END_TEST
 START_TEST(test_append_missing_dir)
 {
 	struct history_entry e = {0, "switch", "blue", "green", "manual", NULL,
-	    0, 1, 1};
+	    0, 1, 1, NULL};
 	char err[512] = "", path[300], want[600];
 	struct stat sb;
 
@@ -472,7 +472,7 @@ START_TEST(test_symlink_refused)
 	char err[512] = "", target[400], buf[64];
 	char **lines = NULL;
 	struct history_entry e = {0, "switch", "blue", "green", "manual", NULL,
-	    0, 1, 1};
+	    0, 1, 1, NULL};
 	size_t n = 0;
 	FILE *f;
 
@@ -499,7 +499,7 @@ START_TEST(test_fifo_refused)
 	char err[512] = "";
 	char **lines = NULL;
 	struct history_entry e = {0, "switch", "blue", "green", "manual", NULL,
-	    0, 1, 1};
+	    0, 1, 1, NULL};
 	size_t n = 0;
 
 	ck_assert_int_eq(mkfifo(path, 0600), 0);

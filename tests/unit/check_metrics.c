@@ -17,7 +17,9 @@
 
 #include "addr.h"
 #include "config.h"
+#include "json.h"
 #include "metrics.h"
+#include "statuspage.h"
 
 struct exchange {
 	struct event_base *base;
@@ -73,6 +75,10 @@ static const char expected_text[] =
     "# TYPE cutover_active_color gauge\n"
     "cutover_active_color{color=\"blue\"} 0\n"
     "cutover_active_color{color=\"green\"} 1\n"
+    "# HELP cutover_ramp_weight_ratio Share of new requests each color takes (0 to 1); between 0 and 1 only during a ramp.\n"
+    "# TYPE cutover_ramp_weight_ratio gauge\n"
+    "cutover_ramp_weight_ratio{color=\"blue\"} 0.0000\n"
+    "cutover_ramp_weight_ratio{color=\"green\"} 1.0000\n"
     "# HELP cutover_requests_total Finished requests by color and status class (code=\"none\": no response was sent).\n"
     "# TYPE cutover_requests_total counter\n"
     "cutover_requests_total{color=\"blue\",code=\"1xx\"} 2\n"
@@ -195,7 +201,7 @@ END_TEST
  */
 START_TEST(test_render_structure)
 {
-	static const char *const families[] = {"cutover_active_color", "cutover_requests_total",
+	static const char *const families[] = {"cutover_active_color", "cutover_ramp_weight_ratio", "cutover_requests_total",
 	    "cutover_inflight_requests", "cutover_server_up", "cutover_switches_total",
 	    "cutover_switch_refused_total", "cutover_request_duration_seconds", "cutover_upstream_errors_total"};
 	const size_t nfam = sizeof(families) / sizeof(families[0]);
@@ -285,6 +291,59 @@ START_TEST(test_render_empty)
 	ck_assert_ptr_nonnull(strstr(text, "cutover_upstream_errors_total{color=\"green\",kind=\"reset\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(text, "cutover_request_duration_seconds_sum{color=\"green\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(text, "# TYPE cutover_server_up gauge\n# HELP"));
+	free(text);
+}
+END_TEST
+
+/* The fleet's metrics: only with a fleet, with the contract's names. */
+START_TEST(test_render_fleet)
+{
+	struct metrics_snapshot snap;
+	char *text;
+
+	memset(&snap, 0, sizeof(snap));
+	text = render(&snap);
+	ck_assert_ptr_null(strstr(text, "cutover_fleet_"));
+	free(text);
+	snap.fleet = true;
+	snap.fleet_connected = true;
+	snap.fleet_nodes = 3;
+	snap.fleet_converged = false;
+	snap.fleet_apply[0] = 2;
+	snap.fleet_apply[HISTOGRAM_BUCKETS - 1] = 1;
+	snap.fleet_apply_sum_us = 2500;
+	text = render(&snap);
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE cutover_fleet_connected gauge\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_connected 1\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_nodes 3\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_converged 0\n"));
+	ck_assert_ptr_nonnull(strstr(text, "# TYPE cutover_fleet_apply_seconds histogram\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_bucket{le=\"+Inf\"} 3\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_sum 0.0025\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_fleet_apply_seconds_count 3\n"));
+	free(text);
+}
+END_TEST
+
+/* During a ramp each color's share of new requests, from the basis points. */
+START_TEST(test_render_ramp)
+{
+	struct metrics_snapshot snap;
+	char *text;
+
+	memset(&snap, 0, sizeof(snap));
+	snap.active = COLOR_BLUE;
+	snap.ramp_target = COLOR_GREEN;
+	snap.ramp_weight_bp = 1000;
+	text = render(&snap);
+	ck_assert_ptr_nonnull(strstr(text, "cutover_ramp_weight_ratio{color=\"blue\"} 0.9000\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_ramp_weight_ratio{color=\"green\"} 0.1000\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_active_color{color=\"blue\"} 1\n"));
+	free(text);
+	snap.ramp_weight_bp = 0;
+	text = render(&snap);
+	ck_assert_ptr_nonnull(strstr(text, "cutover_ramp_weight_ratio{color=\"blue\"} 1.0000\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_ramp_weight_ratio{color=\"green\"} 0.0000\n"));
 	free(text);
 }
 END_TEST
@@ -469,6 +528,78 @@ START_TEST(test_endpoint)
 }
 END_TEST
 
+static void
+status_cb(struct jbuf *b, void *arg)
+{
+	int *calls = arg;
+
+	(*calls)++;
+	jbuf_raw(b, "{\"ok\":true,\"active\":\"green\"}");
+}
+
+/* With the status page on: / is the page with its CSP, /status.json the JSON. */
+START_TEST(test_status_page)
+{
+	struct event_base *base = event_base_new();
+	struct metrics *m;
+	struct addr a;
+	char spec[32], *r, *body;
+	int port = free_port(), calls = 0, scrapes = 0;
+
+	ck_assert_ptr_nonnull(base);
+	snprintf(spec, sizeof(spec), "127.0.0.1:%d", port);
+	ck_assert_int_eq(addr_parse(spec, &a, NULL, 0), 0);
+	m = metrics_new(base, &a, fill_cb, &scrapes);
+	ck_assert_ptr_nonnull(m);
+
+	/* Not yet on: no /status.json. */
+	r = http_exchange(base, port, "GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 404 ", 13) == 0, "GET /status.json: %.80s", r);
+	free(r);
+
+	metrics_set_status(m, status_cb, &calls);
+	r = http_exchange(base, port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200 ", 13) == 0, "GET /: %.80s", r);
+	ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Type: text/html; charset=utf-8\r\n"));
+	ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Security-Policy: default-src 'none'; script-src 'sha256-"));
+	ck_assert_ptr_nonnull(strstr(r, "\r\nX-Content-Type-Options: nosniff\r\n"));
+	ck_assert_ptr_null(strstr(r, "unsafe-inline"));
+	body = strstr(r, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	ck_assert_uint_eq(strlen(body + 4), statuspage_html_len);
+	ck_assert(memcmp(body + 4, statuspage_html, statuspage_html_len) == 0);
+	ck_assert_ptr_nonnull(strstr(body, "/status.json"));
+	free(r);
+
+	r = http_exchange(base, port, "GET /status.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200 ", 13) == 0, "GET /status.json: %.80s", r);
+	ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Type: application/json\r\n"));
+	ck_assert_ptr_nonnull(strstr(r, "\r\nCache-Control: no-store\r\n"));
+	body = strstr(r, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	ck_assert_str_eq(body + 4, "{\"ok\":true,\"active\":\"green\"}");
+	free(r);
+	ck_assert_int_eq(calls, 1);
+
+	r = http_exchange(base, port, "POST /status.json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 405 ", 13) == 0, "POST /status.json: %.80s", r);
+	free(r);
+	r = http_exchange(base, port, "DELETE / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 405 ", 13) == 0, "DELETE /: %.80s", r);
+	free(r);
+	ck_assert_int_eq(calls, 1);
+
+	/* /metrics is unchanged. */
+	r = http_exchange(base, port, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	ck_assert_msg(strncmp(r, "HTTP/1.1 200 ", 13) == 0, "GET /metrics: %.80s", r);
+	free(r);
+	ck_assert_int_eq(scrapes, 1);
+
+	metrics_free(m);
+	event_base_free(base);
+}
+END_TEST
+
 /* Headers past the limit get an error and the connection closed, not a scrape. */
 START_TEST(test_endpoint_header_limit)
 {
@@ -525,10 +656,13 @@ metrics_suite(void)
 	tcase_add_test(tc, test_render_exact);
 	tcase_add_test(tc, test_render_structure);
 	tcase_add_test(tc, test_render_empty);
+	tcase_add_test(tc, test_render_fleet);
+	tcase_add_test(tc, test_render_ramp);
 	tcase_add_test(tc, test_names);
 	suite_add_tcase(s, tc);
 	tcase_set_timeout(te, 30);
 	tcase_add_test(te, test_endpoint);
+	tcase_add_test(te, test_status_page);
 	tcase_add_test(te, test_endpoint_header_limit);
 	tcase_add_test(te, test_bind_failure);
 	suite_add_tcase(s, te);

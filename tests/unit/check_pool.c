@@ -101,11 +101,47 @@ START_TEST(test_empty_pool)
 }
 END_TEST
 
+/* Servers a name resolved to follow the numeric ones, labelled "host:port (address)". */
+START_TEST(test_named_servers)
+{
+	struct config_pool cp;
+	struct pool_named named[2];
+	struct pool *p;
+
+	memset(&cp, 0, sizeof(cp));
+	cp.nservers = 1;
+	cp.servers = calloc(1, sizeof(*cp.servers));
+	ck_assert_ptr_nonnull(cp.servers);
+	ck_assert_int_eq(addr_parse("10.0.0.1:80", &cp.servers[0], NULL, 0), 0);
+	ck_assert_int_eq(addr_parse("10.0.2.7:8080", &named[0].addr, NULL, 0), 0);
+	ck_assert_int_eq(addr_parse("[2001:db8::7]:8080", &named[1].addr, NULL, 0), 0);
+	named[0].name = named[1].name = "green1.internal:8080";
+	p = pool_new_named(COLOR_GREEN, &cp, named, 2, 2);
+	free(cp.servers);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(p->nservers, 3);
+	ck_assert_str_eq(server_label(&p->servers[0]), "10.0.0.1:80");
+	ck_assert_str_eq(server_host(&p->servers[0]), "10.0.0.1:80");
+	ck_assert_str_eq(server_label(&p->servers[1]), "green1.internal:8080 (10.0.2.7)");
+	ck_assert_str_eq(server_host(&p->servers[1]), "green1.internal:8080");
+	ck_assert_str_eq(server_label(&p->servers[2]), "green1.internal:8080 (2001:db8::7)");
+	ck_assert_str_eq(p->servers[2].addr.text, "[2001:db8::7]:8080");
+	ck_assert_uint_eq(p->servers[2].index, 2);
+	/* Up until checked, like any server at start; fresh only when a DNS
+	 * answer adds one to a running color (generation.c). */
+	ck_assert_uint_eq(pool_healthy(p), 3);
+	ck_assert_uint_eq(pool_fresh(p), 0);
+	p->servers[2].fresh = true;
+	ck_assert_uint_eq(pool_fresh(p), 1);
+	pool_unref(p);
+}
+END_TEST
+
 START_TEST(test_route_publish)
 {
 	struct pool *blue = make_pool(1), *green = make_pool(2);
-	struct route r1 = {{blue, green}, COLOR_BLUE};
-	struct route r2 = {{blue, green}, COLOR_GREEN};
+	struct route r1 = {.pools = {blue, green}, .active = COLOR_BLUE};
+	struct route r2 = {.pools = {blue, green}, .active = COLOR_GREEN};
 	enum color c;
 	struct pool *p;
 
@@ -140,6 +176,7 @@ pool_suite(void)
 	tcase_add_test(tc, test_skip_failed_server);
 	tcase_add_test(tc, test_empty_pool);
 	tcase_add_test(tc, test_route_publish);
+	tcase_add_test(tc, test_named_servers);
 	suite_add_tcase(s, tc);
 	return s;
 }

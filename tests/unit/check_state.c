@@ -99,8 +99,7 @@ read_file(const char *path)
 START_TEST(test_round_trip_full)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
-	struct state in = {COLOR_GREEN, true, COLOR_BLUE, 7, 1795680000123,
-	    1795680300123};
+	struct state in = {.active = COLOR_GREEN, .has_previous = true, .previous = COLOR_BLUE, .generation = 7, .switched_at_ms = 1795680000123, .window_end_ms = 1795680300123};
 	struct state out;
 	char err[256] = "";
 
@@ -125,10 +124,61 @@ START_TEST(test_round_trip_full)
 }
 END_TEST
 
+/* A ramp in progress: its four keys, written and read back as they were. */
+START_TEST(test_round_trip_ramp)
+{
+	char *dir = test_dir(), *path = join(dir, "state");
+	struct state in, out;
+	char err[256] = "", buf[512];
+	FILE *f;
+	size_t n;
+
+	memset(&in, 0, sizeof(in));
+	in.active = COLOR_BLUE;
+	in.generation = 3;
+	in.ramping = true;
+	in.ramp_target = COLOR_GREEN;
+	in.ramp_steps[0] = 1;
+	in.ramp_steps[1] = 10;
+	in.ramp_steps[2] = 50;
+	in.ramp_nsteps = 3;
+	in.ramp_step = 1;
+	in.ramp_step_ms = 30000;
+	ck_assert_int_eq(state_save(path, &in, err, sizeof(err)), 0);
+	ck_assert((f = fopen(path, "r")) != NULL);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	ck_assert_str_eq(buf, "cutover-state 1\nactive blue\ngeneration 3\nramp_target green\nramp_steps 1,10,50\n"
+	                      "ramp_step 1\nramp_step_ms 30000\n");
+	memset(&out, 0xa5, sizeof(out));
+	ck_assert_int_eq(state_load(path, &out, err, sizeof(err)), 0);
+	ck_assert(out.ramping);
+	ck_assert_int_eq(out.ramp_target, COLOR_GREEN);
+	ck_assert_uint_eq(out.ramp_nsteps, 3);
+	ck_assert_uint_eq(out.ramp_steps[0], 1);
+	ck_assert_uint_eq(out.ramp_steps[1], 10);
+	ck_assert_uint_eq(out.ramp_steps[2], 50);
+	ck_assert_uint_eq(out.ramp_step, 1);
+	ck_assert_uint_eq(out.ramp_step_ms, 30000);
+	/* Without a ramp none of its keys is written, and none is read. */
+	in.ramping = false;
+	ck_assert_int_eq(state_save(path, &in, err, sizeof(err)), 0);
+	ck_assert_int_eq(state_load(path, &out, err, sizeof(err)), 0);
+	ck_assert(!out.ramping);
+	/* An invalid ramp is not written. */
+	in.ramping = true;
+	in.ramp_step = 3;
+	ck_assert_int_eq(state_save(path, &in, err, sizeof(err)), -1);
+	free(path);
+	free(dir);
+}
+END_TEST
+
 START_TEST(test_round_trip_minimal)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
-	struct state in = {COLOR_BLUE, false, COLOR_GREEN, 0, 0, 0};
+	struct state in = {.active = COLOR_BLUE, .has_previous = false, .previous = COLOR_GREEN, .generation = 0, .switched_at_ms = 0, .window_end_ms = 0};
 	struct state out;
 	char err[256] = "";
 
@@ -150,8 +200,7 @@ END_TEST
 START_TEST(test_round_trip_limits)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
-	struct state in = {COLOR_BLUE, true, COLOR_GREEN, UINT64_MAX, INT64_MAX,
-	    INT64_MAX};
+	struct state in = {.active = COLOR_BLUE, .has_previous = true, .previous = COLOR_GREEN, .generation = UINT64_MAX, .switched_at_ms = INT64_MAX, .window_end_ms = INT64_MAX};
 	struct state out;
 	char err[256] = "";
 
@@ -302,6 +351,22 @@ static const struct corrupt_case corrupt_cases[] = {
 	{HDR "active blue\ngeneration 1\n\0", sizeof(HDR) + 25, "contains a NUL byte"},
 	{HDR "active \033[31mred\ngeneration 1\n", 0,
 	    "line 2: unknown color '?[31mred'"},
+	{HDR "active blue\ngeneration 1\nramp_target green\n", 0,
+	    "a ramp needs all of ramp_target, ramp_steps, ramp_step, ramp_step_ms"},
+	{HDR "active blue\ngeneration 1\nramp_target green\nramp_steps 1,10\nramp_step 2\nramp_step_ms 5\n", 0,
+	    "ramp_step 2 is past the 2 steps"},
+	{HDR "active blue\ngeneration 1\nramp_target blue\nramp_steps 1,10\nramp_step 0\nramp_step_ms 5\n", 0,
+	    "ramp_target is the active color"},
+	{HDR "active blue\ngeneration 1\nramp_steps 10,5\n", 0,
+	    "line 4: bad ramp_steps '10,5' (rising percentages 1..99, at most 16)"},
+	{HDR "active blue\ngeneration 1\nramp_steps 0\n", 0,
+	    "line 4: bad ramp_steps '0' (rising percentages 1..99, at most 16)"},
+	{HDR "active blue\ngeneration 1\nramp_steps 1,100\n", 0,
+	    "line 4: bad ramp_steps '1,100' (rising percentages 1..99, at most 16)"},
+	{HDR "active blue\ngeneration 1\nramp_steps 1,,2\n", 0,
+	    "line 4: bad ramp_steps '1,,2' (rising percentages 1..99, at most 16)"},
+	{HDR "active blue\ngeneration 1\nramp_step_ms 0\n", 0, "line 4: bad ramp_step_ms '0'"},
+	{HDR "active blue\ngeneration 1\nramp_step 16\n", 0, "line 4: bad ramp_step '16'"},
 	{HDR "active blue\ngeneration 1\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx x\n",
 	    0, "line 4: unknown key 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"},
 };
@@ -359,7 +424,7 @@ START_TEST(test_save_no_tmp_left)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *tmp = join(dir, "state.tmp");
-	struct state in = {COLOR_GREEN, true, COLOR_BLUE, 1, 10, 20};
+	struct state in = {.active = COLOR_GREEN, .has_previous = true, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 10, .window_end_ms = 20};
 	struct state out;
 	struct stat sb;
 	char err[256] = "";
@@ -392,7 +457,7 @@ END_TEST
 START_TEST(test_save_missing_dir)
 {
 	char *dir = test_dir(), *sub = join(dir, "nope"), *path = join(sub, "state");
-	struct state in = {COLOR_BLUE, false, COLOR_BLUE, 1, 0, 0};
+	struct state in = {.active = COLOR_BLUE, .has_previous = false, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 0, .window_end_ms = 0};
 	struct stat sb;
 	char err[512] = "", want[512];
 
@@ -413,7 +478,7 @@ START_TEST(test_save_fail_keeps_old)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *tmp = join(dir, "state.tmp");
-	struct state in = {COLOR_BLUE, false, COLOR_BLUE, 1, 0, 0};
+	struct state in = {.active = COLOR_BLUE, .has_previous = false, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 0, .window_end_ms = 0};
 	struct state out;
 	struct stat sb;
 	char err[512] = "";
@@ -438,7 +503,7 @@ START_TEST(test_save_rename_fails)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *tmp = join(dir, "state.tmp"), *inner = join(path, "x");
-	struct state in = {COLOR_BLUE, false, COLOR_BLUE, 1, 0, 0};
+	struct state in = {.active = COLOR_BLUE, .has_previous = false, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 0, .window_end_ms = 0};
 	struct stat sb;
 	char err[512] = "";
 
@@ -458,7 +523,7 @@ END_TEST
 START_TEST(test_save_invalid)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
-	struct state in = {(enum color)7, false, COLOR_BLUE, 1, 0, 0};
+	struct state in = {.active = (enum color)7, .has_previous = false, .previous = COLOR_BLUE, .generation = 1, .switched_at_ms = 0, .window_end_ms = 0};
 	struct stat sb;
 	char err[512] = "";
 
@@ -477,7 +542,7 @@ END_TEST
 START_TEST(test_save_relative)
 {
 	char *dir = test_dir();
-	struct state in = {COLOR_GREEN, false, COLOR_BLUE, 4, 0, 0};
+	struct state in = {.active = COLOR_GREEN, .has_previous = false, .previous = COLOR_BLUE, .generation = 4, .switched_at_ms = 0, .window_end_ms = 0};
 	struct state out;
 	char err[256] = "";
 
@@ -499,7 +564,7 @@ START_TEST(test_save_tmp_symlink_not_followed)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *tmp = join(dir, "state.tmp"), *target = join(dir, "precious");
-	struct state in = {COLOR_GREEN, true, COLOR_BLUE, 3, 10, 0};
+	struct state in = {.active = COLOR_GREEN, .has_previous = true, .previous = COLOR_BLUE, .generation = 3, .switched_at_ms = 10, .window_end_ms = 0};
 	struct state out;
 	struct stat sb;
 	char err[512] = "", *text;
@@ -531,7 +596,7 @@ START_TEST(test_load_symlink_refused)
 {
 	char *dir = test_dir(), *path = join(dir, "state");
 	char *target = join(dir, "elsewhere");
-	struct state in = {COLOR_GREEN, false, COLOR_BLUE, 9, 0, 0};
+	struct state in = {.active = COLOR_GREEN, .has_previous = false, .previous = COLOR_BLUE, .generation = 9, .switched_at_ms = 0, .window_end_ms = 0};
 	struct state out;
 	char err[512] = "";
 
@@ -592,6 +657,52 @@ START_TEST(test_check_dir)
 }
 END_TEST
 
+/* The one codec shared by the file and the fleet's KEY/state. */
+START_TEST(test_codec_round_trip)
+{
+	struct state st = {.active = COLOR_GREEN, .has_previous = true, .previous = COLOR_BLUE,
+	    .generation = 7, .switched_at_ms = 1795680000123, .window_end_ms = 1795680300123}, back;
+	char text[512], why[256];
+	int len = state_format(&st, text, sizeof(text));
+
+	ck_assert_int_gt(len, 0);
+	ck_assert_str_eq(text, "cutover-state 1\nactive green\nprevious blue\ngeneration 7\n"
+	                       "switched_at 1795680000123\nwindow_end 1795680300123\n");
+	memset(&back, 0, sizeof(back));
+	ck_assert_int_eq(state_parse(text, (size_t)len, &back, why, sizeof(why)), 0);
+	ck_assert_int_eq(back.active, COLOR_GREEN);
+	ck_assert(back.has_previous && back.previous == COLOR_BLUE);
+	ck_assert_uint_eq(back.generation, 7);
+	ck_assert_int_eq(back.switched_at_ms, 1795680000123);
+	ck_assert_int_eq(back.window_end_ms, 1795680300123);
+	ck_assert_int_eq(state_parse("cutover-state 1\nactive red\ngeneration 1\n", 40, &back, why,
+	    sizeof(why)), -1);
+	ck_assert_ptr_nonnull(strstr(why, "line 2"));
+	/* A ramp travels in the same text (the fleet's KEY/state too). */
+	st.ramping = true;
+	st.ramp_target = COLOR_BLUE;
+	st.ramp_steps[0] = 1;
+	st.ramp_steps[1] = 10;
+	st.ramp_nsteps = 2;
+	st.ramp_step = 1;
+	st.ramp_step_ms = 30000;
+	len = state_format(&st, text, sizeof(text));
+	ck_assert_int_gt(len, 0);
+	ck_assert_ptr_nonnull(strstr(text, "ramp_target blue\nramp_steps 1,10\nramp_step 1\n"));
+	memset(&back, 0, sizeof(back));
+	ck_assert_int_eq(state_parse(text, (size_t)len, &back, why, sizeof(why)), 0);
+	ck_assert(back.ramping && back.ramp_target == COLOR_BLUE && back.ramp_nsteps == 2);
+	ck_assert_uint_eq(back.ramp_steps[1], 10);
+	ck_assert_uint_eq(back.ramp_step, 1);
+	ck_assert_uint_eq(back.ramp_step_ms, 30000);
+	st.ramp_step = 2; /* past the last step */
+	ck_assert_int_eq(state_format(&st, text, sizeof(text)), -1);
+	st.ramping = false;
+	st.active = (enum color)9;
+	ck_assert_int_eq(state_format(&st, text, sizeof(text)), -1);
+}
+END_TEST
+
 static Suite *
 state_suite(void)
 {
@@ -600,7 +711,9 @@ state_suite(void)
 
 	tcase_add_unchecked_fixture(tc, base_setup, base_teardown);
 	tcase_add_test(tc, test_round_trip_full);
+	tcase_add_test(tc, test_codec_round_trip);
 	tcase_add_test(tc, test_round_trip_minimal);
+	tcase_add_test(tc, test_round_trip_ramp);
 	tcase_add_test(tc, test_round_trip_limits);
 	tcase_add_test(tc, test_load_any_order);
 	tcase_add_test(tc, test_load_missing);
