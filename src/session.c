@@ -17,6 +17,23 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SESSION_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SESSION_ASAN 1
+#endif
+#endif
+#ifdef SESSION_ASAN
+#include <sanitizer/asan_interface.h>
+#define SLOT_POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
+#define SLOT_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define SLOT_POISON(p, n)   ((void)(p), (void)(n))
+#define SLOT_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
 
 #include "accesslog.h"
 #include "addr.h"
@@ -64,7 +81,7 @@ enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE, T_PARK, T_RESPONSE };
  * connections cost the session alone, as in nginx. Connections that come
  * back sooner keep everything, so busy keep-alive traffic never pays for it.
  */
-#define PARK_DELAY_MS 200
+#define PARK_DELAY_MS 50
 
 /*
  * Interim (1xx) answers relayed per exchange: at most this many, and at most
@@ -74,31 +91,19 @@ enum timer_kind { T_NONE, T_HANDSHAKE, T_HEADER, T_IDLE, T_PARK, T_RESPONSE };
  */
 #define MAX_INTERIM 8
 
-struct session {
-	struct worker *w;
-	TAILQ_ENTRY(session) link;
-	TAILQ_ENTRY(session) flink; /* in w->flushq while flush_queued */
-	bool flush_queued;
-	struct bufferevent *cbev; /* NULL while parked */
-	evutil_socket_t fd;       /* plain connections: ours to close; TLS: -1 */
-	bool parked;
+/*
+ * What only an active connection needs: the exchange in progress and its
+ * buffers. A parked connection gives it back (see PARK_DELAY_MS).
+ */
+struct exchange {
 	struct upstream_conn *up;
 	struct pool *pool; /* reference held for the current request */
 	struct server *server;
 	enum color color;
-	enum session_state state;
-	struct event *timer;
-	enum timer_kind timer_kind;
-	unsigned busy; /* callback nesting depth */
-	bool dead;     /* free when busy drops to 0 */
-	char client_ip[64];           /* the peer (the PROXY header's client where there is one) */
-	struct sockaddr_storage peer;
 	/* The current request's client: the peer, or behind trusted proxies
 	 * the last untrusted hop of X-Forwarded-For (preview, access log). */
-	char req_client_ip[64];
+	char req_client_ip[INET6_ADDRSTRLEN];
 	struct sockaddr_storage req_client;
-	bool tls;       /* the client speaks TLS to us */
-	bool tls_dirty; /* TLS connection failed: no close_notify */
 
 	/* Current request. */
 	struct evbuffer *req_head; /* re-serialised head, kept until a response
@@ -147,6 +152,56 @@ struct session {
 	char set_cookie[160];
 };
 
+/* A client's TCP address: what the accept (or the PROXY header) gives. */
+union peer_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+struct session {
+	struct worker *w;
+	TAILQ_ENTRY(session) link;
+	TAILQ_ENTRY(session) flink; /* in w->flushq while flush_queued */
+	bool flush_queued;
+	struct bufferevent *cbev; /* NULL while parked */
+	evutil_socket_t fd;       /* plain connections: ours to close; TLS: -1 */
+	bool parked;
+	enum session_state state;
+	struct event *timer;
+	enum timer_kind timer_kind;
+	unsigned busy; /* callback nesting depth */
+	bool dead;     /* free when busy drops to 0 */
+	char client_ip[INET6_ADDRSTRLEN];           /* the peer (the PROXY header's client where there is one) */
+	union peer_addr peer;
+	bool tls;       /* the client speaks TLS to us */
+	bool tls_dirty; /* TLS connection failed: no close_notify */
+	struct exchange *x; /* NULL while parked */
+};
+
+/*
+ * Sessions, each with its timer event behind it, come from per-worker chunks
+ * of SESSION_CHUNK slots and go back to a free list. Long-lived idle
+ * connections so sit densely together instead of between the short-lived
+ * buffers of busy ones, and a worker's memory follows its connections (as
+ * nginx's connection array does). Freed slots are poisoned for ASan.
+ */
+#define SESSION_CHUNK 64
+#define ALIGN16(n)    (((n) + 15) & ~(size_t)15)
+
+struct session_chunk {
+	struct session_chunk *next;
+};
+
+struct session_cache {
+	struct session_chunk *chunks;
+	void *free;  /* free slots, linked through their first word */
+	size_t slot; /* bytes per slot: the session, then its event */
+};
+
+static struct session *session_alloc(struct worker *w);
+static void session_release(struct session *s);
+
 static void client_readcb(struct bufferevent *bev, void *arg);
 static void client_writecb(struct bufferevent *bev, void *arg);
 static void client_eventcb(struct bufferevent *bev, short what, void *arg);
@@ -176,6 +231,7 @@ static void respond_error(struct session *s, int status, const char *why);
 static void drop_upstream(struct session *s, bool reusable);
 static void response_head_failed(struct session *s, bool timeout);
 static void arm_timer(struct session *s, enum timer_kind kind);
+static void set_req_client(struct session *s);
 static void arm_timer_ms(struct session *s, enum timer_kind kind, uint64_t ms);
 static int client_bev_setup(struct session *s);
 static void park(struct session *s);
@@ -197,15 +253,18 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 {
 	struct session *s;
 
-	if ((s = calloc(1, sizeof(*s))) == NULL)
+	if ((s = session_alloc(w)) == NULL)
 		goto fail;
 	s->w = w;
+	event_assign(s->timer, w->base, -1, 0, timer_cb, s);
 	s->fd = -1;
+	if ((s->x = calloc(1, sizeof(*s->x))) == NULL)
+		goto fail;
 	memcpy(&s->peer, sa, salen < sizeof(s->peer) ? salen : sizeof(s->peer));
 	/* TCP_NODELAY comes from the listening socket (see listener_open). */
 	addr_ip_string(sa, s->client_ip, sizeof(s->client_ip));
-	s->req_client = s->peer;
-	memcpy(s->req_client_ip, s->client_ip, sizeof(s->req_client_ip));
+	set_req_client(s);
+	memcpy(s->x->req_client_ip, s->client_ip, sizeof(s->x->req_client_ip));
 	if (tls != NULL) {
 		SSL *ssl = tls_server_ssl(tls);
 
@@ -224,8 +283,6 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 		s->fd = fd;
 	}
 	fd = -1;
-	if ((s->timer = evtimer_new(w->base, timer_cb, s)) == NULL)
-		goto fail;
 	if (client_bev_setup(s) < 0)
 		goto fail;
 	s->state = S_WAIT_HEAD;
@@ -237,15 +294,14 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 fail:
 	log_warn("%s: cannot set up a session: %s", __func__, strerror(errno));
 	if (s != NULL) {
-		if (s->timer != NULL)
-			event_free(s->timer);
-		if (s->req_head != NULL)
-			evbuffer_free(s->req_head);
+		if (s->x != NULL && s->x->req_head != NULL)
+			evbuffer_free(s->x->req_head);
 		if (s->cbev != NULL)
 			bufferevent_free(s->cbev);
 		if (s->fd >= 0)
 			close(s->fd);
-		free(s);
+		free(s->x);
+		session_release(s);
 	}
 	if (fd >= 0)
 		close(fd);
@@ -262,9 +318,11 @@ client_bev_setup(struct session *s)
 	struct worker *w = s->w;
 	size_t rhigh;
 
+	if (s->x == NULL && (s->x = calloc(1, sizeof(*s->x))) == NULL)
+		return -1;
 	if (s->cbev == NULL && (s->cbev = bufferevent_socket_new(w->base, s->fd, 0)) == NULL)
 		return -1;
-	if (s->req_head == NULL && (s->req_head = evbuffer_new()) == NULL)
+	if (s->x->req_head == NULL && (s->x->req_head = evbuffer_new()) == NULL)
 		return -1;
 	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
 	bufferevent_setwatermark(s->cbev, EV_READ, 0, rhigh);
@@ -289,11 +347,11 @@ client_bev_setup(struct session *s)
 static bool
 parkable(const struct session *s)
 {
-	return !s->tls && !s->dead && s->cbev != NULL && s->state == S_WAIT_HEAD &&
-	    !s->got_bytes && !s->out_blocked && !s->flush_queued && s->up == NULL &&
+	return !s->tls && !s->dead && s->cbev != NULL && s->x != NULL && s->state == S_WAIT_HEAD &&
+	    !s->x->got_bytes && !s->x->out_blocked && !s->flush_queued && s->x->up == NULL &&
 	    evbuffer_get_length(bufferevent_get_input(s->cbev)) == 0 &&
 	    evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0 &&
-	    evbuffer_get_length(s->req_head) == 0;
+	    evbuffer_get_length(s->x->req_head) == 0;
 }
 
 static void
@@ -307,8 +365,10 @@ park(struct session *s)
 	bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
 	bufferevent_free(s->cbev);
 	s->cbev = NULL;
-	evbuffer_free(s->req_head);
-	s->req_head = NULL;
+	evbuffer_free(s->x->req_head);
+	free(s->x->req_line);
+	free(s->x);
+	s->x = NULL;
 	evtimer_del(s->timer);
 	event_assign(s->timer, s->w->base, s->fd, EV_READ, parked_cb, s);
 	s->timer_kind = T_IDLE;
@@ -340,6 +400,14 @@ parked_cb(evutil_socket_t fd, short what, void *arg)
 	session_leave(s);
 }
 
+/* The request's client starts as the peer (trusted proxies may change it). */
+static void
+set_req_client(struct session *s)
+{
+	memset(&s->x->req_client, 0, sizeof(s->x->req_client));
+	memcpy(&s->x->req_client, &s->peer, sizeof(s->peer));
+}
+
 void
 session_shutdown_all(struct worker *w, bool force)
 {
@@ -350,12 +418,13 @@ session_shutdown_all(struct worker *w, bool force)
 		if (s->dead)
 			continue;
 		session_enter(s);
-		if (force || (s->state == S_WAIT_HEAD && !s->got_bytes && !s->out_blocked))
+		if (force || s->x == NULL /* parked */ ||
+		    (s->state == S_WAIT_HEAD && !s->x->got_bytes && !s->x->out_blocked))
 			session_kill(s);
-		else if (s->out_blocked)
+		else if (s->x->out_blocked)
 			close_after_flush(s); /* its answers still go out */
 		else
-			s->close_after = true;
+			s->x->close_after = true;
 		session_leave(s);
 	}
 }
@@ -388,7 +457,7 @@ session_leave(struct session *s)
 	 */
 	if (!s->flush_queued && s->cbev != NULL &&
 	    (evbuffer_get_length(bufferevent_get_output(s->cbev)) > 0 ||
-	        (s->up != NULL && evbuffer_get_length(bufferevent_get_output(s->up->bev)) > 0))) {
+	        (s->x->up != NULL && evbuffer_get_length(bufferevent_get_output(s->x->up->bev)) > 0))) {
 		struct worker *w = s->w;
 
 		s->flush_queued = true;
@@ -411,10 +480,10 @@ session_flush_cb(evutil_socket_t fd, short what, void *arg)
 		s->flush_queued = false;
 		if (s->dead)
 			continue;
-		flush_out(s->cbev, !s->tls, s->resp_blocked || s->out_blocked || s->state == S_CLOSING);
-		if (s->up != NULL)
-			flush_out(s->up->bev, s->up->server->pool->tls == NULL,
-			    s->req_blocked || s->up_closing);
+		flush_out(s->cbev, !s->tls, s->x->resp_blocked || s->x->out_blocked || s->state == S_CLOSING);
+		if (s->x->up != NULL)
+			flush_out(s->x->up->bev, s->x->up->server->pool->tls == NULL,
+			    s->x->req_blocked || s->x->up_closing);
 	}
 }
 
@@ -469,8 +538,8 @@ session_kill(struct session *s)
 	s->dead = true;
 	if (s->cbev != NULL)
 		bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
-	if (s->up != NULL)
-		bufferevent_disable(s->up->bev, EV_READ | EV_WRITE);
+	if (s->x != NULL && s->x->up != NULL)
+		bufferevent_disable(s->x->up->bev, EV_READ | EV_WRITE);
 	evtimer_del(s->timer);
 }
 
@@ -479,25 +548,95 @@ session_free(struct session *s)
 {
 	struct worker *w = s->w;
 
-	drop_upstream(s, false);
-	release_pool(s);
+	if (s->x != NULL) {
+		drop_upstream(s, false);
+		release_pool(s);
+	}
 	/* A clean TLS close keeps the session resumable (OpenSSL drops
 	 * sessions of connections freed without close_notify). */
 	if (s->tls && !s->tls_dirty)
 		SSL_shutdown(bufferevent_openssl_get_ssl(s->cbev));
-	event_free(s->timer);
-	if (s->req_head != NULL)
-		evbuffer_free(s->req_head);
+	event_del(s->timer);
+	if (s->x != NULL && s->x->req_head != NULL)
+		evbuffer_free(s->x->req_head);
 	if (s->cbev != NULL)
 		bufferevent_free(s->cbev);
 	if (s->fd >= 0)
 		close(s->fd);
-	free(s->req_line);
+	if (s->x != NULL)
+		free(s->x->req_line);
+	free(s->x);
 	if (s->flush_queued)
 		TAILQ_REMOVE(&w->flushq, s, flink);
 	TAILQ_REMOVE(&w->sessions, s, link);
-	free(s);
+	session_release(s);
 	worker_session_closed(w, NULL);
+}
+
+static struct session *
+session_alloc(struct worker *w)
+{
+	struct session_cache *c = w->scache;
+	struct session *s;
+	void *slot;
+
+	if (c == NULL) {
+		if ((c = calloc(1, sizeof(*c))) == NULL)
+			return NULL;
+		c->slot = ALIGN16(ALIGN16(sizeof(struct session)) + event_get_struct_event_size());
+		w->scache = c;
+	}
+	if (c->free == NULL) {
+		struct session_chunk *k;
+		char *base;
+		size_t i;
+
+		if ((k = malloc(ALIGN16(sizeof(*k)) + SESSION_CHUNK * c->slot)) == NULL)
+			return NULL;
+		k->next = c->chunks;
+		c->chunks = k;
+		base = (char *)k + ALIGN16(sizeof(*k));
+		for (i = SESSION_CHUNK; i-- > 0;) {
+			slot = base + i * c->slot;
+			*(void **)slot = c->free;
+			c->free = slot;
+			SLOT_POISON(slot, c->slot);
+		}
+	}
+	slot = c->free;
+	SLOT_UNPOISON(slot, c->slot);
+	c->free = *(void **)slot;
+	memset(slot, 0, c->slot);
+	s = slot;
+	s->timer = (struct event *)((char *)slot + ALIGN16(sizeof(struct session)));
+	return s;
+}
+
+static void
+session_release(struct session *s)
+{
+	struct session_cache *c = s->w->scache;
+
+	*(void **)(void *)s = c->free;
+	c->free = s;
+	SLOT_POISON(s, c->slot);
+}
+
+void
+session_cache_free(struct worker *w)
+{
+	struct session_cache *c = w->scache;
+	struct session_chunk *k, *next;
+
+	if (c == NULL)
+		return;
+	for (k = c->chunks; k != NULL; k = next) {
+		next = k->next;
+		SLOT_UNPOISON(k, ALIGN16(sizeof(*k)) + SESSION_CHUNK * c->slot);
+		free(k);
+	}
+	free(c);
+	w->scache = NULL;
 }
 
 /* Stops reading the client and closes once everything queued was written. */
@@ -578,12 +717,12 @@ timer_cb(evutil_socket_t fd, short what, void *arg)
 			arm_timer_ms(s, T_IDLE, s->w->cfg->timeouts.client_idle_ms - PARK_DELAY_MS);
 	} else if (s->timer_kind == T_RESPONSE) {
 		/* Interim answers kept coming, but no final one in time. */
-		if (s->state == S_EXCHANGE && s->resp_state == R_WAIT_HEAD && s->up != NULL)
+		if (s->state == S_EXCHANGE && s->x->resp_state == R_WAIT_HEAD && s->x->up != NULL)
 			response_head_failed(s, true);
 	} else if (s->state == S_WAIT_HEAD) {
 		/* An idle connection, or one that never sent a byte, just closes;
 		 * a request that started but did not finish gets 408. */
-		if (s->got_bytes || evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
+		if (s->x->got_bytes || evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
 			respond_error(s, 408, "request header timeout");
 		else
 			session_kill(s);
@@ -604,7 +743,7 @@ client_readcb(struct bufferevent *bev, void *arg)
 		read_head(s);
 		break;
 	case S_EXCHANGE:
-		if (!s->req_done) {
+		if (!s->x->req_done) {
 			if (!s->tls && evbuffer_get_length(bufferevent_get_input(bev)) >= 4096)
 				read_more(bev, BUF_HIGH);
 			pump_request(s);
@@ -631,18 +770,18 @@ client_writecb(struct bufferevent *bev, void *arg)
 	if (s->state == S_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			session_kill(s);
-	} else if (s->out_blocked) {
+	} else if (s->x->out_blocked) {
 		/* The client took its backlog down to BUF_LOW: the next
 		 * pipelined request may start (from the loop, see
 		 * response_done). */
-		s->out_blocked = false;
+		s->x->out_blocked = false;
 		arm_timer(s, T_IDLE);
 		bufferevent_enable(bev, EV_READ);
 		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
 			bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
-	} else if (s->resp_blocked && s->up != NULL) {
-		s->resp_blocked = false;
-		bufferevent_enable(s->up->bev, EV_READ);
+	} else if (s->x->resp_blocked && s->x->up != NULL) {
+		s->x->resp_blocked = false;
+		bufferevent_enable(s->x->up->bev, EV_READ);
 		if (s->state == S_TUNNEL)
 			pump_tunnel(s, false);
 		else
@@ -668,21 +807,21 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 		if (s->timer_kind == T_HANDSHAKE)
 			arm_timer(s, T_HEADER);
 	} else if (what & BEV_EVENT_TIMEOUT) {
-		if (s->state == S_EXCHANGE && !s->req_done && !s->resp_started)
+		if (s->state == S_EXCHANGE && !s->x->req_done && !s->x->resp_started)
 			respond_error(s, 408, "request body timeout");
 		else
 			session_kill(s);
 	} else if ((what & BEV_EVENT_EOF) && (s->state == S_EXCHANGE || s->state == S_CONNECTING) &&
-	    s->req_done) {
+	    s->x->req_done) {
 		/* A half-closed client still gets its answer. */
-		s->close_after = true;
+		s->x->close_after = true;
 		bufferevent_disable(s->cbev, EV_READ);
-	} else if ((what & BEV_EVENT_EOF) && s->state == S_TUNNEL && s->up != NULL) {
+	} else if ((what & BEV_EVENT_EOF) && s->state == S_TUNNEL && s->x->up != NULL) {
 		pump_tunnel(s, true);
-		s->up_closing = true;
+		s->x->up_closing = true;
 		bufferevent_disable(s->cbev, EV_READ);
-		bufferevent_setwatermark(s->up->bev, EV_WRITE, 0, 0);
-		if (evbuffer_get_length(bufferevent_get_output(s->up->bev)) == 0)
+		bufferevent_setwatermark(s->x->up->bev, EV_WRITE, 0, 0);
+		if (evbuffer_get_length(bufferevent_get_output(s->x->up->bev)) == 0)
 			session_kill(s);
 	} else {
 		session_kill(s);
@@ -719,35 +858,35 @@ read_head(struct session *s)
 	 * never drains.
 	 */
 	if (evbuffer_get_length(bufferevent_get_output(s->cbev)) >= BUF_HIGH) {
-		s->out_blocked = true;
+		s->x->out_blocked = true;
 		bufferevent_disable(s->cbev, EV_READ);
 		/* Not idle: a slow reader is judged by its progress alone. */
 		evtimer_del(s->timer);
 		s->timer_kind = T_NONE;
 		return;
 	}
-	if (!s->got_bytes) {
-		s->got_bytes = true;
-		s->req_client = s->peer;
-		memcpy(s->req_client_ip, s->client_ip, sizeof(s->req_client_ip));
+	if (!s->x->got_bytes) {
+		s->x->got_bytes = true;
+		set_req_client(s);
+		memcpy(s->x->req_client_ip, s->client_ip, sizeof(s->x->req_client_ip));
 		if (s->timer_kind == T_IDLE || s->timer_kind == T_PARK || s->timer_kind == T_HANDSHAKE)
 			arm_timer(s, T_HEADER);
 	}
 	n = len < cfg->limits.header_size ? len : cfg->limits.header_size;
 	data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-	hl = http_head_length(data, n, &s->head_scanned);
-	if (hl == 0 && !s->line_ok && memchr(data + s->line_scanned, '\n', n - s->line_scanned) != NULL) {
+	hl = http_head_length(data, n, &s->x->head_scanned);
+	if (hl == 0 && !s->x->line_ok && memchr(data + s->x->line_scanned, '\n', n - s->x->line_scanned) != NULL) {
 		/* A bad request-line (HTTP/0.9 among others) is answered as
 		 * soon as it ends, not after the header timeout. */
 		r = http_check_request_line(data, n);
 		if (r == HTTP_OK) {
-			s->line_ok = true;
+			s->x->line_ok = true;
 		} else if (r != HTTP_INCOMPLETE) {
 			respond_error(s, (int)r, "malformed request");
 			return;
 		}
 	}
-	s->line_scanned = n;
+	s->x->line_scanned = n;
 	if (hl == 0) {
 		if (n >= cfg->limits.header_size)
 			respond_error(s, 431, "request header too large");
@@ -762,59 +901,59 @@ read_head(struct session *s)
 	s->timer_kind = T_NONE;
 	if (w->accesslog != NULL)
 		set_req_line(s, &req);
-	s->resp_bytes = 0;
-	s->head_method = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
-	s->client_minor = req.version_minor;
-	s->client_keepalive = req.keep_alive;
-	s->want_upgrade = req.upgrade;
-	s->req_framing = req.framing;
-	s->req_remaining = req.framing == HTTP_BODY_LENGTH ? req.content_length : 0;
+	s->x->resp_bytes = 0;
+	s->x->head_method = req.method_len == 4 && memcmp(req.method, "HEAD", 4) == 0;
+	s->x->client_minor = req.version_minor;
+	s->x->client_keepalive = req.keep_alive;
+	s->x->want_upgrade = req.upgrade;
+	s->x->req_framing = req.framing;
+	s->x->req_remaining = req.framing == HTTP_BODY_LENGTH ? req.content_length : 0;
 	if (req.framing == HTTP_BODY_CHUNKED)
-		http_chunked_init(&s->req_chunked, true, cfg->limits.header_size);
-	s->req_done = req.framing == HTTP_BODY_NONE ||
+		http_chunked_init(&s->x->req_chunked, true, cfg->limits.header_size);
+	s->x->req_done = req.framing == HTTP_BODY_NONE ||
 	    (req.framing == HTTP_BODY_LENGTH && req.content_length == 0);
 	forwarded_for(s, &req);
 	preview = cfg->preview.header != NULL && preview_color(s, &req, &pcolor);
 	/* One acquire load; during a ramp one hash more (while req's fields
 	 * still point into the input buffer). */
-	s->set_cookie[0] = '\0';
+	s->x->set_cookie[0] = '\0';
 	rt = route_current();
 	if (rt != NULL)
 		pcolor = preview ? pcolor : rt->weight_bp > 0 ? ramp_color(s, &req, rt) : rt->active;
-	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
-	if (http_write_request(s->req_head, &req, s->client_ip, s->tls ? "https" : "http") < 0) {
+	evbuffer_drain(s->x->req_head, evbuffer_get_length(s->x->req_head));
+	if (http_write_request(s->x->req_head, &req, s->client_ip, s->tls ? "https" : "http") < 0) {
 		respond_error(s, 500, "out of memory");
 		return;
 	}
 	evbuffer_drain(in, hl);
-	s->head_scanned = 0;
-	s->line_scanned = 0;
-	s->line_ok = false;
-	s->got_bytes = false;
-	s->attempts = 0;
-	s->reused = false;
-	s->no_reuse = false;
-	s->req_body_sent = false;
-	s->resp_started = false;
-	s->close_after = !req.keep_alive || w->stopping;
+	s->x->head_scanned = 0;
+	s->x->line_scanned = 0;
+	s->x->line_ok = false;
+	s->x->got_bytes = false;
+	s->x->attempts = 0;
+	s->x->reused = false;
+	s->x->no_reuse = false;
+	s->x->req_body_sent = false;
+	s->x->resp_started = false;
+	s->x->close_after = !req.keep_alive || w->stopping;
 	/* Reading stays on (toggling it costs epoll_ctl calls on every request):
 	 * body bytes wait in the input buffer, capped by its watermark, until
 	 * the upstream is ready. */
 	s->state = S_CONNECTING;
-	s->pool = NULL;
+	s->x->pool = NULL;
 	if (rt != NULL) {
-		s->color = pcolor;
-		s->pool = rt->pools[s->color];
-		if (s->pool != NULL)
-			pool_ref(s->pool);
+		s->x->color = pcolor;
+		s->x->pool = rt->pools[s->x->color];
+		if (s->x->pool != NULL)
+			pool_ref(s->x->pool);
 	}
-	if (s->pool == NULL) {
+	if (s->x->pool == NULL) {
 		respond_error(s, 503, "no route");
 		return;
 	}
-	s->t_start_us = clock_mono_us();
-	atomic_store_explicit(&w->stats.started[s->color],
-	    atomic_load_explicit(&w->stats.started[s->color], memory_order_relaxed) + 1,
+	s->x->t_start_us = clock_mono_us();
+	atomic_store_explicit(&w->stats.started[s->x->color],
+	    atomic_load_explicit(&w->stats.started[s->x->color], memory_order_relaxed) + 1,
 	    memory_order_release);
 	start_upstream(s, NULL);
 }
@@ -827,26 +966,26 @@ start_upstream(struct session *s, const struct server *skip)
 	struct upstream_conn *c = NULL;
 	struct server *srv;
 
-	srv = pool_pick(s->pool, &w->rr_cursor[s->color], skip);
+	srv = pool_pick(s->x->pool, &w->rr_cursor[s->x->color], skip);
 	if (srv == NULL || (skip != NULL && srv == skip)) {
 		if (skip == NULL)
 			respond_error(s, 503, "no healthy server");
 		else
-			respond_error(s, s->timed_out ? 504 : 502, "upstream connect failed");
+			respond_error(s, s->x->timed_out ? 504 : 502, "upstream connect failed");
 		return;
 	}
-	s->server = srv;
-	s->attempts++;
+	s->x->server = srv;
+	s->x->attempts++;
 	s->state = S_CONNECTING;
-	if (!s->no_reuse && (c = upstream_take_idle(w, srv)) != NULL) {
-		s->up = c;
-		s->reused = true;
+	if (!s->x->no_reuse && (c = upstream_take_idle(w, srv)) != NULL) {
+		s->x->up = c;
+		s->x->reused = true;
 		stat_inc(&w->stats.upstream_reused);
 		bufferevent_setcb(c->bev, up_readcb, up_writecb, up_eventcb, s);
 		upstream_ready(s);
 		return;
 	}
-	s->reused = false;
+	s->x->reused = false;
 	c = upstream_connect(w, srv, up_readcb, up_writecb, up_eventcb, s);
 	if (c == NULL) {
 		log_debug("%s: connect %s: %s", __func__, server_label(srv), strerror(errno));
@@ -854,14 +993,14 @@ start_upstream(struct session *s, const struct server *skip)
 			/* Ours, not the server's: no passive failure, no
 			 * retry, and the guard does not count it (see
 			 * daemon_sample). */
-			stat_inc(&w->stats.upstream_errors[s->color][UPSTREAM_ERR_LOCAL]);
+			stat_inc(&w->stats.upstream_errors[s->x->color][UPSTREAM_ERR_LOCAL]);
 			respond_error(s, 503, "out of local resources");
 			return;
 		}
 		connect_failed(s, false);
 		return;
 	}
-	s->up = c;
+	s->x->up = c;
 	set_timeouts(c->bev, 0, w->cfg->timeouts.connect_ms);
 	bufferevent_enable(c->bev, EV_WRITE);
 }
@@ -873,17 +1012,17 @@ start_upstream(struct session *s, const struct server *skip)
 static void
 connect_failed(struct session *s, bool timeout)
 {
-	const struct server *failed = s->server;
+	const struct server *failed = s->x->server;
 
-	stat_inc(&s->w->stats.upstream_errors[s->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT]);
+	stat_inc(&s->w->stats.upstream_errors[s->x->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_CONNECT]);
 	log_warn("%s: upstream %s: %s", __func__, server_label(failed),
 	    timeout ? "connect timed out" : "connect failed");
-	if (server_passive_failure(s->server, s->w->cfg->health.fall))
+	if (server_passive_failure(s->x->server, s->w->cfg->health.fall))
 		log_warn("%s: %s server %s is down: %u connect failures in a row on live traffic", __func__,
-		    color_name(s->color), server_label(failed), s->w->cfg->health.fall);
+		    color_name(s->x->color), server_label(failed), s->w->cfg->health.fall);
 	drop_upstream(s, false);
-	s->timed_out = timeout;
-	if (s->attempts >= s->pool->nservers) {
+	s->x->timed_out = timeout;
+	if (s->x->attempts >= s->x->pool->nservers) {
 		respond_error(s, timeout ? 504 : 502, "upstream connect failed");
 		return;
 	}
@@ -897,12 +1036,12 @@ connect_failed(struct session *s, bool timeout)
 static void
 response_head_failed(struct session *s, bool timeout)
 {
-	stat_inc(&s->w->stats.upstream_errors[s->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
-	log_warn("%s: upstream %s: %s before the response", __func__, server_label(s->server),
+	stat_inc(&s->w->stats.upstream_errors[s->x->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
+	log_warn("%s: upstream %s: %s before the response", __func__, server_label(s->x->server),
 	    timeout ? "timed out" : "closed");
-	if (timeout && server_passive_failure(s->server, s->w->cfg->health.fall))
+	if (timeout && server_passive_failure(s->x->server, s->w->cfg->health.fall))
 		log_warn("%s: %s server %s is down: %u timeouts in a row on live traffic", __func__,
-		    color_name(s->color), server_label(s->server), s->w->cfg->health.fall);
+		    color_name(s->x->color), server_label(s->x->server), s->w->cfg->health.fall);
 	drop_upstream(s, false);
 	respond_error(s, timeout ? 504 : 502, timeout ? "upstream timed out" : "upstream closed");
 }
@@ -912,18 +1051,18 @@ static void
 upstream_ready(struct session *s)
 {
 	struct worker *w = s->w;
-	struct bufferevent *ub = s->up->bev;
+	struct bufferevent *ub = s->x->up->bev;
 	size_t rhigh;
 
 	s->state = S_EXCHANGE;
-	s->resp_state = R_WAIT_HEAD;
-	s->resp_scanned = 0;
-	s->resp_blocked = false;
-	s->req_blocked = false;
-	s->interim = 0;
-	s->interim_bytes = 0;
-	s->up->connected = true;
-	s->up->requests++;
+	s->x->resp_state = R_WAIT_HEAD;
+	s->x->resp_scanned = 0;
+	s->x->resp_blocked = false;
+	s->x->req_blocked = false;
+	s->x->interim = 0;
+	s->x->interim_bytes = 0;
+	s->x->up->connected = true;
+	s->x->up->requests++;
 	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
 	bufferevent_setwatermark(ub, EV_READ, 0, rhigh);
 	bufferevent_setwatermark(ub, EV_WRITE, BUF_LOW, 0);
@@ -931,12 +1070,12 @@ upstream_ready(struct session *s)
 	bufferevent_set_max_single_write(ub, BUF_HIGH);
 	/* The response timeout runs once the request is sent; while its body
 	 * goes up, the upstream is judged by its progress in taking it. */
-	set_timeouts(ub, s->req_done ? w->cfg->timeouts.response_ms : 0, w->cfg->timeouts.response_ms);
+	set_timeouts(ub, s->x->req_done ? w->cfg->timeouts.response_ms : 0, w->cfg->timeouts.response_ms);
 	/* Copied, not moved: kept for a retry until the response starts. */
-	evbuffer_add(bufferevent_get_output(ub), evbuffer_pullup(s->req_head, -1),
-	    evbuffer_get_length(s->req_head));
+	evbuffer_add(bufferevent_get_output(ub), evbuffer_pullup(s->x->req_head, -1),
+	    evbuffer_get_length(s->x->req_head));
 	bufferevent_enable(ub, EV_READ);
-	if (!s->req_done) {
+	if (!s->x->req_done) {
 		set_timeouts(s->cbev, w->cfg->timeouts.client_idle_ms, w->cfg->timeouts.client_idle_ms);
 		bufferevent_enable(s->cbev, EV_READ);
 		pump_request(s);
@@ -950,52 +1089,52 @@ static void
 pump_request(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->cbev);
-	struct evbuffer *out = bufferevent_get_output(s->up->bev);
+	struct evbuffer *out = bufferevent_get_output(s->x->up->bev);
 	size_t olen = evbuffer_get_length(out), room, n;
 	int r;
 
-	if (s->req_done)
+	if (s->x->req_done)
 		return;
 	if (olen + MIN_ROOM > BUF_HIGH) {
-		s->req_blocked = true;
+		s->x->req_blocked = true;
 		bufferevent_disable(s->cbev, EV_READ);
 		return;
 	}
 	room = BUF_HIGH - olen;
-	if (s->req_framing == HTTP_BODY_LENGTH) {
+	if (s->x->req_framing == HTTP_BODY_LENGTH) {
 		n = evbuffer_get_length(in);
 		if (n > room)
 			n = room;
-		if (n > s->req_remaining)
-			n = (size_t)s->req_remaining;
+		if (n > s->x->req_remaining)
+			n = (size_t)s->x->req_remaining;
 		if (n > 0) {
 			evbuffer_remove_buffer(in, out, n);
-			s->req_remaining -= n;
-			s->req_body_sent = true;
+			s->x->req_remaining -= n;
+			s->x->req_body_sent = true;
 		}
-		if (s->req_remaining == 0)
-			s->req_done = true;
+		if (s->x->req_remaining == 0)
+			s->x->req_done = true;
 	} else {
-		r = http_chunked_step(&s->req_chunked, in, out, room);
+		r = http_chunked_step(&s->x->req_chunked, in, out, room);
 		if (evbuffer_get_length(out) > olen)
-			s->req_body_sent = true;
+			s->x->req_body_sent = true;
 		if (r < 0) {
 			/* The upstream got part of a request it must never finish. */
 			drop_upstream(s, false);
-			if (!s->resp_started)
+			if (!s->x->resp_started)
 				respond_error(s, 400, "malformed chunked body");
 			else
 				session_kill(s);
 			return;
 		}
 		if (r == 1)
-			s->req_done = true;
+			s->x->req_done = true;
 	}
-	if (s->req_done) {
+	if (s->x->req_done) {
 		set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
-		set_timeouts(s->up->bev, s->w->cfg->timeouts.response_ms, s->w->cfg->timeouts.response_ms);
+		set_timeouts(s->x->up->bev, s->w->cfg->timeouts.response_ms, s->w->cfg->timeouts.response_ms);
 	} else if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
-		s->req_blocked = true;
+		s->x->req_blocked = true;
 		bufferevent_disable(s->cbev, EV_READ);
 	}
 }
@@ -1009,11 +1148,11 @@ up_readcb(struct bufferevent *bev, void *arg)
 
 	session_enter(s);
 	/* libevent reads at most 4 KiB at a time; a full 4 KiB means more may wait. */
-	if (s->up != NULL && s->up->server->pool->tls == NULL &&
+	if (s->x->up != NULL && s->x->up->server->pool->tls == NULL &&
 	    evbuffer_get_length(bufferevent_get_input(bev)) >= 4096)
 		read_more(bev, BUF_HIGH);
 	if (s->state == S_EXCHANGE) {
-		if (s->resp_state == R_WAIT_HEAD)
+		if (s->x->resp_state == R_WAIT_HEAD)
 			read_response_head(s);
 		else
 			pump_response(s);
@@ -1030,20 +1169,20 @@ up_writecb(struct bufferevent *bev, void *arg)
 
 	session_enter(s);
 	if (s->state == S_TUNNEL) {
-		if (s->up_closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (s->x->up_closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			session_kill(s);
-		else if (s->req_blocked) {
-			s->req_blocked = false;
+		else if (s->x->req_blocked) {
+			s->x->req_blocked = false;
 			bufferevent_enable(s->cbev, EV_READ);
 			pump_tunnel(s, true);
 		}
-	} else if (s->state == S_EXCHANGE && s->req_blocked) {
-		s->req_blocked = false;
+	} else if (s->state == S_EXCHANGE && s->x->req_blocked) {
+		s->x->req_blocked = false;
 		bufferevent_enable(s->cbev, EV_READ);
 		pump_request(s);
 	}
-	if (!s->dead && s->up != NULL && s->up->bev == bev && !s->up_closing &&
-	    s->up->server->pool->tls == NULL && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (!s->dead && s->x->up != NULL && s->x->up->bev == bev && !s->x->up_closing &&
+	    s->x->up->server->pool->tls == NULL && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
 	session_leave(s);
 }
@@ -1065,31 +1204,31 @@ up_eventcb(struct bufferevent *bev, short what, void *arg)
 		connect_failed(s, (what & BEV_EVENT_TIMEOUT) != 0);
 		break;
 	case S_EXCHANGE:
-		if (s->resp_state == R_WAIT_HEAD) {
-			if (s->reused && !s->req_body_sent && !(what & BEV_EVENT_TIMEOUT) &&
-			    evbuffer_get_length(bufferevent_get_input(s->up->bev)) == 0) {
+		if (s->x->resp_state == R_WAIT_HEAD) {
+			if (s->x->reused && !s->x->req_body_sent && !(what & BEV_EVENT_TIMEOUT) &&
+			    evbuffer_get_length(bufferevent_get_input(s->x->up->bev)) == 0) {
 				/* A kept-alive connection the server had already
 				 * closed: nothing was processed, try a fresh one. */
 				drop_upstream(s, false);
-				s->no_reuse = true;
-				s->attempts--;
+				s->x->no_reuse = true;
+				s->x->attempts--;
 				start_upstream(s, NULL);
 				break;
 			}
 			response_head_failed(s, (what & BEV_EVENT_TIMEOUT) != 0);
-		} else if (s->resp_in == HTTP_BODY_UNTIL_CLOSE && (what & BEV_EVENT_EOF)) {
-			struct evbuffer *in = bufferevent_get_input(s->up->bev);
+		} else if (s->x->resp_in == HTTP_BODY_UNTIL_CLOSE && (what & BEV_EVENT_EOF)) {
+			struct evbuffer *in = bufferevent_get_input(s->x->up->bev);
 
 			evbuffer_add_buffer(bufferevent_get_output(s->cbev), in);
-			s->up_keepalive = false;
+			s->x->up_keepalive = false;
 			response_done(s);
 		} else {
 			/* Truncated response: the client can only learn it from
 			 * the connection closing. */
-			stat_inc(&s->w->stats.upstream_errors[s->color]
+			stat_inc(&s->w->stats.upstream_errors[s->x->color]
 			    [(what & BEV_EVENT_TIMEOUT) ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
-			stat_inc(&s->w->stats.cut_short[s->color]);
-			log_warn("%s: upstream %s: response cut short", __func__, server_label(s->server));
+			stat_inc(&s->w->stats.cut_short[s->x->color]);
+			log_warn("%s: upstream %s: response cut short", __func__, server_label(s->x->server));
 			drop_upstream(s, false);
 			close_after_flush(s);
 		}
@@ -1112,7 +1251,7 @@ read_response_head(struct session *s)
 {
 	struct worker *w = s->w;
 	const struct config *cfg = w->cfg;
-	struct evbuffer *in = bufferevent_get_input(s->up->bev);
+	struct evbuffer *in = bufferevent_get_input(s->x->up->bev);
 	struct evbuffer *out = bufferevent_get_output(s->cbev);
 	struct http_head resp;
 	const char *data, *why = "invalid response";
@@ -1125,16 +1264,16 @@ read_response_head(struct session *s)
 			return;
 		n = len < cfg->limits.header_size ? len : cfg->limits.header_size;
 		data = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
-		hl = http_head_length(data, n, &s->resp_scanned);
+		hl = http_head_length(data, n, &s->x->resp_scanned);
 		if (hl == 0) {
 			if (n >= cfg->limits.header_size)
 				goto invalid;
 			return;
 		}
 		if (http_parse_response(data, hl, w->hdrs, w->nhdrs,
-		        s->head_method ? "HEAD" : "GET", s->head_method ? 4 : 3, &resp) != HTTP_OK)
+		        s->x->head_method ? "HEAD" : "GET", s->x->head_method ? 4 : 3, &resp) != HTTP_OK)
 			goto invalid;
-		s->resp_scanned = 0;
+		s->x->resp_scanned = 0;
 		if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
 			/*
 			 * Interim answers go to 1.1 clients as they come, a
@@ -1142,15 +1281,15 @@ read_response_head(struct session *s)
 			 * restarts its read timeout, so the response timeout
 			 * runs on the session's timer from the first one.
 			 */
-			s->interim_bytes += hl;
-			if (++s->interim > MAX_INTERIM || s->interim_bytes > cfg->limits.header_size) {
+			s->x->interim_bytes += hl;
+			if (++s->x->interim > MAX_INTERIM || s->x->interim_bytes > cfg->limits.header_size) {
 				why = "too many interim (1xx) answers";
 				goto invalid;
 			}
-			if (s->interim == 1)
+			if (s->x->interim == 1)
 				arm_timer(s, T_RESPONSE);
-			if (s->client_minor >= 1 &&
-			    http_write_response(out, &resp, HTTP_BODY_NONE, 0, true, s->client_minor) < 0)
+			if (s->x->client_minor >= 1 &&
+			    http_write_response(out, &resp, HTTP_BODY_NONE, 0, true, s->x->client_minor) < 0)
 				goto invalid;
 			evbuffer_drain(in, hl);
 			continue;
@@ -1161,38 +1300,38 @@ read_response_head(struct session *s)
 		evtimer_del(s->timer);
 		s->timer_kind = T_NONE;
 	}
-	if (resp.status == 101 && !s->want_upgrade)
+	if (resp.status == 101 && !s->x->want_upgrade)
 		goto invalid;
-	s->status = resp.status;
-	s->resp_started = true;
-	server_passive_success(s->server);
-	evbuffer_drain(s->req_head, evbuffer_get_length(s->req_head));
-	s->resp_in = resp.framing;
-	s->up_keepalive = resp.keep_alive && resp.framing != HTTP_BODY_UNTIL_CLOSE;
+	s->x->status = resp.status;
+	s->x->resp_started = true;
+	server_passive_success(s->x->server);
+	evbuffer_drain(s->x->req_head, evbuffer_get_length(s->x->req_head));
+	s->x->resp_in = resp.framing;
+	s->x->up_keepalive = resp.keep_alive && resp.framing != HTTP_BODY_UNTIL_CLOSE;
 	switch (resp.framing) {
 	case HTTP_BODY_CHUNKED:
 		/* A 1.0 client cannot take chunks: decode and close after. */
-		s->resp_out = s->client_minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_UNTIL_CLOSE;
-		http_chunked_init(&s->resp_chunked, s->resp_out == HTTP_BODY_CHUNKED, cfg->limits.header_size);
+		s->x->resp_out = s->x->client_minor >= 1 ? HTTP_BODY_CHUNKED : HTTP_BODY_UNTIL_CLOSE;
+		http_chunked_init(&s->x->resp_chunked, s->x->resp_out == HTTP_BODY_CHUNKED, cfg->limits.header_size);
 		break;
 	case HTTP_BODY_LENGTH:
-		s->resp_out = HTTP_BODY_LENGTH;
-		s->resp_remaining = resp.content_length;
+		s->x->resp_out = HTTP_BODY_LENGTH;
+		s->x->resp_remaining = resp.content_length;
 		break;
 	default:
-		s->resp_out = resp.framing;
+		s->x->resp_out = resp.framing;
 		break;
 	}
-	if (s->resp_out == HTTP_BODY_UNTIL_CLOSE)
-		s->close_after = true;
-	keep = s->client_keepalive && !s->close_after && !w->stopping;
+	if (s->x->resp_out == HTTP_BODY_UNTIL_CLOSE)
+		s->x->close_after = true;
+	keep = s->x->client_keepalive && !s->x->close_after && !w->stopping;
 	if (!keep)
-		s->close_after = true;
+		s->x->close_after = true;
 	if (resp.status == 101) {
-		if (http_write_response(out, &resp, HTTP_BODY_NONE, 0, true, s->client_minor) < 0)
+		if (http_write_response(out, &resp, HTTP_BODY_NONE, 0, true, s->x->client_minor) < 0)
 			goto invalid;
 	} else {
-		enum http_framing f = s->resp_out;
+		enum http_framing f = s->x->resp_out;
 		uint64_t cl = resp.content_length;
 
 		/* HEAD and 304 answers carry the length the body would have. */
@@ -1200,17 +1339,17 @@ read_response_head(struct session *s)
 			f = HTTP_BODY_LENGTH;
 		else if (f == HTTP_BODY_UNTIL_CLOSE)
 			f = HTTP_BODY_NONE;
-		if (s->set_cookie[0] != '\0') {
+		if (s->x->set_cookie[0] != '\0') {
 			/* The head array has one slot past w->nhdrs for this. */
 			struct http_header *h = &resp.headers[resp.nheaders++];
 
 			h->name = "Set-Cookie";
 			h->name_len = 10;
-			h->value = s->set_cookie;
-			h->value_len = (uint32_t)strlen(s->set_cookie);
+			h->value = s->x->set_cookie;
+			h->value_len = (uint32_t)strlen(s->x->set_cookie);
 			h->flags = 0;
 		}
-		if (http_write_response(out, &resp, f, cl, keep, s->client_minor) < 0)
+		if (http_write_response(out, &resp, f, cl, keep, s->x->client_minor) < 0)
 			goto invalid;
 	}
 	evbuffer_drain(in, hl);
@@ -1219,20 +1358,20 @@ read_response_head(struct session *s)
 		start_tunnel(s);
 		return;
 	}
-	if (s->resp_out == HTTP_BODY_NONE || (s->resp_out == HTTP_BODY_LENGTH && s->resp_remaining == 0)) {
+	if (s->x->resp_out == HTTP_BODY_NONE || (s->x->resp_out == HTTP_BODY_LENGTH && s->x->resp_remaining == 0)) {
 		response_done(s);
 		return;
 	}
-	s->resp_state = R_BODY;
+	s->x->resp_state = R_BODY;
 	pump_response(s);
 	return;
 invalid:
-	stat_inc(&w->stats.upstream_errors[s->color][UPSTREAM_ERR_INVALID]);
-	if (s->resp_started)
-		stat_inc(&w->stats.cut_short[s->color]);
-	log_warn("%s: upstream %s: %s", __func__, server_label(s->server), why);
+	stat_inc(&w->stats.upstream_errors[s->x->color][UPSTREAM_ERR_INVALID]);
+	if (s->x->resp_started)
+		stat_inc(&w->stats.cut_short[s->x->color]);
+	log_warn("%s: upstream %s: %s", __func__, server_label(s->x->server), why);
 	drop_upstream(s, false);
-	if (s->resp_started)
+	if (s->x->resp_started)
 		close_after_flush(s);
 	else
 		respond_error(s, 502, "invalid upstream response");
@@ -1242,35 +1381,35 @@ invalid:
 static void
 pump_response(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->up->bev);
+	struct evbuffer *in = bufferevent_get_input(s->x->up->bev);
 	struct evbuffer *out = bufferevent_get_output(s->cbev);
 	size_t olen = evbuffer_get_length(out), room, n;
 	bool done = false;
 	int r;
 
 	if (olen + MIN_ROOM > BUF_HIGH) {
-		s->resp_blocked = true;
-		bufferevent_disable(s->up->bev, EV_READ);
+		s->x->resp_blocked = true;
+		bufferevent_disable(s->x->up->bev, EV_READ);
 		return;
 	}
 	room = BUF_HIGH - olen;
-	switch (s->resp_in) {
+	switch (s->x->resp_in) {
 	case HTTP_BODY_LENGTH:
 		n = evbuffer_get_length(in);
 		if (n > room)
 			n = room;
-		if (n > s->resp_remaining)
-			n = (size_t)s->resp_remaining;
+		if (n > s->x->resp_remaining)
+			n = (size_t)s->x->resp_remaining;
 		evbuffer_remove_buffer(in, out, n);
-		s->resp_remaining -= n;
-		done = s->resp_remaining == 0;
+		s->x->resp_remaining -= n;
+		done = s->x->resp_remaining == 0;
 		break;
 	case HTTP_BODY_CHUNKED:
-		r = http_chunked_step(&s->resp_chunked, in, out, room);
+		r = http_chunked_step(&s->x->resp_chunked, in, out, room);
 		if (r < 0) {
-			stat_inc(&s->w->stats.upstream_errors[s->color][UPSTREAM_ERR_INVALID]);
-			stat_inc(&s->w->stats.cut_short[s->color]);
-			log_warn("%s: upstream %s: malformed chunked body", __func__, server_label(s->server));
+			stat_inc(&s->w->stats.upstream_errors[s->x->color][UPSTREAM_ERR_INVALID]);
+			stat_inc(&s->w->stats.cut_short[s->x->color]);
+			log_warn("%s: upstream %s: malformed chunked body", __func__, server_label(s->x->server));
 			drop_upstream(s, false);
 			close_after_flush(s);
 			return;
@@ -1284,14 +1423,14 @@ pump_response(struct session *s)
 		evbuffer_remove_buffer(in, out, n);
 		break;
 	}
-	s->resp_bytes += evbuffer_get_length(out) - olen;
+	s->x->resp_bytes += evbuffer_get_length(out) - olen;
 	if (done) {
 		response_done(s);
 		return;
 	}
 	if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
-		s->resp_blocked = true;
-		bufferevent_disable(s->up->bev, EV_READ);
+		s->x->resp_blocked = true;
+		bufferevent_disable(s->x->up->bev, EV_READ);
 	}
 }
 
@@ -1299,22 +1438,22 @@ pump_response(struct session *s)
 static void
 response_done(struct session *s)
 {
-	bool reusable = s->up_keepalive && s->req_done && s->up != NULL &&
-	    evbuffer_get_length(bufferevent_get_input(s->up->bev)) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(s->up->bev)) == 0;
+	bool reusable = s->x->up_keepalive && s->x->req_done && s->x->up != NULL &&
+	    evbuffer_get_length(bufferevent_get_input(s->x->up->bev)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(s->x->up->bev)) == 0;
 
 	drop_upstream(s, reusable);
 	release_pool(s);
 	/* The upstream answered before the client finished its body: the rest of
 	 * that body is still on the wire, so this connection cannot go on. */
-	if (!s->req_done)
-		s->close_after = true;
-	if (s->close_after || s->w->stopping) {
+	if (!s->x->req_done)
+		s->x->close_after = true;
+	if (s->x->close_after || s->w->stopping) {
 		close_after_flush(s);
 		return;
 	}
 	s->state = S_WAIT_HEAD;
-	s->resp_started = false;
+	s->x->resp_started = false;
 	set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
 	arm_timer(s, T_IDLE);
 	bufferevent_enable(s->cbev, EV_READ);
@@ -1329,10 +1468,10 @@ static void
 start_tunnel(struct session *s)
 {
 	s->state = S_TUNNEL;
-	s->req_done = true;
+	s->x->req_done = true;
 	set_timeouts(s->cbev, 0, 0);
-	set_timeouts(s->up->bev, 0, 0);
-	bufferevent_setwatermark(s->up->bev, EV_WRITE, BUF_LOW, 0);
+	set_timeouts(s->x->up->bev, 0, 0);
+	bufferevent_setwatermark(s->x->up->bev, EV_WRITE, BUF_LOW, 0);
 	bufferevent_enable(s->cbev, EV_READ);
 	pump_tunnel(s, false);
 	pump_tunnel(s, true);
@@ -1341,17 +1480,17 @@ start_tunnel(struct session *s)
 static void
 pump_tunnel(struct session *s, bool from_client)
 {
-	struct bufferevent *src = from_client ? s->cbev : s->up->bev;
-	struct bufferevent *dst = from_client ? s->up->bev : s->cbev;
+	struct bufferevent *src = from_client ? s->cbev : s->x->up->bev;
+	struct bufferevent *dst = from_client ? s->x->up->bev : s->cbev;
 	struct evbuffer *out = bufferevent_get_output(dst);
 
 	evbuffer_add_buffer(out, bufferevent_get_input(src));
 	if (evbuffer_get_length(out) >= BUF_HIGH) {
 		bufferevent_disable(src, EV_READ);
 		if (from_client)
-			s->req_blocked = true;
+			s->x->req_blocked = true;
 		else
-			s->resp_blocked = true;
+			s->x->resp_blocked = true;
 	}
 }
 
@@ -1364,12 +1503,12 @@ respond_error(struct session *s, int status, const char *why)
 {
 	struct evbuffer *out = bufferevent_get_output(s->cbev);
 	const char *reason = http_reason(status);
-	bool keep = status >= 500 && s->req_done && s->client_keepalive && !s->close_after &&
+	bool keep = status >= 500 && s->x->req_done && s->x->client_keepalive && !s->x->close_after &&
 	    !s->w->stopping && s->state != S_WAIT_HEAD;
 	char body[128];
 	int blen;
 
-	if (s->resp_started) {
+	if (s->x->resp_started) {
 		close_after_flush(s);
 		return;
 	}
@@ -1378,7 +1517,7 @@ respond_error(struct session *s, int status, const char *why)
 	evbuffer_add_printf(out,
 	    "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s",
 	    status, reason, blen, keep ? "" : "Connection: close\r\n", body);
-	s->status = status;
+	s->x->status = status;
 	count_response(s, status);
 	if (!keep) {
 		close_after_flush(s);
@@ -1397,11 +1536,11 @@ respond_error(struct session *s, int status, const char *why)
 static void
 drop_upstream(struct session *s, bool reusable)
 {
-	struct upstream_conn *c = s->up;
+	struct upstream_conn *c = s->x->up;
 
 	if (c == NULL)
 		return;
-	s->up = NULL;
+	s->x->up = NULL;
 	if (reusable && !s->w->stopping) {
 		upstream_release(c);
 	} else {
@@ -1422,9 +1561,9 @@ forwarded_for(struct session *s, struct http_head *req)
 	size_t i;
 
 	if (xff_trusted(cfg->trusted_proxies, cfg->ntrusted_proxies, (const struct sockaddr *)&s->peer)) {
-		if (xff_client(req, cfg->trusted_proxies, cfg->ntrusted_proxies, &s->req_client))
-			addr_ip_string((const struct sockaddr *)&s->req_client, s->req_client_ip,
-			    sizeof(s->req_client_ip));
+		if (xff_client(req, cfg->trusted_proxies, cfg->ntrusted_proxies, &s->x->req_client))
+			addr_ip_string((const struct sockaddr *)&s->x->req_client, s->x->req_client_ip,
+			    sizeof(s->x->req_client_ip));
 		return;
 	}
 	for (i = 0; i < req->nheaders; i++)
@@ -1456,7 +1595,7 @@ preview_color(struct session *s, struct http_head *req, enum color *color)
 	if (found == NULL || found->value_len >= sizeof(value))
 		return false;
 	for (i = 0; i < pv->nfrom; i++)
-		if (addr_cidr_match(&pv->from[i], (const struct sockaddr *)&s->req_client))
+		if (addr_cidr_match(&pv->from[i], (const struct sockaddr *)&s->x->req_client))
 			break;
 	if (i == pv->nfrom)
 		return false;
@@ -1482,7 +1621,7 @@ ramp_color(struct session *s, const struct http_head *req, const struct route *r
 	size_t i, klen = 0;
 
 	if (sw->ramp_by[0] == 'a') {
-		key = s->req_client_ip;
+		key = s->x->req_client_ip;
 		klen = strlen(key);
 	} else {
 		for (i = 0; i < req->nheaders && key == NULL; i++) {
@@ -1495,11 +1634,11 @@ ramp_color(struct session *s, const struct http_head *req, const struct route *r
 			if (RAND_bytes(raw, sizeof(raw)) != 1) {
 				/* No id: this request alone stays on the old color. */
 				log_warn("%s: RAND_bytes failed: no ramp cookie for %s", __func__,
-				    s->req_client_ip);
+				    s->x->req_client_ip);
 				return rt->active;
 			}
 			bucket_id_hex(raw, id);
-			snprintf(s->set_cookie, sizeof(s->set_cookie), "%s=%s; Path=/; HttpOnly; SameSite=Lax%s",
+			snprintf(s->x->set_cookie, sizeof(s->x->set_cookie), "%s=%s; Path=/; HttpOnly; SameSite=Lax%s",
 			    sw->ramp_cookie, id, s->tls ? "; Secure" : "");
 			key = id;
 			klen = BUCKET_ID_LEN;
@@ -1519,8 +1658,8 @@ set_req_line(struct session *s, const struct http_head *req)
 	accesslog_escape(target, sizeof(target), req->target, req->target_len > 400 ? 400 : req->target_len);
 	n = snprintf(buf, sizeof(buf), "%.*s %s HTTP/1.%d", (int)(req->method_len > 32 ? 32 : req->method_len),
 	    req->method, target, req->version_minor);
-	free(s->req_line);
-	s->req_line = n > 0 ? strdup(buf) : NULL;
+	free(s->x->req_line);
+	s->x->req_line = n > 0 ? strdup(buf) : NULL;
 }
 
 /*
@@ -1540,10 +1679,10 @@ log_access(struct session *s, uint64_t us)
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
 	n = snprintf(line, sizeof(line), "%s.%03ldZ %s \"%s\" %d %s %s %.3f %llu", when,
-	    ts.tv_nsec / 1000000, s->req_client_ip, s->req_line != NULL ? s->req_line : "-",
-	    s->resp_started || s->status >= 400 ? s->status : 0, color_name(s->color),
-	    s->server != NULL ? s->server->addr.text : "-", (double)us / 1000.0,
-	    (unsigned long long)s->resp_bytes);
+	    ts.tv_nsec / 1000000, s->x->req_client_ip, s->x->req_line != NULL ? s->x->req_line : "-",
+	    s->x->resp_started || s->x->status >= 400 ? s->x->status : 0, color_name(s->x->color),
+	    s->x->server != NULL ? s->x->server->addr.text : "-", (double)us / 1000.0,
+	    (unsigned long long)s->x->resp_bytes);
 	if (n > 0)
 		accesslog_write(s->w->accesslog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
 }
@@ -1618,18 +1757,18 @@ release_pool(struct session *s)
 
 	uint64_t us;
 
-	if (s->pool == NULL)
+	if (s->x->pool == NULL)
 		return;
-	us = clock_mono_us() - s->t_start_us;
+	us = clock_mono_us() - s->x->t_start_us;
 	if (w->accesslog != NULL)
 		log_access(s, us);
-	stat_inc(&w->stats.latency[s->color][histogram_bucket(us)]);
-	stat_add(&w->stats.latency_sum_us[s->color], us);
-	atomic_store_explicit(&w->stats.finished[s->color],
-	    atomic_load_explicit(&w->stats.finished[s->color], memory_order_relaxed) + 1,
+	stat_inc(&w->stats.latency[s->x->color][histogram_bucket(us)]);
+	stat_add(&w->stats.latency_sum_us[s->x->color], us);
+	atomic_store_explicit(&w->stats.finished[s->x->color],
+	    atomic_load_explicit(&w->stats.finished[s->x->color], memory_order_relaxed) + 1,
 	    memory_order_release);
-	pool_unref(s->pool);
-	s->pool = NULL;
+	pool_unref(s->x->pool);
+	s->x->pool = NULL;
 }
 
 void
@@ -1639,7 +1778,7 @@ session_close_tunnels(struct worker *w, enum color color)
 
 	for (s = TAILQ_FIRST(&w->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, link);
-		if (s->dead || s->state != S_TUNNEL || s->color != color)
+		if (s->dead || s->state != S_TUNNEL || s->x == NULL || s->x->color != color)
 			continue;
 		session_enter(s);
 		log_info("closing a %s tunnel from %s: drain timeout after a switch",
@@ -1656,5 +1795,5 @@ count_response(struct session *s, int status)
 
 	if (cls < 1 || cls > 5)
 		cls = 0;
-	stat_inc(&s->w->stats.requests[s->color][cls]);
+	stat_inc(&s->w->stats.requests[s->x->color][cls]);
 }

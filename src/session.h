@@ -44,4 +44,7 @@ void session_flush_cb(evutil_socket_t fd, short what, void *arg);
 /* Closes every upgraded tunnel of this worker on color. */
 void session_close_tunnels(struct worker *w, enum color color);
 
+/* Frees the worker's session slots; every session must be freed already. */
+void session_cache_free(struct worker *w);
+
 #endif

@@ -228,6 +228,7 @@ worker_free(struct worker *w)
 	w->base = NULL;
 	free(w->hdrs);
 	w->hdrs = NULL;
+	session_cache_free(w);
 }
 
 uint64_t

@@ -108,6 +108,7 @@ struct worker {
 	/* Sessions with output to write at the end of this loop turn: writes
 	 * are batched after every ready callback ran (see session.c). */
 	struct session_list flushq;
+	struct session_cache *scache; /* session slots (session.c) */
 	struct event *flush_ev;
 	unsigned rr_cursor[COLOR_COUNT];
 	int wake_fd;

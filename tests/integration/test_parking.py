@@ -1,6 +1,6 @@
-"""Parked idle connections (session.c, PARK_DELAY_MS = 200 ms).
+"""Parked idle connections (session.c, PARK_DELAY_MS = 50 ms).
 
-A plain keep-alive connection idle for 200 ms gives back its bufferevent and
+A plain keep-alive connection idle for 50 ms gives back its bufferevent and
 buffers and waits on one event until its next byte or its idle timeout. These
 tests drive connections through that state: reuse after parking (also with a
 pipelined pair and many connections at once), a request head that starts after
@@ -15,7 +15,7 @@ import time
 from harness import check, http_request, wait_for
 from ops import check_log_clean, reap
 
-PARKED = 0.6  # seconds idle: well past the 200 ms park delay
+PARKED = 0.6  # seconds idle: well past the 50 ms park delay
 
 
 def open_fds(pid):
