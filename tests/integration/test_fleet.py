@@ -260,6 +260,9 @@ def test_fleet_etcd_member_restart_watch_resumes(env):
     cluster.stop_member(m0, signal.SIGKILL)
     wait_for(lambda: all(nd.fleet()["etcd"] == "ok" and nd.fleet()["endpoint"] != m0.url for nd in nodes), 30,
              "every node on another member")
+    # A change during the election that follows the kill times out (and
+    # is refused, safely); wait until the two left have a leader.
+    wait_for(lambda: cluster.healthy(m1) and cluster.healthy(m2), 30, "a leader without m0")
     r = nodes[1].ctl.run("switch", "green")
     check(r.rc == 0 and r.json["converged"] is True, "switch with m0 down: %r" % r)
     cluster.start(m0)
@@ -267,6 +270,7 @@ def test_fleet_etcd_member_restart_watch_resumes(env):
     cluster.stop_member(m1, signal.SIGKILL)
     wait_for(lambda: all(nd.fleet()["etcd"] == "ok" and nd.fleet()["endpoint"] != m1.url for nd in nodes), 30,
              "every node off m1")
+    wait_for(lambda: cluster.healthy(m0) and cluster.healthy(m2), 30, "a leader without m1")
     r = nodes[2].ctl.run("rollback")
     check(r.rc == 0 and r.json["converged"] is True, "rollback with m1 down: %r" % r)
     for nd in nodes:
