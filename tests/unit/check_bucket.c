@@ -42,7 +42,7 @@ END_TEST
 START_TEST(test_monotonic)
 {
 	char key[32];
-	unsigned i, w, on1 = 0, on10 = 0, on50 = 0;
+	unsigned i, w, on1 = 0, on10 = 0, on50 = 0, backwards = 0;
 
 	for (i = 0; i < 20000; i++) {
 		int n = snprintf(key, sizeof(key), "client-%u", i);
@@ -51,13 +51,17 @@ START_TEST(test_monotonic)
 		for (w = 0; w <= BUCKET_COUNT; w += 100) {
 			bool on = bucket_on_target(key, (size_t)n, w);
 
-			ck_assert(!was || on);
+			/* Counted, not asserted here: Check marks every passing
+			 * assertion through its pipe, and two million of those
+			 * outlast the test timeout on a busy machine. */
+			backwards += was && !on;
 			was = on;
 		}
 		on1 += bucket_on_target(key, (size_t)n, 100);
 		on10 += bucket_on_target(key, (size_t)n, 1000);
 		on50 += bucket_on_target(key, (size_t)n, 5000);
 	}
+	ck_assert_uint_eq(backwards, 0);
 	/* The shares come close to the weights (20000 keys: a few tenths of a point). */
 	ck_assert_uint_ge(on1, 140);
 	ck_assert_uint_le(on1, 260);
