@@ -44,6 +44,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "reader.h"
 #include "session.h"
 #include "tls.h"
 #include "upstream.h"
@@ -165,6 +166,7 @@ struct session {
 	TAILQ_ENTRY(session) flink; /* in w->flushq while flush_queued */
 	bool flush_queued;
 	struct bufferevent *cbev; /* NULL while parked */
+	struct reader *crd;       /* reads cbev's plain socket; NULL for TLS and while parked */
 	evutil_socket_t fd;       /* plain connections: ours to close; TLS: -1 */
 	bool parked;
 	enum session_state state;
@@ -236,11 +238,9 @@ static void arm_timer_ms(struct session *s, enum timer_kind kind, uint64_t ms);
 static int client_bev_setup(struct session *s);
 static void park(struct session *s);
 static void parked_cb(evutil_socket_t fd, short what, void *arg);
-static void set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms);
+static void set_timeouts(struct bufferevent *bev, struct reader *r, uint64_t read_ms, uint64_t write_ms);
 static void count_response(struct session *s, int status);
 static void release_pool(struct session *s);
-static void read_more(struct bufferevent *bev, size_t limit);
-static void read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit);
 static bool preview_color(struct session *s, struct http_head *req, enum color *color);
 static enum color ramp_color(struct session *s, const struct http_head *req, const struct route *rt);
 static void forwarded_for(struct session *s, struct http_head *req);
@@ -296,6 +296,7 @@ fail:
 	if (s != NULL) {
 		if (s->x != NULL && s->x->req_head != NULL)
 			evbuffer_free(s->x->req_head);
+		reader_free(s->crd);
 		if (s->cbev != NULL)
 			bufferevent_free(s->cbev);
 		if (s->fd >= 0)
@@ -322,10 +323,13 @@ client_bev_setup(struct session *s)
 		return -1;
 	if (s->cbev == NULL && (s->cbev = bufferevent_socket_new(w->base, s->fd, 0)) == NULL)
 		return -1;
+	/* A plain socket is read by a reader: no FIONREAD per read. */
+	if (!s->tls && s->crd == NULL && (s->crd = reader_new(s->cbev)) == NULL)
+		return -1;
 	if (s->x->req_head == NULL && (s->x->req_head = evbuffer_new()) == NULL)
 		return -1;
 	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
-	bufferevent_setwatermark(s->cbev, EV_READ, 0, rhigh);
+	reader_set_high(s->crd, s->cbev, rhigh);
 	bufferevent_setwatermark(s->cbev, EV_WRITE, BUF_LOW, 0);
 	/* Whole bodies in one read/write where the kernel allows it (libevent
 	 * defaults to 16 KiB per call). */
@@ -337,7 +341,7 @@ client_bev_setup(struct session *s)
 	if (s->tls)
 		bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
 	else {
-		bufferevent_enable(s->cbev, EV_READ);
+		reader_enable(s->crd, s->cbev);
 		bufferevent_disable(s->cbev, EV_WRITE); /* direct writes: see flush_out() */
 	}
 	return 0;
@@ -362,6 +366,8 @@ park(struct session *s)
 
 	/* Disabled first: its events leave the socket now even if libevent
 	 * frees the bufferevent itself later. */
+	reader_free(s->crd);
+	s->crd = NULL;
 	bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
 	bufferevent_free(s->cbev);
 	s->cbev = NULL;
@@ -394,7 +400,7 @@ parked_cb(evutil_socket_t fd, short what, void *arg)
 		session_kill(s);
 	} else {
 		/* The bufferevent reads what is waiting on its first turn. */
-		set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+		set_timeouts(s->cbev, s->crd, 0, s->w->cfg->timeouts.client_idle_ms);
 		arm_timer(s, T_IDLE);
 	}
 	session_leave(s);
@@ -536,10 +542,14 @@ session_kill(struct session *s)
 	if (s->dead)
 		return;
 	s->dead = true;
-	if (s->cbev != NULL)
-		bufferevent_disable(s->cbev, EV_READ | EV_WRITE);
-	if (s->x != NULL && s->x->up != NULL)
-		bufferevent_disable(s->x->up->bev, EV_READ | EV_WRITE);
+	if (s->cbev != NULL) {
+		reader_disable(s->crd, s->cbev);
+		bufferevent_disable(s->cbev, EV_WRITE);
+	}
+	if (s->x != NULL && s->x->up != NULL) {
+		reader_disable(s->x->up->rd, s->x->up->bev);
+		bufferevent_disable(s->x->up->bev, EV_WRITE);
+	}
 	evtimer_del(s->timer);
 }
 
@@ -559,6 +569,8 @@ session_free(struct session *s)
 	event_del(s->timer);
 	if (s->x != NULL && s->x->req_head != NULL)
 		evbuffer_free(s->x->req_head);
+	/* Both events leave the socket before it closes. */
+	reader_free(s->crd);
 	if (s->cbev != NULL)
 		bufferevent_free(s->cbev);
 	if (s->fd >= 0)
@@ -646,7 +658,7 @@ close_after_flush(struct session *s)
 	s->state = S_CLOSING;
 	evtimer_del(s->timer);
 	drop_upstream(s, false);
-	bufferevent_disable(s->cbev, EV_READ);
+	reader_disable(s->crd, s->cbev);
 	/* The last answer usually fits the socket buffer: write it now and
 	 * close without another loop turn. */
 	if (!s->tls && !(bufferevent_get_enabled(s->cbev) & EV_WRITE))
@@ -657,20 +669,20 @@ close_after_flush(struct session *s)
 	}
 	/* writecb fires at an empty buffer now; a stalled client is cut off. */
 	bufferevent_setwatermark(s->cbev, EV_WRITE, 0, 0);
-	set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+	set_timeouts(s->cbev, s->crd, 0, s->w->cfg->timeouts.client_idle_ms);
 	bufferevent_enable(s->cbev, EV_WRITE);
 }
 
 static void
-set_timeouts(struct bufferevent *bev, uint64_t read_ms, uint64_t write_ms)
+set_timeouts(struct bufferevent *bev, struct reader *r, uint64_t read_ms, uint64_t write_ms)
 {
-	struct timeval r, wr;
+	struct timeval rd, wr;
 
-	r.tv_sec = (time_t)(read_ms / 1000);
-	r.tv_usec = (suseconds_t)((read_ms % 1000) * 1000);
+	rd.tv_sec = (time_t)(read_ms / 1000);
+	rd.tv_usec = (suseconds_t)((read_ms % 1000) * 1000);
 	wr.tv_sec = (time_t)(write_ms / 1000);
 	wr.tv_usec = (suseconds_t)((write_ms % 1000) * 1000);
-	bufferevent_set_timeouts(bev, read_ms ? &r : NULL, write_ms ? &wr : NULL);
+	reader_set_timeouts(r, bev, read_ms ? &rd : NULL, write_ms ? &wr : NULL);
 }
 
 static void
@@ -743,11 +755,8 @@ client_readcb(struct bufferevent *bev, void *arg)
 		read_head(s);
 		break;
 	case S_EXCHANGE:
-		if (!s->x->req_done) {
-			if (!s->tls && evbuffer_get_length(bufferevent_get_input(bev)) >= 4096)
-				read_more(bev, BUF_HIGH);
+		if (!s->x->req_done)
 			pump_request(s);
-		}
 		break;
 	case S_TUNNEL:
 		pump_tunnel(s, true);
@@ -776,12 +785,12 @@ client_writecb(struct bufferevent *bev, void *arg)
 		 * response_done). */
 		s->x->out_blocked = false;
 		arm_timer(s, T_IDLE);
-		bufferevent_enable(bev, EV_READ);
+		reader_enable(s->crd, bev);
 		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
 			bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 	} else if (s->x->resp_blocked && s->x->up != NULL) {
 		s->x->resp_blocked = false;
-		bufferevent_enable(s->x->up->bev, EV_READ);
+		reader_enable(s->x->up->rd, s->x->up->bev);
 		if (s->state == S_TUNNEL)
 			pump_tunnel(s, false);
 		else
@@ -815,11 +824,11 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 	    s->x->req_done) {
 		/* A half-closed client still gets its answer. */
 		s->x->close_after = true;
-		bufferevent_disable(s->cbev, EV_READ);
+		reader_disable(s->crd, s->cbev);
 	} else if ((what & BEV_EVENT_EOF) && s->state == S_TUNNEL && s->x->up != NULL) {
 		pump_tunnel(s, true);
 		s->x->up_closing = true;
-		bufferevent_disable(s->cbev, EV_READ);
+		reader_disable(s->crd, s->cbev);
 		bufferevent_setwatermark(s->x->up->bev, EV_WRITE, 0, 0);
 		if (evbuffer_get_length(bufferevent_get_output(s->x->up->bev)) == 0)
 			session_kill(s);
@@ -859,7 +868,7 @@ read_head(struct session *s)
 	 */
 	if (evbuffer_get_length(bufferevent_get_output(s->cbev)) >= BUF_HIGH) {
 		s->x->out_blocked = true;
-		bufferevent_disable(s->cbev, EV_READ);
+		reader_disable(s->crd, s->cbev);
 		/* Not idle: a slow reader is judged by its progress alone. */
 		evtimer_del(s->timer);
 		s->timer_kind = T_NONE;
@@ -1001,7 +1010,7 @@ start_upstream(struct session *s, const struct server *skip)
 		return;
 	}
 	s->x->up = c;
-	set_timeouts(c->bev, 0, w->cfg->timeouts.connect_ms);
+	set_timeouts(c->bev, c->rd, 0, w->cfg->timeouts.connect_ms);
 	bufferevent_enable(c->bev, EV_WRITE);
 }
 
@@ -1064,23 +1073,23 @@ upstream_ready(struct session *s)
 	s->x->up->connected = true;
 	s->x->up->requests++;
 	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
-	bufferevent_setwatermark(ub, EV_READ, 0, rhigh);
+	reader_set_high(s->x->up->rd, ub, rhigh);
 	bufferevent_setwatermark(ub, EV_WRITE, BUF_LOW, 0);
 	bufferevent_set_max_single_read(ub, BUF_HIGH);
 	bufferevent_set_max_single_write(ub, BUF_HIGH);
 	/* The response timeout runs once the request is sent; while its body
 	 * goes up, the upstream is judged by its progress in taking it. */
-	set_timeouts(ub, s->x->req_done ? w->cfg->timeouts.response_ms : 0, w->cfg->timeouts.response_ms);
+	set_timeouts(ub, s->x->up->rd, s->x->req_done ? w->cfg->timeouts.response_ms : 0, w->cfg->timeouts.response_ms);
 	/* Copied, not moved: kept for a retry until the response starts. */
 	evbuffer_add(bufferevent_get_output(ub), evbuffer_pullup(s->x->req_head, -1),
 	    evbuffer_get_length(s->x->req_head));
-	bufferevent_enable(ub, EV_READ);
+	reader_enable(s->x->up->rd, ub);
 	if (!s->x->req_done) {
-		set_timeouts(s->cbev, w->cfg->timeouts.client_idle_ms, w->cfg->timeouts.client_idle_ms);
-		bufferevent_enable(s->cbev, EV_READ);
+		set_timeouts(s->cbev, s->crd, w->cfg->timeouts.client_idle_ms, w->cfg->timeouts.client_idle_ms);
+		reader_enable(s->crd, s->cbev);
 		pump_request(s);
 	} else {
-		set_timeouts(s->cbev, 0, w->cfg->timeouts.client_idle_ms);
+		set_timeouts(s->cbev, s->crd, 0, w->cfg->timeouts.client_idle_ms);
 	}
 }
 
@@ -1097,7 +1106,7 @@ pump_request(struct session *s)
 		return;
 	if (olen + MIN_ROOM > BUF_HIGH) {
 		s->x->req_blocked = true;
-		bufferevent_disable(s->cbev, EV_READ);
+		reader_disable(s->crd, s->cbev);
 		return;
 	}
 	room = BUF_HIGH - olen;
@@ -1131,11 +1140,11 @@ pump_request(struct session *s)
 			s->x->req_done = true;
 	}
 	if (s->x->req_done) {
-		set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
-		set_timeouts(s->x->up->bev, s->w->cfg->timeouts.response_ms, s->w->cfg->timeouts.response_ms);
+		set_timeouts(s->cbev, s->crd, 0, s->w->cfg->timeouts.client_idle_ms);
+		set_timeouts(s->x->up->bev, s->x->up->rd, s->w->cfg->timeouts.response_ms, s->w->cfg->timeouts.response_ms);
 	} else if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
 		s->x->req_blocked = true;
-		bufferevent_disable(s->cbev, EV_READ);
+		reader_disable(s->crd, s->cbev);
 	}
 }
 
@@ -1146,11 +1155,8 @@ up_readcb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
+	(void)bev;
 	session_enter(s);
-	/* libevent reads at most 4 KiB at a time; a full 4 KiB means more may wait. */
-	if (s->x->up != NULL && s->x->up->server->pool->tls == NULL &&
-	    evbuffer_get_length(bufferevent_get_input(bev)) >= 4096)
-		read_more(bev, BUF_HIGH);
 	if (s->state == S_EXCHANGE) {
 		if (s->x->resp_state == R_WAIT_HEAD)
 			read_response_head(s);
@@ -1173,12 +1179,12 @@ up_writecb(struct bufferevent *bev, void *arg)
 			session_kill(s);
 		else if (s->x->req_blocked) {
 			s->x->req_blocked = false;
-			bufferevent_enable(s->cbev, EV_READ);
+			reader_enable(s->crd, s->cbev);
 			pump_tunnel(s, true);
 		}
 	} else if (s->state == S_EXCHANGE && s->x->req_blocked) {
 		s->x->req_blocked = false;
-		bufferevent_enable(s->cbev, EV_READ);
+		reader_enable(s->crd, s->cbev);
 		pump_request(s);
 	}
 	if (!s->dead && s->x->up != NULL && s->x->up->bev == bev && !s->x->up_closing &&
@@ -1389,7 +1395,7 @@ pump_response(struct session *s)
 
 	if (olen + MIN_ROOM > BUF_HIGH) {
 		s->x->resp_blocked = true;
-		bufferevent_disable(s->x->up->bev, EV_READ);
+		reader_disable(s->x->up->rd, s->x->up->bev);
 		return;
 	}
 	room = BUF_HIGH - olen;
@@ -1430,7 +1436,7 @@ pump_response(struct session *s)
 	}
 	if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
 		s->x->resp_blocked = true;
-		bufferevent_disable(s->x->up->bev, EV_READ);
+		reader_disable(s->x->up->rd, s->x->up->bev);
 	}
 }
 
@@ -1454,9 +1460,9 @@ response_done(struct session *s)
 	}
 	s->state = S_WAIT_HEAD;
 	s->x->resp_started = false;
-	set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+	set_timeouts(s->cbev, s->crd, 0, s->w->cfg->timeouts.client_idle_ms);
 	arm_timer(s, T_IDLE);
-	bufferevent_enable(s->cbev, EV_READ);
+	reader_enable(s->crd, s->cbev);
 	/* A pipelined request may already be waiting: handle it from the loop,
 	 * not from here, so a long pipeline never deepens the stack. */
 	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
@@ -1469,10 +1475,10 @@ start_tunnel(struct session *s)
 {
 	s->state = S_TUNNEL;
 	s->x->req_done = true;
-	set_timeouts(s->cbev, 0, 0);
-	set_timeouts(s->x->up->bev, 0, 0);
+	set_timeouts(s->cbev, s->crd, 0, 0);
+	set_timeouts(s->x->up->bev, s->x->up->rd, 0, 0);
 	bufferevent_setwatermark(s->x->up->bev, EV_WRITE, BUF_LOW, 0);
-	bufferevent_enable(s->cbev, EV_READ);
+	reader_enable(s->crd, s->cbev);
 	pump_tunnel(s, false);
 	pump_tunnel(s, true);
 }
@@ -1481,12 +1487,13 @@ static void
 pump_tunnel(struct session *s, bool from_client)
 {
 	struct bufferevent *src = from_client ? s->cbev : s->x->up->bev;
+	struct reader *srd = from_client ? s->crd : s->x->up->rd;
 	struct bufferevent *dst = from_client ? s->x->up->bev : s->cbev;
 	struct evbuffer *out = bufferevent_get_output(dst);
 
 	evbuffer_add_buffer(out, bufferevent_get_input(src));
 	if (evbuffer_get_length(out) >= BUF_HIGH) {
-		bufferevent_disable(src, EV_READ);
+		reader_disable(srd, src);
 		if (from_client)
 			s->x->req_blocked = true;
 		else
@@ -1525,9 +1532,9 @@ respond_error(struct session *s, int status, const char *why)
 	}
 	release_pool(s);
 	s->state = S_WAIT_HEAD;
-	set_timeouts(s->cbev, 0, s->w->cfg->timeouts.client_idle_ms);
+	set_timeouts(s->cbev, s->crd, 0, s->w->cfg->timeouts.client_idle_ms);
 	arm_timer(s, T_IDLE);
-	bufferevent_enable(s->cbev, EV_READ);
+	reader_enable(s->crd, s->cbev);
 	if (evbuffer_get_length(bufferevent_get_input(s->cbev)) > 0)
 		bufferevent_trigger(s->cbev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
@@ -1685,68 +1692,6 @@ log_access(struct session *s, uint64_t us)
 	    (unsigned long long)s->x->resp_bytes);
 	if (n > 0)
 		accesslog_write(s->w->accesslog, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-}
-
-/*
- * libevent 2.1's evbuffer_read() takes at most 4096 bytes per call
- * (EVBUFFER_MAX_READ), so a 64 KiB body would cost sixteen loop turns, each
- * with an epoll_wait, a FIONREAD and a 4 KiB readv. Called from a read
- * callback of a plain socket: reads what the socket holds, up to limit
- * buffered bytes, straight into the input buffer. EOF and errors are left
- * for libevent's own next read to report.
- */
-static void
-read_more(struct bufferevent *bev, size_t limit)
-{
-	struct evbuffer *in = bufferevent_get_input(bev);
-	evutil_socket_t fd = bufferevent_getfd(bev);
-	size_t have = evbuffer_get_length(in);
-
-	/* A bufferevent keeps the end of its input frozen except while it
-	 * reads itself; thaw it for the duration of this read. */
-	evbuffer_unfreeze(in, 0);
-	read_into(in, fd, have, limit);
-	evbuffer_freeze(in, 0);
-}
-
-static void
-read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit)
-{
-	while (fd >= 0 && have < limit) {
-		struct evbuffer_iovec v[2];
-		struct iovec iov[2];
-		size_t want = limit - have, got;
-		ssize_t r;
-		int nv, i;
-
-		if (want > 128 * 1024)
-			want = 128 * 1024;
-		nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
-		if (nv <= 0)
-			return;
-		for (i = 0; i < nv; i++) {
-			iov[i].iov_base = v[i].iov_base;
-			iov[i].iov_len = v[i].iov_len;
-		}
-		do
-			r = readv(fd, iov, nv);
-		while (r < 0 && errno == EINTR);
-		if (r <= 0) {
-			evbuffer_commit_space(in, v, 0);
-			return;
-		}
-		got = (size_t)r;
-		for (i = 0; i < nv; i++) {
-			size_t take = got < v[i].iov_len ? got : v[i].iov_len;
-
-			v[i].iov_len = take;
-			got -= take;
-		}
-		evbuffer_commit_space(in, v, nv);
-		have += (size_t)r;
-		if ((size_t)r < want)
-			return; /* the socket is drained */
-	}
 }
 
 /* The request is over: let go of its color (and count it out of flight). */

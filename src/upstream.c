@@ -18,6 +18,7 @@
 #include "fdlimit.h"
 #include "log.h"
 #include "pool.h"
+#include "reader.h"
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
@@ -71,6 +72,11 @@ upstream_connect(struct worker *w, struct server *s, bufferevent_data_cb readcb,
 		if (fdlimit_local_error(errno))
 			local_failure(s);
 		return NULL;
+	}
+	/* A plain socket is read by a reader: no FIONREAD per read. */
+	if (s->pool->tls == NULL && (c->rd = reader_new(c->bev)) == NULL) {
+		bufferevent_free(c->bev);
+		goto fail;
 	}
 	(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	stat_inc(&w->stats.upstream_connects);
@@ -167,8 +173,8 @@ idle_link(struct upstream_conn *c)
 	bufferevent_setcb(c->bev, idle_readcb, NULL, idle_eventcb, c);
 	tv.tv_sec = (time_t)(w->cfg->timeouts.upstream_idle_ms / 1000);
 	tv.tv_usec = (suseconds_t)(w->cfg->timeouts.upstream_idle_ms % 1000) * 1000;
-	bufferevent_set_timeouts(c->bev, &tv, NULL);
-	bufferevent_enable(c->bev, EV_READ);
+	reader_set_timeouts(c->rd, c->bev, &tv, NULL);
+	reader_enable(c->rd, c->bev);
 }
 
 void
@@ -176,6 +182,7 @@ upstream_close(struct upstream_conn *c)
 {
 	if (c == NULL)
 		return;
+	reader_free(c->rd);
 	bufferevent_free(c->bev);
 	free(c);
 }
@@ -275,7 +282,7 @@ idle_unlink(struct upstream_conn *c)
 	TAILQ_REMOVE(&idle->list, c, link);
 	idle->count--;
 	c->w->upstream_idle--;
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	reader_set_timeouts(c->rd, c->bev, NULL, NULL);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
 	/* The pool outlives this call: the taker holds its own reference. */
 	pool_unref(c->server->pool);

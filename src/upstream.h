@@ -29,8 +29,11 @@ struct event_base;
 struct server;
 struct worker;
 
+struct reader;
+
 struct upstream_conn {
 	struct bufferevent *bev;
+	struct reader *rd; /* reads a plain bev's socket (see reader.h); NULL for TLS */
 	struct server *server;
 	struct worker *w;
 	TAILQ_ENTRY(upstream_conn) link;
