@@ -19,6 +19,17 @@
  */
 #define READ_MAX   (256 * 1024)
 #define READ_CHUNK (128 * 1024)
+/*
+ * Without FIONREAD the size of what waits is unknown: a reader asks for
+ * READ_FIRST bytes at first (a request head, a small response) and doubles
+ * its ask after each read that fills it, up to READ_CHUNK; a wake-up that
+ * reads little brings it back down. READ_FIRST and libevent's chain header
+ * fit the smallest chain libevent allocates (1 KiB), as its own small reads
+ * did: a 2 KiB ask costs a 4 KiB chain, and a fixed 128 KiB ask a 128 KiB
+ * one, per connection waiting mid-request (bench/conns.sh "slow": 3.4 KB
+ * per connection with 960, 6.5 KB with 2048).
+ */
+#define READ_FIRST 960
 
 struct reader {
 	struct bufferevent *bev;
@@ -29,12 +40,13 @@ struct reader {
 	bool has_timeout;
 	bool enabled; /* EV_READ as the bufferevent's owner sees it */
 	size_t high;  /* read high watermark; 0: none */
+	size_t chunk; /* the next readv's ask: READ_FIRST..READ_CHUNK */
 };
 
 static void reader_cb(evutil_socket_t fd, short what, void *arg);
 static void input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
 static void resync(struct reader *r);
-static ssize_t read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit);
+static ssize_t read_into(struct reader *r, evutil_socket_t fd, size_t have, size_t limit);
 
 struct reader *
 reader_new(struct bufferevent *bev)
@@ -50,6 +62,7 @@ reader_new(struct bufferevent *bev)
 		return NULL;
 	r->bev = bev;
 	r->in = bufferevent_get_input(bev);
+	r->chunk = READ_FIRST;
 	r->ev = event_new(bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST, reader_cb, r);
 	if (r->ev == NULL)
 		goto fail;
@@ -188,7 +201,7 @@ reader_cb(evutil_socket_t fd, short what, void *arg)
 	/* A bufferevent keeps the end of its input frozen except while it
 	 * reads itself; thawed for this read. */
 	evbuffer_unfreeze(r->in, 0);
-	n = read_into(r->in, fd, have, limit);
+	n = read_into(r, fd, have, limit);
 	evbuffer_freeze(r->in, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
@@ -218,8 +231,9 @@ fail:
  * the socket stays readable).
  */
 static ssize_t
-read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit)
+read_into(struct reader *rd, evutil_socket_t fd, size_t have, size_t limit)
 {
+	struct evbuffer *in = rd->in;
 	size_t total = 0;
 
 	while (have < limit) {
@@ -229,8 +243,8 @@ read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit)
 		ssize_t r;
 		int nv, i;
 
-		if (want > READ_CHUNK)
-			want = READ_CHUNK;
+		if (want > rd->chunk)
+			want = rd->chunk;
 		nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
 		if (nv <= 0) {
 			if (total > 0)
@@ -266,6 +280,10 @@ read_into(struct evbuffer *in, evutil_socket_t fd, size_t have, size_t limit)
 		total += (size_t)r;
 		if ((size_t)r < want)
 			break; /* the socket is drained */
+		if (rd->chunk < READ_CHUNK)
+			rd->chunk *= 2;
 	}
+	if (total < rd->chunk / 4 && rd->chunk > READ_FIRST)
+		rd->chunk /= 2;
 	return (ssize_t)total;
 }
