@@ -316,6 +316,11 @@ fleet_commit(struct commands *x, struct control_conn *c, const struct control_ca
 		                       "change now (--local changes this node alone)");
 		return;
 	}
+	if (x->engine->ramp.on && x->engine->ramp.node[0] == '\0') {
+		control_reply_error(c, "commit refused: the ramp on this node is its own (--local), not the "
+		                       "fleet's: commit --local ends it here");
+		return;
+	}
 	if (!engine_plan_commit(x->engine, &next)) {
 		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
 		return;
