@@ -630,26 +630,30 @@ engine_apply(struct engine *e, const struct state *st, const struct engine_origi
 	if (!force && st->generation == e->sw.generation && st->active == e->sw.active &&
 	    st->has_previous == e->sw.has_previous &&
 	    (!st->has_previous || st->previous == e->sw.previous)) {
-		/* The same switch: a ramp's start, step or end, or a commit (the
-		 * window ended) is news. */
+		/* The same switch: a commit (the window ended) and a ramp's
+		 * start, step or end are news; both at once after a resync
+		 * that skipped a revision. */
+		bool changed = false;
+
+		if (e->sw.state == SWITCHER_OBSERVING && st->window_end_ms <= wall) {
+			next = e->sw;
+			(void)switcher_end_window(&next);
+			if (save(e, &next, e->switched_at_ms, &e->ramp, err, sizeof(err)) < 0)
+				state_unsaved(e, err);
+			e->sw = next;
+			arm_window(e);
+			set_verdict(e, WINDOW_COMMITTED, "committed");
+			log_info("fleet: safety window ended by %s; %s is stable", o->node != NULL ? o->node : "?",
+			    color_name(e->sw.active));
+			record_as(e, "commit", -1, (int)e->sw.active, o->trigger, o->reason, o->uid, o->pid,
+			    o->node);
+			hook(e, ENGINE_HOOK_WINDOW_END, e->sw.has_previous ? (int)e->sw.previous : -1,
+			    (int)e->sw.active, "commit");
+			changed = true;
+		}
 		if ((st->ramping || e->ramp.on) && ramp_apply(e, st, o))
-			return true;
-		if (e->sw.state != SWITCHER_OBSERVING || st->window_end_ms > wall)
-			return false;
-		next = e->sw;
-		(void)switcher_end_window(&next);
-		if (save(e, &next, e->switched_at_ms, NULL, err, sizeof(err)) < 0)
-			state_unsaved(e, err);
-		e->sw = next;
-		arm_window(e);
-		set_verdict(e, WINDOW_COMMITTED, "committed");
-		log_info("fleet: safety window ended by %s; %s is stable", o->node != NULL ? o->node : "?",
-		    color_name(e->sw.active));
-		record_as(e, "commit", -1, (int)e->sw.active, o->trigger, o->reason, o->uid, o->pid,
-		    o->node);
-		hook(e, ENGINE_HOOK_WINDOW_END, e->sw.has_previous ? (int)e->sw.previous : -1,
-		    (int)e->sw.active, "commit");
-		return true;
+			changed = true;
+		return changed;
 	}
 	switcher_init(&next, st->active, st->generation, e->cfg.min_healthy, e->cfg.safety_window_ms);
 	next.has_previous = st->has_previous;

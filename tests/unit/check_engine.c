@@ -963,6 +963,34 @@ START_TEST(test_fleet_ramp)
 	ck_assert_uint_eq(count("publish green"), 1);
 	ck_assert_uint_eq(count("record commit manual blue->green gen=1"), 1);
 	ck_assert_int_gt(find("hook window_end 0->1"), find("hook post_switch 0->1"));
+
+	/* After a resync that skipped a revision: a window's end and a new
+	 * ramp in one state, both taken. */
+	o.event = "switch";
+	st = next;
+	st.active = COLOR_BLUE;
+	st.previous = COLOR_GREEN;
+	st.generation = 2;
+	st.window_end_ms = fk.wall + 60000;
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	fk.n = 0;
+	st.window_end_ms = 0;
+	st.ramping = true;
+	st.ramp_target = COLOR_GREEN;
+	st.ramp_steps[0] = 20;
+	st.ramp_nsteps = 1;
+	st.ramp_step = 0;
+	st.ramp_step_ms = 1000;
+	snprintf(st.ramp_node, sizeof(st.ramp_node), "door-3");
+	o.event = "ramp";
+	o.node = "door-3";
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_STABLE);
+	ck_assert(eng.ramp.on && eng.ramp.target == COLOR_GREEN);
+	ck_assert_uint_eq(count("publish_ramp blue green 2000"), 1);
+	ck_assert_int_gt(find("record ramp manual blue->green gen=2"), find("record commit"));
+	ck_assert(fk.saved.ramping && fk.saved.window_end_ms == 0);
 }
 END_TEST
 
