@@ -81,6 +81,9 @@ commands_status_json(const struct commands *x, struct jbuf *out)
 	    e->ramp.on ? "ramping" : switcher_state_name(e->sw.state), e->sw.generation, (left + 999) / 1000);
 	if (e->ramp.on) {
 		const struct engine_ramp *r = &e->ramp;
+		/* A fleet ramp whose driving node left: nothing moves it on. */
+		bool orphan = r->node[0] != '\0' && x->fleet != NULL && !fleet_node_live(x->fleet, r->node);
+		char note[640];
 
 		jbuf_raw(&b, ",\"ramp\":{\"target\":");
 		jbuf_str(&b, color_name(r->target));
@@ -89,11 +92,22 @@ commands_status_json(const struct commands *x, struct jbuf *out)
 			jbuf_printf(&b, "%s%u", i ? "," : "", r->steps[i]);
 		jbuf_printf(&b, "],\"step_left_s\":%" PRIu64 ",\"step\":%u,\"holding\":%s,\"guarded\":%s,"
 		                "\"by\":",
-		    (engine_ramp_step_left(e) + 999) / 1000, r->step + 1, r->holding ? "true" : "false",
-		    r->unguarded ? "false" : "true");
+		    orphan ? 0 : (engine_ramp_step_left(e) + 999) / 1000, r->step + 1,
+		    r->holding || orphan ? "true" : "false", r->unguarded ? "false" : "true");
 		jbuf_str(&b, x->live->cfg->sw.ramp_by);
+		if (r->node[0] != '\0') {
+			jbuf_raw(&b, ",\"driver\":");
+			jbuf_str(&b, r->node);
+			jbuf_printf(&b, ",\"driver_live\":%s", orphan ? "false" : "true");
+		}
+		if (orphan)
+			snprintf(note, sizeof(note), "holding: %s, the node that drives the ramp, is not live: the "
+			    "ramp holds at %u%% until it is back; commit or rollback on any node ends it",
+			    r->node, r->steps[r->step]);
+		else
+			snprintf(note, sizeof(note), "%s", r->note);
 		jbuf_raw(&b, ",\"analysis\":");
-		jbuf_str(&b, r->note);
+		jbuf_str(&b, note);
 		jbuf_raw(&b, "}");
 	}
 	jbuf_printf(&b, ",\"min_healthy\":%u,\"switching\":%s", x->live->cfg->sw.min_healthy,
@@ -260,6 +274,7 @@ cmd_history(struct control_conn *c, const struct control_caller *who,
 struct commit_cmd {
 	struct commands *x;
 	struct control_conn *conn;
+	char message[256];
 };
 
 static void
@@ -272,10 +287,17 @@ commit_written(void *arg, int rc, int64_t revision, const char *err)
 	if (rc != 0) {
 		snprintf(msg, sizeof(msg), "commit refused: %s", err);
 		control_reply_error(cc->conn, msg);
-	} else if ((prefix = strdup("{\"ok\":true,\"changed\":true,\"message\":\"safety window ended\"")) == NULL) {
-		control_reply_error(cc->conn, "out of memory");
 	} else {
-		fleet_await(cc->x->fleet, cc->conn, revision, prefix);
+		struct jbuf b;
+
+		jbuf_init(&b);
+		jbuf_raw(&b, "{\"ok\":true,\"changed\":true,\"message\":");
+		jbuf_str(&b, cc->message);
+		if (b.oom || (prefix = strdup(b.s)) == NULL)
+			control_reply_error(cc->conn, "out of memory");
+		else
+			fleet_await(cc->x->fleet, cc->conn, revision, prefix);
+		jbuf_free(&b);
 	}
 	free(cc);
 }
@@ -294,6 +316,11 @@ fleet_commit(struct commands *x, struct control_conn *c, const struct control_ca
 		                       "change now (--local changes this node alone)");
 		return;
 	}
+	if (x->engine->ramp.on && x->engine->ramp.node[0] == '\0') {
+		control_reply_error(c, "commit refused: the ramp on this node is its own (--local), not the "
+		                       "fleet's: commit --local ends it here");
+		return;
+	}
 	if (!engine_plan_commit(x->engine, &next)) {
 		control_reply(c, "{\"ok\":true,\"changed\":false,\"message\":\"no safety window is open\"}");
 		return;
@@ -304,6 +331,14 @@ fleet_commit(struct commands *x, struct control_conn *c, const struct control_ca
 	}
 	cc->x = x;
 	cc->conn = c;
+	if (x->engine->ramp.on) {
+		/* The ramp goes to 100 % on every node now, stable. */
+		snprintf(cc->message, sizeof(cc->message), "ramp committed at %u%% by uid %ld: %s takes every request",
+		    x->engine->ramp.steps[x->engine->ramp.step], (long)who->uid, color_name(x->engine->ramp.target));
+		o.reason = cc->message;
+	} else {
+		snprintf(cc->message, sizeof(cc->message), "safety window ended");
+	}
 	if (fleet_propose(x->fleet, &next, &o, commit_written, cc) < 0) {
 		free(cc);
 		control_reply_error(c, "commit refused: cannot write to etcd: out of memory");
@@ -322,7 +357,7 @@ cmd_commit(struct control_conn *c, const struct control_caller *who,
 		fleet_commit(x, c, who);
 		return;
 	}
-	if (x->fleet != NULL && x->engine->sw.state == SWITCHER_OBSERVING)
+	if (x->fleet != NULL && (x->engine->sw.state == SWITCHER_OBSERVING || x->engine->ramp.on))
 		fleet_diverge(x->fleet);
 	switch (engine_commit(x->engine, &ec, msg, sizeof(msg))) {
 	case SWITCH_NOOP:

@@ -381,7 +381,11 @@ fmt_status(const struct request *req, const struct json *ans)
 				printf(", holding");
 			else
 				printf(", %ss left", num_text(ramp, "step_left_s", n3, sizeof(n3)));
-			printf("; by %s)\n", json_get_str(ramp, "by", "cookie"));
+			printf("; by %s", json_get_str(ramp, "by", "cookie"));
+			if (json_get_str(ramp, "driver", NULL) != NULL)
+				printf("; driven by %s%s", json_get_str(ramp, "driver", "?"),
+				    json_get_bool(ramp, "driver_live", true) ? "" : ", NOT LIVE");
+			printf(")\n");
 			printf("analysis:   %s\n", json_get_str(ramp, "analysis", ""));
 		}
 	}
@@ -886,9 +890,11 @@ main(int argc, char **argv)
 	if (req.rq.cmd->id == COMMAND_SWITCH && (req.rq.flags & COMMAND_F_RAMP) &&
 	    (req.rq.flags & COMMAND_F_WAIT) && !json_get_bool(ans, "dry_run", false) &&
 	    json_get(ans, "ramp") != NULL)
-		rc = deploy_follow_ramp(path, "switch", color_name(req.rq.color), 0, req.rq.json);
-	/* A fleet change that a live node did not apply in time. */
-	if (json_get(ans, "converged") != NULL && !json_get_bool(ans, "converged", true)) {
+		rc = deploy_follow_ramp(path, "switch", color_name(req.rq.color), 0, req.rq.json, true);
+	/* A fleet change that a live node did not apply in time (a ramp's
+	 * start; one rolled back since exits 1 all the same). */
+	if (json_get(ans, "converged") != NULL && !json_get_bool(ans, "converged", true) &&
+	    (rc == CTL_EXIT_DONE || rc == CTL_EXIT_LAGGING)) {
 		const struct json *lag = json_get(ans, "lagging");
 
 		fprintf(stderr, "cutoverctl: the change stays in effect but not every live node "

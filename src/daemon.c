@@ -139,6 +139,7 @@ static void fx_arm_retry(void *arg, uint64_t ms);
 static void fx_sample(void *arg, enum color c, struct guard_sample *s);
 static void fx_servers(void *arg, enum color c, struct engine_servers *n);
 static void fx_interrupt(void *arg, const char *why);
+static int fx_propose_ramp(void *arg, const struct state *next, const char *event, const char *reason);
 
 static const struct engine_effects effects = {
 	.mono_ms = fx_mono_ms,
@@ -154,6 +155,7 @@ static const struct engine_effects effects = {
 	.sample = fx_sample,
 	.servers = fx_servers,
 	.interrupt = fx_interrupt,
+	.propose_ramp = fx_propose_ramp,
 };
 static void fill_metrics(struct metrics_snapshot *snap, void *arg);
 static void status_json(struct jbuf *b, void *arg);
@@ -533,6 +535,37 @@ fx_publish_ramp(void *arg, enum color active, enum color target, unsigned weight
 		return;
 	}
 	route_publish(r);
+}
+
+static void
+ramp_written(void *arg, int rc, int64_t revision, const char *err)
+{
+	struct daemon *d = arg;
+
+	if (rc != 0)
+		log_warn("fleet: the ramp's next step was not written: %s; tried again at the next tick", err);
+	else
+		log_info("fleet: the ramp's next step written to etcd (revision %" PRId64 ")", revision);
+	engine_ramp_written(&d->engine, rc == 0);
+}
+
+/* A fleet ramp's next step (or its end at 100 %), driven by this node. */
+static int
+fx_propose_ramp(void *arg, const struct state *next, const char *event, const char *reason)
+{
+	struct daemon *d = arg;
+	struct engine_origin o;
+
+	if (d->fleet == NULL || !fleet_connected(d->fleet))
+		return -1;
+	memset(&o, 0, sizeof(o));
+	o.node = fleet_node(d->fleet);
+	o.event = event;
+	o.trigger = "timer";
+	o.reason = reason;
+	o.uid = -1;
+	o.pid = -1;
+	return fleet_propose(d->fleet, next, &o, ramp_written, d);
 }
 
 static void

@@ -326,7 +326,7 @@ deploy_switch(struct deploy *dp)
 		}
 		say(dp, "%s", json_get_str(ans, "message", "ramp started"));
 		json_free(ans);
-		if ((rc = deploy_follow_ramp(dp->path, "deploy", dp->target, dp->timeout_ms, false)) != CTL_EXIT_DONE)
+		if ((rc = deploy_follow_ramp(dp->path, "deploy", dp->target, dp->timeout_ms, false, false)) != CTL_EXIT_DONE)
 			return rc;
 		if ((rc = deploy_status(dp, &ans)) != CTL_EXIT_DONE)
 			return rc;
@@ -419,11 +419,64 @@ deploy_follow(struct deploy *dp)
 }
 
 
+/*
+ * A fleet's convergence while a ramp is followed: *rev is the revision of
+ * KEY/state being watched, *since when it was first seen unconverged
+ * (-1: converged), *named the last revision whose laggards were printed.
+ * Returns true when a live node did not apply rev within fleet.timeout
+ * (named on stderr once per revision).
+ */
+static bool
+fleet_lagging(const struct json *st, const char *who, long long *rev, int64_t *since, long long *named)
+{
+	const struct json *fl = json_get(st, "fleet"), *nodes;
+	int64_t now = (int64_t)clock_mono_ms();
+	long long r;
+	bool any = false;
+
+	if (fl == NULL || fl->type != JSON_OBJECT)
+		return false;
+	r = (long long)json_get_num(fl, "revision", 0);
+	if (json_get_bool(fl, "converged", false)) {
+		*rev = r;
+		*since = -1;
+		return false;
+	}
+	if (r != *rev || *since < 0) {
+		*rev = r;
+		*since = now;
+		return false;
+	}
+	if (now - *since < (int64_t)json_get_num(fl, "timeout_ms", 2000) || *named == r)
+		return false;
+	*named = r;
+	fprintf(stderr, "cutoverctl: %s: not every live node applied revision %lld of the fleet's state "
+	    "within fleet.timeout; lagging:", who, r);
+	nodes = json_get(fl, "nodes");
+	for (size_t k = 0; nodes != NULL && nodes->type == JSON_ARRAY && k < nodes->n; k++) {
+		const struct json *n = nodes->items[k];
+
+		if (strcmp(json_get_str(n, "node", ""), json_get_str(fl, "node", "")) == 0)
+			continue;
+		if ((long long)json_get_num(n, "revision", 0) < r || json_get_bool(n, "diverged", false)) {
+			fprintf(stderr, " %s", json_get_str(n, "node", "?"));
+			any = true;
+		}
+	}
+	if (!any)
+		fprintf(stderr, " %s", json_get_str(fl, "node", "?"));
+	fprintf(stderr, "\n");
+	return true;
+}
+
 int
-deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms, bool quiet)
+deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms, bool quiet,
+    bool lag)
 {
 	int64_t deadline = timeout_ms > 0 ? duration_add_signed((int64_t)clock_mono_ms(), timeout_ms) : -1;
-	long long last_pct = -1;
+	long long last_pct = -1, lag_rev = -1, lag_named = -1;
+	int64_t lag_since = -1;
+	bool lagged = false;
 	int last_holding = -1;
 	char last_note[512] = "";
 	struct progress pg;
@@ -447,6 +500,10 @@ deploy_follow_ramp(const char *path, const char *who, const char *target, uint64
 		}
 		ramp = json_get(st, "ramp");
 		active = json_get_str(st, "active", "?");
+		if (lag && fleet_lagging(st, who, &lag_rev, &lag_since, &lag_named)) {
+			progress_break(&pg);
+			lagged = true;
+		}
 		if (ramp == NULL || ramp->type != JSON_OBJECT) {
 			progress_break(&pg);
 			if (strcmp(active, target) == 0) {
@@ -455,7 +512,21 @@ deploy_follow_ramp(const char *path, const char *who, const char *target, uint64
 					    target, (long long)json_get_num(st, "generation", 0));
 				fflush(stdout);
 				json_free(st);
-				return CTL_EXIT_DONE;
+				/* In a fleet: the last switch too must reach every live node. */
+				while (lag && !lagged) {
+					if ((rc = ctl_call(path, "status", &st)) != CTL_EXIT_DONE)
+						return rc;
+					if (json_get(st, "fleet") == NULL ||
+					    json_get_bool(json_get(st, "fleet"), "converged", false)) {
+						json_free(st);
+						break;
+					}
+					lagged = fleet_lagging(st, who, &lag_rev, &lag_since, &lag_named);
+					json_free(st);
+					if (!lagged)
+						sleep_ms(PROGRESS_POLL_MS / 5);
+				}
+				return lagged ? CTL_EXIT_LAGGING : CTL_EXIT_DONE;
 			}
 			fflush(stdout);
 			fprintf(stderr, "cutoverctl: %s: ramp to %s rolled back: %s; %s takes every request\n",

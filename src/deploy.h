@@ -73,8 +73,12 @@ int deploy_run_ramp(const char *path, const char *cmd, uint64_t timeout_ms,
  * ramp reached 100 % (target active), CTL_EXIT_FAILED after printing why
  * when it was rolled back or timeout_ms (0: none) passed on one step, or
  * an exit status from ctl_call. quiet: no lines on stdout (--json).
+ * lag: in a fleet, each step (a revision of KEY/state, status's
+ * fleet.revision) and the final switch must reach every live node within
+ * fleet.timeout (status's fleet.timeout_ms); the nodes that did not are
+ * named on stderr and a ramp that completed returns CTL_EXIT_LAGGING.
  */
 int deploy_follow_ramp(const char *path, const char *who, const char *target, uint64_t timeout_ms,
-    bool quiet) __attribute__((warn_unused_result));
+    bool quiet, bool lag) __attribute__((warn_unused_result));
 
 #endif

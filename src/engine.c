@@ -27,6 +27,9 @@ static void ramp_advance(struct engine *e, uint64_t now, const struct guard_samp
 static int ramp_end(struct engine *e, enum engine_trigger trigger, const char *reason,
     const struct engine_caller *who, char *err, size_t errlen);
 static void ramp_steps_text(const struct engine_ramp *r, char *buf, size_t len);
+static void ramp_from_state(const struct engine *e, const struct state *st, struct engine_ramp *r);
+static bool ramp_apply(struct engine *e, const struct state *st, const struct engine_origin *o);
+static bool ramp_fleet(const struct engine *e);
 static void state_unsaved(struct engine *e, const char *err);
 static void record(struct engine *e, const char *event, int from, int to, const char *trigger,
     const char *reason, const struct engine_caller *who);
@@ -81,19 +84,13 @@ engine_restore(struct engine *e, int load_rc, const struct state *st, enum color
 		if (st->ramping && st->ramp_target != st->active && st->ramp_nsteps <= RAMP_MAX_STEPS &&
 		    st->ramp_step < st->ramp_nsteps) {
 			/* A ramp resumes at the step it was on, never higher, for
-			 * a whole step: the analysis starts again from here. */
+			 * a whole step: the analysis starts again from here. The
+			 * counters start at zero with the process, as r->start
+			 * does (the workers do not run yet: nothing to sample). */
 			struct engine_ramp *r = &e->ramp;
 
-			memset(r, 0, sizeof(*r));
-			r->on = true;
-			r->target = st->ramp_target;
-			memcpy(r->steps, st->ramp_steps, sizeof(r->steps));
-			r->nsteps = st->ramp_nsteps;
-			r->step = st->ramp_step;
-			r->step_ms = st->ramp_step_ms;
-			r->step_end_ms = duration_add(e->fx->mono_ms(e->arg), r->step_ms);
-			/* The counters start at zero with the process, as r->start
-			 * does (the workers do not run yet: nothing to sample). */
+			ramp_from_state(e, st, r);
+			memset(r->start, 0, sizeof(r->start));
 			snprintf(r->note, sizeof(r->note), "resumed after a restart at step %u of %u", r->step + 1,
 			    r->nsteps);
 			log_info("%s: ramp to %s resumed at %u%% (step %u of %u)", __func__,
@@ -542,6 +539,7 @@ state_of(const struct engine *e, const struct switcher *sw, int64_t switched_at_
 		st->ramp_nsteps = ramp->nsteps;
 		st->ramp_step = ramp->step;
 		st->ramp_step_ms = ramp->step_ms;
+		snprintf(st->ramp_node, sizeof(st->ramp_node), "%s", ramp->node);
 	}
 }
 
@@ -567,6 +565,21 @@ engine_plan(struct engine *e, struct engine_request *rq, struct state *next, cha
 			engine_refuse(e, rq, reason, msg, msglen);
 		return v;
 	}
+	if (rq->ramp_nsteps > 0) {
+		/* The ramp at its first step, driven by this node; the active
+		 * color and the generation stay. */
+		struct engine_ramp r;
+
+		memset(&r, 0, sizeof(r));
+		r.on = true;
+		r.target = rq->target;
+		memcpy(r.steps, rq->ramp_steps, sizeof(r.steps));
+		r.nsteps = rq->ramp_nsteps;
+		r.step_ms = rq->ramp_step_ms;
+		snprintf(r.node, sizeof(r.node), "%s", e->node != NULL ? e->node : "");
+		state_of(e, &e->sw, e->switched_at_ms, &r, next);
+		return SWITCH_GO;
+	}
 	switcher_commit(&sw, rq->target, e->fx->mono_ms(e->arg));
 	state_of(e, &sw, e->fx->wall_ms(e->arg), NULL, next);
 	return SWITCH_GO;
@@ -577,10 +590,25 @@ engine_plan_commit(const struct engine *e, struct state *next)
 {
 	struct switcher sw = e->sw;
 
+	if (e->ramp.on) {
+		/* 100 % now, stable: the ramp's commit (see engine_commit). */
+		switcher_commit(&sw, e->ramp.target, e->fx->mono_ms(e->arg));
+		sw.state = SWITCHER_STABLE;
+		sw.window_end_ms = 0;
+		state_of(e, &sw, e->fx->wall_ms(e->arg), NULL, next);
+		return true;
+	}
 	if (!switcher_end_window(&sw))
 		return false;
 	state_of(e, &sw, e->switched_at_ms, NULL, next);
 	return true;
+}
+
+bool
+engine_plan_ramp_rollback(const struct engine *e, struct state *next)
+{
+	state_of(e, &e->sw, e->switched_at_ms, NULL, next);
+	return e->ramp.on;
 }
 
 bool
@@ -595,28 +623,37 @@ engine_apply(struct engine *e, const struct state *st, const struct engine_origi
 	double baseline;
 	bool rollback = strcmp(o->event, "rollback") == 0;
 	bool auto_rb = o->trigger != NULL && strcmp(o->trigger, "auto-rollback") == 0;
+	bool commit = strcmp(o->event, "commit") == 0;
+	struct engine_ramp ramp;
 	char err[512];
 
 	if (!force && st->generation == e->sw.generation && st->active == e->sw.active &&
 	    st->has_previous == e->sw.has_previous &&
 	    (!st->has_previous || st->previous == e->sw.previous)) {
-		/* The same switch: only a commit (the window ended) is news. */
-		if (e->sw.state != SWITCHER_OBSERVING || st->window_end_ms > wall)
-			return false;
-		next = e->sw;
-		(void)switcher_end_window(&next);
-		if (save(e, &next, e->switched_at_ms, NULL, err, sizeof(err)) < 0)
-			state_unsaved(e, err);
-		e->sw = next;
-		arm_window(e);
-		set_verdict(e, WINDOW_COMMITTED, "committed");
-		log_info("fleet: safety window ended by %s; %s is stable", o->node != NULL ? o->node : "?",
-		    color_name(e->sw.active));
-		record_as(e, "commit", -1, (int)e->sw.active, o->trigger, o->reason, o->uid, o->pid,
-		    o->node);
-		hook(e, ENGINE_HOOK_WINDOW_END, e->sw.has_previous ? (int)e->sw.previous : -1,
-		    (int)e->sw.active, "commit");
-		return true;
+		/* The same switch: a commit (the window ended) and a ramp's
+		 * start, step or end are news; both at once after a resync
+		 * that skipped a revision. */
+		bool changed = false;
+
+		if (e->sw.state == SWITCHER_OBSERVING && st->window_end_ms <= wall) {
+			next = e->sw;
+			(void)switcher_end_window(&next);
+			if (save(e, &next, e->switched_at_ms, &e->ramp, err, sizeof(err)) < 0)
+				state_unsaved(e, err);
+			e->sw = next;
+			arm_window(e);
+			set_verdict(e, WINDOW_COMMITTED, "committed");
+			log_info("fleet: safety window ended by %s; %s is stable", o->node != NULL ? o->node : "?",
+			    color_name(e->sw.active));
+			record_as(e, "commit", -1, (int)e->sw.active, o->trigger, o->reason, o->uid, o->pid,
+			    o->node);
+			hook(e, ENGINE_HOOK_WINDOW_END, e->sw.has_previous ? (int)e->sw.previous : -1,
+			    (int)e->sw.active, "commit");
+			changed = true;
+		}
+		if ((st->ramping || e->ramp.on) && ramp_apply(e, st, o))
+			changed = true;
+		return changed;
 	}
 	switcher_init(&next, st->active, st->generation, e->cfg.min_healthy, e->cfg.safety_window_ms);
 	next.has_previous = st->has_previous;
@@ -625,13 +662,25 @@ engine_apply(struct engine *e, const struct state *st, const struct engine_origi
 		next.state = SWITCHER_OBSERVING;
 		next.window_end_ms = duration_add(now, (uint64_t)st->window_end_ms - (uint64_t)wall);
 	}
-	/* A fleet change ends a ramp this node ran alone (--local). */
-	if (save(e, &next, st->switched_at_ms, NULL, err, sizeof(err)) < 0)
+	/* A fleet change ends a ramp this node ran alone (--local); etcd's
+	 * ramp, if any, is taken whole (a diverged node coming back). */
+	memset(&ramp, 0, sizeof(ramp));
+	if (st->ramping)
+		ramp_from_state(e, st, &ramp);
+	if (save(e, &next, st->switched_at_ms, &ramp, err, sizeof(err)) < 0)
 		state_unsaved(e, err);
 	baseline = guard_window_p99(&e->guards[from], now);
 	e->sw = next;
 	e->switched_at_ms = st->switched_at_ms;
-	e->ramp.on = false;
+	if (ramp.on) {
+		int c;
+
+		for (c = 0; c < COLOR_COUNT; c++)
+			e->fx->sample(e->arg, (enum color)c, &ramp.start[c]);
+		snprintf(ramp.note, sizeof(ramp.note), "step %u of %u (from %s)", ramp.step + 1, ramp.nsteps,
+		    o->node != NULL ? o->node : "etcd");
+	}
+	e->ramp = ramp;
 	publish(e);
 	trigger = auto_rb ? ENGINE_AUTO_ROLLBACK : rollback ? ENGINE_ROLLBACK : ENGINE_MANUAL;
 	if (from != e->sw.active)
@@ -651,11 +700,94 @@ engine_apply(struct engine *e, const struct state *st, const struct engine_origi
 		set_verdict(e, WINDOW_NONE, "");
 	} else if (auto_rb) {
 		set_verdict(e, WINDOW_ROLLED_BACK, o->reason != NULL ? o->reason : "auto-rollback");
+	} else if (commit) {
+		/* A ramp committed at 100 %: stable, no window. */
+		set_verdict(e, WINDOW_COMMITTED, o->reason != NULL ? o->reason : "committed");
 	}
 	arm_window(e);
 	if (from != e->sw.active)
 		hook(e, rollback ? ENGINE_HOOK_ROLLBACK : ENGINE_HOOK_POST_SWITCH, (int)from,
 		    (int)e->sw.active, o->reason != NULL ? o->reason : o->event);
+	if (commit && from != e->sw.active && e->sw.state != SWITCHER_OBSERVING)
+		hook(e, ENGINE_HOOK_WINDOW_END, (int)from, (int)e->sw.active, "commit");
+	return true;
+}
+
+/* The ramp st describes, at its step, for a whole step from now. */
+static void
+ramp_from_state(const struct engine *e, const struct state *st, struct engine_ramp *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->on = true;
+	r->target = st->ramp_target;
+	memcpy(r->steps, st->ramp_steps, sizeof(r->steps));
+	r->nsteps = st->ramp_nsteps;
+	r->step = st->ramp_step;
+	r->step_ms = st->ramp_step_ms;
+	r->step_end_ms = duration_add(e->fx->mono_ms(e->arg), r->step_ms);
+	r->unguarded = !e->cfg.auto_rollback;
+	snprintf(r->node, sizeof(r->node), "%s", st->ramp_node);
+}
+
+/*
+ * engine_apply's part for a ramp, the switch itself unchanged: its start
+ * or a step (the route with etcd's weight, one store), or its end at 0 %.
+ * False when st says nothing new about the ramp.
+ */
+static bool
+ramp_apply(struct engine *e, const struct state *st, const struct engine_origin *o)
+{
+	const char *by = o->node != NULL ? o->node : "?";
+	struct engine_ramp next;
+	enum color from, to;
+	char err[512];
+	bool started, followed;
+	int c;
+
+	if (!st->ramping) {
+		/* The ramp ended at 0 %: a rollback (an operator's or a guard's)
+		 * on some node. */
+		bool auto_rb = o->trigger != NULL && strcmp(o->trigger, "auto-rollback") == 0;
+		enum engine_trigger trig = auto_rb ? ENGINE_AUTO_ROLLBACK : ENGINE_ROLLBACK;
+
+		from = e->ramp.target;
+		to = e->sw.active;
+		if (save(e, &e->sw, e->switched_at_ms, NULL, err, sizeof(err)) < 0)
+			state_unsaved(e, err);
+		e->ramp.on = false;
+		publish(e);
+		e->switches[trig]++;
+		log_info("fleet: ramp to %s ended at 0%% by %s: %s is active%s%s", color_name(from), by,
+		    color_name(to), o->reason != NULL ? ": " : "", o->reason != NULL ? o->reason : "");
+		record_as(e, "rollback", (int)from, (int)to, o->trigger, o->reason, o->uid, o->pid, o->node);
+		if (auto_rb)
+			set_verdict(e, WINDOW_ROLLED_BACK, o->reason != NULL ? o->reason : "auto-rollback");
+		hook(e, ENGINE_HOOK_ROLLBACK, (int)from, (int)to, o->reason != NULL ? o->reason : "rollback");
+		return true;
+	}
+	if (st->ramp_target == st->active || st->ramp_nsteps == 0 || st->ramp_nsteps > RAMP_MAX_STEPS ||
+	    st->ramp_step >= st->ramp_nsteps)
+		return false;
+	started = !e->ramp.on || e->ramp.target != st->ramp_target || e->ramp.nsteps != st->ramp_nsteps ||
+	    memcmp(e->ramp.steps, st->ramp_steps, sizeof(e->ramp.steps)) != 0 ||
+	    e->ramp.step_ms != st->ramp_step_ms || strcmp(e->ramp.node, st->ramp_node) != 0;
+	if (!started && e->ramp.step == st->ramp_step)
+		return false;
+	ramp_from_state(e, st, &next);
+	if (save(e, &e->sw, e->switched_at_ms, &next, err, sizeof(err)) < 0)
+		state_unsaved(e, err);
+	for (c = 0; c < COLOR_COUNT; c++)
+		e->fx->sample(e->arg, (enum color)c, &next.start[c]);
+	followed = next.node[0] != '\0' && (e->node == NULL || strcmp(next.node, e->node) != 0);
+	snprintf(next.note, sizeof(next.note), "step %u of %u started%s%s%s", next.step + 1, next.nsteps,
+	    next.unguarded ? "; unguarded: auto_rollback is disabled, steps advance on time alone" : "",
+	    followed ? "; driven by " : "", followed ? next.node : "");
+	e->ramp = next;
+	publish(e);
+	log_info("fleet: ramp to %s %s by %s: %u%% (step %u of %u)", color_name(next.target),
+	    started ? "started" : "stepped", by, next.steps[next.step], next.step + 1, next.nsteps);
+	record_as(e, "ramp", (int)e->sw.active, (int)next.target, o->trigger, o->reason, o->uid, o->pid,
+	    o->node);
 	return true;
 }
 
@@ -880,7 +1012,12 @@ ramp_tick(struct engine *e, uint64_t now, const struct guard_sample cur[COLOR_CO
 	ramp_advance(e, now, cur, figures);
 }
 
-/* The step passed (why says how): the next step, or 100 % after the last. */
+/*
+ * The step passed (why says how): the next step, or 100 % after the last.
+ * In a fleet only the driving node moves the ramp on, by writing the next
+ * step to etcd (every node, this one too, applies it from its watch); the
+ * others wait for it: without the driver the ramp holds where it is.
+ */
 static void
 ramp_advance(struct engine *e, uint64_t now, const struct guard_sample cur[COLOR_COUNT], const char *why)
 {
@@ -889,6 +1026,51 @@ ramp_advance(struct engine *e, uint64_t now, const struct guard_sample cur[COLOR
 	char err[512], reason[1024], steps[96];
 
 	ramp_steps_text(&e->ramp, steps, sizeof(steps));
+	if (!engine_ramp_drives(e)) {
+		e->ramp.waiting = true;
+		snprintf(e->ramp.note, sizeof(e->ramp.note),
+		    "step %u of %u passed here (%s); waiting for %s, which drives the ramp, to write the next",
+		    e->ramp.step + 1, e->ramp.nsteps, why, e->ramp.node);
+		trim_utf8(e->ramp.note);
+		return;
+	}
+	if (ramp_fleet(e)) {
+		struct switcher sw = e->sw;
+		struct state st;
+		const char *event;
+
+		if (e->ramp.proposing)
+			return;
+		if (next.step + 1 == next.nsteps) {
+			snprintf(reason, sizeof(reason), "ramp completed (steps %s): last step %u%% passed: %s",
+			    steps, next.steps[next.step], why);
+			switcher_commit(&sw, to, now);
+			state_of(e, &sw, e->fx->wall_ms(e->arg), NULL, &st);
+			event = "switch";
+		} else {
+			next.step++;
+			snprintf(reason, sizeof(reason), "ramp step %u of %u: %u%% (step %u%% passed: %s)",
+			    next.step + 1, next.nsteps, next.steps[next.step], next.steps[next.step - 1], why);
+			state_of(e, &e->sw, e->switched_at_ms, &next, &st);
+			event = "ramp";
+		}
+		trim_utf8(reason);
+		e->ramp.proposing = true;
+		if (e->fx->propose_ramp(e->arg, &st, event, reason) < 0) {
+			e->ramp.proposing = false;
+			if (!e->ramp.holding)
+				log_warn("%s: ramp holds at %u%%: its next step cannot be written to etcd now",
+				    __func__, e->ramp.steps[e->ramp.step]);
+			e->ramp.holding = true;
+			snprintf(e->ramp.note, sizeof(e->ramp.note),
+			    "holding: the next step cannot be written to etcd now (tried again each tick)");
+			return;
+		}
+		snprintf(e->ramp.note, sizeof(e->ramp.note), "step %u of %u passed (%s): writing the next to etcd",
+		    e->ramp.step + 1, e->ramp.nsteps, why);
+		trim_utf8(e->ramp.note);
+		return;
+	}
 	if (next.step + 1 == next.nsteps) {
 		snprintf(reason, sizeof(reason), "ramp completed (steps %s): last step %u%% passed: %s", steps,
 		    next.steps[next.step], why);
@@ -969,6 +1151,28 @@ ramp_end(struct engine *e, enum engine_trigger trigger, const char *reason, cons
 	if (unsaved)
 		state_unsaved(e, serr);
 	return 0;
+}
+
+/* A fleet's ramp: its steps go through etcd. */
+static bool
+ramp_fleet(const struct engine *e)
+{
+	return e->ramp.node[0] != '\0' && e->node != NULL && e->fx->propose_ramp != NULL;
+}
+
+bool
+engine_ramp_drives(const struct engine *e)
+{
+	return e->ramp.on && (e->ramp.node[0] == '\0' || e->node == NULL || strcmp(e->ramp.node, e->node) == 0);
+}
+
+void
+engine_ramp_written(struct engine *e, bool ok)
+{
+	/* Written: the step comes back through the watch (engine_apply),
+	 * which replaces e->ramp; failed: the next tick tries again. */
+	if (!ok)
+		e->ramp.proposing = false;
 }
 
 enum switch_verdict

@@ -75,6 +75,13 @@ enum engine_hook { ENGINE_HOOK_POST_SWITCH, ENGINE_HOOK_ROLLBACK, ENGINE_HOOK_WI
  *   servers: color's servers now.
  *   interrupt: aborts the switch being prepared (see engine_prepare); it
  *     must end with engine_refuse or engine_release.
+ *   propose_ramp: in a fleet, writes a ramp's next step (or its end at
+ *     100 %: the switch to the target), next, to etcd instead of making it
+ *     here (event "ramp" or "switch", trigger "timer", reason); every node
+ *     applies it from its watch (engine_apply). Returns 0 when the write
+ *     started (engine_ramp_written is called with its outcome), -1 when it
+ *     cannot (the step holds and is tried again at the next tick). Needed
+ *     only by a fleet engine (node set): without it a ramp steps here.
  */
 struct engine_effects {
 	uint64_t (*mono_ms)(void *arg);
@@ -91,6 +98,7 @@ struct engine_effects {
 	void (*sample)(void *arg, enum color c, struct guard_sample *s);
 	void (*servers)(void *arg, enum color c, struct engine_servers *n);
 	void (*interrupt)(void *arg, const char *why);
+	int (*propose_ramp)(void *arg, const struct state *next, const char *event, const char *reason);
 };
 
 struct engine_config {
@@ -132,6 +140,13 @@ struct engine_ramp {
 	uint64_t step_end_ms;  /* monotonic */
 	bool holding;          /* the step's time is up but the analysis cannot judge yet */
 	bool unguarded;        /* auto_rollback is off: steps advance on time alone */
+	/* In a fleet: the node that drives the steps ("" for a ramp of this
+	 * node alone). Another node's ramp is followed here: its steps come
+	 * from etcd; this node's guard still judges each step (a breach rolls
+	 * back, through etcd) but never moves it on. */
+	char node[STATE_NODE_MAX];
+	bool proposing;        /* the next step is being written to etcd */
+	bool waiting;          /* the step passed here; the driving node writes the next */
 	char note[512];        /* the analysis's latest word, for status */
 	struct guard_sample start[COLOR_COUNT];
 };
@@ -167,8 +182,8 @@ struct engine {
  */
 struct engine_origin {
 	const char *node;
-	const char *event;   /* "switch", "rollback", "commit" */
-	const char *trigger; /* "manual", "auto-rollback" */
+	const char *event;   /* "switch", "rollback", "commit", "ramp" */
+	const char *trigger; /* "manual", "auto-rollback", "timer" */
 	const char *reason;  /* or NULL */
 	long uid, pid;       /* -1 when not a caller's */
 };
@@ -298,14 +313,30 @@ bool engine_plan_commit(const struct engine *e, struct state *next);
 void engine_state(const struct engine *e, struct state *st);
 
 /*
+ * A ramp in a fleet. engine_plan on a ramp's request fills *next with the
+ * ramp at its first step, driven by this node (e->node). During a ramp,
+ * engine_plan_commit fills *next with the switch to the ramp's target at
+ * 100 %, stable (no window), and engine_plan_ramp_rollback with the ramp
+ * ended at 0 % (false when no ramp is on). engine_ramp_written is
+ * propose_ramp's outcome: a failed write lets the next tick try again.
+ * engine_ramp_drives: this node moves the ramp's steps (its own ramp, or
+ * one of this node alone).
+ */
+bool engine_plan_ramp_rollback(const struct engine *e, struct state *next);
+void engine_ramp_written(struct engine *e, bool ok);
+bool engine_ramp_drives(const struct engine *e);
+
+/*
  * Applies a state read from the fleet (etcd's KEY/state), the one path by
  * which every node, the writer included, follows a fleet change. A state
  * equal to this node's (same generation, active and previous) changes
  * nothing unless force (a diverged node taking etcd's state back), except
- * that an ended window ends here too (a commit: recorded, window_end hook).
- * Otherwise the state is taken whole: saved (a failed save is retried, as
- * after an automatic rollback: etcd holds the truth), published, recorded
- * with o, workers told, hooks run. Returns true when something changed.
+ * that an ended window ends here too (a commit: recorded, window_end hook)
+ * and that a ramp's start, step or end at 0 % is taken (saved, the route
+ * with its weight published in one store, recorded with o; an end runs the
+ * rollback hook). Otherwise the state is taken whole, its ramp too: saved
+ * (a failed save is retried, as after an automatic rollback: etcd holds
+ * the truth), published, recorded with o, workers told, hooks run. Returns true when something changed.
  */
 bool engine_apply(struct engine *e, const struct state *st, const struct engine_origin *o,
     bool force);

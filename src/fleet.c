@@ -218,6 +218,19 @@ fleet_connected(const struct fleet *f)
 	return f->connected;
 }
 
+bool
+fleet_node_live(const struct fleet *f, const char *name)
+{
+	size_t i;
+
+	if (strcmp(name, f->node) == 0)
+		return f->connected;
+	for (i = 0; i < f->nnodes; i++)
+		if (strcmp(f->nodes[i].name, name) == 0)
+			return true;
+	return false;
+}
+
 void
 fleet_diverge(struct fleet *f)
 {
@@ -1014,9 +1027,11 @@ fleet_status(const struct fleet *f, struct jbuf *b)
 	jbuf_str(b, f->node);
 	jbuf_printf(b, ",\"etcd\":\"%s\",\"endpoint\":", f->connected ? "ok" : "unreachable");
 	jbuf_str(b, etcd_endpoint(f->etcd));
-	jbuf_printf(b, ",\"diverged\":%s,\"converged\":%s,\"revision\":%" PRId64 ",\"nodes\":[",
+	jbuf_printf(b, ",\"diverged\":%s,\"converged\":%s,\"revision\":%" PRId64 ",\"timeout_ms\":%" PRIu64
+	               ",\"nodes\":[",
 	    f->diverged ? "true" : "false",
-	    f->connected && converged(f, f->applied_rev, &lag) ? "true" : "false", f->applied_rev);
+	    f->connected && converged(f, f->applied_rev, &lag) ? "true" : "false", f->applied_rev,
+	    f->timeout_ms);
 	jbuf_free(&lag);
 	for (i = 0; i < f->nnodes; i++) {
 		const struct fnode *n = &f->nodes[i];

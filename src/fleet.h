@@ -61,6 +61,10 @@ bool fleet_leaving(const struct fleet *f);
 
 bool fleet_connected(const struct fleet *f);
 
+/* name is a live node of the fleet: this one while etcd answers, or one
+ * whose presence is in KEY/nodes/ (its lease not expired). */
+bool fleet_node_live(const struct fleet *f, const char *name);
+
 /* Every guard tick: the presence is written again when this node's healthy
  * counts or guard verdict changed, so that the fleet's checks see them. */
 void fleet_tick(struct fleet *f);

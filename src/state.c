@@ -14,6 +14,7 @@
  *	ramp_steps 1,10,50
  *	ramp_step 1
  *	ramp_step_ms 30000
+ *	ramp_node door-1
  *
  * The first line is the magic and version. Then one "key value" per line,
  * separated by exactly one space, each line ended by '\n' (the last one too),
@@ -21,7 +22,9 @@
  * and window_end are optional (absent means "none" / 0). The four ramp_
  * keys describe a ramp in progress: all four or none; ramp_steps are
  * percentages, rising, each 1..99, at most RAMP_MAX_STEPS; ramp_step is an
- * index into them. Numbers are unsigned
+ * index into them. ramp_node, optional and only with a ramp, names the fleet
+ * node that drives its steps (1 to 64 letters, digits, '-', '_' or '.');
+ * absent means a ramp of this node alone. Numbers are unsigned
  * decimal without sign or leading zeros; times are Unix milliseconds.
  * Unknown or duplicate keys, blank lines, bytes after a value, NUL bytes, an
  * empty file or one larger than STATE_MAX_SIZE are corrupt. state_save writes
@@ -64,13 +67,25 @@ enum state_key {
 	SK_RAMP_STEPS,
 	SK_RAMP_STEP,
 	SK_RAMP_STEP_MS,
+	SK_RAMP_NODE,
 	SK_COUNT
 };
 
 static const char *const state_keys[SK_COUNT] = {
 	"active", "previous", "generation", "switched_at", "window_end",
-	"ramp_target", "ramp_steps", "ramp_step", "ramp_step_ms"
+	"ramp_target", "ramp_steps", "ramp_step", "ramp_step_ms", "ramp_node"
 };
+
+#define NODE_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+
+/* A fleet node's name as fleet.node allows it. */
+static bool
+node_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n < STATE_NODE_MAX && strspn(s, NODE_CHARS) == n;
+}
 
 static int parse_steps(const char *v, unsigned *steps, unsigned *n);
 
@@ -90,9 +105,11 @@ state_format(const struct state *st, char *buf, size_t size)
 
 	if ((unsigned)st->active >= COLOR_COUNT ||
 	    (st->has_previous && (unsigned)st->previous >= COLOR_COUNT) ||
-	    st->switched_at_ms < 0 || st->window_end_ms < 0 || size < 256 ||
+	    st->switched_at_ms < 0 || st->window_end_ms < 0 || size < 512 ||
 	    (st->ramping && ((unsigned)st->ramp_target >= COLOR_COUNT || st->ramp_nsteps == 0 ||
-	        st->ramp_nsteps > RAMP_MAX_STEPS || st->ramp_step >= st->ramp_nsteps)))
+	        st->ramp_nsteps > RAMP_MAX_STEPS || st->ramp_step >= st->ramp_nsteps ||
+	        (memchr(st->ramp_node, '\0', sizeof(st->ramp_node)) == NULL ||
+	            (st->ramp_node[0] != '\0' && !node_name_ok(st->ramp_node))))))
 		return -1;
 	len = snprintf(buf, size, "%s %d\nactive %s\n", STATE_MAGIC,
 	    STATE_VERSION, color_name(st->active));
@@ -115,6 +132,8 @@ state_format(const struct state *st, char *buf, size_t size)
 			    st->ramp_steps[i]);
 		len += snprintf(buf + len, size - (size_t)len,
 		    "\nramp_step %u\nramp_step_ms %" PRIu64 "\n", st->ramp_step, st->ramp_step_ms);
+		if (st->ramp_node[0] != '\0')
+			len += snprintf(buf + len, size - (size_t)len, "ramp_node %s\n", st->ramp_node);
 	}
 	return len < (int)size ? len : -1;
 }
@@ -483,6 +502,15 @@ parse_line(char *line, bool seen[SK_COUNT], struct state *st, char *why,
 		else
 			st->ramp_step_ms = u;
 		break;
+	case SK_RAMP_NODE:
+		if (!node_name_ok(value)) {
+			printable(value, shown, sizeof(shown));
+			snprintf(why, whylen, "bad ramp_node '%s' (1 to %d letters, digits, '-', '_' or '.')",
+			    shown, STATE_NODE_MAX - 1);
+			goto fail;
+		}
+		snprintf(st->ramp_node, sizeof(st->ramp_node), "%s", value);
+		break;
 	case SK_COUNT:
 		break;
 	}
@@ -558,6 +586,10 @@ parse_state(char *buf, size_t len, struct state *st, char *why, size_t whylen)
 	if (seen[SK_RAMP_STEPS] != st->ramping || seen[SK_RAMP_STEP] != st->ramping ||
 	    seen[SK_RAMP_STEP_MS] != st->ramping) {
 		snprintf(why, whylen, "a ramp needs all of ramp_target, ramp_steps, ramp_step, ramp_step_ms");
+		goto fail;
+	}
+	if (seen[SK_RAMP_NODE] && !st->ramping) {
+		snprintf(why, whylen, "ramp_node without a ramp");
 		goto fail;
 	}
 	if (st->ramping && st->ramp_step >= st->ramp_nsteps) {

@@ -17,6 +17,9 @@
 /* The most steps a ramp may have (cutoverctl switch --ramp 1,10,50). */
 #define RAMP_MAX_STEPS 16
 
+/* The longest fleet node name (fleet.node), plus its NUL. */
+#define STATE_NODE_MAX 65
+
 struct state {
 	enum color active;
 	bool has_previous;
@@ -31,6 +34,10 @@ struct state {
 	unsigned ramp_nsteps;
 	unsigned ramp_step;      /* index of the step it is on */
 	uint64_t ramp_step_ms;   /* how long each step holds */
+	/* In a fleet: the node that drives the ramp's steps (fleet.node: 1 to
+	 * 64 letters, digits, '-', '_', '.'); "" for a ramp of this node
+	 * alone (no fleet, or --local). */
+	char ramp_node[STATE_NODE_MAX];
 };
 
 /*
@@ -56,7 +63,7 @@ int state_save(const char *path, const struct state *st, char *err, size_t errle
  * KEY/state in etcd (fleet.c), so that a field added here reaches both.
  * state_format writes st as the file holds it into buf (NUL-terminated);
  * returns its length, or -1 for an invalid state or a buffer too small
- * (size must be at least 256). state_parse reads that text (len bytes, no
+ * (size must be at least 512). state_parse reads that text (len bytes, no
  * NUL needed): 0 with *st, or -1 with the reason in why (*st untouched).
  */
 int state_format(const struct state *st, char *buf, size_t size)

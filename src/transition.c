@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "duration.h"
 #include "engine.h"
 #include "fleet.h"
 #include "generation.h"
@@ -29,6 +30,7 @@ struct transition {
 	struct hook_run *hook;
 	char *smoke_report; /* JSON array, NULL when no smoke tests ran */
 	struct state next;  /* in a fleet: the state written to etcd */
+	char message[512];  /* in a fleet: a ramp's start, as history and the answer say */
 };
 
 static void step_smoke(struct transition *t);
@@ -43,7 +45,10 @@ static void finish(struct transition *t);
 static void trim_utf8(char *s);
 static void step_propose(struct transition *t);
 static void on_written(void *arg, int rc, int64_t revision, const char *err);
-static char *answer_prefix(const struct state *st, const char *smoke);
+static char *answer_prefix(const struct state *st, const char *smoke, const char *message);
+static void ramp_steps_json(struct jbuf *b, const unsigned *steps, unsigned n);
+static void fleet_ramp_rollback(struct transition_ctx *x, struct control_conn *c,
+    const struct control_caller *who);
 static void ramp_rollback(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who,
     const struct transition_request *rq);
 
@@ -93,11 +98,6 @@ transition_begin(struct transition_ctx *x, struct control_conn *c, const struct 
 		break;
 	}
 	x->op = t;
-	if (x->fleet != NULL && !t->local && t->rq.ramp_nsteps > 0) {
-		refuse(t, "a ramp is not coordinated through the fleet yet: "
-		          "switch without --ramp, or ramp each node with --local");
-		return;
-	}
 	if (x->fleet != NULL && !t->local && !t->rq.dry_run && !fleet_connected(x->fleet)) {
 		refuse(t, "etcd is unreachable: the fleet cannot agree on a change now "
 		          "(--local changes this node alone)");
@@ -256,10 +256,9 @@ step_commit(struct transition *t)
 		jbuf_str(&b, msg);
 		jbuf_raw(&b, ",\"ramp\":{\"target\":");
 		jbuf_str(&b, color_name(t->rq.target));
-		jbuf_printf(&b, ",\"weight_pct\":%u,\"steps\":[", t->rq.ramp_steps[0]);
-		for (unsigned i = 0; i < t->rq.ramp_nsteps; i++)
-			jbuf_printf(&b, "%s%u", i ? "," : "", t->rq.ramp_steps[i]);
-		jbuf_raw(&b, "]}");
+		jbuf_printf(&b, ",\"weight_pct\":%u,\"steps\":", t->rq.ramp_steps[0]);
+		ramp_steps_json(&b, t->rq.ramp_steps, t->rq.ramp_nsteps);
+		jbuf_raw(&b, "}");
 	}
 	if (t->smoke_report != NULL) {
 		jbuf_raw(&b, ",\"smoke\":");
@@ -308,9 +307,25 @@ step_propose(struct transition *t)
 	}
 	memset(&o, 0, sizeof(o));
 	o.node = fleet_node(x->fleet);
-	o.event = t->rq.rollback ? "rollback" : "switch";
+	o.event = t->rq.ramp_nsteps > 0 ? "ramp" : t->rq.rollback ? "rollback" : "switch";
 	o.trigger = "manual";
 	o.reason = t->rq.force ? "forced" : NULL;
+	if (t->rq.ramp_nsteps > 0) {
+		/* A fleet-wide ramp: its start is one write like a switch; this
+		 * node drives its steps (engine.c ramp_advance). */
+		char steps[96], span[32];
+		size_t used = 0;
+
+		steps[0] = '\0';
+		for (unsigned i = 0; i < t->rq.ramp_nsteps && used < sizeof(steps); i++)
+			used += (size_t)snprintf(steps + used, sizeof(steps) - used, "%s%u", i ? "," : "",
+			    t->rq.ramp_steps[i]);
+		duration_format(t->rq.ramp_step_ms, span, sizeof(span));
+		snprintf(t->message, sizeof(t->message), "ramp started: %u%% (steps %s, each %s; driven by %s)%s",
+		    t->rq.ramp_steps[0], steps, span, o.node, t->rq.force ? " (forced)" : "");
+		trim_utf8(t->message);
+		o.reason = t->message;
+	}
 	o.uid = t->rq.who.uid;
 	o.pid = t->rq.who.pid;
 	t->next = next;
@@ -335,8 +350,10 @@ on_written(void *arg, int rc, int64_t revision, const char *err)
 	}
 	engine_release(x->engine);
 	log_info("fleet: %s to %s written to etcd (revision %" PRId64 ", generation %" PRIu64 ")",
-	    t->rq.rollback ? "rollback" : "switch", color_name(t->rq.target), revision, t->next.generation);
-	if ((prefix = answer_prefix(&t->next, t->smoke_report)) == NULL)
+	    t->rq.ramp_nsteps > 0 ? "ramp" : t->rq.rollback ? "rollback" : "switch", color_name(t->rq.target),
+	    revision, t->next.generation);
+	if ((prefix = answer_prefix(&t->next, t->smoke_report, t->rq.ramp_nsteps > 0 ? t->message : NULL)) ==
+	    NULL)
 		control_reply_error(t->conn, "out of memory");
 	else
 		fleet_await(x->fleet, t->conn, revision, prefix);
@@ -344,7 +361,7 @@ on_written(void *arg, int rc, int64_t revision, const char *err)
 }
 
 static char *
-answer_prefix(const struct state *st, const char *smoke)
+answer_prefix(const struct state *st, const char *smoke, const char *message)
 {
 	struct jbuf b;
 
@@ -354,6 +371,19 @@ answer_prefix(const struct state *st, const char *smoke)
 	jbuf_raw(&b, ",\"previous\":");
 	jbuf_str(&b, st->has_previous ? color_name(st->previous) : NULL);
 	jbuf_printf(&b, ",\"generation\":%" PRIu64 ",\"changed\":true,\"dry_run\":false", st->generation);
+	if (message != NULL) {
+		jbuf_raw(&b, ",\"message\":");
+		jbuf_str(&b, message);
+	}
+	if (st->ramping) {
+		jbuf_raw(&b, ",\"ramp\":{\"target\":");
+		jbuf_str(&b, color_name(st->ramp_target));
+		jbuf_printf(&b, ",\"weight_pct\":%u,\"steps\":", st->ramp_steps[st->ramp_step]);
+		ramp_steps_json(&b, st->ramp_steps, st->ramp_nsteps);
+		jbuf_raw(&b, ",\"driver\":");
+		jbuf_str(&b, st->ramp_node);
+		jbuf_raw(&b, "}");
+	}
 	if (smoke != NULL) {
 		jbuf_raw(&b, ",\"smoke\":");
 		jbuf_raw(&b, smoke);
@@ -363,6 +393,16 @@ answer_prefix(const struct state *st, const char *smoke)
 		return NULL;
 	}
 	return b.s;
+}
+
+/* [1,10,50] */
+static void
+ramp_steps_json(struct jbuf *b, const unsigned *steps, unsigned n)
+{
+	jbuf_raw(b, "[");
+	for (unsigned i = 0; i < n; i++)
+		jbuf_printf(b, "%s%u", i ? "," : "", steps[i]);
+	jbuf_raw(b, "]");
 }
 
 /* Refuses through the engine (which records it), answers, ends. */
@@ -448,10 +488,16 @@ ramp_rollback(struct transition_ctx *x, struct control_conn *c, const struct con
 		control_reply_jbuf(c, &b);
 		return;
 	}
+	if (x->fleet != NULL && !rq->local) {
+		fleet_ramp_rollback(x, c, who);
+		return;
+	}
 	if (engine_ramp_rollback(e, &ec, msg, sizeof(msg)) == SWITCH_REFUSED) {
 		control_reply_error(c, msg);
 		return;
 	}
+	if (x->fleet != NULL)
+		fleet_diverge(x->fleet);
 	jbuf_init(&b);
 	jbuf_raw(&b, "{\"ok\":true,\"active\":");
 	jbuf_str(&b, color_name(e->sw.active));
@@ -462,6 +508,68 @@ ramp_rollback(struct transition_ctx *x, struct control_conn *c, const struct con
 	jbuf_str(&b, msg);
 	jbuf_raw(&b, "}");
 	control_reply_jbuf(c, &b);
+}
+
+/* A fleet ramp's rollback being written to etcd. */
+struct ramp_rb {
+	struct transition_ctx *x;
+	struct control_conn *conn;
+	char message[256];
+	struct state next;
+};
+
+static void
+ramp_rb_written(void *arg, int rc, int64_t revision, const char *err)
+{
+	struct ramp_rb *rb = arg;
+	char msg[768], *prefix;
+
+	if (rc != 0) {
+		snprintf(msg, sizeof(msg), "rollback refused: %s", err);
+		trim_utf8(msg);
+		control_reply_error(rb->conn, msg);
+	} else if ((prefix = answer_prefix(&rb->next, NULL, rb->message)) == NULL) {
+		control_reply_error(rb->conn, "out of memory");
+	} else {
+		log_info("fleet: ramp rollback written to etcd (revision %" PRId64 ")", revision);
+		fleet_await(rb->x->fleet, rb->conn, revision, prefix);
+	}
+	free(rb);
+}
+
+/* In a fleet: the ramp ends at 0 % on every node, through etcd. */
+static void
+fleet_ramp_rollback(struct transition_ctx *x, struct control_conn *c, const struct control_caller *who)
+{
+	struct engine *e = x->engine;
+	struct engine_origin o;
+	struct ramp_rb *rb;
+
+	if (!fleet_connected(x->fleet)) {
+		control_reply_error(c, "rollback refused: etcd is unreachable: the fleet cannot agree on a "
+		                       "change now (--local changes this node alone)");
+		return;
+	}
+	if ((rb = calloc(1, sizeof(*rb))) == NULL) {
+		control_reply_error(c, "out of memory");
+		return;
+	}
+	rb->x = x;
+	rb->conn = c;
+	(void)engine_plan_ramp_rollback(e, &rb->next);
+	snprintf(rb->message, sizeof(rb->message), "ramp to %s rolled back at %u%% by uid %ld",
+	    color_name(e->ramp.target), e->ramp.steps[e->ramp.step], (long)who->uid);
+	memset(&o, 0, sizeof(o));
+	o.node = fleet_node(x->fleet);
+	o.event = "rollback";
+	o.trigger = "manual";
+	o.reason = rb->message;
+	o.uid = (long)who->uid;
+	o.pid = (long)who->pid;
+	if (fleet_propose(x->fleet, &rb->next, &o, ramp_rb_written, rb) < 0) {
+		free(rb);
+		control_reply_error(c, "rollback refused: cannot write to etcd: out of memory");
+	}
 }
 
 /* After snprintf cut s to fit its buffer: drop a character cut in half. */

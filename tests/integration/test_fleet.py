@@ -7,9 +7,11 @@ Helpers live in fleetlib.py.
 """
 
 import json
+import re
 import signal
 import threading
 import time
+import uuid
 
 from harness import check, wait_for
 from fleetlib import EtcdCluster, start_node, wait_color, wait_confirmed, wait_fleet_healthy
@@ -472,3 +474,210 @@ def test_fleet_whole_etcd_restarted(env):
     r = nodes[1].ctl.run("switch", "green")
     check(r.rc == 0 and r.json["converged"] is True, "switch after the restart: %r" % r)
     check(nodes[0].color() == "green", "door-1 follows")
+
+
+# ---- a fleet-wide ramp (issue 12) -------------------------------------------
+
+from test_ramp import batch, bucket, expected  # noqa: E402
+
+
+def _clients():
+    """Bucket cookies on every side of 10 % and 50 %: 8 below 10 %, 8 from
+    10 % to 50 %, 8 above 50 %."""
+    lo, mid, hi = [], [], []
+    while len(lo) < 8 or len(mid) < 8 or len(hi) < 8:
+        ck = uuid.uuid4().hex
+        b = bucket(ck)
+        for part, ok in ((lo, b < 1000), (mid, 1000 <= b < 5000), (hi, b >= 5000)):
+            if ok and len(part) < 8:
+                part.append(ck)
+    return lo + mid + hi
+
+
+def _ramp_of(nd):
+    return nd.status().get("ramp")
+
+
+def _same_step_and_buckets(nodes, clients, pct, step, driver):
+    """Every node reports the ramp at pct (step of its steps, driven by
+    driver) and sends each client where its bucket says: the same color
+    from every node. The ramp must not move while this looks."""
+    seen = {}
+    for nd in nodes:
+        r = _ramp_of(nd)
+        check(r is not None and r["weight_pct"] == pct and r["step"] == step and r["target"] == "green"
+              and r["driver"] == driver and r["driver_live"] is True, "%s: ramp %r" % (nd.tag, r))
+        got = batch(nd.d.port, clients, nconn=2)
+        wrong = [ck for ck in clients if got[ck] != expected(ck, pct)]
+        check(not wrong, "%s at %d%%: %d of %d clients on the wrong color" % (nd.tag, pct, len(wrong), len(clients)))
+        seen[nd.tag] = got
+        r = _ramp_of(nd)
+        check(r is not None and r["weight_pct"] == pct, "%s: the ramp moved while checking: %r" % (nd.tag, r))
+    first = seen[nodes[0].tag]
+    check(all(g == first for g in seen.values()), "nodes disagree about clients")
+
+
+def _wait_ramp(nodes, pct, timeout=30):
+    wait_for(lambda: all((_ramp_of(nd) or {}).get("weight_pct") == pct for nd in nodes), timeout,
+             "every node's ramp at %d%%" % pct, interval=0.1)
+
+
+def test_fleet_ramp_same_buckets_commit_rollback_elsewhere(env):
+    """A ramp started on door-1 is one write to KEY/state: every node
+    shows the same weight and step and sends a client (its cutover_bucket
+    cookie) to the same color; commit on door-2 ends it at 100 % on every
+    node; a ramp rolled back on door-3 ends at 0 % on every node."""
+    cluster, nodes = _fleet(env)
+    clients = _clients()
+    gen = nodes[0].status()["generation"]
+    r = nodes[0].ctl.run("switch", "green", "--ramp", "10,50", "--step", "600s")
+    check(r.rc == 0 and r.json["ok"] is True and r.json["converged"] is True, "ramp: %r" % r)
+    check(r.json["ramp"]["weight_pct"] == 10 and r.json["ramp"]["driver"] == "door-1"
+          and r.json["generation"] == gen and r.json["active"] == "blue", "answer: %r" % r.json)
+    for nd in nodes:
+        st = nd.status()
+        check(st["state"] == "ramping" and st["active"] == "blue" and st["generation"] == gen
+              and st["ramp"]["steps"] == [10, 50], "%s: %r" % (nd.tag, st))
+    _same_step_and_buckets(nodes, clients, 10, 1, "door-1")
+    doc = json.loads(cluster.get("/cutover/test/state")[0])
+    check(doc["event"] == "ramp" and doc["node"] == "door-1" and "ramp_step 0\n" in doc["state"]
+          and "ramp_node door-1\n" in doc["state"], "etcd: %r" % doc)
+    h = nodes[2].ctl.ok("history")["entries"]
+    check(any(e["event"] == "ramp" and e.get("node") == "door-1" and e["to"] == "green" for e in h),
+          "door-3 history: %r" % h[-3:])
+    # Another ramp while this one is on is refused, from any node.
+    r = nodes[2].ctl.run("switch", "green", "--ramp", "20")
+    check(r.rc == 1 and "ramp" in r.err, "a second ramp: %r" % r)
+    # commit on door-2: 100 % everywhere, stable.
+    r = nodes[1].ctl.run("commit")
+    check(r.rc == 0 and r.json["converged"] is True and "ramp committed" in r.json["message"], "commit: %r" % r)
+    for nd in nodes:
+        st = nd.status()
+        check("ramp" not in st and st["active"] == "green" and st["state"] == "stable"
+              and st["generation"] == gen + 1, "%s after commit: %r" % (nd.tag, st))
+        got = batch(nd.d.port, clients, nconn=2)
+        check(all(c == "green" for c in got.values()), "%s after commit: %r" % (nd.tag, got))
+    # A ramp back to blue, rolled back on door-3: 0 % everywhere.
+    wait_fleet_healthy(nodes, "blue")
+    r = nodes[0].ctl.run("switch", "blue", "--ramp", "50", "--step", "600s")
+    check(r.rc == 0 and r.json["converged"] is True, "ramp to blue: %r" % r)
+    for nd in nodes:
+        check((_ramp_of(nd) or {}).get("weight_pct") == 50, "%s: %r" % (nd.tag, nd.status()))
+    r = nodes[2].ctl.run("rollback")
+    check(r.rc == 0 and r.json["converged"] is True and "rolled back at 50%" in r.json["message"],
+          "rollback: %r" % r)
+    for nd in nodes:
+        st = nd.status()
+        check("ramp" not in st and st["active"] == "green" and st["generation"] == gen + 1,
+              "%s after the rollback: %r" % (nd.tag, st))
+        got = batch(nd.d.port, clients, nconn=2)
+        check(all(c == "green" for c in got.values()), "%s after the rollback: %r" % (nd.tag, got))
+        h = nd.ctl.ok("history")["entries"]
+        check(any(e["event"] == "rollback" and e.get("node") == "door-3" and e["from"] == "blue" for e in h),
+              "%s history: %r" % (nd.tag, h[-3:]))
+    check("ramp_" not in json.loads(cluster.get("/cutover/test/state")[0])["state"], "etcd still ramps")
+
+
+def test_fleet_ramp_steps_reach_every_node_wait(env):
+    """switch --ramp --wait on door-2: door-2 drives the steps (auto_rollback
+    is off here: they advance on time alone), each written to etcd and
+    applied by every node; --wait follows them to 100 % and exits 0."""
+    cluster, nodes = _fleet(env)
+    clients = _clients()
+    gen = nodes[0].status()["generation"]
+    t0 = time.monotonic()
+    p = nodes[1].ctl.popen("switch", "green", "--ramp", "10,50", "--step", "8s", "--wait", as_json=False)
+    _wait_ramp(nodes, 10)
+    _wait_ramp(nodes, 50, timeout=40)
+    _same_step_and_buckets(nodes, clients, 50, 2, "door-2")
+    r = nodes[1].ctl.finish(p, ("switch", "green", "--wait"), t0, timeout=60)
+    check(r.rc == 0 and "ramp completed" in r.out and "50%" in r.out, "--wait: %r" % r)
+    for nd in nodes:
+        wait_for(lambda nd=nd: "ramp" not in nd.status(), 10, "%s: the ramp ended" % nd.tag)
+        st = nd.status()
+        check(st["active"] == "green" and st["generation"] == gen + 1 and st["state"] == "observing",
+              "%s after the ramp: %r" % (nd.tag, st))
+        h = nd.ctl.ok("history")["entries"]
+        check(any(e["event"] == "ramp" and e.get("node") == "door-2" and e.get("trigger") == "timer"
+                  and "step 2 of 2" in (e.get("reason") or "") for e in h), "%s history: %r" % (nd.tag, h[-4:]))
+
+
+def test_fleet_ramp_driver_gone_holds_restart_same_step(env):
+    """The driving node killed: the ramp holds at its step on the others
+    (status says so) and never advances by itself; a node restarted
+    mid-ramp comes back at the step etcd holds; a rollback from another
+    node still ends it everywhere."""
+    cluster, nodes = _fleet(env)
+    clients = _clients()
+    r = nodes[0].ctl.run("switch", "green", "--ramp", "10,50,90", "--step", "5s")
+    check(r.rc == 0 and r.json["converged"] is True, "ramp: %r" % r)
+    _wait_ramp(nodes, 50, timeout=30)
+    kill9(nodes[0].d)
+    value, _ = cluster.get("/cutover/test/state")
+    step = int(re.search(r"ramp_step (\d)\n", json.loads(value)["state"]).group(1))
+    pct = (10, 50, 90)[step]
+    rest = nodes[1:]
+    _wait_ramp(rest, pct, timeout=10)
+    wait_for(lambda: all(_ramp_of(nd)["driver_live"] is False for nd in rest), 20,
+             "door-1 no longer live for the others")
+    for nd in rest:
+        rm = _ramp_of(nd)
+        check(rm["holding"] is True and "door-1" in rm["analysis"], "%s: %r" % (nd.tag, rm))
+    r = nodes[1].ctl.run("status", as_json=False)
+    check("driven by door-1, NOT LIVE" in r.out, "status text: %r" % r.out)
+    time.sleep(12)  # more than two steps: nothing moves the ramp on
+    for nd in rest:
+        rm = _ramp_of(nd)
+        check(rm is not None and rm["weight_pct"] == pct, "%s moved without its driver: %r" % (nd.tag, rm))
+    check(json.loads(cluster.get("/cutover/test/state")[0])["event"] == "ramp", "etcd moved on")
+    # door-3 restarted mid-ramp: the same step, the same buckets.
+    stop(nodes[2].d)
+    nodes[2].d = restart(env, nodes[2].d)
+    rm = _ramp_of(nodes[2])
+    check(rm is not None and rm["weight_pct"] == pct and rm["step"] == step + 1 and rm["driver"] == "door-1",
+          "door-3 after a restart: %r" % nodes[2].status())
+    wait_confirmed(nodes[2], "green")
+    got = batch(nodes[2].d.port, clients, nconn=2)
+    check(all(got[ck] == expected(ck, pct) for ck in clients), "door-3's buckets after its restart")
+    # An operator's rollback from door-2 ends it everywhere.
+    r = nodes[1].ctl.run("rollback")
+    check(r.rc == 0 and r.json["changed"] is True, "rollback without the driver: %r" % r)
+    for nd in rest:
+        wait_for(lambda nd=nd: "ramp" not in nd.status(), 10, "%s: the ramp ended" % nd.tag)
+        check(nd.status()["active"] == "blue", "%s: %r" % (nd.tag, nd.status()))
+    # The driver restarted takes etcd's state: no ramp.
+    nodes[0].d = restart(env, nodes[0].d)
+    st = nodes[0].status()
+    check("ramp" not in st and st["active"] == "blue", "door-1 after its restart: %r" % st)
+
+
+def test_fleet_ramp_wait_lagging_exit_4_and_local_ramp(env):
+    """switch --ramp --wait with a live node that does not apply (SIGSTOP):
+    the ramp goes on and completes, the stopped node is named and
+    cutoverctl exits 4. A --local ramp still changes this node alone."""
+    cluster, nodes = _fleet(env, lease="15s", timeout="1500ms")
+    nodes[2].d.proc.send_signal(signal.SIGSTOP)
+    try:
+        r = nodes[0].ctl.run("switch", "green", "--ramp", "50", "--step", "2s", "--wait", as_json=False,
+                             timeout=60)
+        check(r.rc == 4 and "ramp completed" in r.out and "door-3" in r.err, "--wait with door-3 stopped: %r" % r)
+        check(nodes[1].status()["active"] == "green", "door-2: %r" % nodes[1].status())
+    finally:
+        nodes[2].d.proc.send_signal(signal.SIGCONT)
+    wait_color(nodes[2], "green")
+    wait_for(lambda: nodes[0].fleet()["converged"], 15, "converged after SIGCONT")
+    check("ramp" not in nodes[2].status(), "door-3 still ramps: %r" % nodes[2].status())
+    # --local: this node alone, diverged; the others do not ramp.
+    r = nodes[0].ctl.run("commit")
+    check(r.rc == 0, "commit: %r" % r)
+    wait_fleet_healthy(nodes, "blue")
+    r = nodes[0].ctl.run("switch", "blue", "--ramp", "30", "--step", "600s", "--local")
+    check(r.rc == 0 and r.json["ramp"]["weight_pct"] == 30, "--local ramp: %r" % r)
+    st = nodes[0].status()
+    check(st["ramp"]["weight_pct"] == 30 and "driver" not in st["ramp"] and st["fleet"]["diverged"] is True,
+          "door-1: %r" % st)
+    for nd in nodes[1:]:
+        check("ramp" not in nd.status(), "%s ramps too: %r" % (nd.tag, nd.status()))
+    check("ramp_" not in json.loads(cluster.get("/cutover/test/state")[0])["state"], "etcd ramps")
+    r = nodes[0].ctl.run("rollback", "--local")
+    check(r.rc == 0 and "ramp" not in nodes[0].status(), "--local rollback: %r" % r)

@@ -34,6 +34,9 @@ static struct fake {
 	unsigned interrupts;
 	struct engine *engine; /* for interrupt: a transition refuses through it */
 	struct engine_request *pending;
+	bool propose_fails;
+	struct state proposed;
+	unsigned proposals;
 	char journal[JOURNAL_MAX][160];
 	size_t n;
 } fk;
@@ -188,6 +191,20 @@ fx_interrupt(void *arg, const char *why)
 	fk.pending = NULL;
 }
 
+/* A fleet's write of a ramp's next step to etcd. */
+static int
+fx_propose_ramp(void *arg, const struct state *next, const char *event, const char *reason)
+{
+	(void)arg;
+	note("propose %s step=%u gen=%llu reason=%s", event, next->ramping ? next->ramp_step : 99,
+	    (unsigned long long)next->generation, reason);
+	if (fk.propose_fails)
+		return -1;
+	fk.proposed = *next;
+	fk.proposals++;
+	return 0;
+}
+
 static const struct engine_effects effects = {
 	.mono_ms = fx_mono,
 	.wall_ms = fx_wall,
@@ -202,6 +219,24 @@ static const struct engine_effects effects = {
 	.sample = fx_sample,
 	.servers = fx_servers,
 	.interrupt = fx_interrupt,
+};
+
+/* The same with the fleet's write of ramp steps. */
+static const struct engine_effects fleet_effects = {
+	.mono_ms = fx_mono,
+	.wall_ms = fx_wall,
+	.save_state = fx_save,
+	.publish = fx_publish,
+	.publish_ramp = fx_publish_ramp,
+	.record = fx_record,
+	.notify = fx_notify,
+	.run_hook = fx_hook,
+	.arm_window = fx_arm_window,
+	.arm_retry = fx_arm_retry,
+	.sample = fx_sample,
+	.servers = fx_servers,
+	.interrupt = fx_interrupt,
+	.propose_ramp = fx_propose_ramp,
 };
 
 static struct engine eng;
@@ -802,6 +837,163 @@ START_TEST(test_ramp_holds_on_little_traffic)
 }
 END_TEST
 
+/*
+ * A fleet's ramp: planned as one state (driven by this node), installed
+ * from the watch with one store, moved on only by its driver through
+ * etcd (a failed write is tried again), followed elsewhere without
+ * advancing, ended at 0 % or committed at 100 % from etcd.
+ */
+START_TEST(test_fleet_ramp)
+{
+	struct engine_request rq = request(COLOR_GREEN);
+	struct engine_origin o = {"door-1", "ramp", "manual", "ramp started", 1000, 42};
+	struct engine_config cfg = config;
+	struct state next, st;
+	char msg[512];
+
+	cfg.auto_rollback = false; /* steps on time alone */
+	engine_reconfigure(&eng, &cfg);
+	eng.fx = &fleet_effects;
+	eng.node = "door-1";
+	rq.ramp_steps[0] = 10;
+	rq.ramp_steps[1] = 50;
+	rq.ramp_nsteps = 2;
+	rq.ramp_step_ms = 5000;
+	fk.n = 0;
+	ck_assert_int_eq(engine_prepare(&eng, &rq, msg, sizeof(msg)), SWITCH_GO);
+	ck_assert_int_eq(engine_plan(&eng, &rq, &next, msg, sizeof(msg)), SWITCH_GO);
+	engine_release(&eng);
+	ck_assert_uint_eq(fk.n, 0);
+	ck_assert(!eng.ramp.on);
+	ck_assert(next.ramping && next.ramp_target == COLOR_GREEN && next.ramp_step == 0);
+	ck_assert_int_eq(next.active, COLOR_BLUE);
+	ck_assert_uint_eq(next.generation, 0);
+	ck_assert_str_eq(next.ramp_node, "door-1");
+
+	/* From the watch: saved with the ramp, one store, recorded. */
+	ck_assert(engine_apply(&eng, &next, &o, false));
+	ck_assert(eng.ramp.on && engine_ramp_drives(&eng));
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 1000);
+	ck_assert_uint_eq(count("publish_ramp blue green 1000"), 1);
+	ck_assert_int_gt(find("publish_ramp"), find("save blue 0"));
+	ck_assert(fk.saved.ramping && strcmp(fk.saved.ramp_node, "door-1") == 0);
+	ck_assert_uint_eq(count("record ramp manual blue->green gen=0 uid=1000 reason=ramp started node=door-1"), 1);
+	ck_assert(!engine_apply(&eng, &next, &o, false)); /* nothing new */
+
+	/* The step's time is up: the driver writes the next step, once. */
+	fk.n = 0;
+	fk.mono += 5000;
+	fk.propose_fails = true;
+	engine_tick(&eng);
+	ck_assert_uint_eq(count("propose ramp step=1 gen=0"), 1);
+	ck_assert(eng.ramp.holding);
+	fk.propose_fails = false;
+	engine_tick(&eng);
+	engine_tick(&eng);
+	ck_assert_uint_eq(count("propose ramp step=1 gen=0"), 2); /* written once, not again */
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 1000);  /* not before etcd has it */
+	ck_assert_uint_eq(count("publish"), 0);
+	engine_ramp_written(&eng, false);
+	engine_tick(&eng);
+	ck_assert_uint_eq(count("propose ramp step=1 gen=0"), 3); /* a failed write: again */
+	st = fk.proposed;
+	ck_assert_str_eq(st.ramp_node, "door-1");
+	o.trigger = "timer";
+	o.reason = "ramp step 2 of 2";
+	o.uid = o.pid = -1;
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_uint_eq(count("publish_ramp blue green 5000"), 1);
+	ck_assert_uint_eq(eng.ramp.step, 1);
+	ck_assert(!eng.ramp.proposing);
+	/* After the last step: the switch to the target is written. */
+	fk.mono += 5000;
+	engine_tick(&eng);
+	ck_assert_uint_eq(count("propose switch step=99 gen=1"), 1);
+	ck_assert(fk.proposed.active == COLOR_GREEN && fk.proposed.window_end_ms > 0 && !fk.proposed.ramping);
+	ck_assert(eng.ramp.on);
+
+	/* Another node's ramp is followed: its steps never move here. */
+	fk.n = 0;
+	snprintf(st.ramp_node, sizeof(st.ramp_node), "door-2");
+	st.ramp_step = 0;
+	o.node = "door-2";
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert(!engine_ramp_drives(&eng));
+	ck_assert_uint_eq(count("publish_ramp blue green 1000"), 1);
+	fk.mono += 60000;
+	engine_tick(&eng);
+	ck_assert_uint_eq(count("propose"), 0);
+	ck_assert(eng.ramp.waiting && eng.ramp.on);
+	ck_assert_ptr_nonnull(strstr(eng.ramp.note, "waiting for door-2"));
+	ck_assert_uint_eq(engine_ramp_weight_bp(&eng), 1000);
+	/* A restart takes the ramp, its driver too. */
+	ck_assert_int_eq(engine_restore(&eng, 0, &st, COLOR_BLUE), 0);
+	ck_assert_str_eq(eng.ramp.node, "door-2");
+	ck_assert_uint_eq(eng.ramp.step, 0);
+
+	/* Its end at 0 % from etcd (a guard on some node). */
+	fk.n = 0;
+	ck_assert(engine_plan_ramp_rollback(&eng, &next));
+	ck_assert(!next.ramping);
+	o.event = "rollback";
+	o.trigger = "auto-rollback";
+	o.reason = "ramp at 10%: error rate";
+	ck_assert(engine_apply(&eng, &next, &o, false));
+	ck_assert(!eng.ramp.on);
+	ck_assert_uint_eq(count("publish blue"), 1);
+	ck_assert_uint_eq(count("record rollback auto-rollback green->blue gen=0 uid=-1 reason=ramp at 10%: error rate node=door-2"), 1);
+	ck_assert_int_ge(find("hook rollback 1->0"), 0);
+	ck_assert_int_eq(eng.verdict, WINDOW_ROLLED_BACK);
+	ck_assert(!engine_apply(&eng, &next, &o, false));
+
+	/* Committed from etcd at 100 %: the target, stable, no window. */
+	o.event = "ramp";
+	o.trigger = "manual";
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert(engine_plan_commit(&eng, &next));
+	ck_assert(next.active == COLOR_GREEN && next.generation == 1 && next.window_end_ms == 0 && !next.ramping);
+	fk.n = 0;
+	o.event = "commit";
+	o.reason = "ramp committed";
+	ck_assert(engine_apply(&eng, &next, &o, false));
+	ck_assert(!eng.ramp.on);
+	ck_assert_int_eq(eng.sw.active, COLOR_GREEN);
+	ck_assert_int_eq(eng.sw.state, SWITCHER_STABLE);
+	ck_assert_int_eq(eng.verdict, WINDOW_COMMITTED);
+	ck_assert_uint_eq(count("publish green"), 1);
+	ck_assert_uint_eq(count("record commit manual blue->green gen=1"), 1);
+	ck_assert_int_gt(find("hook window_end 0->1"), find("hook post_switch 0->1"));
+
+	/* After a resync that skipped a revision: a window's end and a new
+	 * ramp in one state, both taken. */
+	o.event = "switch";
+	st = next;
+	st.active = COLOR_BLUE;
+	st.previous = COLOR_GREEN;
+	st.generation = 2;
+	st.window_end_ms = fk.wall + 60000;
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_OBSERVING);
+	fk.n = 0;
+	st.window_end_ms = 0;
+	st.ramping = true;
+	st.ramp_target = COLOR_GREEN;
+	st.ramp_steps[0] = 20;
+	st.ramp_nsteps = 1;
+	st.ramp_step = 0;
+	st.ramp_step_ms = 1000;
+	snprintf(st.ramp_node, sizeof(st.ramp_node), "door-3");
+	o.event = "ramp";
+	o.node = "door-3";
+	ck_assert(engine_apply(&eng, &st, &o, false));
+	ck_assert_int_eq(eng.sw.state, SWITCHER_STABLE);
+	ck_assert(eng.ramp.on && eng.ramp.target == COLOR_GREEN);
+	ck_assert_uint_eq(count("publish_ramp blue green 2000"), 1);
+	ck_assert_int_gt(find("record ramp manual blue->green gen=2"), find("record commit"));
+	ck_assert(fk.saved.ramping && fk.saved.window_end_ms == 0);
+}
+END_TEST
+
 START_TEST(test_ramp_unguarded_advances_on_time)
 {
 	static const unsigned steps[] = {10};
@@ -1024,6 +1216,7 @@ engine_suite(void)
 	tcase_add_test(tc, test_ramp_commit_and_rollback);
 	tcase_add_test(tc, test_ramp_refusals);
 	tcase_add_test(tc, test_ramp_restore);
+	tcase_add_test(tc, test_fleet_ramp);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -366,6 +366,17 @@ static const struct corrupt_case corrupt_cases[] = {
 	{HDR "active blue\ngeneration 1\nramp_steps 1,,2\n", 0,
 	    "line 4: bad ramp_steps '1,,2' (rising percentages 1..99, at most 16)"},
 	{HDR "active blue\ngeneration 1\nramp_step_ms 0\n", 0, "line 4: bad ramp_step_ms '0'"},
+	{HDR "active blue\ngeneration 1\nramp_node door-1\n", 0, "ramp_node without a ramp"},
+	{HDR "active blue\ngeneration 1\nramp_target green\nramp_steps 1,10\nramp_step 0\nramp_step_ms 5\n"
+	     "ramp_node \n", 0, "line 8: bad ramp_node '' (1 to 64 letters, digits, '-', '_' or '.')"},
+	{HDR "active blue\ngeneration 1\nramp_node door/1\n", 0,
+	    "line 4: bad ramp_node 'door/1' (1 to 64 letters, digits, '-', '_' or '.')"},
+	{HDR "active blue\ngeneration 1\nramp_node "
+	     "nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn\n", 0,
+	    "line 4: bad ramp_node 'nnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnnn...' (1 to 64 letters, digits, '-', "
+	    "'_' or '.')"},
+	{HDR "active blue\ngeneration 1\nramp_target green\nramp_steps 1,10\nramp_step 0\nramp_step_ms 5\n"
+	     "ramp_node a\nramp_node b\n", 0, "line 9: duplicate key 'ramp_node'"},
 	{HDR "active blue\ngeneration 1\nramp_step 16\n", 0, "line 4: bad ramp_step '16'"},
 	{HDR "active blue\ngeneration 1\nxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx x\n",
 	    0, "line 4: unknown key 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"},
@@ -695,7 +706,39 @@ START_TEST(test_codec_round_trip)
 	ck_assert_uint_eq(back.ramp_steps[1], 10);
 	ck_assert_uint_eq(back.ramp_step, 1);
 	ck_assert_uint_eq(back.ramp_step_ms, 30000);
-	st.ramp_step = 2; /* past the last step */
+	ck_assert_str_eq(back.ramp_node, "");
+	ck_assert_ptr_null(strstr(text, "ramp_node"));
+	/* A fleet's ramp names the node that drives it (optional: a state
+	 * written before it existed reads as a ramp of this node alone). */
+	snprintf(st.ramp_node, sizeof(st.ramp_node), "door-1");
+	len = state_format(&st, text, sizeof(text));
+	ck_assert_int_gt(len, 0);
+	ck_assert_ptr_nonnull(strstr(text, "ramp_step_ms 30000\nramp_node door-1\n"));
+	memset(&back, 0, sizeof(back));
+	ck_assert_int_eq(state_parse(text, (size_t)len, &back, why, sizeof(why)), 0);
+	ck_assert_str_eq(back.ramp_node, "door-1");
+	/* Every field at its longest still fits the smallest buffer allowed. */
+	memset(st.ramp_node, 'n', STATE_NODE_MAX - 1);
+	st.ramp_node[STATE_NODE_MAX - 1] = '\0';
+	st.generation = UINT64_MAX;
+	st.switched_at_ms = INT64_MAX;
+	st.window_end_ms = INT64_MAX;
+	st.ramp_step_ms = UINT64_MAX;
+	st.ramp_nsteps = RAMP_MAX_STEPS;
+	for (unsigned i = 0; i < RAMP_MAX_STEPS; i++)
+		st.ramp_steps[i] = 84 + i;
+	st.ramp_step = RAMP_MAX_STEPS - 1;
+	len = state_format(&st, text, sizeof(text));
+	ck_assert_int_gt(len, 0);
+	memset(&back, 0, sizeof(back));
+	ck_assert_int_eq(state_parse(text, (size_t)len, &back, why, sizeof(why)), 0);
+	ck_assert_str_eq(back.ramp_node, st.ramp_node);
+	ck_assert_uint_eq(back.ramp_step_ms, UINT64_MAX);
+	/* A node name fleet.node would refuse is not written. */
+	snprintf(st.ramp_node, sizeof(st.ramp_node), "door 1");
+	ck_assert_int_eq(state_format(&st, text, sizeof(text)), -1);
+	snprintf(st.ramp_node, sizeof(st.ramp_node), "door-1");
+	st.ramp_step = RAMP_MAX_STEPS; /* past the last step */
 	ck_assert_int_eq(state_format(&st, text, sizeof(text)), -1);
 	st.ramping = false;
 	st.active = (enum color)9;
