@@ -148,6 +148,15 @@ fleet_new(struct event_base *base, const struct config_fleet *cfg, struct engine
 		return NULL;
 	}
 	host[sizeof(host) - 1] = '\0';
+	/* The name goes into etcd keys and into the state a ramp writes: the
+	 * host name must pass what fleet.node would have to. */
+	if (cfg->node == NULL && (strlen(host) > 64 ||
+	    strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.") != strlen(host))) {
+		snprintf(err, errlen, "the host name cannot name this node in the fleet (1 to 64 letters, "
+		    "digits, '-', '_' or '.'): set fleet.node");
+		free(f);
+		return NULL;
+	}
 	if ((f->node = strdup(host)) == NULL || (f->key_state = malloc(klen + 8)) == NULL ||
 	    (f->key_nodes = malloc(klen + 8)) == NULL || (f->key_prefix = malloc(klen + 2)) == NULL)
 		goto oom;
