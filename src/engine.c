@@ -27,6 +27,7 @@ static void ramp_advance(struct engine *e, uint64_t now, const struct guard_samp
 static int ramp_end(struct engine *e, enum engine_trigger trigger, const char *reason,
     const struct engine_caller *who, char *err, size_t errlen);
 static void ramp_steps_text(const struct engine_ramp *r, char *buf, size_t len);
+static void ramp_of_request(const struct engine_request *rq, struct engine_ramp *r);
 static void ramp_from_state(const struct engine *e, const struct state *st, struct engine_ramp *r);
 static bool ramp_apply(struct engine *e, const struct state *st, const struct engine_origin *o);
 static bool ramp_fleet(const struct engine *e);
@@ -570,12 +571,7 @@ engine_plan(struct engine *e, struct engine_request *rq, struct state *next, cha
 		 * color and the generation stay. */
 		struct engine_ramp r;
 
-		memset(&r, 0, sizeof(r));
-		r.on = true;
-		r.target = rq->target;
-		memcpy(r.steps, rq->ramp_steps, sizeof(r.steps));
-		r.nsteps = rq->ramp_nsteps;
-		r.step_ms = rq->ramp_step_ms;
+		ramp_of_request(rq, &r);
 		snprintf(r.node, sizeof(r.node), "%s", e->node != NULL ? e->node : "");
 		state_of(e, &e->sw, e->switched_at_ms, &r, next);
 		return SWITCH_GO;
@@ -903,6 +899,18 @@ engine_ramp_step_left(const struct engine *e)
 }
 
 /* "1,10,50" */
+/* A ramp at its first step as rq asks for it; the rest zero. */
+static void
+ramp_of_request(const struct engine_request *rq, struct engine_ramp *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->on = true;
+	r->target = rq->target;
+	memcpy(r->steps, rq->ramp_steps, sizeof(r->steps));
+	r->nsteps = rq->ramp_nsteps;
+	r->step_ms = rq->ramp_step_ms;
+}
+
 static void
 ramp_steps_text(const struct engine_ramp *r, char *buf, size_t len)
 {
@@ -922,12 +930,7 @@ ramp_begin(struct engine *e, struct engine_request *rq, char *msg, size_t msglen
 	char err[512], reason[768], steps[96], span[32];
 	int c;
 
-	memset(&next, 0, sizeof(next));
-	next.on = true;
-	next.target = rq->target;
-	memcpy(next.steps, rq->ramp_steps, sizeof(next.steps));
-	next.nsteps = rq->ramp_nsteps;
-	next.step_ms = rq->ramp_step_ms;
+	ramp_of_request(rq, &next);
 	next.step_end_ms = duration_add(e->fx->mono_ms(e->arg), next.step_ms);
 	next.unguarded = !e->cfg.auto_rollback;
 	/* Durable first: a restart resumes the ramp, never forgets it. */
