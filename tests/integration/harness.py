@@ -47,6 +47,15 @@ def check(cond, msg):
         raise TestFailure(msg)
 
 
+def rss_kib(pid):
+    """Resident memory of process pid in KiB (VmRSS)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    fail("no VmRSS in /proc/%d/status" % pid)
+
+
 # --------------------------------------------------------------------------
 # Binaries
 

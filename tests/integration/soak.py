@@ -12,7 +12,7 @@ import os
 import random
 import time
 
-from harness import binary_has_asan, check, wait_for
+from harness import binary_has_asan, check, rss_kib, wait_for
 from switching import AUTO_ROLLBACK_OFF, Load, classify, start
 
 # Health checks on, with a timeout that holds on a busy machine: with the
@@ -29,14 +29,6 @@ SOAK_TIMEOUTS = {"upstream_idle": "1s"}
 # ASan keeps freed memory in quarantine (256 MiB by default), which would
 # read as growth; a small quarantine keeps RSS meaningful.
 SOAK_ASAN = "quarantine_size_mb=16"
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS in /proc/%d/status" % pid)
 
 
 def nfds(pid):

@@ -21,7 +21,7 @@ import textwrap
 import time
 
 import harness
-from harness import check, fail, free_port, http_request, wait_for
+from harness import check, fail, free_port, http_request, rss_kib, wait_for
 from switching import Ctl, RawCtl, EXTRA_DEFAULT, sock_path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -45,14 +45,6 @@ def cpu_share(pid, seconds):
     c0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(seconds)
     return (cpu_seconds(pid) - c0) / (time.monotonic() - t0)
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    fail("no VmRSS in /proc/%d/status" % pid)
 
 
 def open_fds(pid):

@@ -16,21 +16,13 @@ import socket
 import threading
 import time
 
-from harness import Conn, ConnClosed, check, http_request, wait_for
+from harness import Conn, ConnClosed, check, http_request, rss_kib, wait_for
 from ops import check_log_clean, reap
 
 # cutoverd logs these at [error]/[warn] when a test breaks an upstream on purpose.
 UPSTREAM_ERRORS = [r"(?i)upstream|interim|timed out|invalid"]
 
 BIG_HEADER = ("X-Filler", "f" * 15000)
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def open_fds(pid):

@@ -13,17 +13,9 @@ import threading
 import time
 
 from harness import (ConnClosed, PatternChecker, binary_has_asan, check, cutoverd_path, fail, http_request,
-                     serve_requests, wait_for)
+                     rss_kib, serve_requests, wait_for)
 
 MIB = 1 << 20
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_pipelined_burst_past_the_input_high_mark(env):

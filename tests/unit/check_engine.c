@@ -221,24 +221,6 @@ static const struct engine_effects effects = {
 	.interrupt = fx_interrupt,
 };
 
-/* The same with the fleet's write of ramp steps. */
-static const struct engine_effects fleet_effects = {
-	.mono_ms = fx_mono,
-	.wall_ms = fx_wall,
-	.save_state = fx_save,
-	.publish = fx_publish,
-	.publish_ramp = fx_publish_ramp,
-	.record = fx_record,
-	.notify = fx_notify,
-	.run_hook = fx_hook,
-	.arm_window = fx_arm_window,
-	.arm_retry = fx_arm_retry,
-	.sample = fx_sample,
-	.servers = fx_servers,
-	.interrupt = fx_interrupt,
-	.propose_ramp = fx_propose_ramp,
-};
-
 static struct engine eng;
 
 static const struct engine_config config = {
@@ -845,6 +827,7 @@ END_TEST
  */
 START_TEST(test_fleet_ramp)
 {
+	static struct engine_effects fleet_effects; /* effects and the fleet's write of ramp steps */
 	struct engine_request rq = request(COLOR_GREEN);
 	struct engine_origin o = {"door-1", "ramp", "manual", "ramp started", 1000, 42};
 	struct engine_config cfg = config;
@@ -853,6 +836,8 @@ START_TEST(test_fleet_ramp)
 
 	cfg.auto_rollback = false; /* steps on time alone */
 	engine_reconfigure(&eng, &cfg);
+	fleet_effects = effects;
+	fleet_effects.propose_ramp = fx_propose_ramp;
 	eng.fx = &fleet_effects;
 	eng.node = "door-1";
 	rq.ramp_steps[0] = 10;
