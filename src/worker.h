@@ -105,6 +105,7 @@ struct worker {
 	bool stopping;
 	struct session_list sessions;
 	struct prelude *preludes; /* connections still reading a PROXY header */
+	struct h2_conn *h2conns;  /* HTTP/2 connections (h2.c) */
 	/* Sessions with output to write at the end of this loop turn: writes
 	 * are batched after every ready callback ran (see session.c). */
 	struct session_list flushq;
