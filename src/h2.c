@@ -965,7 +965,7 @@ submit_head(struct h2_stream *st, const struct http_head *resp)
 			continue;
 		for (k = 0; k < h->name_len; k++)
 			p[k] = (char)(h->name[k] >= 'A' && h->name[k] <= 'Z' ? h->name[k] + 32 : h->name[k]);
-		nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)h->value, h->name_len, h->value_len,
+		nv[n++] = (nghttp2_nv){(uint8_t *)p, (uint8_t *)(uintptr_t)h->value, h->name_len, h->value_len,
 		    NGHTTP2_NV_FLAG_NONE};
 		p += h->name_len;
 	}

@@ -910,13 +910,9 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
 		s->tls_dirty = true;
 	if (what & BEV_EVENT_CONNECTED) {
-		const unsigned char *alpn = NULL;
-		unsigned alpn_len = 0;
-
 		/* TLS handshake done: HTTP/2 when ALPN chose it, else the
 		 * request head has its own clock. */
-		SSL_get0_alpn_selected(bufferevent_openssl_get_ssl(bev), &alpn, &alpn_len);
-		if (alpn_len == 2 && memcmp(alpn, "h2", 2) == 0)
+		if (tls_alpn_is_h2(bufferevent_openssl_get_ssl(bev)))
 			hand_over(s);
 		else if (s->timer_kind == T_HANDSHAKE)
 			arm_timer(s, T_HEADER);
