@@ -62,6 +62,8 @@
  * that ignores SETTINGS_MAX_CONCURRENT_STREAMS. */
 #define REFUSED_MAX 100
 #define TIMER_MS 1000
+/* A stalled connection's GOAWAY has this long to go out before it closes. */
+#define STALL_GOAWAY_MS 1000
 
 struct h2_conn;
 
@@ -139,6 +141,7 @@ struct h2_conn {
 	bool goaway_counted;
 	int goaway_reason;  /* set before submitting one of ours; -1: from the error code */
 	bool closing;       /* flush the output, then free */
+	bool stalled;       /* closing for a stall: the write timeout ends it */
 	unsigned busy;
 	bool dead;
 };
@@ -566,13 +569,28 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 			idle_free(c->idle, true);
 	if (!owed)
 		c->last_progress_ms = now;
-	if (owed && now - c->last_progress_ms >= idle) {
+	if (c->stalled) {
+		/* Its write timeout ends it. */
+	} else if (owed && now - c->last_progress_ms >= idle) {
+		struct timeval wt = {STALL_GOAWAY_MS / 1000, (STALL_GOAWAY_MS % 1000) * 1000};
+
+		log_info("HTTP/2 connection from %s: the client took nothing for %llu ms: closing", c->client_ip,
+		    (unsigned long long)idle);
+		c->stalled = true;
+		c->tls_dirty = true;
 		conn_goaway(c, H2_GOAWAY_STALL, NGHTTP2_ENHANCE_YOUR_CALM);
 		count_goaway(c, NGHTTP2_ENHANCE_YOUR_CALM);
-		log_info("HTTP/2 connection from %s: the client took nothing for %llu ms: closed", c->client_ip,
-		    (unsigned long long)idle);
-		c->tls_dirty = true;
-		conn_kill(c);
+		/* The GOAWAY goes out if there is room for it and the client
+		 * takes it within STALL_GOAWAY_MS; the connection closes either
+		 * way. */
+		conn_send(c);
+		if (!c->dead) {
+			c->closing = true;
+			bufferevent_disable(c->bev, EV_READ);
+			bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+			bufferevent_set_timeouts(c->bev, NULL, &wt);
+			bufferevent_enable(c->bev, EV_WRITE);
+		}
 	} else if (c->nstreams == 0 && now - c->last_active_ms >= idle && !c->goaway) {
 		conn_goaway(c, H2_GOAWAY_IDLE, NGHTTP2_NO_ERROR);
 		conn_send(c);
