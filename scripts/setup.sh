@@ -11,6 +11,7 @@ PACKAGES=(
 	clang libclang-rt-14-dev
 	dpkg-dev debhelper fakeroot lintian
 	etcd-server etcd-client libjansson-dev chromium fonts-dejavu-core
+	libnghttp2-dev nghttp2-client python3-h2
 )
 
 missing=()

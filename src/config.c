@@ -232,6 +232,8 @@ static const struct key listen_keys[] = {
 	    .required = true},
 	{KEY("tls", KT_GROUP, 0, NULL), .sub = listen_tls_keys},
 	{KEY("proxy_protocol", KT_BOOL, LSN(proxy_protocol), "false")},
+	/* No default here: it depends on 'tls' (parse_listens). */
+	{KEY("http2", KT_BOOL, LSN(http2), NULL)},
 	{.name = NULL},
 };
 
@@ -370,6 +372,8 @@ static const struct key limits_keys[] = {
 	    RANGE(1, 10000), .reload = true},
 	{KEY("max_connections", KT_UINT, C(limits.max_connections), "10000"),
 	    RANGE(1, 1000000), .reload = true},
+	{KEY("h2_max_streams", KT_UINT, C(limits.h2_max_streams), "100"),
+	    RANGE(1, 10000), .reload = true},
 	{.name = NULL},
 };
 
@@ -1286,6 +1290,9 @@ parse_listens(struct ctx *ctx, const config_setting_t *s,
 		struct config_listen *l = &cfg->listens[i];
 
 		l->line = (int)config_setting_source_line(e);
+		/* HTTP/2 is on by default where ALPN can offer it. */
+		if (config_setting_get_member(e, "http2") == NULL)
+			l->http2 = l->ncerts > 0;
 		for (j = 0; j < i && l->addr.text[0] != '\0'; j++) {
 			if (strcmp(cfg->listens[j].addr.text, l->addr.text) == 0) {
 				cerr(ctx, config_setting_get_member(e, "address"),
@@ -1329,7 +1336,7 @@ eq_listens(const void *a, const void *b)
 		}
 		if (!streq_null(la->tls_min_version, lb->tls_min_version) ||
 		    !streq_null(la->tls_ciphers, lb->tls_ciphers) ||
-		    la->proxy_protocol != lb->proxy_protocol)
+		    la->proxy_protocol != lb->proxy_protocol || la->http2 != lb->http2)
 			return false;
 	}
 	return true;

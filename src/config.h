@@ -36,6 +36,8 @@ struct config_listen {
 	char *tls_min_version; /* "TLSv1.2" (default) or "TLSv1.3"; set even without TLS */
 	char *tls_ciphers;     /* OpenSSL cipher list for TLS 1.2; NULL: the built-in ECDHE AES-GCM/ChaCha20 list */
 	bool proxy_protocol;   /* each connection begins with a PROXY protocol header */
+	bool http2;            /* HTTP/2: ALPN "h2" with TLS, h2c with prior knowledge without;
+	                        * default true with TLS, false without */
 };
 
 /* Upstream TLS of a pool (issue #5; parsed and validated now). */
@@ -139,11 +141,13 @@ struct config_metrics {
 	struct addr listen;
 };
 
-/* Request limits: group "limits" { header_size; header_count; max_connections; }. */
+/* Request limits: group "limits" { header_size; header_count; max_connections;
+ * h2_max_streams; }. */
 struct config_limits {
 	size_t header_size;       /* max bytes of a request/response head, default 16384 -> 431 */
 	unsigned header_count;    /* max header fields, default 100 -> 431 */
 	unsigned max_connections; /* max client connections, whole daemon, default 10000 */
+	unsigned h2_max_streams;  /* max concurrent streams of an HTTP/2 connection, default 100 */
 };
 
 /* Timeouts, all in milliseconds: group "timeouts" { client_header; client_idle;

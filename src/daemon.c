@@ -828,6 +828,14 @@ fill_metrics(struct metrics_snapshot *snap, void *arg)
 		for (k = 0; k < d->live.pools[col]->nservers; k++, n++)
 			d->metric_servers[n].up = atomic_load(&d->live.pools[col]->servers[k].up);
 	}
+	for (i = 0; i < d->nworkers; i++) {
+		const struct worker_stats *st = &d->workers[i].stats;
+
+		snap->h2_connections += atomic_load_explicit(&st->h2_connections, memory_order_relaxed);
+		snap->h2_streams += atomic_load_explicit(&st->h2_streams, memory_order_relaxed);
+		for (k = 0; k < H2_GOAWAY_REASONS; k++)
+			snap->h2_goaway[k] += atomic_load_explicit(&st->h2_goaway[k], memory_order_relaxed);
+	}
 	_Static_assert((int)ENGINE_TRIGGERS == (int)TRIGGER_COUNT, "one counter per trigger");
 	for (k = 0; k < TRIGGER_COUNT; k++)
 		snap->switches[k] = d->engine.switches[k];

@@ -144,6 +144,19 @@ metrics_render(struct evbuffer *out, const struct metrics_snapshot *snap)
 			    "cutover_upstream_errors_total{color=\"%s\",kind=\"%s\"} %" PRIu64 "\n",
 			    color_name(c), upstream_error_names[i], snap->upstream_errors[c][i]) < 0;
 
+	bad |= render_header(out, "cutover_h2_connections_total", "counter",
+	    "HTTP/2 client connections accepted.");
+	bad |= evbuffer_add_printf(out, "cutover_h2_connections_total %" PRIu64 "\n",
+	    snap->h2_connections) < 0;
+	bad |= render_header(out, "cutover_h2_streams_total", "counter",
+	    "HTTP/2 streams (requests) of clients.");
+	bad |= evbuffer_add_printf(out, "cutover_h2_streams_total %" PRIu64 "\n", snap->h2_streams) < 0;
+	bad |= render_header(out, "cutover_h2_goaway_total", "counter",
+	    "GOAWAYs sent to HTTP/2 clients, by reason.");
+	for (i = 0; i < H2_GOAWAY_REASONS; i++)
+		bad |= evbuffer_add_printf(out, "cutover_h2_goaway_total{reason=\"%s\"} %" PRIu64 "\n",
+		    h2_goaway_reason_name((enum h2_goaway_reason)i), snap->h2_goaway[i]) < 0;
+
 	if (snap->fleet)
 		bad |= render_fleet(out, snap);
 	return bad ? -1 : 0;

@@ -14,7 +14,8 @@
  * cutover_switches_total{trigger}, cutover_switch_refused_total,
  * cutover_request_duration_seconds{color} (histogram),
  * cutover_upstream_errors_total{color,kind},
- * cutover_ramp_weight_ratio{color}.
+ * cutover_ramp_weight_ratio{color}, cutover_h2_connections_total,
+ * cutover_h2_streams_total, cutover_h2_goaway_total{reason}.
  */
 
 #include <stdbool.h>
@@ -23,6 +24,7 @@
 
 #include "addr.h"
 #include "color.h"
+#include "h2.h"
 #include "histogram.h"
 
 struct evbuffer;
@@ -61,6 +63,9 @@ struct metrics_snapshot {
 	uint64_t upstream_errors[COLOR_COUNT][UPSTREAM_ERR_KINDS];
 	uint64_t switches[TRIGGER_COUNT];
 	uint64_t switch_refused;
+	uint64_t h2_connections;
+	uint64_t h2_streams;
+	uint64_t h2_goaway[H2_GOAWAY_REASONS]; /* by reason, h2_goaway_reason_name() */
 	const struct metrics_server *servers;
 	size_t nservers;
 	/* In a fleet only: cutover_fleet_connected, _nodes, _converged,

@@ -200,7 +200,7 @@ prelude_handover(struct prelude *p, const struct proxyproto_info *info)
 	}
 	p->fd = -1;
 	prelude_free(p, false);
-	if (session_new(w, fd, (const struct sockaddr *)&sa, salen, tls) < 0) {
+	if (session_new(w, fd, (const struct sockaddr *)&sa, salen, tls, w->cfg->listens[i].http2) < 0) {
 		/* session_new closed fd and counted nothing: end the connection's count. */
 		w->nconns++;
 		worker_session_closed(w, NULL);

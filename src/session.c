@@ -40,6 +40,7 @@
 #include "bucket.h"
 #include "clock.h"
 #include "fdlimit.h"
+#include "h2.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -59,6 +60,12 @@
  */
 #define BUF_HIGH (256 * 1024)
 #define BUF_LOW (64 * 1024)
+/* An HTTP/2 stream's session buffers less: a connection carries up to
+ * limits.h2_max_streams of them, and h2.c buffers each stream's answer too. */
+#define STREAM_HIGH (64 * 1024)
+#define STREAM_LOW  (16 * 1024)
+#define HIGH(s)     ((s)->stream ? STREAM_HIGH : BUF_HIGH)
+#define LOW(s)      ((s)->stream ? STREAM_LOW : BUF_LOW)
 /* Never pump into less room than this: a chunk's framing is never split, so
  * a tiny allowance could make no progress and stall the exchange. */
 #define MIN_ROOM 4096
@@ -178,6 +185,14 @@ struct session {
 	union peer_addr peer;
 	bool tls;       /* the client speaks TLS to us */
 	bool tls_dirty; /* TLS connection failed: no close_notify */
+	bool secure;    /* the client's connection is TLS (X-Forwarded-Proto, Secure cookies) */
+	bool h2c;       /* plain listener with http2: an HTTP/2 preface hands the connection over */
+	bool served;    /* a request was read on this connection */
+	bool handed_over; /* the connection went to h2.c: free nothing of it, count nothing */
+	/* An HTTP/2 stream's session: cbev is our end of a bufferevent pair
+	 * whose other end is the stream's (h2.c), fd is -1; NULL otherwise. */
+	void *h2s;
+	bool stream; /* an HTTP/2 stream's session (h2s may be cleared first) */
 	struct exchange *x; /* NULL while parked */
 };
 
@@ -246,10 +261,11 @@ static enum color ramp_color(struct session *s, const struct http_head *req, con
 static void forwarded_for(struct session *s, struct http_head *req);
 static void set_req_line(struct session *s, const struct http_head *req);
 static void log_access(struct session *s, uint64_t us);
+static void hand_over(struct session *s);
 
 int
 session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
-    struct tls_server *tls)
+    struct tls_server *tls, bool http2)
 {
 	struct session *s;
 
@@ -277,7 +293,9 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 			goto fail; /* libevent freed ssl (BEV_OPT_CLOSE_ON_FREE) */
 		bufferevent_openssl_set_allow_dirty_shutdown(s->cbev, 1);
 		s->tls = true;
+		s->secure = true;
 	} else {
+		s->h2c = http2;
 		/* The session closes a plain socket itself (it outlives its
 		 * bufferevent while parked). */
 		s->fd = fd;
@@ -309,6 +327,74 @@ fail:
 	return -1;
 }
 
+struct session *
+session_new_stream(struct worker *w, struct bufferevent *bev, const struct sockaddr *peer,
+    socklen_t peerlen, bool secure, void *owner)
+{
+	struct session *s;
+
+	if ((s = session_alloc(w)) == NULL)
+		return NULL;
+	s->w = w;
+	event_assign(s->timer, w->base, -1, 0, timer_cb, s);
+	s->fd = -1;
+	if ((s->x = calloc(1, sizeof(*s->x))) == NULL) {
+		session_release(s);
+		return NULL;
+	}
+	memcpy(&s->peer, peer, peerlen < sizeof(s->peer) ? peerlen : sizeof(s->peer));
+	addr_ip_string(peer, s->client_ip, sizeof(s->client_ip));
+	set_req_client(s);
+	memcpy(s->x->req_client_ip, s->client_ip, sizeof(s->x->req_client_ip));
+	s->cbev = bev;
+	s->secure = secure;
+	s->h2s = owner;
+	s->stream = true;
+	if (client_bev_setup(s) < 0) {
+		if (s->x->req_head != NULL)
+			evbuffer_free(s->x->req_head);
+		free(s->x);
+		session_release(s);
+		return NULL;
+	}
+	s->state = S_WAIT_HEAD;
+	TAILQ_INSERT_TAIL(&w->sessions, s, link);
+	arm_timer(s, T_HEADER);
+	return s;
+}
+
+void
+session_stream_abort(struct session *s)
+{
+	s->h2s = NULL;
+	session_enter(s);
+	session_kill(s);
+	session_leave(s);
+}
+
+/*
+ * The connection speaks HTTP/2 (ALPN "h2", or the h2c preface): h2.c takes
+ * its bufferevent, socket and count; this session ends without touching
+ * them.
+ */
+static void
+hand_over(struct session *s)
+{
+	struct bufferevent *bev = s->cbev;
+	int fd = s->fd;
+
+	reader_free(s->crd);
+	s->crd = NULL;
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	bufferevent_set_timeouts(bev, NULL, NULL);
+	s->cbev = NULL;
+	s->fd = -1;
+	s->tls = false; /* h2.c closes it */
+	s->handed_over = true;
+	session_kill(s);
+	(void)h2_conn_new(s->w, bev, fd, &s->peer.sa, sizeof(s->peer), s->secure);
+}
+
 /*
  * The client's bufferevent (a plain one over s->fd unless it exists already,
  * as a TLS one does) and its head buffer, reading.
@@ -324,13 +410,13 @@ client_bev_setup(struct session *s)
 	if (s->cbev == NULL && (s->cbev = bufferevent_socket_new(w->base, s->fd, 0)) == NULL)
 		return -1;
 	/* A plain socket is read by a reader: no FIONREAD per read. */
-	if (!s->tls && s->crd == NULL && (s->crd = reader_new(s->cbev)) == NULL)
+	if (s->fd >= 0 && s->crd == NULL && (s->crd = reader_new(s->cbev)) == NULL)
 		return -1;
 	if (s->x->req_head == NULL && (s->x->req_head = evbuffer_new()) == NULL)
 		return -1;
-	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
+	rhigh = w->cfg->limits.header_size + 1 > HIGH(s) ? w->cfg->limits.header_size + 1 : HIGH(s);
 	reader_set_high(s->crd, s->cbev, rhigh);
-	bufferevent_setwatermark(s->cbev, EV_WRITE, BUF_LOW, 0);
+	bufferevent_setwatermark(s->cbev, EV_WRITE, LOW(s), 0);
 	/* Whole bodies in one read/write where the kernel allows it (libevent
 	 * defaults to 16 KiB per call). */
 	bufferevent_set_max_single_read(s->cbev, BUF_HIGH);
@@ -338,7 +424,7 @@ client_bev_setup(struct session *s)
 	bufferevent_setcb(s->cbev, client_readcb, client_writecb, client_eventcb, s);
 	/* Writing is enabled by default; enabling it on an empty output would
 	 * only cost a spurious wake-up. TLS needs both for its handshake. */
-	if (s->tls)
+	if (s->fd < 0)
 		bufferevent_enable(s->cbev, EV_READ | EV_WRITE);
 	else {
 		reader_enable(s->crd, s->cbev);
@@ -351,7 +437,7 @@ client_bev_setup(struct session *s)
 static bool
 parkable(const struct session *s)
 {
-	return !s->tls && !s->dead && s->cbev != NULL && s->x != NULL && s->state == S_WAIT_HEAD &&
+	return s->fd >= 0 && !s->dead && s->cbev != NULL && s->x != NULL && s->state == S_WAIT_HEAD &&
 	    !s->x->got_bytes && !s->x->out_blocked && !s->flush_queued && s->x->up == NULL &&
 	    evbuffer_get_length(bufferevent_get_input(s->cbev)) == 0 &&
 	    evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0 &&
@@ -486,7 +572,7 @@ session_flush_cb(evutil_socket_t fd, short what, void *arg)
 		s->flush_queued = false;
 		if (s->dead)
 			continue;
-		flush_out(s->cbev, !s->tls, s->x->resp_blocked || s->x->out_blocked || s->state == S_CLOSING);
+		flush_out(s->cbev, s->fd >= 0, s->x->resp_blocked || s->x->out_blocked || s->state == S_CLOSING);
 		if (s->x->up != NULL)
 			flush_out(s->x->up->bev, s->x->up->server->pool->tls == NULL,
 			    s->x->req_blocked || s->x->up_closing);
@@ -557,6 +643,7 @@ static void
 session_free(struct session *s)
 {
 	struct worker *w = s->w;
+	bool handed;
 
 	if (s->x != NULL) {
 		drop_upstream(s, false);
@@ -581,8 +668,20 @@ session_free(struct session *s)
 	if (s->flush_queued)
 		TAILQ_REMOVE(&w->flushq, s, flink);
 	TAILQ_REMOVE(&w->sessions, s, link);
+	if (s->stream) {
+		void *st = s->h2s;
+
+		session_release(s);
+		if (st != NULL)
+			h2_stream_session_gone(st);
+		return;
+	}
+	/* A stream's session is no connection; a handed-over one is counted
+	 * by its new owner. */
+	handed = s->handed_over;
 	session_release(s);
-	worker_session_closed(w, NULL);
+	if (!handed)
+		worker_session_closed(w, NULL);
 }
 
 static struct session *
@@ -661,7 +760,7 @@ close_after_flush(struct session *s)
 	reader_disable(s->crd, s->cbev);
 	/* The last answer usually fits the socket buffer: write it now and
 	 * close without another loop turn. */
-	if (!s->tls && !(bufferevent_get_enabled(s->cbev) & EV_WRITE))
+	if (s->fd >= 0 && !(bufferevent_get_enabled(s->cbev) & EV_WRITE))
 		write_now(s->cbev);
 	if (evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0) {
 		session_kill(s);
@@ -694,7 +793,7 @@ arm_timer(struct session *s, enum timer_kind kind)
 	                                  : s->w->cfg->timeouts.client_header_ms;
 
 	/* Plain idle connections park first (see PARK_DELAY_MS). */
-	if (kind == T_IDLE && !s->tls && ms > PARK_DELAY_MS) {
+	if (kind == T_IDLE && s->fd >= 0 && ms > PARK_DELAY_MS) {
 		kind = T_PARK;
 		ms = PARK_DELAY_MS;
 	}
@@ -796,7 +895,7 @@ client_writecb(struct bufferevent *bev, void *arg)
 		else
 			pump_response(s);
 	}
-	if (!s->dead && s->state != S_CLOSING && !s->tls &&
+	if (!s->dead && s->state != S_CLOSING && s->fd >= 0 &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 		bufferevent_disable(bev, EV_WRITE); /* back to direct writes */
 	session_leave(s);
@@ -807,13 +906,15 @@ client_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
-	(void)bev;
 	session_enter(s);
 	if (what & (BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT))
 		s->tls_dirty = true;
 	if (what & BEV_EVENT_CONNECTED) {
-		/* TLS handshake done: now the request head has its own clock. */
-		if (s->timer_kind == T_HANDSHAKE)
+		/* TLS handshake done: HTTP/2 when ALPN chose it, else the
+		 * request head has its own clock. */
+		if (tls_alpn_is_h2(bufferevent_openssl_get_ssl(bev)))
+			hand_over(s);
+		else if (s->timer_kind == T_HANDSHAKE)
 			arm_timer(s, T_HEADER);
 	} else if (what & BEV_EVENT_TIMEOUT) {
 		if (s->state == S_EXCHANGE && !s->x->req_done && !s->x->resp_started)
@@ -866,13 +967,29 @@ read_head(struct session *s)
 	 * counted from the last byte the client took) ends a client that
 	 * never drains.
 	 */
-	if (evbuffer_get_length(bufferevent_get_output(s->cbev)) >= BUF_HIGH) {
+	if (evbuffer_get_length(bufferevent_get_output(s->cbev)) >= HIGH(s)) {
 		s->x->out_blocked = true;
 		reader_disable(s->crd, s->cbev);
 		/* Not idle: a slow reader is judged by its progress alone. */
 		evtimer_del(s->timer);
 		s->timer_kind = T_NONE;
 		return;
+	}
+	if (s->h2c && !s->served) {
+		/* A plain listener with http2: a client that starts with the
+		 * HTTP/2 preface speaks h2c (prior knowledge). */
+		size_t m = len < H2_PREFACE_LEN ? len : H2_PREFACE_LEN;
+
+		data = (const char *)evbuffer_pullup(in, (ev_ssize_t)m);
+		if (memcmp(data, H2_PREFACE, m) == 0) {
+			if (m == H2_PREFACE_LEN)
+				hand_over(s);
+			else if (!s->x->got_bytes) {
+				s->x->got_bytes = true;
+				arm_timer(s, T_HEADER);
+			}
+			return;
+		}
 	}
 	if (!s->x->got_bytes) {
 		s->x->got_bytes = true;
@@ -908,6 +1025,7 @@ read_head(struct session *s)
 	}
 	evtimer_del(s->timer);
 	s->timer_kind = T_NONE;
+	s->served = true;
 	if (w->accesslog != NULL)
 		set_req_line(s, &req);
 	s->x->resp_bytes = 0;
@@ -930,7 +1048,7 @@ read_head(struct session *s)
 	if (rt != NULL)
 		pcolor = preview ? pcolor : rt->weight_bp > 0 ? ramp_color(s, &req, rt) : rt->active;
 	evbuffer_drain(s->x->req_head, evbuffer_get_length(s->x->req_head));
-	if (http_write_request(s->x->req_head, &req, s->client_ip, s->tls ? "https" : "http") < 0) {
+	if (http_write_request(s->x->req_head, &req, s->client_ip, s->secure ? "https" : "http") < 0) {
 		respond_error(s, 500, "out of memory");
 		return;
 	}
@@ -1072,9 +1190,9 @@ upstream_ready(struct session *s)
 	s->x->interim_bytes = 0;
 	s->x->up->connected = true;
 	s->x->up->requests++;
-	rhigh = w->cfg->limits.header_size + 1 > BUF_HIGH ? w->cfg->limits.header_size + 1 : BUF_HIGH;
+	rhigh = w->cfg->limits.header_size + 1 > HIGH(s) ? w->cfg->limits.header_size + 1 : HIGH(s);
 	reader_set_high(s->x->up->rd, ub, rhigh);
-	bufferevent_setwatermark(ub, EV_WRITE, BUF_LOW, 0);
+	bufferevent_setwatermark(ub, EV_WRITE, LOW(s), 0);
 	bufferevent_set_max_single_read(ub, BUF_HIGH);
 	bufferevent_set_max_single_write(ub, BUF_HIGH);
 	/* The response timeout runs once the request is sent; while its body
@@ -1104,12 +1222,12 @@ pump_request(struct session *s)
 
 	if (s->x->req_done)
 		return;
-	if (olen + MIN_ROOM > BUF_HIGH) {
+	if (olen + MIN_ROOM > HIGH(s)) {
 		s->x->req_blocked = true;
 		reader_disable(s->crd, s->cbev);
 		return;
 	}
-	room = BUF_HIGH - olen;
+	room = HIGH(s) - olen;
 	if (s->x->req_framing == HTTP_BODY_LENGTH) {
 		n = evbuffer_get_length(in);
 		if (n > room)
@@ -1142,7 +1260,7 @@ pump_request(struct session *s)
 	if (s->x->req_done) {
 		set_timeouts(s->cbev, s->crd, 0, s->w->cfg->timeouts.client_idle_ms);
 		set_timeouts(s->x->up->bev, s->x->up->rd, s->w->cfg->timeouts.response_ms, s->w->cfg->timeouts.response_ms);
-	} else if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
+	} else if (evbuffer_get_length(out) + MIN_ROOM > HIGH(s)) {
 		s->x->req_blocked = true;
 		reader_disable(s->crd, s->cbev);
 	}
@@ -1393,12 +1511,12 @@ pump_response(struct session *s)
 	bool done = false;
 	int r;
 
-	if (olen + MIN_ROOM > BUF_HIGH) {
+	if (olen + MIN_ROOM > HIGH(s)) {
 		s->x->resp_blocked = true;
 		reader_disable(s->x->up->rd, s->x->up->bev);
 		return;
 	}
-	room = BUF_HIGH - olen;
+	room = HIGH(s) - olen;
 	switch (s->x->resp_in) {
 	case HTTP_BODY_LENGTH:
 		n = evbuffer_get_length(in);
@@ -1434,7 +1552,7 @@ pump_response(struct session *s)
 		response_done(s);
 		return;
 	}
-	if (evbuffer_get_length(out) + MIN_ROOM > BUF_HIGH) {
+	if (evbuffer_get_length(out) + MIN_ROOM > HIGH(s)) {
 		s->x->resp_blocked = true;
 		reader_disable(s->x->up->rd, s->x->up->bev);
 	}
@@ -1477,7 +1595,7 @@ start_tunnel(struct session *s)
 	s->x->req_done = true;
 	set_timeouts(s->cbev, s->crd, 0, 0);
 	set_timeouts(s->x->up->bev, s->x->up->rd, 0, 0);
-	bufferevent_setwatermark(s->x->up->bev, EV_WRITE, BUF_LOW, 0);
+	bufferevent_setwatermark(s->x->up->bev, EV_WRITE, LOW(s), 0);
 	reader_enable(s->crd, s->cbev);
 	pump_tunnel(s, false);
 	pump_tunnel(s, true);
@@ -1492,7 +1610,7 @@ pump_tunnel(struct session *s, bool from_client)
 	struct evbuffer *out = bufferevent_get_output(dst);
 
 	evbuffer_add_buffer(out, bufferevent_get_input(src));
-	if (evbuffer_get_length(out) >= BUF_HIGH) {
+	if (evbuffer_get_length(out) >= HIGH(s)) {
 		reader_disable(srd, src);
 		if (from_client)
 			s->x->req_blocked = true;
@@ -1646,7 +1764,7 @@ ramp_color(struct session *s, const struct http_head *req, const struct route *r
 			}
 			bucket_id_hex(raw, id);
 			snprintf(s->x->set_cookie, sizeof(s->x->set_cookie), "%s=%s; Path=/; HttpOnly; SameSite=Lax%s",
-			    sw->ramp_cookie, id, s->tls ? "; Secure" : "");
+			    sw->ramp_cookie, id, s->secure ? "; Secure" : "");
 			key = id;
 			klen = BUCKET_ID_LEN;
 		}
@@ -1663,8 +1781,8 @@ set_req_line(struct session *s, const struct http_head *req)
 	/* The target may hold '"' and '\' (VCHAR): escaped, so the quoted
 	 * access log field stays one field. A method is a token: no need. */
 	accesslog_escape(target, sizeof(target), req->target, req->target_len > 400 ? 400 : req->target_len);
-	n = snprintf(buf, sizeof(buf), "%.*s %s HTTP/1.%d", (int)(req->method_len > 32 ? 32 : req->method_len),
-	    req->method, target, req->version_minor);
+	n = snprintf(buf, sizeof(buf), "%.*s %s HTTP/%s", (int)(req->method_len > 32 ? 32 : req->method_len),
+	    req->method, target, s->h2s != NULL ? "2.0" : req->version_minor ? "1.1" : "1.0");
 	free(s->x->req_line);
 	s->x->req_line = n > 0 ? strdup(buf) : NULL;
 }

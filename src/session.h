@@ -26,7 +26,21 @@ struct worker;
  * plain HTTP. Returns 0, or -1 when it could not be set up.
  */
 int session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen,
-    struct tls_server *tls);
+    struct tls_server *tls, bool http2);
+
+/*
+ * An HTTP/2 stream's session (h2.c): bev is its end of a bufferevent pair
+ * (the session frees it), peer the connection's client, secure whether the
+ * connection is TLS, owner the stream, told through h2_stream_session_gone()
+ * when the session ends. The session reads one HTTP/1.1 request from bev and
+ * answers it like any other. NULL when out of memory (bev not freed then).
+ */
+struct bufferevent;
+struct session *session_new_stream(struct worker *w, struct bufferevent *bev,
+    const struct sockaddr *peer, socklen_t peerlen, bool secure, void *owner);
+
+/* Ends a stream's session now, without telling its owner. */
+void session_stream_abort(struct session *s);
 
 /*
  * Shutdown of the worker's sessions: sessions idle between requests close

@@ -46,6 +46,8 @@
 
 static const unsigned char alpn_http11[] = "\x08http/1.1";
 #define ALPN_HTTP11_LEN (sizeof(alpn_http11) - 1)
+static const unsigned char alpn_h2[] = "\x02h2";
+#define ALPN_H2_LEN (sizeof(alpn_h2) - 1)
 
 struct tls_name {
 	char *name; /* lower case; "*.example.com" for a wildcard */
@@ -114,6 +116,8 @@ static const struct tls_cert *sni_find(const struct sni_table *tab,
     const char *host, bool wildcard);
 static int alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     const unsigned char *in, unsigned int inlen, void *arg);
+static bool alpn_find(const unsigned char *in, unsigned int inlen,
+    const unsigned char *proto, const unsigned char **out, unsigned char *outlen);
 static void sni_table_free(struct sni_table *tab);
 static void sni_table_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad,
     int idx, long argl, void *argp);
@@ -489,7 +493,9 @@ server_ctx_new(const struct config_listen *l, const struct config_tls_cert *c,
 		snprintf(err, errlen, "session id context: %s", tls_error_string());
 		goto fail;
 	}
-	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
+	/* The same on every context of the listener: the SNI switch does
+	 * not change what ALPN may pick. */
+	SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, (void *)(uintptr_t)l->http2);
 	return ctx;
 fail:
 	SSL_CTX_free(ctx);
@@ -624,33 +630,56 @@ sni_find(const struct sni_table *tab, const char *host, bool wildcard)
 }
 
 /*
- * Picks "http/1.1" from the client's ALPN list. A client that offers only
- * other protocols (say, "h2" alone) gets no ALPN answer rather than a
- * no_application_protocol alert: it can still speak HTTP/1.1 to us or give
- * up, and we keep serving the clients that send odd lists.
+ * Picks from the client's ALPN list by our preference, whatever the client's
+ * order: "h2" when the listener has http2 (arg non-NULL), else "http/1.1".
+ * A client that offers only other protocols (say, "h2" alone where http2 is
+ * off) gets no ALPN answer rather than a no_application_protocol alert: it
+ * can still speak HTTP/1.1 to us or give up, and we keep serving the
+ * clients that send odd lists.
  */
 static int
 alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
     const unsigned char *in, unsigned int inlen, void *arg)
 {
+	(void)ssl;
+	if ((arg != NULL && alpn_find(in, inlen, alpn_h2, out, outlen)) ||
+	    alpn_find(in, inlen, alpn_http11, out, outlen))
+		return SSL_TLSEXT_ERR_OK;
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* Whether the wire-format list in holds proto (wire format too: length
+ * byte, name); *out and *outlen then point at it inside in. A malformed
+ * entry ends the search. */
+static bool
+alpn_find(const unsigned char *in, unsigned int inlen,
+    const unsigned char *proto, const unsigned char **out, unsigned char *outlen)
+{
 	unsigned int i = 0;
 
-	(void)ssl;
-	(void)arg;
 	while (i < inlen) {
 		unsigned int len = in[i];
 
 		if (len == 0 || len > inlen - i - 1)
 			break;
-		if (len == ALPN_HTTP11_LEN - 1 &&
-		    memcmp(in + i + 1, alpn_http11 + 1, len) == 0) {
+		if (len == proto[0] && memcmp(in + i + 1, proto + 1, len) == 0) {
 			*out = in + i + 1;
 			*outlen = (unsigned char)len;
-			return SSL_TLSEXT_ERR_OK;
+			return true;
 		}
 		i += len + 1;
 	}
-	return SSL_TLSEXT_ERR_NOACK;
+	return false;
+}
+
+bool
+tls_alpn_is_h2(const SSL *ssl)
+{
+	const unsigned char *p = NULL;
+	unsigned int len = 0;
+
+	SSL_get0_alpn_selected(ssl, &p, &len);
+	return len == ALPN_H2_LEN - 1 && memcmp(p, alpn_h2 + 1, len) == 0;
 }
 
 /* Frees the table and the non-default contexts; certs[0].ctx belongs to

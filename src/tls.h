@@ -32,7 +32,8 @@ int tls_check_listen(const struct config *cfg, const struct config_listen *l, st
  * callback choosing by the certificate's DNS names (SAN, else CN; wildcards
  * "*.example.com" match one label), min protocol from l->tls_min_version,
  * ciphers from l->tls_ciphers (TLS 1.2 list) or a sensible default, ALPN
- * "http/1.1", session cache and tickets on. Returns NULL with a reason in err.
+ * "h2" (when l->http2) over "http/1.1" whatever the client's order, session
+ * cache and tickets on. Returns NULL with a reason in err.
  */
 struct tls_server *tls_server_new(const struct config_listen *l, char *err, size_t errlen);
 void tls_server_unref(struct tls_server *t);
@@ -45,6 +46,9 @@ void tls_server_unref(struct tls_server *t);
  * SSL_shutdown(ssl) once before freeing so resumption keeps working.
  */
 SSL *tls_server_ssl(struct tls_server *t);
+/* Whether the handshake of ssl (server side, done) chose ALPN "h2": the
+ * connection speaks HTTP/2 from its first byte. Any thread. */
+bool tls_alpn_is_h2(const SSL *ssl);
 
 /*
  * Builds an upstream client context from a pool's tls settings: verify peer

@@ -17,6 +17,7 @@
 
 #include "clock.h"
 #include "fdlimit.h"
+#include "h2.h"
 #include "http.h"
 #include "log.h"
 #include "pool.h"
@@ -306,6 +307,7 @@ worker_main(void *arg)
 
 	event_base_dispatch(w->base);
 	/* Whatever is left (forced stop) goes now, so nothing leaks. */
+	h2_shutdown_all(w, true);
 	session_shutdown_all(w, true);
 	prelude_close_all(w);
 	if ((r = route_current()) != NULL) {
@@ -357,7 +359,8 @@ accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int
 	}
 	if ((w->cfg->listens[wl->index].proxy_protocol
 	            ? prelude_new(w, fd, sa, (socklen_t)salen, wl->index)
-	            : session_new(w, fd, sa, (socklen_t)salen, w->tls != NULL ? w->tls[wl->index] : NULL)) < 0) {
+	            : session_new(w, fd, sa, (socklen_t)salen, w->tls != NULL ? w->tls[wl->index] : NULL,
+	                  w->cfg->listens[wl->index].http2)) < 0) {
 		/* fd was closed; nothing was counted on the worker. */
 		if (atomic_fetch_sub(&total_conns, 1) - 1 < max && atomic_exchange(&all_paused, false))
 			post_peers(WORKER_MSG_RESUME);
@@ -423,6 +426,7 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 			event_del(w->heartbeat_ev);
 		if (w->purge_ev != NULL)
 			event_del(w->purge_ev);
+		h2_shutdown_all(w, (msg & WORKER_MSG_FORCE) != 0);
 		session_shutdown_all(w, (msg & WORKER_MSG_FORCE) != 0);
 		/* Like sessions idle between requests: nothing of theirs is under way. */
 		prelude_close_all(w);
@@ -468,6 +472,10 @@ apply_reload(struct worker *w)
 	if (!w->stopping && !respin)
 		listeners_rebuild(w, w->cfg, nc);
 	w->cfg = nc;
+	/* HTTP/2 clients get GOAWAY: their open streams finish, their next
+	 * connection meets the new listeners and limits. */
+	if (!w->stopping && !respin)
+		h2_shutdown_all(w, false);
 	if (!w->stopping && nc->upstream.purge_delay_ms != w->purge_ms)
 		purge_arm(w);
 	if (w->next_tls != NULL)

@@ -15,6 +15,7 @@
 #include <sys/queue.h>
 
 #include "config.h"
+#include "h2.h"
 #include "metrics.h"
 
 struct event;
@@ -54,6 +55,11 @@ struct worker_stats {
 	 * in flight = started - finished, read finished first. */
 	_Atomic uint64_t started[COLOR_COUNT];
 	_Atomic uint64_t finished[COLOR_COUNT];
+	/* HTTP/2 client connections accepted, their streams (requests), and
+	 * the GOAWAYs sent, by reason. */
+	_Atomic uint64_t h2_connections;
+	_Atomic uint64_t h2_streams;
+	_Atomic uint64_t h2_goaway[H2_GOAWAY_REASONS];
 };
 
 /*
@@ -105,6 +111,7 @@ struct worker {
 	bool stopping;
 	struct session_list sessions;
 	struct prelude *preludes; /* connections still reading a PROXY header */
+	struct h2_conn *h2conns;  /* HTTP/2 connections (h2.c) */
 	/* Sessions with output to write at the end of this loop turn: writes
 	 * are batched after every ready callback ran (see session.c). */
 	struct session_list flushq;

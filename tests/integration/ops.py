@@ -105,25 +105,27 @@ def replace_file(src, dst):
 # cutoverd with TLS listeners
 
 
-def tls_listen_entry(port, cert_pairs, min_version=None, ciphers=None):
+def tls_listen_entry(port, cert_pairs, min_version=None, ciphers=None, http2=None):
     pairs = ", ".join('{ cert = "%s"; key = "%s"; }' % cp for cp in cert_pairs)
     opts = ""
     if min_version is not None:
         opts += ' min_version = "%s";' % min_version
     if ciphers is not None:
         opts += ' ciphers = "%s";' % ciphers
-    return '{ address = "127.0.0.1:%d"; tls = { certs = ( %s );%s }; }' % (port, pairs, opts)
+    h2 = "" if http2 is None else " http2 = %s;" % ("true" if http2 else "false")
+    return '{ address = "127.0.0.1:%d";%s tls = { certs = ( %s );%s }; }' % (port, h2, pairs, opts)
 
 
 def tls_config_text(env, port, cert_pairs, blue=(), green=(), min_version=None, ciphers=None,
-                    plain_port=None, **kw):
+                    plain_port=None, http2=None, **kw):
     """harness.config_text with its plaintext listener replaced by a TLS one
-    on port (and a plaintext one on plain_port when given)."""
+    on port (and a plaintext one on plain_port when given); http2 None
+    leaves listen[].http2 at its default."""
     addrs = lambda lst: [str(getattr(s, "addr", s)) for s in lst]  # noqa: E731
     text = harness.config_text(env, port, addrs(blue), addrs(green), **kw)
     plain = 'listen = ( { address = "127.0.0.1:%d"; } );\n' % port
     check(plain in text, "harness.config_text no longer writes the listen line this module replaces")
-    entries = [tls_listen_entry(port, cert_pairs, min_version, ciphers)]
+    entries = [tls_listen_entry(port, cert_pairs, min_version, ciphers, http2)]
     if plain_port is not None:
         entries.append('{ address = "127.0.0.1:%d"; }' % plain_port)
     return text.replace(plain, "listen = ( %s );\n" % ", ".join(entries))

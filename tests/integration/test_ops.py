@@ -344,8 +344,18 @@ def test_metrics_after_known_traffic(env):
                      ("cutover_inflight_requests", "gauge"), ("cutover_server_up", "gauge"),
                      ("cutover_switches_total", "counter"), ("cutover_switch_refused_total", "counter"),
                      ("cutover_request_duration_seconds", "histogram"),
-                     ("cutover_upstream_errors_total", "counter")):
+                     ("cutover_upstream_errors_total", "counter"),
+                     ("cutover_h2_connections_total", "counter"), ("cutover_h2_streams_total", "counter"),
+                     ("cutover_h2_goaway_total", "counter")):
         check(types.get(fam) == typ, "metric family %s has TYPE %r, expected %s" % (fam, types.get(fam), typ))
+    # HTTP/1.1 traffic only: the HTTP/2 counters exist, at 0, every GOAWAY reason included.
+    for name in ("cutover_h2_connections_total", "cutover_h2_streams_total"):
+        check(metric(s, name) == 0, "%s after HTTP/1.1 traffic only: %s" % (name, metric(s, name)))
+    goaway = {dict(k[1])["reason"]: v for k, v in s.items() if k[0] == "cutover_h2_goaway_total"}
+    reasons = {"rapid_reset", "continuation_flood", "settings_flood", "ping_flood", "header_list",
+               "stream_limit", "stall", "protocol_error", "shutdown", "idle"}
+    check(goaway == {r: 0 for r in reasons}, "cutover_h2_goaway_total is %s, expected 0 for each of %s"
+          % (goaway, sorted(reasons)))
     req_b, req_g = _requests(s, "blue"), _requests(s, "green")
     check(req_b == {"none": 0, "1xx": 0, "2xx": n_ok, "3xx": 0, "4xx": 0, "5xx": n_5xx},
           "cutover_requests_total for blue after %d 2xx and %d 5xx: %s" % (n_ok, n_5xx, req_b))

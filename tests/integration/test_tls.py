@@ -82,6 +82,35 @@ def test_alpn_http11(env):
           % " | ".join(l for l in text.splitlines() if "ALPN" in l or "error" in l))
 
 
+def _alpn_lines(text):
+    return " | ".join(l for l in text.splitlines() if "ALPN" in l or "error" in l)
+
+
+def test_alpn_h2_by_default(env):
+    """A TLS listener offers h2 by default, preferred whatever the client's
+    order, on every certificate's context."""
+    cd, cp = two_certs(env)
+    d, _ = start_tls(env, cp, blue=[env.backend("b1", "blue")], green=["127.0.0.1:9"], extra=EXTRA_DEFAULT)
+    for offer in ("h2,http/1.1", "http/1.1,h2"):
+        for name in ("a.test", "b.test"):
+            rc, text = s_client(d.port, "-alpn", offer, servername=name)
+            check("ALPN protocol: h2" in text, "-alpn %s to %s: h2 not negotiated: %s"
+                  % (offer, name, _alpn_lines(text)))
+    rc, text = s_client(d.port, "-alpn", "http/1.1", servername="a.test")
+    check("ALPN protocol: http/1.1" in text, "-alpn http/1.1: http/1.1 not negotiated: %s" % _alpn_lines(text))
+
+
+def test_alpn_http2_off(env):
+    cd, cp = two_certs(env)
+    d, _ = start_tls(env, cp, http2=False, blue=[env.backend("b1", "blue")], green=["127.0.0.1:9"],
+                     extra=EXTRA_DEFAULT)
+    rc, text = s_client(d.port, "-alpn", "h2,http/1.1", servername="a.test")
+    check("ALPN protocol: http/1.1" in text, "http2 = false, -alpn h2,http/1.1: http/1.1 not negotiated: %s"
+          % _alpn_lines(text))
+    rc, text = s_client(d.port, "-alpn", "h2", servername="a.test")
+    check("ALPN protocol: h2" not in text, "http2 = false: h2 negotiated: %s" % _alpn_lines(text))
+
+
 def _proto_refused(text):
     return s_client_protocol(text) is None and "no protocols available" not in text
 

@@ -132,8 +132,8 @@ dump_errors(const struct config_errors *errs)
 
 static const char full_conf[] =
     "# every key, none at its default\n"
-    "listen = ( { address = \"127.0.0.1:8080\"; },\n"
-    "           { address = \"[::1]:8443\"; proxy_protocol = true;\n"
+    "listen = ( { address = \"127.0.0.1:8080\"; http2 = true; },\n"
+    "           { address = \"[::1]:8443\"; proxy_protocol = true; http2 = false;\n"
     "             tls = { certs = ( { cert = \"@/a.pem\"; key = \"a.key\"; } );\n"
     "                     min_version = \"TLSv1.3\";\n"
     "                     ciphers = \"HIGH:!aNULL\"; }; } );\n"
@@ -163,7 +163,8 @@ static const char full_conf[] =
     "control: { socket = \"@/control.sock\"; mode = \"0600\"; group = \"%GROUP%\";\n"
     "           admin_group = \"%GROUP%\"; };\n"
     "metrics: { listen = \"127.0.0.1:9999\"; };\n"
-    "limits: { header_size = 8192; header_count = 50; max_connections = 20; };\n"
+    "limits: { header_size = 8192; header_count = 50; max_connections = 20;\n"
+    "          h2_max_streams = 7; };\n"
     "timeouts: { client_header = \"1s\"; client_idle = \"2s\"; connect = \"3s\";\n"
     "            response = \"4s\"; upstream_idle = \"5s\"; };\n"
     "upstream: { keepalive = 0; purge_delay = \"250ms\"; };\n";
@@ -213,6 +214,9 @@ START_TEST(test_full)
 	ck_assert_ptr_null(cfg->listens[0].certs);
 	ck_assert(!cfg->listens[0].proxy_protocol);
 	ck_assert(cfg->listens[1].proxy_protocol);
+	/* An explicit http2 wins over the default of either kind of listener. */
+	ck_assert(cfg->listens[0].http2);
+	ck_assert(!cfg->listens[1].http2);
 	ck_assert_str_eq(cfg->listens[1].addr.text, "[::1]:8443");
 	ck_assert_int_eq(cfg->listens[1].line, 3);
 	ck_assert_uint_eq(cfg->listens[1].ncerts, 1);
@@ -321,6 +325,7 @@ START_TEST(test_full)
 	ck_assert_uint_eq(cfg->limits.header_size, 8192);
 	ck_assert_uint_eq(cfg->limits.header_count, 50);
 	ck_assert_uint_eq(cfg->limits.max_connections, 20);
+	ck_assert_uint_eq(cfg->limits.h2_max_streams, 7);
 	ck_assert_uint_eq(cfg->timeouts.client_header_ms, 1000);
 	ck_assert_uint_eq(cfg->timeouts.client_idle_ms, 2000);
 	ck_assert_uint_eq(cfg->timeouts.connect_ms, 3000);
@@ -331,6 +336,30 @@ START_TEST(test_full)
 
 	config_free(cfg);
 	free(text);
+}
+END_TEST
+
+/* listen[].http2 defaults to on where ALPN can offer h2 (TLS) and to off
+ * on plain listeners, where it would mean h2c with prior knowledge. */
+START_TEST(test_http2_default)
+{
+	struct config_errors errs = {0};
+	struct config *cfg = NULL;
+	int rc;
+
+	rc = load("listen = ( { address = \"127.0.0.1:8080\"; },\n"
+	    "  { address = \"127.0.0.1:8443\";\n"
+	    "    tls = { certs = ( { cert = \"a.pem\"; key = \"a.key\"; } ); }; } );\n"
+	    "pools = { blue = { servers = ( ); }; green = { servers = ( ); }; };\n",
+	    &cfg, &errs);
+	dump_errors(&errs);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(cfg->nlistens, 2);
+	ck_assert_uint_eq(cfg->listens[0].ncerts, 0);
+	ck_assert(!cfg->listens[0].http2);
+	ck_assert_uint_eq(cfg->listens[1].ncerts, 1);
+	ck_assert(cfg->listens[1].http2);
+	config_free(cfg);
 }
 END_TEST
 
@@ -349,6 +378,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->listens[0].ncerts, 0);
 	ck_assert_str_eq(cfg->listens[0].tls_min_version, "TLSv1.2");
 	ck_assert_ptr_null(cfg->listens[0].tls_ciphers);
+	ck_assert(!cfg->listens[0].http2);
 	ck_assert_uint_eq(cfg->workers, 0);
 	ck_assert_uint_ge(config_workers(cfg), 1);
 	ck_assert_uint_eq(config_workers(cfg), (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
@@ -395,6 +425,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->limits.header_size, 16384);
 	ck_assert_uint_eq(cfg->limits.header_count, 100);
 	ck_assert_uint_eq(cfg->limits.max_connections, 10000);
+	ck_assert_uint_eq(cfg->limits.h2_max_streams, 100);
 	ck_assert_uint_eq(cfg->timeouts.client_header_ms, 10000);
 	ck_assert_uint_eq(cfg->timeouts.client_idle_ms, 60000);
 	ck_assert_uint_eq(cfg->timeouts.connect_ms, 5000);
@@ -707,6 +738,15 @@ static const struct bad_case bad_cases[] = {
 	    "3: 'timeouts.handshake' must be at most 24h, not \"25h\""},
 	{BASE "limits = { header_count = 10001; };\n",
 	    "3: 'limits.header_count' must be from 1 to 10000, not 10001"},
+	{BASE "limits = { h2_max_streams = 0; };\n",
+	    "3: 'limits.h2_max_streams' must be from 1 to 10000, not 0"},
+	{BASE "limits = {\n h2_max_streams = 10001; };\n",
+	    "4: 'limits.h2_max_streams' must be from 1 to 10000, not 10001"},
+	{BASE "limits = { h2_max_streams = \"100\"; };\n",
+	    "3: 'limits.h2_max_streams' must be an integer"},
+	{"listen = ( { address = \"127.0.0.1:8080\";\n http2 = \"yes\"; } );\n"
+	 "pools = { blue = { servers = ( \"127.0.0.1:9001\" ); }; green = { servers = ( ); }; };\n",
+	    "2: 'listen[0].http2' must be true or false"},
 	{BASE "limits = { max_connections = 0; };\n",
 	    "3: 'limits.max_connections' must be from 1 to 1000000, not 0"},
 	{BASE "timeouts = { connect = \"0s\"; };\n",
@@ -892,7 +932,7 @@ START_TEST(test_maxima_accepted)
 	rc = load(BASE "# 99999999999 in a comment\n"
 	    "/* 4294967297\n 8589934592 */ // 4294967297\n"
 	    "limits = { header_size = 81920; header_count = 10000;\n"
-	    "  max_connections = 1000000; };\n"
+	    "  max_connections = 1000000; h2_max_streams = 10000; };\n"
 	    "switch = { safety_window = \"720h\"; drain_timeout = \"24h\";\n"
 	    "  min_healthy = 100000; };\n"
 	    "health = { interval = \"1h\"; timeout = \"59m\"; rise = 1000;\n"
@@ -911,6 +951,7 @@ START_TEST(test_maxima_accepted)
 	ck_assert_int_eq(rc, 0);
 	ck_assert_uint_eq(cfg->limits.header_size, 81920);
 	ck_assert_uint_eq(cfg->limits.max_connections, 1000000);
+	ck_assert_uint_eq(cfg->limits.h2_max_streams, 10000);
 	ck_assert_uint_eq(cfg->sw.safety_window_ms, UINT64_C(720) * 3600 * 1000);
 	ck_assert_uint_eq(cfg->timeouts.handshake_ms, 86400000);
 	ck_assert_uint_eq(cfg->upstream.keepalive, 100000);
@@ -1026,11 +1067,13 @@ START_TEST(test_reload_check)
 
 	ck_assert_int_eq(load(BASE "workers = 2;\n", &old, &errs), 0);
 
-	/* Pools, health, log level: a reload may change them. */
-	ck_assert_int_eq(load("listen = ( { address = \"127.0.0.1:8080\"; } );\n"
+	/* Pools, health, log level, listeners' keys, limits: a reload may
+	 * change them. */
+	ck_assert_int_eq(load("listen = ( { address = \"127.0.0.1:8080\"; http2 = true; } );\n"
 	    "pools = { blue = { servers = ( ); }; green = { servers = "
 	    "( \"127.0.0.1:9003\" ); }; };\n"
-	    "workers = 2; log_level = \"debug\"; health = { rise = 9; };\n",
+	    "workers = 2; log_level = \"debug\"; health = { rise = 9; };\n"
+	    "limits = { h2_max_streams = 5; };\n",
 	    &next, &errs), 0);
 	ck_assert_int_eq(config_reload_check(old, next, &errs), 0);
 	ck_assert_uint_eq(errs.n, 0);
@@ -1113,6 +1156,7 @@ config_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_full);
 	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_http2_default);
 	tcase_add_test(tc, test_multiple_errors);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_syntax_error);

@@ -64,6 +64,10 @@ crafted(struct metrics_snapshot *snap, struct metrics_server *servers)
 	snap->switches[TRIGGER_MANUAL] = 5;
 	snap->switches[TRIGGER_AUTO_ROLLBACK] = 2;
 	snap->switch_refused = 3;
+	snap->h2_connections = 8;
+	snap->h2_streams = 9;
+	snap->h2_goaway[H2_GOAWAY_RAPID_RESET] = 1;
+	snap->h2_goaway[H2_GOAWAY_SHUTDOWN] = 2;
 	servers[0] = (struct metrics_server){COLOR_BLUE, "127.0.0.1:9001", true};
 	servers[1] = (struct metrics_server){COLOR_GREEN, "we\"ird\\addr\nx", false};
 	snap->servers = servers;
@@ -154,7 +158,25 @@ static const char expected_text[] =
     "cutover_upstream_errors_total{color=\"green\",kind=\"timeout\"} 0\n"
     "cutover_upstream_errors_total{color=\"green\",kind=\"invalid\"} 0\n"
     "cutover_upstream_errors_total{color=\"green\",kind=\"reset\"} 0\n"
-    "cutover_upstream_errors_total{color=\"green\",kind=\"local\"} 0\n";
+    "cutover_upstream_errors_total{color=\"green\",kind=\"local\"} 0\n"
+    "# HELP cutover_h2_connections_total HTTP/2 client connections accepted.\n"
+    "# TYPE cutover_h2_connections_total counter\n"
+    "cutover_h2_connections_total 8\n"
+    "# HELP cutover_h2_streams_total HTTP/2 streams (requests) of clients.\n"
+    "# TYPE cutover_h2_streams_total counter\n"
+    "cutover_h2_streams_total 9\n"
+    "# HELP cutover_h2_goaway_total GOAWAYs sent to HTTP/2 clients, by reason.\n"
+    "# TYPE cutover_h2_goaway_total counter\n"
+    "cutover_h2_goaway_total{reason=\"rapid_reset\"} 1\n"
+    "cutover_h2_goaway_total{reason=\"continuation_flood\"} 0\n"
+    "cutover_h2_goaway_total{reason=\"settings_flood\"} 0\n"
+    "cutover_h2_goaway_total{reason=\"ping_flood\"} 0\n"
+    "cutover_h2_goaway_total{reason=\"header_list\"} 0\n"
+    "cutover_h2_goaway_total{reason=\"stream_limit\"} 0\n"
+    "cutover_h2_goaway_total{reason=\"stall\"} 0\n"
+    "cutover_h2_goaway_total{reason=\"protocol_error\"} 0\n"
+    "cutover_h2_goaway_total{reason=\"shutdown\"} 2\n"
+    "cutover_h2_goaway_total{reason=\"idle\"} 0\n";
 
 /* Renders snap into a NUL-terminated string the caller frees. */
 static char *
@@ -203,7 +225,8 @@ START_TEST(test_render_structure)
 {
 	static const char *const families[] = {"cutover_active_color", "cutover_ramp_weight_ratio", "cutover_requests_total",
 	    "cutover_inflight_requests", "cutover_server_up", "cutover_switches_total",
-	    "cutover_switch_refused_total", "cutover_request_duration_seconds", "cutover_upstream_errors_total"};
+	    "cutover_switch_refused_total", "cutover_request_duration_seconds", "cutover_upstream_errors_total",
+	    "cutover_h2_connections_total", "cutover_h2_streams_total", "cutover_h2_goaway_total"};
 	const size_t nfam = sizeof(families) / sizeof(families[0]);
 	struct metrics_snapshot snap;
 	struct metrics_server servers[2];
@@ -277,11 +300,12 @@ START_TEST(test_render_structure)
 }
 END_TEST
 
-/* A zero snapshot still names every color, code, trigger and kind. */
+/* A zero snapshot still names every color, code, trigger, kind and reason. */
 START_TEST(test_render_empty)
 {
 	struct metrics_snapshot snap;
-	char *text;
+	char *text, line[128];
+	unsigned i;
 
 	memset(&snap, 0, sizeof(snap));
 	text = render(&snap);
@@ -290,6 +314,13 @@ START_TEST(test_render_empty)
 	ck_assert_ptr_nonnull(strstr(text, "cutover_switches_total{trigger=\"rollback\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(text, "cutover_upstream_errors_total{color=\"green\",kind=\"reset\"} 0\n"));
 	ck_assert_ptr_nonnull(strstr(text, "cutover_request_duration_seconds_sum{color=\"green\"} 0\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_h2_connections_total 0\n"));
+	ck_assert_ptr_nonnull(strstr(text, "cutover_h2_streams_total 0\n"));
+	for (i = 0; i < H2_GOAWAY_REASONS; i++) {
+		snprintf(line, sizeof(line), "cutover_h2_goaway_total{reason=\"%s\"} 0\n",
+		    h2_goaway_reason_name((enum h2_goaway_reason)i));
+		ck_assert_msg(strstr(text, line) != NULL, "no %s", line);
+	}
 	ck_assert_ptr_nonnull(strstr(text, "# TYPE cutover_server_up gauge\n# HELP"));
 	free(text);
 }

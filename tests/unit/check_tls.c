@@ -560,6 +560,7 @@ START_TEST(test_alpn)
 	SSL_get0_alpn_selected(cl, &p, &len);
 	ck_assert_uint_eq(len, 8);
 	ck_assert_int_eq(memcmp(p, "http/1.1", 8), 0);
+	ck_assert(!tls_alpn_is_h2(sv)); /* http2 is off on s */
 	SSL_free(cl);
 	SSL_free(sv);
 
@@ -574,6 +575,60 @@ START_TEST(test_alpn)
 	SSL_free(cl);
 	SSL_free(sv);
 
+	tls_client_unref(cli);
+	tls_server_unref(srv);
+}
+END_TEST
+
+/* With http2 the server prefers "h2" whatever the client's order, on
+ * every certificate's context; http/1.1 stays for clients without it. */
+struct alpn_case {
+	const char *sni;
+	const char *offer; /* wire format */
+	unsigned offerlen;
+	const char *want;  /* "" when none */
+};
+
+static const struct alpn_case alpn_h2_cases[] = {
+	{"a.test", "\x02h2\x08http/1.1", 12, "h2"},
+	{"a.test", "\x08http/1.1\x02h2", 12, "h2"},
+	{"b.test", "\x08http/1.1\x02h2", 12, "h2"}, /* after the SNI switch */
+	{"a.test", "\x02h2", 3, "h2"},
+	{"a.test", "\x08http/1.1", 9, "http/1.1"},
+	{"b.test", "\x08http/1.1\x08http/1.0", 18, "http/1.1"},
+	{"a.test", "\x08http/1.0", 9, ""},
+};
+
+START_TEST(test_alpn_h2)
+{
+	const struct alpn_case *c = &alpn_h2_cases[_i];
+	const unsigned char *p;
+	unsigned int len;
+	struct tls_server *srv;
+	struct tls_client *cli;
+	struct lsn s;
+	SSL *cl, *sv;
+	char who;
+
+	lsn_init(&s, "TLSv1.2", NULL);
+	s.l.http2 = true;
+	lsn_add(&s, "a.pem", "a.key");
+	lsn_add(&s, "b.pem", "b.key");
+	srv = server_new(&s);
+	cli = client_new(true, "ca.pem", c->sni);
+	cl = tls_client_ssl(cli, &loopback);
+	sv = tls_server_ssl(srv);
+	ck_assert_int_eq(SSL_set_alpn_protos(cl, (const unsigned char *)c->offer,
+	    c->offerlen), 0);
+	ck_assert_msg(handshake(cl, sv, &who) == 0, "handshake failed (%c): %s",
+	    who, tls_error_string());
+	assert_peer(cl, strcmp(c->sni, "b.test") == 0 ? "b.pem" : "a.pem");
+	SSL_get0_alpn_selected(cl, &p, &len);
+	ck_assert_uint_eq(len, strlen(c->want));
+	ck_assert_int_eq(memcmp(p, c->want, len), 0);
+	ck_assert(tls_alpn_is_h2(sv) == (strcmp(c->want, "h2") == 0));
+	SSL_free(cl);
+	SSL_free(sv);
 	tls_client_unref(cli);
 	tls_server_unref(srv);
 }
@@ -959,6 +1014,8 @@ tls_suite(void)
 	tcase_add_loop_test(ts, test_sni, 0,
 	    (int)(sizeof(sni_cases) / sizeof(sni_cases[0])));
 	tcase_add_test(ts, test_alpn);
+	tcase_add_loop_test(ts, test_alpn_h2, 0,
+	    (int)(sizeof(alpn_h2_cases) / sizeof(alpn_h2_cases[0])));
 	tcase_add_test(ts, test_min_version);
 	tcase_add_test(ts, test_default_ciphers);
 	tcase_add_test(ts, test_ssl_outlives_server);
