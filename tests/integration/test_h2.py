@@ -20,7 +20,7 @@ import time
 import harness
 import h2attack as h2a
 from h2attack import H2Conn
-from harness import check, fail, http_request, pattern_bytes, pattern_crc32, rss_kib, wait_for
+from harness import check, fail, http_request, pattern_bytes, pattern_crc32, respond, rss_kib, wait_for
 from ops import certs, check_log_clean, client_ctx, fetch_metrics, metric, pair, reap, tls_listen_entry
 from switching import AUTO_ROLLBACK_OFF, EXTRA_DEFAULT, HEALTH_FAST, Ctl, sock_path
 
@@ -385,6 +385,43 @@ def test_http11_upgrade_h2c_not_honoured(env):
                   % (what, r.start_line, r.body))
         r = env.curl("--http2", "-w", "\n%{http_version} %{http_code}", "http://127.0.0.1:%d/" % port)
         check(split_w(r)[1] == "1.1 200", "%s: curl --http2 (Upgrade: h2c) got %r" % (what, split_w(r)[1]))
+
+
+def upgrading_upstream(conn, rec, server):
+    """An upstream that speaks h2c: it answers 101 to Upgrade: h2c and then
+    sends the server preface (a SETTINGS frame) and keeps reading."""
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        rec.requests.append(req)
+        if (req.header("Upgrade") or "").lower() == "h2c":
+            conn.send(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+                      + h2a.settings_frame())
+            conn.read_until_close()
+            return
+        respond(conn, 200, b"plain")
+
+
+def test_h2c_smuggling_through_an_upgrading_upstream(env):
+    """h2c smuggling: behind a proxy that passes Upgrade: h2c on, an h2c
+    upstream answers 101 and the client gets a raw HTTP/2 tunnel past the
+    proxy's rules. cutoverd must neither forward the Upgrade nor relay a 101."""
+    up = env.raw_backend(upgrading_upstream)
+    s = start_h2(env, [up], tls=False, plain_port=True)
+    for port, what in ((s.port, "plain listener, http2 = true"), (s.plain_port, "plain listener, http2 default")):
+        n0 = len(up.all_requests())
+        with harness.Conn(port) as c:
+            c.send(http_request("GET", "/h2c", headers=[("Connection", "Upgrade, HTTP2-Settings"),
+                                                        ("Upgrade", "h2c"),
+                                                        ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")]))
+            r = c.read_response()
+        seen = up.all_requests()[n0:]
+        check(r.status == 200 and r.body == b"plain",
+              "%s: Upgrade: h2c to an h2c upstream answered %s %r (the upstream saw %r)"
+              % (what, r.start_line, r.body[:40], [(q.start_line, q.header("Upgrade")) for q in seen]))
+        check(all(q.header("Upgrade") is None and q.header("HTTP2-Settings") is None for q in seen),
+              "%s: the upstream saw %r" % (what, [q.raw_head for q in seen]))
 
 
 # --------------------------------------------------------------------------
