@@ -53,8 +53,10 @@
 #define CTRL_BURST     100
 #define CTRL_RATE      10
 #define MAX_CONTINUATIONS 8
-/* Streams refused for going over the limit before the client ends the
- * connection: a client that ignores SETTINGS_MAX_CONCURRENT_STREAMS. */
+/* Streams refused (REFUSED_STREAM) for going over the limit before the
+ * client's SETTINGS acknowledgement, before the connection ends: a client
+ * that ignores SETTINGS_MAX_CONCURRENT_STREAMS. */
+#define REFUSED_MAX 100
 #define TIMER_MS 1000
 
 struct h2_conn;
@@ -112,6 +114,7 @@ struct h2_conn {
 	uint64_t last_active_ms;   /* a stream was open, or one ended */
 	uint64_t last_progress_ms; /* the client took some of our output */
 	struct bucket rst, settings, ping;
+	unsigned refused;   /* streams refused over the limit */
 	bool goaway;        /* a GOAWAY was submitted or written */
 	bool goaway_counted;
 	int goaway_reason;  /* set before submitting one of ours; -1: from the error code */
@@ -774,6 +777,10 @@ on_frame_send(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
 	if (frame->hd.type == NGHTTP2_GOAWAY) {
 		c->goaway = true;
 		count_goaway(c, frame->goaway.error_code);
+	} else if (frame->hd.type == NGHTTP2_RST_STREAM &&
+	    frame->rst_stream.error_code == NGHTTP2_REFUSED_STREAM && !c->w->stopping) {
+		if (++c->refused > REFUSED_MAX)
+			conn_goaway(c, H2_GOAWAY_STREAMS, NGHTTP2_ENHANCE_YOUR_CALM);
 	} else if (frame->hd.type == NGHTTP2_RST_STREAM && !bucket_take(&c->rst, RST_BURST, RST_RATE)) {
 		/* Resets the client provokes (invalid streams) count too. */
 		conn_goaway(c, H2_GOAWAY_RAPID_RESET, NGHTTP2_ENHANCE_YOUR_CALM);

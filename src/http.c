@@ -663,6 +663,30 @@ http_check_request_line(const char *buf, size_t len)
 	return parse_request_line(buf, (size_t)(lf - buf) + 1, &pos, &line);
 }
 
+/* Whether an Upgrade field's protocol list names h2c (any case, any version). */
+static bool
+upgrade_names_h2c(const struct http_header *h)
+{
+	size_t i = 0, n = h->value_len;
+
+	while (i < n) {
+		size_t start, end;
+
+		while (i < n && (h->value[i] == ' ' || h->value[i] == '\t' || h->value[i] == ','))
+			i++;
+		start = i;
+		while (i < n && h->value[i] != ',')
+			i++;
+		end = i;
+		while (end > start && (h->value[end - 1] == ' ' || h->value[end - 1] == '\t'))
+			end--;
+		if (end - start >= 3 && (h->value[start] | 0x20) == 'h' && h->value[start + 1] == '2' &&
+		    (h->value[start + 2] | 0x20) == 'c' && (end - start == 3 || h->value[start + 3] == '/'))
+			return true;
+	}
+	return false;
+}
+
 enum http_parse_result
 http_parse_request(const char *buf, size_t len, struct http_header *headers, size_t max_headers,
     struct http_head *out)
@@ -722,6 +746,11 @@ http_parse_request(const char *buf, size_t len, struct http_header *headers, siz
 	/* Upgrade and Expect are HTTP/1.1 mechanisms; a 1.0 request's are
 	 * ignored (RFC 9110 7.8, 10.1.1). */
 	out->upgrade = out->version_minor == 1 && fs.conn_upgrade && fs.nupgrade == 1;
+	/* Upgrade to h2c is never honoured, nor passed on (the header is
+	 * hop-by-hop, and HTTP2-Settings is named in Connection): the request
+	 * is served as HTTP/1.1. HTTP/2 takes prior knowledge or ALPN. */
+	if (out->upgrade && upgrade_names_h2c(&out->headers[out->upgrade_hdr]))
+		out->upgrade = false;
 	out->expect_continue = out->version_minor == 1 && fs.expect_continue;
 
 	if ((rc = hp_run(buf, len, HTTP_REQUEST, false, &hp)) != HTTP_OK)
