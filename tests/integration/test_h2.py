@@ -279,6 +279,26 @@ def test_many_concurrent_streams_and_counters(env):
     check(n_h2 == 2000, "%d access log lines 'GET / HTTP/2.0' for the 2000 h2load requests" % n_h2)
 
 
+def test_h2_max_streams_setting_and_headers_under_the_limit(env):
+    b1 = env.backend("b1", "blue")
+    s = start_h2(env, [b1], limits={"h2_max_streams": 10})
+    big = "c" * 12000  # under limits.header_size 16384: must pass, HPACK-encoded or not
+    with s.h2() as c:
+        c.wait(lambda: c.settings_seen > 0, 10)
+        mcs = c.server_settings.get(h2a.MAX_CONCURRENT_STREAMS)
+        check(mcs == 10, "limits.h2_max_streams = 10: SETTINGS_MAX_CONCURRENT_STREAMS %r" % mcs)
+        st = c.wait_stream(c.request("GET", "/echo", "a.test", "https", extra=[("cookie", big)]), 30)
+        check(st.status == 200, "a 12 KB header list with header_size 16384: %r (%s)" % (st, c.describe()))
+        e = echo_json("12 KB cookie", st.body)
+        check(hdrs(e, "cookie") == [big], "the cookie reached the upstream as %r"
+              % [v[:40] for v in hdrs(e, "cookie")])
+        # a client that waited for the SETTINGS may use all 10 at once
+        sts = [c.request("GET", "/delay?ms=300", "a.test", "https") for _ in range(10)]
+        c.wait(lambda: all(x.done for x in sts), 30)
+        check(all(x.status == 200 and x.ended for x in sts) and c.goaway is None,
+              "10 concurrent streams with h2_max_streams 10: %r; %s" % (sts, c.describe()))
+
+
 def test_request_trailers_dropped(env):
     b1 = env.backend("b1", "blue")
     s = start_h2(env, [b1], tls=False)
