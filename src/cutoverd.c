@@ -27,7 +27,7 @@ usage(FILE *fp)
 	fprintf(fp,
 	    "usage: cutoverd [-c FILE] [-t] [-V] [-h]\n"
 	    "\n"
-	    "Blue/green HTTP/1.1 reverse proxy. Runs in the foreground, logs to stderr.\n"
+	    "Blue/green HTTP/1.1 and HTTP/2 reverse proxy. Runs in the foreground, logs to stderr.\n"
 	    "\n"
 	    "  -c, --config FILE  configuration file (default %s)\n"
 	    "  -t, --test         check the configuration (server names are resolved),\n"
