@@ -127,9 +127,27 @@ for ((r = 1; r <= BENCH_ROUNDS; r++)); do
 wl, p, r, n, t0, t1, ticks, hz, errs = sys.argv[1:]
 n, ticks = int(n), int(ticks)
 print("%-8s %-9s %5s %9d %10.0f %12.1f %8s" % (wl, p, r, n, n / (float(t1) - float(t0)),
-      ticks / int(hz) / n * 1e6, errs))' "$wl" "$p" "$r" "$ok" "$t0" "$t1" "$((c1 - c0))" "$CLK_TCK" "$errs"
+      ticks / int(hz) / n * 1e6, errs))' "$wl" "$p" "$r" "$ok" "$t0" "$t1" "$((c1 - c0))" "$CLK_TCK" "$errs" |
+                tee -a "$TMP/rows"
         done
     done
 done
+# Medians over the rounds, and cutoverd's ratios to each peer.
+[[ -s $TMP/rows ]] && python3 - "$TMP/rows" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+cells = {}
+for wl, p, r, n, rps, cpu, errs in rows:
+    cells.setdefault((wl, p), []).append((float(rps), float(cpu)))
+print("\nmedians over %d round(s):" % max(len(v) for v in cells.values()))
+print("%-8s %-9s %10s %12s %16s" % ("workload", "proxy", "req/s", "cpu us/req", "cutoverd x req/s, cpu"))
+for (wl, p), v in cells.items():
+    rps, cpu = statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)
+    ratio = ""
+    own = cells.get((wl, "cutoverd"))
+    if own and p != "cutoverd":
+        ratio = "x%.2f, x%.2f" % (statistics.median(x[0] for x in own) / rps, statistics.median(x[1] for x in own) / cpu)
+    print("%-8s %-9s %10.0f %12.1f %16s" % (wl, p, rps, cpu, ratio))
+PY
 ((STATUS == 0)) || say "bench: FAILED (a proxy did not start or speak h2, died, or a run had errors)"
 exit "$STATUS"
