@@ -38,6 +38,10 @@
 #define CONN_WINDOW   (1024 * 1024)
 #define BODY_HIGH     (64 * 1024)
 #define OUT_HIGH      (64 * 1024)
+/* Sessions kept per connection for its next streams once their answer is
+ * complete (a session with its pair costs a dozen allocations); a
+ * connection without streams at a timer tick lets them go. */
+#define IDLE_MAX      32
 #define OUT_LOW       (16 * 1024)
 
 /*
@@ -68,7 +72,20 @@ struct bucket {
 
 enum resp_state { RS_HEAD, RS_BODY, RS_DONE };
 
+/* What a stream's session belongs to (its owner pointer, see session.h). */
+enum owner_kind { OWNER_STREAM = 1, OWNER_IDLE };
+
+/* A session between streams, with our end of its pair. */
+struct h2_idle {
+	enum owner_kind kind; /* OWNER_IDLE; first, as in h2_stream */
+	struct h2_conn *c;
+	struct h2_idle *next, *prev;
+	struct bufferevent *bev;
+	struct session *sess;
+};
+
 struct h2_stream {
+	enum owner_kind kind; /* OWNER_STREAM */
 	struct h2_conn *c;
 	struct h2_stream *next, *prev;
 	int32_t id;
@@ -95,6 +112,7 @@ struct h2_stream {
 	bool body_eof;
 	bool deferred;
 	bool answered; /* a final response was submitted */
+	bool resp_keepalive; /* the session keeps its pair after this answer */
 };
 
 struct h2_conn {
@@ -110,6 +128,8 @@ struct h2_conn {
 	char client_ip[INET6_ADDRSTRLEN];
 	struct h2_stream *streams;
 	unsigned nstreams;
+	struct h2_idle *idle; /* sessions for the next streams, most recent first */
+	unsigned nidle;
 	struct event *timer;
 	uint64_t last_active_ms;   /* a stream was open, or one ended */
 	uint64_t last_progress_ms; /* the client took some of our output */
@@ -142,6 +162,7 @@ static void stream_writecb(struct bufferevent *bev, void *arg);
 static void stream_eventcb(struct bufferevent *bev, short what, void *arg);
 static void stream_pump(struct h2_stream *st);
 static void stream_detach(struct h2_stream *st);
+static void idle_free(struct h2_idle *id, bool abort);
 static bool bucket_take(struct bucket *b, uint32_t burst, uint32_t rate);
 static void set_callbacks(nghttp2_session_callbacks *cbs);
 
@@ -263,6 +284,11 @@ h2_stream_session_gone(void *arg)
 	struct h2_stream *st = arg;
 	struct h2_conn *c = st->c;
 
+	if (st->kind == OWNER_IDLE) {
+		/* An idle session ended (its idle timeout): forget it. */
+		idle_free((struct h2_idle *)arg, false);
+		return;
+	}
 	conn_enter(c);
 	st->sess = NULL;
 	/* What the session wrote last is in our input already. */
@@ -318,6 +344,8 @@ conn_free(struct h2_conn *c)
 
 	while (c->streams != NULL)
 		stream_free(c->streams);
+	while (c->idle != NULL)
+		idle_free(c->idle, true);
 	nghttp2_session_del(c->ng);
 	event_free(c->timer);
 	evbuffer_remove_cb(bufferevent_get_output(c->bev), conn_out_cb, c);
@@ -533,6 +561,9 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		owed = st->body != NULL && evbuffer_get_length(st->body) > 0;
 	if (c->nstreams > 0)
 		c->last_active_ms = now;
+	else
+		while (c->idle != NULL)
+			idle_free(c->idle, true);
 	if (!owed)
 		c->last_progress_ms = now;
 	if (owed && now - c->last_progress_ms >= idle) {
@@ -589,6 +620,7 @@ on_begin_headers(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
 		free(st);
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	}
+	st->kind = OWNER_STREAM;
 	st->c = c;
 	st->id = frame->hd.stream_id;
 	st->next = c->streams;
@@ -870,16 +902,35 @@ stream_start(struct h2_stream *st)
 	}
 	stat_inc(&c->w->stats.h2_streams);
 	st->head_method = strcmp(st->method, "HEAD") == 0;
-	if (bufferevent_pair_new(c->w->base, BEV_OPT_DEFER_CALLBACKS, pair) != 0)
-		return -1;
-	st->bev = pair[0];
+	/* A session the last streams left, or a new one. */
+	while (c->idle != NULL && st->sess == NULL) {
+		struct h2_idle *id = c->idle;
+
+		if (session_stream_reusable(id->sess)) {
+			st->bev = id->bev;
+			st->sess = id->sess;
+			id->bev = NULL;
+			id->sess = NULL;
+			session_stream_set_owner(st->sess, st);
+		}
+		idle_free(id, true);
+	}
+	if (st->sess == NULL) {
+		if (bufferevent_pair_new(c->w->base, BEV_OPT_DEFER_CALLBACKS, pair) != 0)
+			return -1;
+		st->bev = pair[0];
+		bufferevent_setwatermark(st->bev, EV_READ, 0, BODY_HIGH);
+		bufferevent_setwatermark(st->bev, EV_WRITE, 0, 0);
+	}
 	bufferevent_setcb(st->bev, stream_readcb, stream_writecb, stream_eventcb, st);
-	bufferevent_setwatermark(st->bev, EV_READ, 0, BODY_HIGH);
-	bufferevent_setwatermark(st->bev, EV_WRITE, 0, 0);
 	bufferevent_enable(st->bev, EV_READ | EV_WRITE);
 	out = bufferevent_get_output(st->bev);
-	evbuffer_add_printf(out, "%s %s HTTP/1.1\r\nhost: %s\r\n", st->method,
-	    st->path != NULL ? st->path : host, host);
+	evbuffer_add(out, st->method, strlen(st->method));
+	evbuffer_add(out, " ", 1);
+	evbuffer_add(out, st->path != NULL ? st->path : host, strlen(st->path != NULL ? st->path : host));
+	evbuffer_add(out, " HTTP/1.1\r\nhost: ", 17);
+	evbuffer_add(out, host, strlen(host));
+	evbuffer_add(out, "\r\n", 2);
 	/* The session parses and checks this head strictly, as any other. */
 	st->chunked = !st->req_end && !st->has_cl;
 	if (st->chunked)
@@ -893,12 +944,69 @@ stream_start(struct h2_stream *st)
 	evbuffer_add(out, "\r\n", 2);
 	evbuffer_free(st->head);
 	st->head = NULL;
-	if ((st->sess = session_new_stream(c->w, pair[1], (const struct sockaddr *)&c->peer, c->peerlen,
+	if (st->sess == NULL &&
+	    (st->sess = session_new_stream(c->w, pair[1], (const struct sockaddr *)&c->peer, c->peerlen,
 	         c->tls, st)) == NULL) {
 		bufferevent_free(pair[1]);
 		return -1;
 	}
 	return 0;
+}
+
+/*
+ * The stream's answer is complete and its session waits for another request
+ * with nothing buffered either way: keep both for the connection's next
+ * stream. Returns false when the session is not kept.
+ */
+static bool
+stream_keep_session(struct h2_stream *st)
+{
+	struct h2_conn *c = st->c;
+	struct h2_idle *id;
+
+	if (!st->resp_keepalive || !st->req_end || c->goaway || c->w->stopping || c->nidle >= IDLE_MAX ||
+	    st->sess == NULL || !session_stream_reusable(st->sess) ||
+	    evbuffer_get_length(bufferevent_get_input(st->bev)) > 0 ||
+	    evbuffer_get_length(bufferevent_get_output(st->bev)) > 0 || (id = calloc(1, sizeof(*id))) == NULL)
+		return false;
+	id->kind = OWNER_IDLE;
+	id->c = c;
+	id->bev = st->bev;
+	id->sess = st->sess;
+	st->bev = NULL;
+	st->sess = NULL;
+	session_stream_set_owner(id->sess, id);
+	bufferevent_setcb(id->bev, NULL, NULL, NULL, NULL);
+	if (st->unconsumed > 0) {
+		nghttp2_session_consume(c->ng, st->id, st->unconsumed);
+		st->unconsumed = 0;
+	}
+	id->next = c->idle;
+	if (id->next != NULL)
+		id->next->prev = id;
+	c->idle = id;
+	c->nidle++;
+	return true;
+}
+
+/* Unlinks an idle session's entry; with abort ends the session too. */
+static void
+idle_free(struct h2_idle *id, bool abort)
+{
+	struct h2_conn *c = id->c;
+
+	if (id->sess != NULL && abort)
+		session_stream_abort(id->sess);
+	if (id->bev != NULL)
+		bufferevent_free(id->bev);
+	if (id->prev != NULL)
+		id->prev->next = id->next;
+	else
+		c->idle = id->next;
+	if (id->next != NULL)
+		id->next->prev = id->prev;
+	c->nidle--;
+	free(id);
 }
 
 static void
@@ -1019,7 +1127,11 @@ stream_pump(struct h2_stream *st)
 		len = evbuffer_get_length(in);
 		if (len == 0)
 			return;
-		data = (const char *)evbuffer_pullup(in, -1);
+		/* The session's head is at most limits.header_size and the
+		 * fields it adds. */
+		if (len > 2 * w->cfg->limits.header_size)
+			len = 2 * w->cfg->limits.header_size;
+		data = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
 		if ((hl = http_head_length(data, len, &st->resp_scanned)) == 0)
 			return;
 		st->resp_scanned = 0;
@@ -1037,6 +1149,7 @@ stream_pump(struct h2_stream *st)
 		if (resp.status < 200)
 			continue;
 		st->answered = true;
+		st->resp_keepalive = resp.keep_alive && resp.framing != HTTP_BODY_UNTIL_CLOSE;
 		st->framing = resp.framing;
 		st->remaining = resp.content_length;
 		if (resp.framing == HTTP_BODY_CHUNKED)
@@ -1089,7 +1202,7 @@ stream_pump(struct h2_stream *st)
 			nghttp2_session_resume_data(c->ng, st->id);
 		}
 	}
-	if (st->rs == RS_DONE) {
+	if (st->rs == RS_DONE && st->sess != NULL && !stream_keep_session(st)) {
 		/* Answer complete: the session is done with this stream. */
 		evbuffer_drain(in, evbuffer_get_length(in));
 		stream_detach(st);

@@ -363,6 +363,20 @@ session_new_stream(struct worker *w, struct bufferevent *bev, const struct socka
 	return s;
 }
 
+bool
+session_stream_reusable(const struct session *s)
+{
+	return !s->dead && s->state == S_WAIT_HEAD && s->x != NULL && !s->x->got_bytes && !s->x->close_after &&
+	    s->x->up == NULL && evbuffer_get_length(bufferevent_get_input(s->cbev)) == 0 &&
+	    evbuffer_get_length(bufferevent_get_output(s->cbev)) == 0;
+}
+
+void
+session_stream_set_owner(struct session *s, void *owner)
+{
+	s->h2s = owner;
+}
+
 void
 session_stream_abort(struct session *s)
 {

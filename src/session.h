@@ -39,6 +39,15 @@ struct bufferevent;
 struct session *session_new_stream(struct worker *w, struct bufferevent *bev,
     const struct sockaddr *peer, socklen_t peerlen, bool secure, void *owner);
 
+/*
+ * Whether a stream's session answered completely and waits for its next
+ * request with nothing buffered: it may serve another stream.
+ */
+bool session_stream_reusable(const struct session *s);
+
+/* The stream's session now belongs to owner (told when it ends). */
+void session_stream_set_owner(struct session *s, void *owner);
+
 /* Ends a stream's session now, without telling its owner. */
 void session_stream_abort(struct session *s);
 
