@@ -617,14 +617,22 @@ def test_stream_limit(env):
     defended(env, s, out, "stream_limit", before, watch, code=None)
 
 
-def test_zero_window_stall(env):
-    s = attack_setup(env, blue=[env.raw_backend(big_answers)], timeouts={"client_idle": "3s"})
+def _zero_window_stall(env, tls):
+    s = attack_setup(env, blue=[env.raw_backend(big_answers)], timeouts={"client_idle": "3s"}, tls=tls)
     before = s.goaways("stall")
     watch = RSSWatch(s.d.pid)
     with s.h2(settings=[(h2a.ENABLE_PUSH, 0), (h2a.INITIAL_WINDOW_SIZE, 0)], auto_window=False) as c:
-        out = h2a.zero_window_stall(c, "/big?n=%d" % (500 * MiB), authority="a.test", wait=60)
+        out = h2a.zero_window_stall(c, "/big?n=%d" % (500 * MiB), authority="a.test", scheme=s.scheme, wait=60)
     check(out.stream.length == 0, "DATA sent into a zero window: %r" % out.stream)
     defended(env, s, out, "stall", before, watch, code=None, within=40)
+
+
+def test_zero_window_stall(env):
+    _zero_window_stall(env, tls=False)
+
+
+def test_zero_window_stall_over_tls(env):
+    _zero_window_stall(env, tls=True)
 
 
 def test_slow_read_of_many_streams(env):
