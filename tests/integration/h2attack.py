@@ -153,6 +153,7 @@ class Stream:
         self.reset = None       # RST_STREAM error code received
         self.send_window = 0
         self.first_data_at = None
+        self.hold_window = False  # never give this stream window back
 
     @property
     def done(self):
@@ -301,9 +302,17 @@ class H2Conn:
 
     # ---- reading
 
+    def pause(self, seconds):
+        """Reads and handles frames for that long (a sleep that keeps the
+        connection served)."""
+        end = time.monotonic() + seconds
+        while not self.eof and time.monotonic() < end:
+            self.poll(end - time.monotonic())
+
     def poll(self, timeout):
         """Reads whatever arrives within timeout (0: only what is there) and
-        handles every whole frame; returns the number of frames handled."""
+        handles every whole frame; returns the number of frames handled, as
+        soon as there was at least one."""
         if self.eof:
             return 0
         n = 0
@@ -334,7 +343,7 @@ class H2Conn:
             self.bytes_read += len(data)
             self.buf += data
             n += self._frames()
-            if n and timeout == 0 and not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
+            if n and not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
                 r, _, _ = select.select([self.sock], [], [], 0)
                 if not r:
                     return n
@@ -377,7 +386,7 @@ class H2Conn:
                     st.ended = True
             if self.auto_window and payload:
                 self.pending_window += len(payload)
-                if st is not None and not st.done and len(payload):
+                if st is not None and not st.done and len(payload) and not st.hold_window:
                     self.send(window_update_frame(sid, len(payload)))
         elif ftype in (HEADERS, CONTINUATION):
             if ftype == HEADERS:
@@ -635,7 +644,9 @@ def hpack_bomb(conn, value_size=4000, refs=16000, limit=2000, seconds=60, drain=
         if not conn.send(bytes(out)):
             break
         sent += 1
-        conn.poll(0.05 if sent < 4 else 0)
+        if sent < 4:
+            conn.pause(0.05)
+        conn.poll(0)
         if conn.goaway is not None or conn.eof:
             break
     return _finish("HPACK bomb", conn, sent, t0, drain, "%d bytes decoded per block" % (refs * value_size))
@@ -661,7 +672,7 @@ def stream_flood(conn, max_streams, over=50, limit=2000, seconds=60, drain=30, a
         if not conn.send(bytes(out)):
             break
         opened += batch
-        conn.poll(0.2)
+        conn.pause(0.2)
         if conn.goaway is not None or conn.eof:
             break
     refused = sum(1 for s in conn.streams.values() if s.reset is not None)

@@ -321,6 +321,63 @@ def test_request_trailers_dropped(env):
         check(st.status == 200, "the connection serves on after a request with trailers: %r" % st)
 
 
+def mixed_upstream(conn, rec, server):
+    """/big?n=N: N pattern bytes; anything else: 200 with the request line
+    and body as the upstream got them."""
+    while True:
+        req = conn.read_request()
+        if req is None:
+            return
+        rec.requests.append(req)
+        m = re.search(r"[?&]n=([0-9]+)", req.target or "")
+        if (req.target or "").startswith("/big") and m:
+            n = int(m.group(1))
+            conn.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+            for piece in harness.pattern_pieces(n, 64 * 1024):
+                conn.send(piece)
+        else:
+            respond(conn, 200, req.start_line + b"|" + req.body)
+
+
+def test_reset_streams_leave_nothing_for_the_next(env):
+    """Streams reset mid-answer and mid-body, again and again on one
+    connection, while fresh streams follow: every fresh stream gets exactly
+    its own answer, and the upstream never sees a reset stream's partial
+    body as (part of) another request."""
+    up = env.raw_backend(mixed_upstream)
+    s = start_h2(env, [up], tls=False)
+    with s.h2() as c:
+        for i in range(20):
+            big = c.open_stream(h2a.request_headers("GET", "/big?n=%d&i=%d" % (4 * MiB, i), "a.test", "http"),
+                                end_stream=False)
+            big.hold_window = True  # it stalls after 64 KiB: the rest waits in cutoverd
+            c.send(h2a.data_frame(big.id, b"", end_stream=True))
+            c.wait(lambda: big.length > 0 or big.done, 20)
+            check(big.length > 0 and not big.done, "round %d: the big answer %r" % (i, big))
+            c.send(h2a.rst_frame(big.id, h2a.CANCEL))
+            part = c.open_stream(h2a.request_headers("POST", "/part?i=%d" % i, "a.test", "http",
+                                                     [("content-length", "100")]), end_stream=False)
+            c.send(h2a.data_frame(part.id, b"P" * 50))
+            c.pause(0.05)
+            c.send(h2a.rst_frame(part.id, h2a.CANCEL))
+            st = c.wait_stream(c.request("POST", "/check?i=%d" % i, "a.test", "http", body=b"body%d" % i), 20)
+            want = b"POST /check?i=%d HTTP/1.1|body%d" % (i, i)
+            check(st.status == 200 and bytes(st.body) == want,
+                  "round %d: the stream after two resets got %r %r, expected %r (%s)"
+                  % (i, st, bytes(st.body[:120]), want, c.describe()))
+        check(c.goaway is None, "20 rounds of 2 resets each taken for an attack: %s" % c.describe())
+    for q in up.all_requests():
+        t = q.target or ""
+        check(t.startswith("/big?") or t.startswith("/check?") or t.startswith("/part?") or t == "/after",
+              "the upstream saw a request %r" % q.start_line)
+        if t.startswith("/part?"):
+            fail("a reset stream's partial body made a whole request upstream: %r body %r"
+                 % (q.start_line, q.body[:60]))
+        if t.startswith("/check?"):
+            check(b"P" not in q.body, "a /check request upstream carried %r" % q.body[:80])
+    settle(up)
+
+
 # --------------------------------------------------------------------------
 # b. Smuggling
 
@@ -714,7 +771,7 @@ def test_stream_before_switch_stays_blue_new_stream_goes_green(env):
     s.ctl.wait_confirmed("green")
     with s.h2() as c:
         old = c.request("GET", "/delay?ms=3000", "a.test", "https")
-        c.poll(0.8)  # the request is at blue now
+        c.pause(0.8)  # the request is at blue now
         check(not old.done, "the slow stream ended before the switch: %r" % old)
         r = s.ctl.switch("green")
         check(r.rc == 0, "switch green: %r" % r)
@@ -744,7 +801,7 @@ def test_sigterm_goaway_open_stream_completes(env):
     s = start_h2(env, [b1], extra=SWITCH_SLOW_DRAIN)
     with s.h2() as c:
         st = c.request("GET", "/delay?ms=2500", "a.test", "https")
-        c.poll(0.8)
+        c.pause(0.8)
         s.d.proc.send_signal(signal.SIGTERM)
         _goaway_then_stream_completes(env, s, c, st, "SIGTERM")
         check(c.goaway[1] == h2a.NO_ERROR, "SIGTERM: GOAWAY %s, expected NO_ERROR" % h2a.error_name(c.goaway[1]))
@@ -759,7 +816,7 @@ def test_reload_goaway_open_stream_completes(env):
     s = start_h2(env, [b1], extra=SWITCH_SLOW_DRAIN)
     with s.h2() as c:
         st = c.request("GET", "/delay?ms=2500", "a.test", "https")
-        c.poll(0.8)
+        c.pause(0.8)
         s.d.proc.send_signal(signal.SIGHUP)
         _goaway_then_stream_completes(env, s, c, st, "reload (SIGHUP)")
     check(s.goaways("shutdown") >= 1, "cutover_h2_goaway_total{reason=\"shutdown\"} did not count the reload")
@@ -775,11 +832,11 @@ def test_ordinary_cancels_and_pings_are_not_a_flood(env):
         block = h2a.header_block(h2a.request_headers("GET", "/delay?ms=200", "a.test", "http"))
         sids = [c.new_sid() for _ in range(100)]
         c.send(b"".join(h2a.headers_frame(sid, block) for sid in sids))
-        c.poll(0.3)
+        c.pause(0.3)
         c.send(b"".join(h2a.rst_frame(sid, h2a.CANCEL) for sid in sids))
         c.send(b"".join(h2a.ping_frame(b"%08d" % i) for i in range(30)))
         c.send(b"".join(h2a.settings_frame([(h2a.ENABLE_PUSH, 0)]) for _ in range(10)))
-        c.poll(1.0)
+        c.pause(1.0)
         st = c.wait_stream(c.request("GET", "/after", "a.test", "http"), 20)
         check(st.status == 200 and c.goaway is None and c.ping_acks == 30,
               "after 100 cancelled streams, 30 PINGs and 10 SETTINGS: %r, %d PING ACKs; %s"
