@@ -709,6 +709,22 @@ def test_slow_read_of_many_streams(env):
     settle(up)
 
 
+def test_connection_error_goaway_protocol_error(env):
+    s = attack_setup(env)
+    for what, bad in (("DATA on stream 0", h2a.frame(h2a.DATA, 0, 0, b"x")),
+                      ("WINDOW_UPDATE of 0 on the connection", h2a.window_update_frame(0, 0)),
+                      ("HEADERS on an even (server) stream", h2a.headers_frame(
+                          2, h2a.header_block(h2a.request_headers("GET", "/", "a.test", "http"))))):
+        before = s.goaways("protocol_error")
+        watch = RSSWatch(s.d.pid)
+        t0 = time.monotonic()
+        with s.h2() as c:
+            c.send(bad)
+            c.wait_closed(30)
+            out = h2a.Outcome(what, c, 1, t0)
+        defended(env, s, out, "protocol_error", before, watch, code=h2a.PROTOCOL_ERROR, within=30)
+
+
 def test_idle_connection_goaway(env):
     s = attack_setup(env, timeouts={"client_idle": "2s"})
     before = s.goaways("idle")
