@@ -633,8 +633,10 @@ class RawBackend:
                     return
                 self.socks.append(s)
             t = threading.Thread(target=self._run, args=(s, peer), daemon=True)
-            self.threads.append(t)
+            # Listed once started: stop() may join any listed thread.
             t.start()
+            with self.lock:
+                self.threads.append(t)
 
     def _run(self, s, peer):
         rec = RawBackend.Record(-1, peer)
@@ -685,9 +687,11 @@ class RawBackend:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        for t in self.threads:
-            t.join(5)
         self.accept_thread.join(5)
+        with self.lock:
+            threads = list(self.threads)
+        for t in threads:
+            t.join(5)
         return []
 
 
