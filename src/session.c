@@ -1074,13 +1074,16 @@ read_head(struct session *s)
 	s->x->resp_started = false;
 	s->x->close_after = !req.keep_alive || w->stopping;
 	/*
-	 * A whole request read right after accept: the client is not read
-	 * until its answer is done (response_done, respond_error), so its read
-	 * event, enabled this loop turn, never reaches epoll, and a connection
-	 * that closes after this answer costs no epoll_ctl. A client that
-	 * resets meanwhile is noticed when the answer is written.
+	 * Once the request is whole, the client is not read until its answer
+	 * is done (response_done, respond_error) when it was read right after
+	 * accept: its read event, enabled this loop turn, then never reaches
+	 * epoll, and closing after the answer costs no epoll_ctl. Likewise
+	 * when the connection closes after this answer: the event leaves epoll
+	 * while the socket is open, not in a deferred EPOLL_CTL_DEL that fails
+	 * once it is closed. A client that resets meanwhile is noticed when
+	 * the answer is written. Kept-alive connections stay read (see below).
 	 */
-	if (s->spec && s->x->req_done)
+	if ((s->spec || s->x->close_after) && s->x->req_done)
 		reader_disable(s->crd, s->cbev);
 	/* Reading stays on (toggling it costs epoll_ctl calls on every request):
 	 * body bytes wait in the input buffer, capped by its watermark, until

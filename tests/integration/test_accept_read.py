@@ -8,7 +8,8 @@ whether the client half-closes or resets meanwhile, or sends nothing at all:
 each is answered as before. "At accept" is made certain by stopping
 cutoverd (SIGSTOP) while the client connects and sends, so the request is
 in the socket before the accept. With strace installed, one test checks the
-point of it all: such a connection costs no epoll_ctl."""
+point of it all: such a connection costs no epoll_ctl, and one that closes
+after a request read later leaves epoll before its close."""
 
 import os
 import re
@@ -116,18 +117,25 @@ def test_half_close_after_a_request_read_at_accept(env):
 
 
 def test_reset_while_the_answer_is_upstream(env):
-    """A client that resets while its request (read at accept) waits for the
-    upstream: cutoverd takes the answer, drops the client, and serves the
-    next connection."""
+    """A client that resets while its request waits for the upstream (read
+    at accept; or read later, with Connection: close): cutoverd takes the
+    answer, drops the client, and serves the next connection."""
     b1 = env.backend("blue1", "blue")
     d = env.cutoverd(blue=[b1], green=[])
-    c = connect_and_send(d, http_request("GET", "/delay?ms=300"))
-    time.sleep(0.1)
-    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    c.close()  # RST
-    time.sleep(0.4)  # the answer came and could not be delivered
-    r = d.get("/")
-    check(r.status == 200 and r.body == b"blue1 blue\n", "next request: answer %s %r" % (r.status, r.body))
+    for later in (False, True):
+        if later:
+            c = d.conn()
+            time.sleep(0.1)  # accepted and read (nothing) by now
+            c.send(http_request("GET", "/delay?ms=300", headers=[("Connection", "close")]))
+        else:
+            c = connect_and_send(d, http_request("GET", "/delay?ms=300"))
+        time.sleep(0.1)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()  # RST
+        time.sleep(0.4)  # the answer came and could not be delivered
+        r = d.get("/")
+        check(r.status == 200 and r.body == b"blue1 blue\n",
+              "after a reset (request %s accept): answer %s %r" % ("after" if later else "at", r.status, r.body))
 
 
 def test_silent_client_closed_at_header_timeout(env):
@@ -146,34 +154,47 @@ def test_silent_client_closed_at_header_timeout(env):
 def test_request_at_accept_costs_no_epoll_ctl(env):
     """Under strace: a connection whose request was there at accept and
     which closes after its answer is never added to epoll (no epoll_ctl on
-    its descriptor, so no failing EPOLL_CTL_DEL after its close)."""
+    its descriptor). One whose Connection: close request came after the
+    accept leaves epoll before its close: its EPOLL_CTL_DEL succeeds (it
+    failed with EBADF when libevent's changelist applied it after the close)."""
     if shutil.which("strace") is None:
         raise TestSkip("strace is not installed")
     b1 = env.backend("blue1", "blue")
     d = env.cutoverd(blue=[b1], green=[], extra="workers = 1;\n")
     check(d.get("/").status == 200, "backend not reachable")  # the upstream connection is idle now
-    out = os.path.join(env.tmp, "strace.out")
-    st = subprocess.Popen(["strace", "-f", "-e", "trace=accept4,epoll_ctl,close", "-o", out, "-p", str(d.pid)],
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        # strace prints "attached" per thread once tracing.
-        wait_for(lambda: os.path.exists(out), 5, "strace to start")
-        time.sleep(0.5)
-        if st.poll() is not None:
-            raise TestSkip("strace cannot attach here: %s" % st.stderr.read().decode(errors="replace").strip())
-        with connect_and_send(d, http_request("GET", "/", headers=[("Connection", "close")])) as c:
-            r = c.read_response()
-            check(r.status == 200, "answer %s" % r.status)
-            check(c.wait_closed(5), "connection still open after the answer")
-        time.sleep(0.3)  # one more loop turn: where a deferred DEL would show
-    finally:
-        st.send_signal(signal.SIGINT)
-        st.wait(10)
-    with open(out) as f:
-        trace = f.read()
-    # (a call split by another thread's: "<... accept4 resumed>{sa_family=...")
-    m = re.search(r"accept4(?:\(\d+, | resumed>)\{sa_family=AF_INET.*\) = (\d+)", trace)
-    check(m is not None, "no accept4 in the trace:\n%s" % trace[-2000:])
-    fd = m.group(1)
-    ctl = re.findall(r"epoll_ctl\(\d+, EPOLL_CTL_\w+, %s,.*" % fd, trace[m.end():])
-    check(not ctl, "epoll_ctl on the connection's descriptor %s: %s" % (fd, ctl))
+    req = http_request("GET", "/", headers=[("Connection", "close")])
+    for later in (False, True):
+        out = os.path.join(env.tmp, "strace-%s.out" % ("later" if later else "at"))
+        st = subprocess.Popen(["strace", "-f", "-e", "trace=accept4,epoll_ctl,close", "-o", out, "-p", str(d.pid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for(lambda: os.path.exists(out), 5, "strace to start")
+            time.sleep(0.5)  # attached to every thread
+            if st.poll() is not None:
+                raise TestSkip("strace cannot attach here: %s" % st.stderr.read().decode(errors="replace").strip())
+            if later:
+                c = d.conn()
+                time.sleep(0.2)  # accepted and read (nothing) by now
+                c.send(req)
+            else:
+                c = connect_and_send(d, req)
+            with c:
+                r = c.read_response()
+                check(r.status == 200, "answer %s" % r.status)
+                check(c.wait_closed(5), "connection still open after the answer")
+            time.sleep(0.3)  # one more loop turn: where a deferred DEL would show
+        finally:
+            st.send_signal(signal.SIGINT)
+            st.wait(10)
+        with open(out) as f:
+            trace = f.read()
+        # (a call split by another thread's: "<... accept4 resumed>{sa_family=...")
+        m = re.search(r"accept4(?:\(\d+, | resumed>)\{sa_family=AF_INET.*\) = (\d+)", trace)
+        check(m is not None, "no accept4 in the trace:\n%s" % trace[-2000:])
+        fd = m.group(1)
+        ctl = re.findall(r"epoll_ctl\(\d+, EPOLL_CTL_(\w+), %s,.*= (-?\d+)" % fd, trace[m.end():])
+        if later:
+            check(ctl == [("ADD", "0"), ("DEL", "0")],
+                  "request after accept: expected a successful ADD and DEL on fd %s, got %s" % (fd, ctl))
+        else:
+            check(not ctl, "request at accept: epoll_ctl on the connection's descriptor %s: %s" % (fd, ctl))
