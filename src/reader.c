@@ -138,6 +138,13 @@ reader_set_timeouts(struct reader *r, struct bufferevent *bev, const struct time
 }
 
 void
+reader_read_now(struct reader *r)
+{
+	if (r->enabled)
+		reader_cb(bufferevent_getfd(r->bev), EV_READ, r);
+}
+
+void
 reader_set_high(struct reader *r, struct bufferevent *bev, size_t high)
 {
 	if (r == NULL) {

@@ -53,6 +53,16 @@ void reader_disable(struct reader *r, struct bufferevent *bev);
 void reader_set_timeouts(struct reader *r, struct bufferevent *bev, const struct timeval *rd,
     const struct timeval *wr);
 
+/*
+ * Reads the socket now, as the read event would if it fired, when reading is
+ * on: the callbacks run, and may free the bufferevent and r. For a socket
+ * just accepted, whose request usually came with it: an event enabled and
+ * disabled again in the same loop turn never reaches epoll (libevent's
+ * changelist cancels the two), so a connection served without waiting on
+ * its client costs no epoll_ctl, and its close no failing EPOLL_CTL_DEL.
+ */
+void reader_read_now(struct reader *r);
+
 /* bufferevent_setwatermark(bev, EV_READ, 0, high), or the same through r. */
 void reader_set_high(struct reader *r, struct bufferevent *bev, size_t high);
 

@@ -188,6 +188,7 @@ struct session {
 	bool secure;    /* the client's connection is TLS (X-Forwarded-Proto, Secure cookies) */
 	bool h2c;       /* plain listener with http2: an HTTP/2 preface hands the connection over */
 	bool served;    /* a request was read on this connection */
+	bool spec;      /* in the read right after accept: reading is not in epoll yet */
 	bool handed_over; /* the connection went to h2.c: free nothing of it, count nothing */
 	/* An HTTP/2 stream's session: cbev is our end of a bufferevent pair
 	 * whose other end is the stream's (h2.c), fd is -1; NULL otherwise. */
@@ -308,6 +309,15 @@ session_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen
 	w->nconns++;
 	stat_inc(&w->stats.connections);
 	arm_timer(s, s->tls ? T_HANDSHAKE : T_HEADER);
+	/* The request usually came with the connection: read it now rather
+	 * than after an epoll_ctl and an epoll_wait (see read_head). */
+	if (s->crd != NULL) {
+		session_enter(s);
+		s->spec = true;
+		reader_read_now(s->crd);
+		s->spec = false;
+		session_leave(s);
+	}
 	return 0;
 fail:
 	log_warn("%s: cannot set up a session: %s", __func__, strerror(errno));
@@ -1077,6 +1087,18 @@ read_head(struct session *s)
 	s->x->req_body_sent = false;
 	s->x->resp_started = false;
 	s->x->close_after = !req.keep_alive || w->stopping;
+	/*
+	 * Once the request is whole, the client is not read until its answer
+	 * is done (response_done, respond_error) when it was read right after
+	 * accept: its read event, enabled this loop turn, then never reaches
+	 * epoll, and closing after the answer costs no epoll_ctl. Likewise
+	 * when the connection closes after this answer: the event leaves epoll
+	 * while the socket is open, not in a deferred EPOLL_CTL_DEL that fails
+	 * once it is closed. A client that resets meanwhile is noticed when
+	 * the answer is written. Kept-alive connections stay read (see below).
+	 */
+	if ((s->spec || s->x->close_after) && s->x->req_done)
+		reader_disable(s->crd, s->cbev);
 	/* Reading stays on (toggling it costs epoll_ctl calls on every request):
 	 * body bytes wait in the input buffer, capped by its watermark, until
 	 * the upstream is ready. */

@@ -25,6 +25,7 @@ import subprocess
 import threading
 import time
 import zlib
+from contextlib import contextmanager
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -767,6 +768,16 @@ class Daemon:
 
     def conn(self, timeout=10.0):
         return Conn(self.port, timeout=timeout)
+
+    @contextmanager
+    def paused(self):
+        """The daemon stopped (every thread, SIGSTOP) inside the block, resumed
+        after: what a client sends meanwhile is in its socket at the accept."""
+        os.kill(self.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(self.pid, signal.SIGCONT)
 
     def get(self, path, method="GET", headers=(), body=None, host="test"):
         """One request on a fresh connection; returns the response Message."""

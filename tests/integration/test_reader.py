@@ -40,15 +40,24 @@ def test_pipelined_burst_past_the_input_high_mark(env):
 
 def test_half_closed_client_gets_its_answer(env):
     """EOF right after a complete request, with the request still in the
-    socket or already upstream: the answer is delivered, then the close."""
+    socket or already upstream, or both in the socket at the accept (read
+    then, see test_accept_read): the answer is delivered, then the close."""
     b1 = env.backend("blue1", "blue")
     d = env.cutoverd(blue=[b1], green=[])
-    for path, pause in (("/", 0), ("/delay?ms=300", 0), ("/delay?ms=300", 0.1)):
-        with d.conn() as c:
+    for path, pause in (("/", 0), ("/delay?ms=300", 0), ("/delay?ms=300", 0.1), ("/", None),
+                        ("/delay?ms=300", None)):
+        if pause is None:
+            with d.paused():
+                c = d.conn()
+                c.send(http_request("GET", path))
+                c.sock.shutdown(socket.SHUT_WR)
+        else:
+            c = d.conn()
             c.send(http_request("GET", path))
             if pause:
                 time.sleep(pause)  # the request is upstream before the EOF
             c.sock.shutdown(socket.SHUT_WR)
+        with c:
             try:
                 r = c.read_response()
             except ConnClosed:
