@@ -109,6 +109,7 @@ struct key {
 #define MS_MAX_CHECK MS_HOUR         /* health interval/timeout, smoke timeout */
 #define LATENCY_FACTOR_MAX 1000.0
 #define KEEPALIVE_MAX 100000 /* upstream.keepalive, besides "auto" */
+#define SPLICE_MAX    (1ULL << 40) /* upstream.splice: 1 TiB, "never" in practice */
 
 static void cerr(struct ctx *ctx, const config_setting_t *s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -398,6 +399,7 @@ static const struct key upstream_keys[] = {
 	    .free = free_nothing},
 	{KEY("purge_delay", KT_DURATION, C(upstream.purge_delay_ms), "5s"),
 	    RANGE(1, MS_HOUR), .reload = true},
+	{KEY("splice", KT_SIZE, C(upstream.splice), "262144"), RANGE(0, SPLICE_MAX), .reload = true},
 	{.name = NULL},
 };
 

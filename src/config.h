@@ -164,12 +164,15 @@ struct config_timeouts {
 /* upstream.keepalive = "auto" (the default): no fixed cap on idle connections. */
 #define CONFIG_KEEPALIVE_AUTO UINT_MAX
 
-/* Group "upstream" { keepalive; purge_delay; }. */
+/* Group "upstream" { keepalive; purge_delay; splice; }. */
 struct config_upstream {
 	unsigned keepalive;      /* most idle connections kept per server per worker; 0 disables
 	                            reuse; CONFIG_KEEPALIVE_AUTO (default): only demand decides */
 	uint64_t purge_delay_ms; /* idle connections unused this long are surplus, half of them
 	                            closed every purge_delay; default 5s */
+	size_t splice;           /* Content-Length bodies with at least this many bytes to go
+	                            move upstream -> client by splice(2) on plain
+	                            connections; 0 disables; default 262144 */
 };
 
 /* Collected errors, each already formatted as "FILE:LINE: message". */

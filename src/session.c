@@ -47,6 +47,7 @@
 #include "pool.h"
 #include "reader.h"
 #include "session.h"
+#include "splice.h"
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
@@ -158,6 +159,18 @@ struct exchange {
 	/* The Set-Cookie value the response carries (a ramp gave this
 	 * cookie-less request a new id), or "". */
 	char set_cookie[160];
+	struct spliced *sp; /* the body goes through a pipe (see start_splicing) */
+};
+
+/*
+ * A Content-Length body relayed with splice(2): upstream socket -> pipe ->
+ * client socket, with our own events on both sockets (the bufferevents'
+ * buffers are empty and their readers off meanwhile).
+ */
+struct spliced {
+	struct splice_pipe *pipe;
+	struct event *rev, *wev; /* upstream readable, client writable */
+	bool rev_on, wev_on;
 };
 
 /* A client's TCP address: what the accept (or the PROXY header) gives. */
@@ -242,6 +255,10 @@ static void connect_failed(struct session *s, bool timeout);
 static void pump_request(struct session *s);
 static void read_response_head(struct session *s);
 static void pump_response(struct session *s);
+static bool start_splicing(struct session *s);
+static void stop_splicing(struct session *s, bool keep_bytes);
+static void pump_spliced(struct session *s, bool readable, bool writable);
+static void spliced_cb(evutil_socket_t fd, short what, void *arg);
 static void response_done(struct session *s);
 static void start_tunnel(struct session *s);
 static void pump_tunnel(struct session *s, bool from_client);
@@ -1547,6 +1564,8 @@ pump_response(struct session *s)
 	bool done = false;
 	int r;
 
+	if (s->x->sp != NULL)
+		return;
 	if (olen + MIN_ROOM > HIGH(s)) {
 		s->x->resp_blocked = true;
 		reader_disable(s->x->up->rd, s->x->up->bev);
@@ -1563,6 +1582,10 @@ pump_response(struct session *s)
 		evbuffer_remove_buffer(in, out, n);
 		s->x->resp_remaining -= n;
 		done = s->x->resp_remaining == 0;
+		if (!done && start_splicing(s)) {
+			s->x->resp_bytes += n;
+			return;
+		}
 		break;
 	case HTTP_BODY_CHUNKED:
 		r = http_chunked_step(&s->x->resp_chunked, in, out, room);
@@ -1592,6 +1615,175 @@ pump_response(struct session *s)
 		s->x->resp_blocked = true;
 		reader_disable(s->x->up->rd, s->x->up->bev);
 	}
+}
+
+/*
+ * Switches the body still to come to splice(2) when at least
+ * upstream.splice bytes of it remain and both sides are plain sockets: only
+ * once everything buffered went out (the pipe's bytes must follow them).
+ * True when splicing took over (the body may even be done: response_done()
+ * ran); false leaves the body to the buffered path, as when no pipe or
+ * descriptor is left.
+ */
+static bool
+start_splicing(struct session *s)
+{
+	struct exchange *x = s->x;
+	struct bufferevent *ub = x->up->bev;
+	struct evbuffer *out = bufferevent_get_output(s->cbev);
+	size_t min = s->w->cfg->upstream.splice;
+	struct spliced *sp;
+
+	if (min == 0 || x->sp != NULL || s->fd < 0 || s->stream || x->up->rd == NULL ||
+	    x->resp_remaining < min || evbuffer_get_length(bufferevent_get_input(ub)) > 0)
+		return false;
+	if (evbuffer_get_length(out) > 0 && !(bufferevent_get_enabled(s->cbev) & EV_WRITE))
+		write_now(s->cbev);
+	if (evbuffer_get_length(out) > 0)
+		return false;
+	if ((sp = calloc(1, sizeof(*sp))) == NULL)
+		return false;
+	x->sp = sp;
+	sp->pipe = splice_pipe_new(BUF_HIGH);
+	sp->rev = event_new(s->w->base, bufferevent_getfd(ub), EV_READ | EV_PERSIST, spliced_cb, s);
+	sp->wev = event_new(s->w->base, s->fd, EV_WRITE | EV_PERSIST, spliced_cb, s);
+	if (sp->pipe == NULL || sp->rev == NULL || sp->wev == NULL) {
+		stop_splicing(s, false);
+		return false;
+	}
+	reader_disable(x->up->rd, ub);
+	bufferevent_disable(s->cbev, EV_WRITE);
+	x->resp_blocked = false;
+	pump_spliced(s, true, true);
+	return true;
+}
+
+/* Ends splicing; with keep_bytes, what the pipe holds goes to the client's output. */
+static void
+stop_splicing(struct session *s, bool keep_bytes)
+{
+	struct spliced *sp = s->x->sp;
+	int n;
+
+	if (sp == NULL)
+		return;
+	s->x->sp = NULL;
+	if (keep_bytes && sp->pipe != NULL && s->cbev != NULL &&
+	    (n = splice_pipe_to_evbuffer(sp->pipe, bufferevent_get_output(s->cbev))) > 0)
+		s->x->resp_bytes += (uint64_t)n;
+	if (sp->rev != NULL)
+		event_free(sp->rev);
+	if (sp->wev != NULL)
+		event_free(sp->wev);
+	splice_pipe_free(sp->pipe);
+	free(sp);
+}
+
+static void
+arm_spliced(struct event *ev, bool *on, bool want, uint64_t ms)
+{
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+
+	if (want && !*on)
+		event_add(ev, &tv);
+	else if (!want && *on)
+		event_del(ev);
+	*on = want;
+}
+
+/* The upstream cut a spliced body short: what the pipe holds still goes out, then close. */
+static void
+spliced_cut_short(struct session *s, bool timeout)
+{
+	stat_inc(&s->w->stats.upstream_errors[s->x->color][timeout ? UPSTREAM_ERR_TIMEOUT : UPSTREAM_ERR_RESET]);
+	stat_inc(&s->w->stats.cut_short[s->x->color]);
+	log_warn("%s: upstream %s: response cut short", __func__, server_label(s->x->server));
+	stop_splicing(s, true);
+	drop_upstream(s, false);
+	close_after_flush(s);
+}
+
+/*
+ * Moves body bytes upstream -> pipe -> client while either side can
+ * (readable, writable: worth trying), then watches the sides that can go
+ * on: the upstream while the pipe can take more of the body, with the
+ * response timeout; the client while the pipe holds bytes, with the client
+ * idle timeout (as the bufferevents' read and write timeouts would).
+ */
+static void
+pump_spliced(struct session *s, bool readable, bool writable)
+{
+	struct exchange *x = s->x;
+	struct splice_pipe *p = x->sp->pipe;
+	bool more;
+	ssize_t n;
+
+	for (;;) {
+		if (readable && x->resp_remaining > 0 && splice_pipe_can_take(p)) {
+			size_t want = x->resp_remaining < SIZE_MAX ? (size_t)x->resp_remaining : SIZE_MAX;
+
+			n = splice_pipe_in(p, bufferevent_getfd(x->up->bev), want);
+			if (n == 0 || (n < 0 && errno != EAGAIN)) {
+				spliced_cut_short(s, false);
+				return;
+			}
+			if (n > 0)
+				x->resp_remaining -= (uint64_t)n;
+			/* Less than the pipe and the body had room for: the socket
+			 * is likely drained (epoll says when it is not). */
+			if (n < 0 || (x->resp_remaining > 0 && splice_pipe_can_take(p)))
+				readable = false;
+		}
+		if (writable && splice_pipe_len(p) > 0) {
+			bool could_take = splice_pipe_can_take(p);
+
+			n = splice_pipe_out(p, s->fd);
+			if (n < 0 && errno != EAGAIN) {
+				session_kill(s);
+				return;
+			}
+			if (n < 0) {
+				writable = false;
+			} else {
+				x->resp_bytes += (uint64_t)n;
+				if (!could_take)
+					readable = true; /* room again, and the socket may hold more */
+			}
+		}
+		if (x->resp_remaining == 0 && splice_pipe_len(p) == 0) {
+			stop_splicing(s, false);
+			response_done(s);
+			return;
+		}
+		more = (readable && x->resp_remaining > 0 && splice_pipe_can_take(p)) ||
+		    (writable && splice_pipe_len(p) > 0);
+		if (!more)
+			break;
+	}
+	arm_spliced(x->sp->rev, &x->sp->rev_on, x->resp_remaining > 0 && splice_pipe_can_take(p),
+	    s->w->cfg->timeouts.response_ms);
+	arm_spliced(x->sp->wev, &x->sp->wev_on, splice_pipe_len(p) > 0, s->w->cfg->timeouts.client_idle_ms);
+}
+
+/* The upstream's (fd is its socket) or the client's event of a spliced body. */
+static void
+spliced_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+	bool client = fd == s->fd;
+
+	session_enter(s);
+	if (!s->dead && s->x->sp != NULL) {
+		if ((what & EV_TIMEOUT) && client)
+			session_kill(s);
+		else if (what & EV_TIMEOUT)
+			spliced_cut_short(s, true);
+		else if (client)
+			pump_spliced(s, !s->x->sp->rev_on, true);
+		else
+			pump_spliced(s, true, !s->x->sp->wev_on);
+	}
+	session_leave(s);
 }
 
 /* The response is complete: recycle the upstream, then next request or close. */
@@ -1701,6 +1893,7 @@ drop_upstream(struct session *s, bool reusable)
 
 	if (c == NULL)
 		return;
+	stop_splicing(s, false);
 	s->x->up = NULL;
 	if (reusable && !s->w->stopping) {
 		upstream_release(c);

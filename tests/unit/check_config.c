@@ -167,7 +167,7 @@ static const char full_conf[] =
     "          h2_max_streams = 7; };\n"
     "timeouts: { client_header = \"1s\"; client_idle = \"2s\"; connect = \"3s\";\n"
     "            response = \"4s\"; upstream_idle = \"5s\"; };\n"
-    "upstream: { keepalive = 0; purge_delay = \"250ms\"; };\n";
+    "upstream: { keepalive = 0; purge_delay = \"250ms\"; splice = 1048576; };\n";
 
 /* full_conf with %GROUP% replaced by a group that exists here. */
 static char *
@@ -333,6 +333,7 @@ START_TEST(test_full)
 	ck_assert_uint_eq(cfg->timeouts.upstream_idle_ms, 5000);
 	ck_assert_uint_eq(cfg->upstream.keepalive, 0);
 	ck_assert_uint_eq(cfg->upstream.purge_delay_ms, 250);
+	ck_assert_uint_eq(cfg->upstream.splice, 1048576);
 
 	config_free(cfg);
 	free(text);
@@ -433,6 +434,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->timeouts.upstream_idle_ms, 30000);
 	ck_assert_uint_eq(cfg->upstream.keepalive, CONFIG_KEEPALIVE_AUTO);
 	ck_assert_uint_eq(cfg->upstream.purge_delay_ms, 5000);
+	ck_assert_uint_eq(cfg->upstream.splice, 262144);
 	config_free(cfg);
 
 	/* ...and on, at the default address, when it is. */
@@ -766,6 +768,10 @@ static const struct bad_case bad_cases[] = {
 	    "3: 'upstream.purge_delay' must be at most 1h, not \"61m\""},
 	{BASE "upstream = { purge_delay = \"0s\"; };\n",
 	    "3: 'upstream.purge_delay' must be greater than 0"},
+	{BASE "upstream = { splice = -1; };\n",
+	    "3: 'upstream.splice' must be from 0 to 1099511627776, not -1"},
+	{BASE "upstream = { splice = \"1m\"; };\n",
+	    "3: 'upstream.splice' must be an integer"},
 	/* A syntax error: libconfig's own text, its line. */
 	{BASE "workers = = 4;\n", "3: syntax error"},
 };
