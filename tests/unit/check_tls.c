@@ -625,7 +625,8 @@ START_TEST(test_alpn_h2)
 	assert_peer(cl, strcmp(c->sni, "b.test") == 0 ? "b.pem" : "a.pem");
 	SSL_get0_alpn_selected(cl, &p, &len);
 	ck_assert_uint_eq(len, strlen(c->want));
-	ck_assert_int_eq(memcmp(p, c->want, len), 0);
+	if (len > 0) /* p is NULL when nothing was selected */
+		ck_assert_int_eq(memcmp(p, c->want, len), 0);
 	ck_assert(tls_alpn_is_h2(sv) == (strcmp(c->want, "h2") == 0));
 	SSL_free(cl);
 	SSL_free(sv);
