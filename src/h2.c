@@ -162,7 +162,6 @@ static void stream_free(struct h2_stream *st);
 static int stream_start(struct h2_stream *st);
 static void stream_readcb(struct bufferevent *bev, void *arg);
 static void stream_writecb(struct bufferevent *bev, void *arg);
-static void stream_eventcb(struct bufferevent *bev, short what, void *arg);
 static void stream_pump(struct h2_stream *st);
 static void stream_detach(struct h2_stream *st);
 static void idle_free(struct h2_idle *id, bool abort);
@@ -718,6 +717,17 @@ on_header(nghttp2_session *ng, const nghttp2_frame *frame, const uint8_t *name, 
 	return 0;
 }
 
+/* The request body ended (END_STREAM after DATA or trailers). */
+static void
+stream_end_body(struct h2_stream *st)
+{
+	if (st->req_end)
+		return;
+	st->req_end = true;
+	if (st->chunked && st->bev != NULL)
+		evbuffer_add(bufferevent_get_output(st->bev), "0\r\n\r\n", 5);
+}
+
 static int
 on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
 {
@@ -753,20 +763,15 @@ on_frame_recv(nghttp2_session *ng, const nghttp2_frame *frame, void *arg)
 				nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
 				return 0;
 			}
-		} else if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !st->req_end) {
-			st->req_end = true;
-			if (st->chunked && st->bev != NULL)
-				evbuffer_add(bufferevent_get_output(st->bev), "0\r\n\r\n", 5);
+		} else if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+			stream_end_body(st); /* after trailers */
 		}
 		break;
 	case NGHTTP2_DATA:
 		if ((st = stream_of(ng, frame->hd.stream_id)) == NULL)
 			break;
-		if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && !st->req_end) {
-			st->req_end = true;
-			if (st->chunked && st->bev != NULL)
-				evbuffer_add(bufferevent_get_output(st->bev), "0\r\n\r\n", 5);
-		}
+		if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+			stream_end_body(st);
 		break;
 	default:
 		break;
@@ -940,7 +945,9 @@ stream_start(struct h2_stream *st)
 		bufferevent_setwatermark(st->bev, EV_READ, 0, BODY_HIGH);
 		bufferevent_setwatermark(st->bev, EV_WRITE, 0, 0);
 	}
-	bufferevent_setcb(st->bev, stream_readcb, stream_writecb, stream_eventcb, st);
+	/* A pair reports no events we act on: the session's end is told
+	 * through h2_stream_session_gone(). */
+	bufferevent_setcb(st->bev, stream_readcb, stream_writecb, NULL, st);
 	bufferevent_enable(st->bev, EV_READ | EV_WRITE);
 	out = bufferevent_get_output(st->bev);
 	evbuffer_add(out, st->method, strlen(st->method));
@@ -1255,14 +1262,4 @@ stream_writecb(struct bufferevent *bev, void *arg)
 	st->unconsumed = 0;
 	conn_send(c);
 	conn_leave(c);
-}
-
-static void
-stream_eventcb(struct bufferevent *bev, short what, void *arg)
-{
-	(void)bev;
-	(void)what;
-	(void)arg;
-	/* A pair reports nothing we act on: the session's end is told
-	 * through h2_stream_session_gone(). */
 }
